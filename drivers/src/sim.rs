@@ -1,0 +1,1 @@
+//! The in-process simulated pack driver (being written).

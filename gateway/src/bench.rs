@@ -1,0 +1,143 @@
+//! `packgate bench`: simulated packs through the whole pipeline (collect,
+//! JetStream file store, data worker, SQLite), measured end to end.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
+use crate::store::SampleStore;
+use crate::telemetry::process;
+use crate::workers::collect::PackSet;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Simulated packs.
+    pub packs: usize,
+    /// How long to poll.
+    pub duration: Duration,
+    /// Polls per second per pack; 0 as fast as possible.
+    pub rate_hz: f64,
+    /// The nats-server executable.
+    pub nats_server_path: PathBuf,
+}
+
+/// The figures, with the key names of `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Samples acknowledged by JetStream.
+    pub published: u64,
+    /// Samples in SQLite.
+    pub stored: u64,
+    /// Published but never stored.
+    pub lost: u64,
+    /// Stored more than once.
+    pub duplicated: u64,
+    /// Stored samples per second of polling.
+    pub samples_per_s: f64,
+    /// Poll to SQLite commit, median, ms.
+    pub latency_ms_p50: f64,
+    /// Poll to SQLite commit, 99th percentile, ms.
+    pub latency_ms_p99: f64,
+    /// Poll to SQLite commit, largest, ms.
+    pub latency_ms_max: f64,
+    /// Gateway CPU seconds per 1,000 stored samples.
+    pub cpu_s_per_1k: f64,
+    /// Peak resident memory of the gateway, MB.
+    pub gateway_rss_mb: f64,
+    /// Peak resident memory of nats-server, MB.
+    pub broker_rss_mb: f64,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Temporary directory.
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The database could not be read back.
+    #[error("cannot read the results back: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs the benchmark in this process with an embedded nats-server in a
+/// temporary directory.
+pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let dir = tempfile::tempdir().map_err(BenchError::TempDir)?;
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.broker.nats_server_path = options.nats_server_path.clone();
+    config.add_sim_packs(options.packs);
+    config.collect.poll_interval_ms = if options.rate_hz > 0.0 {
+        ((1000.0 / options.rate_hz).round() as u64).max(10)
+    } else {
+        0
+    };
+    config.data.shutdown_drain_ms = 120_000;
+    let packs = PackSet::from_config(&config);
+    let broker = Broker::open(&config, "packgate-bench")
+        .await
+        .map_err(RunError::from)?;
+    let broker_pid = broker.server.as_ref().and_then(|s| s.pid());
+    let shutdown = CancellationToken::new();
+    let cpu_before = process::usage(None).cpu_s;
+    let stop = shutdown.clone();
+    let duration = options.duration;
+    tokio::spawn(async move {
+        tokio::time::sleep(duration).await;
+        stop.cancel();
+    });
+    let report = run_workers(&config, WorkerSet::ALL, packs, &broker, shutdown).await?;
+    let cpu_s = process::usage(None).cpu_s - cpu_before;
+    let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
+    broker.close(&config.data_dir).await;
+
+    let store = SampleStore::open_read_only(&config.database_path())?;
+    let stored = store.count()?;
+    let mut distinct = 0u64;
+    for pack in store.pack_ids()? {
+        let mut keys = store.keys_in_insert_order(&pack)?;
+        keys.sort_unstable();
+        keys.dedup();
+        distinct += keys.len() as u64;
+    }
+    let published = report
+        .collect
+        .as_ref()
+        .map_or(0, |m| m.samples_published.get());
+    let latency = report
+        .data
+        .as_ref()
+        .map(|m| m.poll_to_commit.summary())
+        .unwrap_or_else(|| crate::telemetry::LatencyHistogram::new("poll_to_commit").summary());
+    Ok(BenchReport {
+        published,
+        stored,
+        lost: published.saturating_sub(distinct),
+        duplicated: stored - distinct,
+        samples_per_s: stored as f64 / options.duration.as_secs_f64(),
+        latency_ms_p50: latency.p50_ms,
+        latency_ms_p99: latency.p99_ms,
+        latency_ms_max: latency.max_ms,
+        cpu_s_per_1k: if stored > 0 {
+            cpu_s / (stored as f64 / 1000.0)
+        } else {
+            0.0
+        },
+        gateway_rss_mb: mb(process::usage(None).peak_rss_bytes),
+        broker_rss_mb: mb(broker_rss),
+    })
+}

@@ -1,0 +1,85 @@
+//! Connecting to the local broker, reconnecting forever on our own.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+use crate::config::BrokerConfig;
+
+/// Why talking to the broker failed, by operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The URL or options are unusable.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The broker URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stream or consumer could not be created, read or updated.
+    #[error("cannot set up {what}: {reason}")]
+    Setup {
+        /// The stream or consumer.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The embedded nats-server could not start.
+    #[error(transparent)]
+    Server(#[from] super::server::ServerError),
+}
+
+/// Connects to `url` as `name`. The first connection is retried in the
+/// background, so a broker that is not up yet is waited for, and every
+/// later disconnection is followed by reconnection attempts without end.
+pub async fn connect(
+    url: &str,
+    name: &str,
+    config: &BrokerConfig,
+) -> Result<async_nats::Client, BrokerError> {
+    let url_owned = url.to_owned();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| {
+            // 0, 100 ms, 200 ms, ... capped at 2 s: a local broker comes
+            // back quickly, and the poll loop never waits on this.
+            Duration::from_millis((attempts as u64 * 100).min(2_000))
+        })
+        .event_callback(move |event| {
+            let url = url_owned.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(%url, "broker connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(%url, "broker disconnected; reconnecting")
+                    }
+                    other => tracing::info!(%url, event = %other, "broker event"),
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| BrokerError::Connect {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// A JetStream context whose API requests and publish acks time out after
+/// `config.request_timeout_ms`, with at most `max_ack_inflight` publishes
+/// awaiting their ack (the caller keeps its own window below it).
+pub fn jetstream_context(
+    client: async_nats::Client,
+    config: &BrokerConfig,
+    max_ack_inflight: usize,
+) -> jetstream::Context {
+    jetstream::context::ContextBuilder::new()
+        .timeout(Duration::from_millis(config.request_timeout_ms))
+        .max_ack_inflight(max_ack_inflight.max(1))
+        .build(client)
+}

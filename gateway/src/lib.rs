@@ -1,0 +1,15 @@
+//! packgate: an edge gateway for battery packs.
+//!
+//! It polls each pack's BMS, publishes typed samples into NATS JetStream on
+//! the same box, and runs small workers on that stream. The binary's CLI
+//! lives in `main.rs`; this library holds everything it runs, so tests and
+//! benchmarks drive the same code in-process.
+
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
+pub mod workers;

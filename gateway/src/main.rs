@@ -1,0 +1,336 @@
+//! The `packgate` command.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+use packgate::bench::{run_bench, BenchOptions};
+use packgate::cli::render::{write_samples, OutputFormat};
+use packgate::config::Config;
+use packgate::runtime::{cancel_on_signals, run_workers, Broker, WorkerSet, BROKER_URL_FILE};
+use packgate::store::SampleStore;
+use packgate::telemetry::{init_logging, LogFormat};
+use packgate::workers::collect::PackSet;
+use packgate_protocol::PackId;
+use tokio_util::sync::CancellationToken;
+
+/// Edge gateway for battery packs: polls each pack's BMS into NATS
+/// JetStream and runs the workers on that stream.
+#[derive(Debug, Parser)]
+#[command(name = "packgate", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every worker in this process (the default on the box).
+    Run(GatewayArgs),
+    /// Run only the collect worker: poll the packs and publish.
+    Collect(GatewayArgs),
+    /// Run only the data worker: store samples in SQLite.
+    Data(GatewayArgs),
+    /// Check a configuration file and print it with every default filled in.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Read stored data.
+    Query {
+        #[command(subcommand)]
+        what: QueryCommand,
+    },
+    /// Show live samples, one line per pack.
+    Watch {
+        #[command(flatten)]
+        target: BrokerArgs,
+        /// Print one table after a second and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Measure the whole pipeline with simulated packs.
+    Bench {
+        /// Simulated packs.
+        #[arg(long, default_value_t = 100)]
+        packs: usize,
+        /// Seconds of polling.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Polls per second per pack; 0 as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// The nats-server executable.
+        #[arg(long, default_value = "nats-server")]
+        nats_server: PathBuf,
+        /// End with one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueryCommand {
+    /// The latest samples of one pack, newest first.
+    Samples {
+        /// The pack.
+        #[arg(long)]
+        pack: PackId,
+        /// Most rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        #[command(flatten)]
+        source: ConfigArgs,
+        /// The database file (default: from the configuration).
+        #[arg(long)]
+        database: Option<PathBuf>,
+    },
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Without it the built-in defaults apply.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the configuration's.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Which broker to talk to.
+#[derive(Debug, Args)]
+struct BrokerArgs {
+    #[command(flatten)]
+    source: ConfigArgs,
+    /// URL of a running nats-server, overriding the configuration.
+    #[arg(long)]
+    nats_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Add N simulated packs (sim-01, sim-02...).
+    #[arg(long, num_args = 0..=1, default_missing_value = "4")]
+    sim: Option<usize>,
+}
+
+impl GatewayArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = self.broker.source.load()?;
+        if let Some(url) = &self.broker.nats_url {
+            config.broker.url = Some(url.clone());
+        }
+        if let Some(count) = self.sim {
+            config.add_sim_packs(count);
+        }
+        config.validate("command line")?;
+        Ok(config)
+    }
+}
+
+async fn run_gateway(args: &GatewayArgs, workers: WorkerSet, name: &str) -> anyhow::Result<()> {
+    let config = args.load()?;
+    if workers.collect && config.packs.is_empty() {
+        bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let packs = PackSet::from_config(&config);
+    let broker = Broker::open(&config, name)
+        .await
+        .context("opening the broker")?;
+    tracing::info!(
+        url = %broker.url,
+        packs = config.packs.len(),
+        data_dir = %config.data_dir.display(),
+        "packgate {} running; Ctrl-C to stop",
+        env!("CARGO_PKG_VERSION")
+    );
+    let result = run_workers(&config, workers, packs, &broker, shutdown).await;
+    broker.close(&config.data_dir).await;
+    let report = result?;
+    if let Some(collect) = &report.collect {
+        tracing::info!(
+            published = collect.samples_published.get(),
+            duplicates = collect.samples_duplicate.get(),
+            dropped = collect.samples_dropped.get(),
+            unpublished = report.publisher.unpublished,
+            "collect worker stopped"
+        );
+    }
+    if let Some(data) = &report.data {
+        tracing::info!(
+            stored = data.samples_stored.get(),
+            duplicates = data.samples_duplicate.get(),
+            malformed = data.messages_malformed.get(),
+            "data worker stopped"
+        );
+    }
+    Ok(())
+}
+
+async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let url = match (&target.nats_url, &config.broker.url) {
+        (Some(url), _) | (None, Some(url)) => url.clone(),
+        (None, None) => std::fs::read_to_string(config.data_dir.join(BROKER_URL_FILE))
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "no broker URL: pass --nats-url, or run `packgate run` with data directory {}",
+                    config.data_dir.display()
+                )
+            })?,
+    };
+    let client = tokio::time::timeout(
+        Duration::from_secs(5),
+        async_nats::ConnectOptions::new()
+            .name("packgate-watch")
+            .connect(url.as_str()),
+    )
+    .await
+    .with_context(|| format!("connecting to {url}: timed out"))?
+    .with_context(|| format!("connecting to {url}"))?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let mut stdout = std::io::stdout();
+    packgate::cli::watch::watch(client, &mut stdout, once, shutdown).await?;
+    Ok(())
+}
+
+fn query_samples(
+    pack: &PackId,
+    limit: usize,
+    format: OutputFormat,
+    source: &ConfigArgs,
+    database: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let path = match database {
+        Some(path) => path.clone(),
+        None => source.load()?.database_path(),
+    };
+    let store = SampleStore::open_read_only(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let rows = store.latest(pack, limit)?;
+    if rows.is_empty() {
+        eprintln!("no samples of pack {pack} in {}", path.display());
+    }
+    let mut stdout = std::io::stdout().lock();
+    write_samples(&mut stdout, &rows, format)?;
+    Ok(())
+}
+
+async fn bench(
+    packs: usize,
+    duration: u64,
+    rate: f64,
+    nats_server: PathBuf,
+    json: bool,
+) -> anyhow::Result<()> {
+    let options = BenchOptions {
+        packs,
+        duration: Duration::from_secs(duration),
+        rate_hz: rate,
+        nats_server_path: nats_server,
+    };
+    eprintln!("bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s");
+    let r = run_bench(&options).await?;
+    println!("samples published   {:>12}", r.published);
+    println!("samples stored      {:>12}", r.stored);
+    println!("lost                {:>12}", r.lost);
+    println!("duplicated          {:>12}", r.duplicated);
+    println!("samples/s stored    {:>12.0}", r.samples_per_s);
+    println!(
+        "poll to commit, ms  p50 {:.1}  p99 {:.1}  max {:.1}",
+        r.latency_ms_p50, r.latency_ms_p99, r.latency_ms_max
+    );
+    println!("CPU s / 1k samples  {:>12.4}", r.cpu_s_per_1k);
+    println!("gateway peak RSS MB {:>12.1}", r.gateway_rss_mb);
+    println!("broker peak RSS MB  {:>12.1}", r.broker_rss_mb);
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    if let Command::CheckConfig { file } = &cli.command {
+        let config = Config::load(file)?;
+        println!("{}: valid, {} packs", file.display(), config.packs.len());
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    if let Command::Query {
+        what:
+            QueryCommand::Samples {
+                pack,
+                limit,
+                format,
+                source,
+                database,
+            },
+    } = &cli.command
+    {
+        return query_samples(pack, *limit, *format, source, database.as_ref());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run_gateway(&args, WorkerSet::ALL, "packgate").await,
+            Command::Collect(args) => {
+                let workers = WorkerSet {
+                    collect: true,
+                    data: false,
+                };
+                run_gateway(&args, workers, "packgate-collect").await
+            }
+            Command::Data(args) => {
+                let workers = WorkerSet {
+                    collect: false,
+                    data: true,
+                };
+                run_gateway(&args, workers, "packgate-data").await
+            }
+            Command::Watch { target, once } => watch(&target, once).await,
+            Command::Bench {
+                packs,
+                duration,
+                rate,
+                nats_server,
+                json,
+            } => bench(packs, duration, rate, nats_server, json).await,
+            Command::CheckConfig { .. } | Command::Query { .. } => Ok(()),
+        }
+    })
+}

@@ -1,0 +1,69 @@
+//! CPU time and memory of a process, from /proc (Linux).
+
+/// Resource use of one process.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessUsage {
+    /// User plus system CPU time, seconds.
+    pub cpu_s: f64,
+    /// Resident memory now, bytes.
+    pub rss_bytes: u64,
+    /// Highest resident memory so far, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Reads the usage of process `pid` (`None`: this process). Missing
+/// fields (not Linux, process gone) read as zero.
+pub fn usage(pid: Option<u32>) -> ProcessUsage {
+    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let cpu_ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    ProcessUsage {
+        cpu_s: cpu_ticks as f64 / clock_ticks_per_s(),
+        rss_bytes: kib("VmRSS:"),
+        peak_rss_bytes: kib("VmHWM:"),
+    }
+}
+
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY-free: sysconf is a plain libc query with no pointers.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_uses_memory() {
+        let u = usage(None);
+        assert!(u.rss_bytes > 0);
+        assert!(u.peak_rss_bytes >= u.rss_bytes);
+    }
+}

@@ -1,0 +1,263 @@
+//! The owner task of one bus: polls its packs in turn on a drift-free
+//! schedule, each poll under a timeout, and turns the answers into samples
+//! and events. A pack that stops answering delays only its own slot: it is
+//! marked stale, declared offline, and polled with backoff until it answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use packgate_drivers::{DriverError, PackDriver};
+use packgate_protocol::{
+    AlarmFlags, BootId, DataQuality, Event, EventKind, PackReading, Sample,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Bus, CollectMetrics, Outgoing};
+use crate::config::CollectConfig;
+use crate::telemetry::now_ms;
+
+/// One pack's place on the bus and what the collector knows of it.
+#[derive(Debug)]
+struct PackSlot {
+    driver: Box<dyn PackDriver>,
+    /// Last sample sequence number used.
+    seq: u64,
+    /// Last event sequence number used.
+    event_seq: u64,
+    /// `None` until the first poll decides.
+    online: Option<bool>,
+    /// Consecutive failed polls.
+    failures: u32,
+    /// When the pack is due again (later than now while backing off).
+    next_poll_at: Instant,
+    /// Wait before the next poll of an offline pack.
+    backoff: Duration,
+    /// The last reading it gave, repeated as stale while it is silent.
+    last_reading: Option<PackReading>,
+    /// Alarm flags of the last reading.
+    alarms: AlarmFlags,
+}
+
+impl PackSlot {
+    fn new(driver: Box<dyn PackDriver>) -> Self {
+        Self {
+            driver,
+            seq: 0,
+            event_seq: 0,
+            online: None,
+            failures: 0,
+            next_poll_at: Instant::now(),
+            backoff: Duration::ZERO,
+            last_reading: None,
+            alarms: AlarmFlags::NONE,
+        }
+    }
+
+    fn event(&mut self, boot_id: BootId, kind: EventKind) -> Outgoing {
+        self.event_seq += 1;
+        Outgoing::Event(Event {
+            pack_id: self.driver.pack_id().clone(),
+            boot_id,
+            seq: self.event_seq,
+            timestamp_ms: now_ms(),
+            kind,
+        })
+    }
+
+    fn sample(
+        &mut self,
+        boot_id: BootId,
+        timestamp_ms: i64,
+        polled_at: Instant,
+        quality: DataQuality,
+        reading: PackReading,
+    ) -> Outgoing {
+        self.seq += 1;
+        Outgoing::Sample(
+            Sample {
+                pack_id: self.driver.pack_id().clone(),
+                boot_id,
+                seq: self.seq,
+                timestamp_ms,
+                quality,
+                reading,
+            },
+            polled_at,
+        )
+    }
+
+    /// Polls once and returns what to publish.
+    async fn poll(
+        &mut self,
+        config: &CollectConfig,
+        boot_id: BootId,
+        metrics: &CollectMetrics,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let timestamp_ms = now_ms();
+        let polled_at = Instant::now();
+        let timeout = config.request_timeout();
+        let result = match tokio::time::timeout(timeout, self.driver.poll()).await {
+            Ok(Ok(reading)) => reading
+                .validate()
+                .map(|()| reading)
+                .map_err(|e| DriverError::Protocol(e.to_string())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(DriverError::Timeout(timeout)),
+        };
+        metrics
+            .poll_latency
+            .record_us(polled_at.elapsed().as_micros() as u64);
+        match result {
+            Ok(reading) => self.answered(reading, boot_id, timestamp_ms, polled_at, metrics, out),
+            Err(error) => self.failed(error, config, boot_id, timestamp_ms, polled_at, metrics, out),
+        }
+    }
+
+    fn answered(
+        &mut self,
+        reading: PackReading,
+        boot_id: BootId,
+        timestamp_ms: i64,
+        polled_at: Instant,
+        metrics: &CollectMetrics,
+        out: &mut Vec<Outgoing>,
+    ) {
+        metrics.polls_ok.inc();
+        let pack = self.driver.pack_id().clone();
+        if self.online != Some(true) {
+            if self.online == Some(false) {
+                metrics.packs_offline.add(-1);
+                tracing::info!(%pack, after_failures = self.failures, "pack answers again: online");
+            }
+            self.online = Some(true);
+            out.push(self.event(boot_id, EventKind::PackOnline));
+        }
+        self.failures = 0;
+        self.backoff = Duration::ZERO;
+        self.next_poll_at = polled_at;
+        let raised = reading.alarms.difference(self.alarms);
+        let cleared = self.alarms.difference(reading.alarms);
+        if !raised.is_empty() {
+            tracing::warn!(%pack, alarms = ?raised.names(), "alarm raised");
+            out.push(self.event(boot_id, EventKind::AlarmRaised(raised)));
+        }
+        if !cleared.is_empty() {
+            tracing::info!(%pack, alarms = ?cleared.names(), "alarm cleared");
+            out.push(self.event(boot_id, EventKind::AlarmCleared(cleared)));
+        }
+        self.alarms = reading.alarms;
+        self.last_reading = Some(reading.clone());
+        out.push(self.sample(boot_id, timestamp_ms, polled_at, DataQuality::Fresh, reading));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &mut self,
+        error: DriverError,
+        config: &CollectConfig,
+        boot_id: BootId,
+        timestamp_ms: i64,
+        polled_at: Instant,
+        metrics: &CollectMetrics,
+        out: &mut Vec<Outgoing>,
+    ) {
+        metrics.poll_failed(error.kind());
+        self.failures = self.failures.saturating_add(1);
+        let pack = self.driver.pack_id().clone();
+        if self.failures == 1 {
+            tracing::warn!(%pack, %error, kind = error.kind().as_str(), "poll failed");
+        } else {
+            tracing::debug!(%pack, %error, failures = self.failures, "poll failed again");
+        }
+        if self.failures >= config.offline_after_failures {
+            if self.online != Some(false) {
+                self.online = Some(false);
+                metrics.packs_offline.add(1);
+                tracing::warn!(%pack, %error, failures = self.failures, "pack offline; polling with backoff");
+                out.push(self.event(
+                    boot_id,
+                    EventKind::PackOffline {
+                        reason: error.to_string(),
+                    },
+                ));
+            }
+            let floor = config.poll_interval().max(Duration::from_millis(100));
+            let ceiling = Duration::from_millis(config.offline_backoff_max_ms).max(floor);
+            self.backoff = (self.backoff * 2).clamp(floor, ceiling);
+            self.next_poll_at = polled_at + self.backoff;
+        }
+        if let Some(last) = self.last_reading.clone() {
+            metrics.samples_stale.inc();
+            out.push(self.sample(boot_id, timestamp_ms, polled_at, DataQuality::Stale, last));
+        }
+    }
+}
+
+/// The `tick`-th instant of a schedule that starts at `start`.
+fn tick_instant(start: Instant, period: Duration, tick: u64) -> Instant {
+    let nanos = u64::try_from(period.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(tick);
+    start + Duration::from_nanos(nanos)
+}
+
+/// Polls the packs of `bus` until `shutdown`, sending samples and events to
+/// the publisher.
+pub(super) async fn run_bus(
+    bus: Bus,
+    boot_id: BootId,
+    config: CollectConfig,
+    tx: mpsc::Sender<Outgoing>,
+    metrics: Arc<CollectMetrics>,
+    shutdown: CancellationToken,
+) {
+    let period = config.poll_interval();
+    let mut slots: Vec<PackSlot> = bus.drivers.into_iter().map(PackSlot::new).collect();
+    let start = Instant::now();
+    let mut tick: u64 = 0;
+    let mut out = Vec::new();
+    tracing::debug!(bus = %bus.name, packs = slots.len(), "bus started");
+    while !shutdown.is_cancelled() {
+        let round_start = Instant::now();
+        for slot in &mut slots {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if slot.next_poll_at > round_start {
+                continue;
+            }
+            slot.poll(&config, boot_id, &metrics, &mut out).await;
+            for item in out.drain(..) {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if period.is_zero() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tick += 1;
+        let mut next = tick_instant(start, period, tick);
+        let now = Instant::now();
+        if next <= now {
+            // The round overran: skip the missed ticks (counted), never
+            // poll in a burst to catch up.
+            let behind = u64::try_from((now - next).as_nanos() / period.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            metrics.late_ticks.add(behind);
+            tracing::debug!(bus = %bus.name, missed = behind, "poll round overran its period");
+            tick = tick.saturating_add(behind);
+            next = tick_instant(start, period, tick);
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!(bus = %bus.name, "bus stopped");
+}

@@ -1,0 +1,166 @@
+//! The collect worker: one owner task per bus polls its packs on a
+//! drift-free schedule, and one publisher task puts every sample and event
+//! into JetStream with an ack and a de-duplication id.
+
+mod bus;
+mod metrics;
+mod publisher;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use packgate_drivers::{PackDriver, SimDriver};
+use packgate_protocol::{BootId, Event, PackId, Sample};
+use packgate_sim::SimPack;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::CollectMetrics;
+pub use publisher::PublisherReport;
+
+use crate::config::{CollectConfig, Config, DriverKind};
+
+/// Something for the publisher to put on the stream.
+#[derive(Debug)]
+enum Outgoing {
+    /// A sample, with the monotonic instant it was polled.
+    Sample(Sample, tokio::time::Instant),
+    /// An event.
+    Event(Event),
+}
+
+/// The packs of one bus: polled in turn by one owner task.
+#[derive(Debug)]
+pub struct Bus {
+    /// A name for logs, such as the port or endpoint.
+    pub name: String,
+    /// The packs on it.
+    pub drivers: Vec<Box<dyn PackDriver>>,
+}
+
+/// The drivers built from the configuration, grouped into buses, and the
+/// simulated packs among them (so tests and the CLI can inject faults).
+#[derive(Debug, Default)]
+pub struct PackSet {
+    /// The buses to poll.
+    pub buses: Vec<Bus>,
+    /// Handles of the simulated packs, by pack id.
+    pub sims: HashMap<PackId, SimPack>,
+}
+
+impl PackSet {
+    /// Builds a driver per configured pack. A simulated pack has no shared
+    /// wire, so each is a bus of its own.
+    pub fn from_config(config: &Config) -> Self {
+        let mut set = PackSet::default();
+        for pack in &config.packs {
+            match pack.driver {
+                DriverKind::Sim => {
+                    let sim = SimPack::new(pack.sim.clone().unwrap_or_default());
+                    set.sims.insert(pack.id.clone(), sim.clone());
+                    set.buses.push(Bus {
+                        name: format!("sim:{}", pack.id),
+                        drivers: vec![Box::new(SimDriver::new(pack.id.clone(), sim))],
+                    });
+                }
+            }
+        }
+        set
+    }
+
+    /// Number of packs.
+    pub fn pack_count(&self) -> usize {
+        self.buses.iter().map(|b| b.drivers.len()).sum()
+    }
+}
+
+/// A running collect worker.
+#[derive(Debug)]
+pub struct Collector {
+    /// Its counters, shared with the metrics publisher.
+    pub metrics: Arc<CollectMetrics>,
+    /// This run's boot id.
+    pub boot_id: BootId,
+    buses: Vec<JoinHandle<()>>,
+    publisher: JoinHandle<PublisherReport>,
+}
+
+/// A fresh boot id: nanoseconds of the wall clock mixed with the pid, so
+/// two runs (even two at once) never share one.
+pub fn new_boot_id() -> BootId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 40);
+    // splitmix64 finaliser spreads the bits
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    BootId(x ^ (x >> 31))
+}
+
+impl Collector {
+    /// Starts polling every bus and publishing into `js`. Polling stops when
+    /// `shutdown` fires; [`Collector::finish`] then waits for the in-flight
+    /// publishes.
+    pub fn start(
+        config: &CollectConfig,
+        packs: PackSet,
+        js: jetstream::Context,
+        client: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let metrics = Arc::new(CollectMetrics::default());
+        let boot_id = new_boot_id();
+        // Room for one round of every pack, so a bus never waits on the
+        // publisher in normal running.
+        let capacity = (packs.pack_count() * 2).clamp(64, 16_384);
+        let (tx, rx) = mpsc::channel(capacity);
+        let buses = packs
+            .buses
+            .into_iter()
+            .map(|bus| {
+                tokio::spawn(bus::run_bus(
+                    bus,
+                    boot_id,
+                    config.clone(),
+                    tx.clone(),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        drop(tx);
+        let publisher = tokio::spawn(publisher::run_publisher(
+            rx,
+            js,
+            client,
+            config.clone(),
+            Arc::clone(&metrics),
+        ));
+        Self {
+            metrics,
+            boot_id,
+            buses,
+            publisher,
+        }
+    }
+
+    /// Waits for the buses to stop (after shutdown) and every accepted
+    /// sample to be acknowledged or given up on.
+    pub async fn finish(self) -> PublisherReport {
+        for bus in self.buses {
+            if let Err(e) = bus.await {
+                tracing::error!(error = %e, "bus task failed");
+            }
+        }
+        match self.publisher.await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(error = %e, "publisher task failed");
+                PublisherReport::default()
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Puts samples and events into JetStream: every message with a
+//! de-duplication id, at most `inflight_max` awaiting their ack, a failed
+//! publish retried in its original order, and a bounded queue whose
+//! overflow drops the oldest (counted, an ERROR) while the broker is gone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::Publish, context::PublishError, publish::PublishAck};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use packgate_protocol::{encode, names};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{CollectMetrics, Outgoing};
+use crate::config::CollectConfig;
+
+/// How long the publisher keeps trying at shutdown before it gives up on
+/// what is left (counted as unpublished).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One message on its way to the stream.
+#[derive(Debug)]
+struct Item {
+    /// Arrival order, so retries go out in the order they came.
+    order: u64,
+    subject: String,
+    msg_id: String,
+    payload: Bytes,
+    /// Set for samples: when the pack was polled.
+    polled_at: Option<Instant>,
+}
+
+impl Item {
+    fn from_outgoing(order: u64, outgoing: Outgoing) -> Self {
+        match outgoing {
+            Outgoing::Sample(sample, polled_at) => Item {
+                order,
+                subject: names::sample_subject(&sample.pack_id),
+                msg_id: sample.msg_id(),
+                payload: Bytes::from(encode(&sample)),
+                polled_at: Some(polled_at),
+            },
+            Outgoing::Event(event) => Item {
+                order,
+                subject: names::event_subject(&event.pack_id),
+                msg_id: event.msg_id(),
+                payload: Bytes::from(encode(&event)),
+                polled_at: None,
+            },
+        }
+    }
+}
+
+/// What was left when the publisher stopped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherReport {
+    /// Messages that could not be published before the flush timeout.
+    pub unpublished: u64,
+}
+
+type AckFuture = BoxFuture<'static, (Item, Result<PublishAck, PublishError>)>;
+
+/// The publisher's queues.
+#[derive(Debug)]
+struct Queues {
+    fresh: VecDeque<Item>,
+    retry: BTreeMap<u64, Item>,
+    limit: usize,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.fresh.len() + self.retry.len()
+    }
+
+    fn next(&mut self) -> Option<Item> {
+        self.retry
+            .pop_first()
+            .map(|(_, item)| item)
+            .or_else(|| self.fresh.pop_front())
+    }
+
+    /// Queues a new item, dropping the oldest queued one at the limit.
+    fn push(&mut self, item: Item, metrics: &CollectMetrics) {
+        if self.len() >= self.limit {
+            let dropped = self.next();
+            metrics.samples_dropped.inc();
+            if let Some(dropped) = dropped {
+                if metrics.samples_dropped.get() % 1000 == 1 {
+                    tracing::error!(
+                        msg_id = %dropped.msg_id,
+                        dropped_total = metrics.samples_dropped.get(),
+                        limit = self.limit,
+                        "publish queue full while the broker is unreachable: dropping the oldest message"
+                    );
+                }
+            }
+        }
+        self.fresh.push_back(item);
+    }
+}
+
+/// Publishes what the buses send until they are all gone, then flushes.
+pub(super) async fn run_publisher(
+    mut rx: mpsc::Receiver<Outgoing>,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    config: CollectConfig,
+    metrics: Arc<CollectMetrics>,
+) -> PublisherReport {
+    // Polling as fast as possible (benchmarks) is paced by the broker:
+    // the buses wait for room instead of the queue dropping the oldest.
+    let backpressure = config.poll_interval_ms == 0;
+    let mut queues = Queues {
+        fresh: VecDeque::new(),
+        retry: BTreeMap::new(),
+        limit: if backpressure {
+            config.inflight_max * 2
+        } else {
+            config.pending_max
+        },
+    };
+    let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let mut next_order: u64 = 0;
+    let mut retry_at: Option<Instant> = None;
+    let mut retry_delay = Duration::from_millis(50);
+    let retry_max = Duration::from_millis(config.publish_retry_max_ms.max(50));
+    let mut flush_deadline: Option<Instant> = None;
+    let mut failing = false;
+
+    loop {
+        // Fill the window while the broker is reachable.
+        while retry_at.is_none() && inflight.len() < config.inflight_max {
+            if client.connection_state() != async_nats::connection::State::Connected {
+                retry_at = Some(Instant::now() + retry_delay);
+                break;
+            }
+            let Some(item) = queues.next() else { break };
+            let publish = Publish::build()
+                .payload(item.payload.clone())
+                .message_id(&item.msg_id);
+            match js.send_publish(item.subject.clone(), publish).await {
+                Ok(ack) => inflight.push(Box::pin(async move { (item, ack.await) })),
+                Err(error) => {
+                    metrics.publish_failures.inc();
+                    if !failing {
+                        tracing::warn!(%error, "publish failed; retrying with backoff");
+                        failing = true;
+                    }
+                    queues.retry.insert(item.order, item);
+                    retry_at = Some(Instant::now() + retry_delay);
+                    retry_delay = (retry_delay * 2).min(retry_max);
+                }
+            }
+        }
+        metrics.pending.set(queues.len() as i64);
+        metrics.inflight.set(inflight.len() as i64);
+        if flush_deadline.is_some() && queues.len() == 0 && inflight.is_empty() {
+            break;
+        }
+
+        tokio::select! {
+            biased;
+            Some((item, result)) = inflight.next(), if !inflight.is_empty() => match result {
+                Ok(ack) => {
+                    if failing {
+                        tracing::info!("publishing again");
+                        failing = false;
+                    }
+                    retry_delay = Duration::from_millis(50);
+                    match item.polled_at {
+                        Some(polled_at) => {
+                            metrics.publish_latency.record_us(polled_at.elapsed().as_micros() as u64);
+                            if ack.duplicate {
+                                metrics.samples_duplicate.inc();
+                            } else {
+                                metrics.samples_published.inc();
+                            }
+                        }
+                        None => metrics.events_published.inc(),
+                    }
+                }
+                Err(error) => {
+                    metrics.publish_failures.inc();
+                    if !failing {
+                        tracing::warn!(%error, msg_id = %item.msg_id, "publish not acknowledged; retrying");
+                        failing = true;
+                    }
+                    queues.retry.insert(item.order, item);
+                    if retry_at.is_none() {
+                        retry_at = Some(Instant::now() + retry_delay);
+                        retry_delay = (retry_delay * 2).min(retry_max);
+                    }
+                }
+            },
+            received = rx.recv(), if flush_deadline.is_none()
+                && !(backpressure && queues.len() >= queues.limit) => match received {
+                Some(outgoing) => {
+                    next_order += 1;
+                    queues.push(Item::from_outgoing(next_order, outgoing), &metrics);
+                }
+                None => flush_deadline = Some(Instant::now() + FLUSH_TIMEOUT),
+            },
+            () = sleep_until_opt(retry_at), if retry_at.is_some() => retry_at = None,
+            () = sleep_until_opt(flush_deadline), if flush_deadline.is_some() => {
+                let unpublished = (queues.len() + inflight.len()) as u64;
+                metrics.unpublished_at_exit.add(unpublished);
+                tracing::error!(unpublished, "broker unreachable at shutdown: messages not published");
+                metrics.pending.set(0);
+                metrics.inflight.set(0);
+                return PublisherReport { unpublished };
+            }
+        }
+    }
+    metrics.pending.set(0);
+    metrics.inflight.set(0);
+    PublisherReport::default()
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,303 @@
+//! The data worker: reads samples from its durable pull consumer in
+//! batches, commits each batch to SQLite in one transaction, and acks the
+//! messages only after the commit. A redelivered sample hits the unique key
+//! and is not stored twice; a message that cannot be decoded is counted,
+//! logged and terminated so it is not redelivered forever.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use packgate_protocol::{decode, names, Sample};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{ensure_consumer, BrokerError};
+use crate::config::DataConfig;
+use crate::store::{SampleStore, StoreError};
+use crate::telemetry::{now_ms, Counter, LatencyHistogram};
+
+/// Why the data worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The database could not be opened.
+    #[error("cannot open the sample database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: StoreError,
+    },
+    /// The consumer could not be set up.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// What the data worker has done.
+#[derive(Debug)]
+pub struct DataMetrics {
+    /// Samples committed (new rows).
+    pub samples_stored: Counter,
+    /// Redelivered samples already in the database.
+    pub samples_duplicate: Counter,
+    /// Messages that could not be decoded, terminated.
+    pub messages_malformed: Counter,
+    /// Batches committed.
+    pub batches_committed: Counter,
+    /// Commits that failed (the batch is redelivered).
+    pub store_failures: Counter,
+    /// Acks that could not be sent (the sample will be redelivered and
+    /// recognised as a duplicate).
+    pub ack_failures: Counter,
+    /// Rows removed by retention.
+    pub rows_pruned: Counter,
+    /// From poll to commit.
+    pub poll_to_commit: LatencyHistogram,
+}
+
+impl Default for DataMetrics {
+    fn default() -> Self {
+        Self {
+            samples_stored: Counter::default(),
+            samples_duplicate: Counter::default(),
+            messages_malformed: Counter::default(),
+            batches_committed: Counter::default(),
+            store_failures: Counter::default(),
+            ack_failures: Counter::default(),
+            rows_pruned: Counter::default(),
+            poll_to_commit: LatencyHistogram::new("poll_to_commit"),
+        }
+    }
+}
+
+impl DataMetrics {
+    /// Named counter values, for a metrics snapshot.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        [
+            ("samples_stored", &self.samples_stored),
+            ("samples_duplicate", &self.samples_duplicate),
+            ("messages_malformed", &self.messages_malformed),
+            ("batches_committed", &self.batches_committed),
+            ("store_failures", &self.store_failures),
+            ("ack_failures", &self.ack_failures),
+            ("rows_pruned", &self.rows_pruned),
+        ]
+        .into_iter()
+        .map(|(name, counter)| (name.to_owned(), counter.get()))
+        .collect()
+    }
+}
+
+/// Runs the data worker until `shutdown`; the batch in hand is committed
+/// and acked before it returns.
+pub async fn run_data(
+    config: DataConfig,
+    database: PathBuf,
+    js: jetstream::Context,
+    metrics: Arc<DataMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), DataError> {
+    let store = SampleStore::open(&database).map_err(|source| DataError::Open {
+        path: database.clone(),
+        source,
+    })?;
+    let store = Arc::new(Mutex::new(store));
+    let consumer = loop {
+        match ensure_consumer(&js, &names::DATA_CONSUMER).await {
+            Ok((consumer, _)) => break consumer,
+            Err(error) => {
+                tracing::warn!(%error, "data consumer not ready; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+    };
+    let retention = tokio::spawn(run_retention(
+        config.clone(),
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
+    let linger = Duration::from_millis(config.batch_linger_ms);
+    let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch_max_samples);
+    'outer: while !shutdown.is_cancelled() {
+        let mut messages = match consumer
+            .stream()
+            .max_messages_per_batch(config.batch_max_samples.max(1))
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "cannot pull from the samples stream; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        loop {
+            // Wait for the first message of a batch, or shutdown.
+            let first = tokio::select! {
+                next = messages.next() => next,
+                () = shutdown.cancelled() => break 'outer,
+            };
+            match first {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "pull stream hiccup");
+                    continue;
+                }
+                None => break,
+            }
+            // Fill the batch until it is full or the linger time is over.
+            let deadline = Instant::now() + linger;
+            while batch.len() < config.batch_max_samples {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    Ok(Some(Err(error))) => tracing::debug!(%error, "pull stream hiccup"),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            commit_batch(&mut batch, &store, &metrics).await;
+        }
+    }
+    if !batch.is_empty() {
+        commit_batch(&mut batch, &store, &metrics).await;
+    }
+    let _ = retention.await;
+    Ok(())
+}
+
+/// Decodes, commits and acks one batch; on a failed commit nothing is
+/// acked and the messages come back after a delay.
+async fn commit_batch(
+    batch: &mut Vec<jetstream::Message>,
+    store: &Arc<Mutex<SampleStore>>,
+    metrics: &DataMetrics,
+) {
+    let mut samples = Vec::with_capacity(batch.len());
+    let mut kept = Vec::with_capacity(batch.len());
+    for message in batch.drain(..) {
+        match decode::<Sample>(&message.payload) {
+            Ok(sample) => {
+                samples.push(sample);
+                kept.push(message);
+            }
+            Err(error) => {
+                metrics.messages_malformed.inc();
+                tracing::warn!(
+                    subject = %message.subject,
+                    %error,
+                    kind = error.kind_name(),
+                    "malformed message on the samples stream: terminated"
+                );
+                if let Err(error) = message.ack_with(AckKind::Term).await {
+                    metrics.ack_failures.inc();
+                    tracing::warn!(%error, "cannot terminate a malformed message");
+                }
+            }
+        }
+    }
+    if samples.is_empty() {
+        return;
+    }
+    let store = Arc::clone(store);
+    let committed = tokio::task::spawn_blocking(move || {
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = store.insert_batch(&samples, now_ms());
+        (samples, outcome)
+    })
+    .await;
+    let (samples, outcome) = match committed {
+        Ok(result) => result,
+        Err(error) => {
+            tracing::error!(%error, "store task failed");
+            return;
+        }
+    };
+    match outcome {
+        Ok(outcome) => {
+            metrics.samples_stored.add(outcome.inserted as u64);
+            metrics.samples_duplicate.add(outcome.duplicates as u64);
+            metrics.batches_committed.inc();
+            let now = now_ms();
+            for sample in &samples {
+                let latency_ms = (now - sample.timestamp_ms).max(0);
+                metrics
+                    .poll_to_commit
+                    .record_us(u64::try_from(latency_ms).unwrap_or(0) * 1000);
+            }
+            for message in kept {
+                if let Err(error) = message.ack().await {
+                    metrics.ack_failures.inc();
+                    tracing::debug!(%error, "ack failed; the sample will be redelivered");
+                }
+            }
+        }
+        Err(error) => {
+            metrics.store_failures.inc();
+            tracing::error!(
+                %error,
+                samples = kept.len(),
+                disk_full = error.is_disk_full(),
+                "cannot commit samples; they stay in the stream and are retried"
+            );
+            for message in kept {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Deletes samples older than the retention period, a bounded number of
+/// rows at a time, every `retention_interval_s`.
+async fn run_retention(
+    config: DataConfig,
+    store: Arc<Mutex<SampleStore>>,
+    metrics: Arc<DataMetrics>,
+    shutdown: CancellationToken,
+) {
+    if config.retention_days == 0 {
+        return;
+    }
+    let period = Duration::from_secs(config.retention_interval_s.max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let cutoff_ms = now_ms() - i64::from(config.retention_days) * 86_400_000;
+        loop {
+            let store = Arc::clone(&store);
+            let pruned = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .prune_older_than(cutoff_ms, 5_000)
+            })
+            .await;
+            match pruned {
+                Ok(Ok(0)) => break,
+                Ok(Ok(rows)) => metrics.rows_pruned.add(rows as u64),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "retention failed; trying again next period");
+                    break;
+                }
+                Err(_) => break,
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The workers on the stream. Each talks to the others only through NATS,
+//! so each runs in the one `packgate run` process or as its own process.
+
+pub mod collect;
+pub mod data;

@@ -1,0 +1,24 @@
+//! packgate's wire contract: the typed messages that flow between the
+//! collector, the workers and the cloud, their versioned postcard codec, and
+//! every NATS name (subjects, streams, consumers) in one place.
+//!
+//! This crate is pure: no I/O, no async runtime. Everything here can be
+//! unit- and property-tested without a broker.
+
+pub mod codec;
+pub mod command;
+pub mod event;
+pub mod ids;
+pub mod metrics;
+pub mod names;
+pub mod sample;
+
+pub use codec::{decode, encode, DecodeError, MessageKind, WireMessage, SCHEMA_VERSION};
+pub use command::{Command, CommandId, CommandOrigin, CommandOutcome, CommandReply, SettingName};
+pub use event::{Event, EventKind};
+pub use ids::{BootId, IdError, PackId};
+pub use metrics::{LatencySummary, MetricsSnapshot};
+pub use sample::{
+    AlarmFlags, BalancingState, CellVoltages, DataQuality, PackReading, Sample, SampleError,
+    Temperatures, MAX_CELLS, MAX_TEMPERATURE_SENSORS,
+};

@@ -1,0 +1,362 @@
+//! One poll of one pack: the measured values and where they came from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BootId, PackId};
+
+/// Most cells in series a sample can carry (a 96 V LFP pack has 32).
+pub const MAX_CELLS: usize = 32;
+/// Most temperature sensors a sample can carry.
+pub const MAX_TEMPERATURE_SENSORS: usize = 16;
+
+/// Why a sample or reading is not well-formed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SampleError {
+    /// Cell count outside 1..=[`MAX_CELLS`].
+    #[error("{0} cell voltages; a sample carries 1 to {MAX_CELLS}")]
+    CellCount(usize),
+    /// Sensor count outside 1..=[`MAX_TEMPERATURE_SENSORS`].
+    #[error("{0} temperatures; a sample carries 1 to {MAX_TEMPERATURE_SENSORS}")]
+    TemperatureCount(usize),
+    /// A value is NaN or infinite.
+    #[error("field {0} is not a finite number")]
+    NotFinite(&'static str),
+    /// Sequence numbers start at 1.
+    #[error("sequence number 0 is reserved")]
+    ZeroSequence,
+}
+
+/// Voltages of the series cells, in volts, cell 1 first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CellVoltages(pub Vec<f32>);
+
+impl CellVoltages {
+    /// Lowest cell voltage and its 0-based index, if there is a cell.
+    pub fn min_v(&self) -> Option<(usize, f32)> {
+        self.0
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// Highest cell voltage and its 0-based index, if there is a cell.
+    pub fn max_v(&self) -> Option<(usize, f32)> {
+        self.0
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// Temperatures of the pack's sensors, in degrees Celsius.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Temperatures(pub Vec<f32>);
+
+impl Temperatures {
+    /// Highest temperature, if there is a sensor.
+    pub fn max_c(&self) -> Option<f32> {
+        self.0.iter().copied().max_by(f32::total_cmp)
+    }
+}
+
+/// Which cells are being bled by the balancer: bit `n` is cell `n + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BalancingState(pub u32);
+
+impl BalancingState {
+    /// Whether the balancer bleeds the 0-based cell `index`.
+    pub fn is_balancing(self, index: usize) -> bool {
+        index < 32 && self.0 & (1 << index) != 0
+    }
+
+    /// Number of cells being balanced.
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+}
+
+/// Protection and alarm flags raised by the BMS.
+///
+/// A bit set means the condition is active now. Drivers map each BMS's own
+/// bits onto these; a condition the BMS does not report stays clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
+pub struct AlarmFlags(pub u32);
+
+macro_rules! alarm_flags {
+    ($($(#[$doc:meta])* $name:ident = $bit:expr, $text:literal;)*) => {
+        impl AlarmFlags {
+            $($(#[$doc])* pub const $name: AlarmFlags = AlarmFlags(1 << $bit);)*
+            /// Every named flag with its stable text name.
+            pub const ALL: &'static [(AlarmFlags, &'static str)] = &[$((AlarmFlags::$name, $text)),*];
+        }
+    };
+}
+
+alarm_flags! {
+    /// A cell is above its over-voltage limit.
+    CELL_OVER_VOLTAGE = 0, "cell_over_voltage";
+    /// A cell is below its under-voltage limit.
+    CELL_UNDER_VOLTAGE = 1, "cell_under_voltage";
+    /// The pack voltage is above its limit.
+    PACK_OVER_VOLTAGE = 2, "pack_over_voltage";
+    /// The pack voltage is below its limit.
+    PACK_UNDER_VOLTAGE = 3, "pack_under_voltage";
+    /// Charge current above its limit.
+    CHARGE_OVER_CURRENT = 4, "charge_over_current";
+    /// Discharge current above its limit.
+    DISCHARGE_OVER_CURRENT = 5, "discharge_over_current";
+    /// A temperature is above its limit.
+    OVER_TEMPERATURE = 6, "over_temperature";
+    /// A temperature is below its limit.
+    UNDER_TEMPERATURE = 7, "under_temperature";
+    /// Short circuit protection tripped.
+    SHORT_CIRCUIT = 8, "short_circuit";
+    /// Cell voltages spread further than allowed.
+    CELL_IMBALANCE = 9, "cell_imbalance";
+    /// The BMS reports an internal fault.
+    BMS_FAULT = 10, "bms_fault";
+}
+
+impl AlarmFlags {
+    /// No alarm.
+    pub const NONE: AlarmFlags = AlarmFlags(0);
+
+    /// Whether every bit of `other` is set.
+    pub fn contains(self, other: AlarmFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: AlarmFlags) -> AlarmFlags {
+        AlarmFlags(self.0 | other.0)
+    }
+
+    /// Flags set here and not in `other`.
+    pub fn difference(self, other: AlarmFlags) -> AlarmFlags {
+        AlarmFlags(self.0 & !other.0)
+    }
+
+    /// The names of the set flags, `bit_N` for a bit without a name.
+    pub fn names(self) -> Vec<String> {
+        (0..32)
+            .filter(|bit| self.0 & (1 << bit) != 0)
+            .map(|bit| {
+                AlarmFlags::ALL
+                    .iter()
+                    .find(|(flag, _)| flag.0 == 1 << bit)
+                    .map_or_else(|| format!("bit_{bit}"), |(_, name)| (*name).to_owned())
+            })
+            .collect()
+    }
+}
+
+/// Whether a sample holds values read in this poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DataQuality {
+    /// Read from the pack in this poll.
+    #[default]
+    Fresh,
+    /// The pack did not answer this poll: the values are the last ones it
+    /// gave (or, for CAN, fields whose frames did not arrive are old).
+    Stale,
+}
+
+impl DataQuality {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataQuality::Fresh => "fresh",
+            DataQuality::Stale => "stale",
+        }
+    }
+}
+
+/// What a BMS reports in one poll, independent of who polled it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PackReading {
+    /// Pack terminal voltage, volts.
+    pub pack_voltage_v: f32,
+    /// Pack current, amperes: positive while charging, negative while
+    /// discharging.
+    pub current_a: f32,
+    /// State of charge, percent (0..=100).
+    pub soc_pct: f32,
+    /// State of health, percent (0..=100).
+    pub soh_pct: f32,
+    /// Series cell voltages.
+    pub cell_voltages_v: CellVoltages,
+    /// Temperature sensor readings.
+    pub temperatures_c: Temperatures,
+    /// Cells being balanced.
+    pub balancing: BalancingState,
+    /// Active protection and alarm conditions.
+    pub alarms: AlarmFlags,
+    /// Whether the BMS allows charging (its charge switch is closed).
+    pub charge_enabled: bool,
+    /// Whether the BMS allows discharging.
+    pub discharge_enabled: bool,
+}
+
+impl PackReading {
+    /// Lowest cell voltage, volts (0 when no cell is reported).
+    pub fn min_cell_v(&self) -> f32 {
+        self.cell_voltages_v.min_v().map_or(0.0, |(_, v)| v)
+    }
+
+    /// Highest cell voltage, volts (0 when no cell is reported).
+    pub fn max_cell_v(&self) -> f32 {
+        self.cell_voltages_v.max_v().map_or(0.0, |(_, v)| v)
+    }
+
+    /// Highest temperature, degrees Celsius (0 when no sensor is reported).
+    pub fn max_temperature_c(&self) -> f32 {
+        self.temperatures_c.max_c().unwrap_or(0.0)
+    }
+
+    /// Checks the counts and that every value is a finite number.
+    pub fn validate(&self) -> Result<(), SampleError> {
+        let cells = self.cell_voltages_v.0.len();
+        if !(1..=MAX_CELLS).contains(&cells) {
+            return Err(SampleError::CellCount(cells));
+        }
+        let sensors = self.temperatures_c.0.len();
+        if !(1..=MAX_TEMPERATURE_SENSORS).contains(&sensors) {
+            return Err(SampleError::TemperatureCount(sensors));
+        }
+        let scalars = [
+            ("pack_voltage_v", self.pack_voltage_v),
+            ("current_a", self.current_a),
+            ("soc_pct", self.soc_pct),
+            ("soh_pct", self.soh_pct),
+        ];
+        for (name, value) in scalars {
+            if !value.is_finite() {
+                return Err(SampleError::NotFinite(name));
+            }
+        }
+        if !self.cell_voltages_v.0.iter().all(|v| v.is_finite()) {
+            return Err(SampleError::NotFinite("cell_voltages_v"));
+        }
+        if !self.temperatures_c.0.iter().all(|v| v.is_finite()) {
+            return Err(SampleError::NotFinite("temperatures_c"));
+        }
+        Ok(())
+    }
+}
+
+/// One poll of one pack, stamped with who and when.
+///
+/// `(pack_id, boot_id, seq)` is unique and orders the samples of a pack
+/// within one collector run; it is the de-duplication id on the stream and
+/// the unique key in every store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The pack polled.
+    pub pack_id: PackId,
+    /// The collector run that polled it.
+    pub boot_id: BootId,
+    /// Per-pack sequence number within the run, from 1, no gaps.
+    pub seq: u64,
+    /// Wall-clock time of the poll, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Whether the values were read in this poll.
+    pub quality: DataQuality,
+    /// The values.
+    pub reading: PackReading,
+}
+
+impl Sample {
+    /// The de-duplication id: `pack:boot:seq`.
+    pub fn msg_id(&self) -> String {
+        format!("{}:{}:{}", self.pack_id, self.boot_id, self.seq)
+    }
+
+    /// Checks the reading and the sequence number.
+    pub fn validate(&self) -> Result<(), SampleError> {
+        if self.seq == 0 {
+            return Err(SampleError::ZeroSequence);
+        }
+        self.reading.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading() -> PackReading {
+        PackReading {
+            pack_voltage_v: 52.8,
+            current_a: -12.5,
+            soc_pct: 71.0,
+            soh_pct: 98.0,
+            cell_voltages_v: CellVoltages(vec![3.30, 3.28, 3.31, 3.29]),
+            temperatures_c: Temperatures(vec![24.0, 26.5]),
+            balancing: BalancingState(0b0100),
+            alarms: AlarmFlags::NONE,
+            charge_enabled: true,
+            discharge_enabled: true,
+        }
+    }
+
+    #[test]
+    fn min_max_cell_and_temperature() {
+        let r = reading();
+        assert_eq!(r.cell_voltages_v.min_v(), Some((1, 3.28)));
+        assert_eq!(r.cell_voltages_v.max_v(), Some((2, 3.31)));
+        assert_eq!(r.max_temperature_c(), 26.5);
+        assert!(r.balancing.is_balancing(2));
+        assert!(!r.balancing.is_balancing(0));
+        assert!(!r.balancing.is_balancing(40));
+    }
+
+    #[test]
+    fn validate_rejects_bad_counts_and_nan() {
+        let mut r = reading();
+        r.cell_voltages_v.0.clear();
+        assert_eq!(r.validate(), Err(SampleError::CellCount(0)));
+        let mut r = reading();
+        r.temperatures_c.0 = vec![20.0; 17];
+        assert_eq!(r.validate(), Err(SampleError::TemperatureCount(17)));
+        let mut r = reading();
+        r.current_a = f32::NAN;
+        assert_eq!(r.validate(), Err(SampleError::NotFinite("current_a")));
+        assert_eq!(reading().validate(), Ok(()));
+    }
+
+    #[test]
+    fn alarm_names_cover_known_and_unknown_bits() {
+        let flags = AlarmFlags::OVER_TEMPERATURE
+            .union(AlarmFlags::CELL_UNDER_VOLTAGE)
+            .union(AlarmFlags(1 << 31));
+        assert_eq!(
+            flags.names(),
+            vec!["cell_under_voltage", "over_temperature", "bit_31"]
+        );
+        assert!(flags.contains(AlarmFlags::OVER_TEMPERATURE));
+        assert_eq!(
+            flags.difference(AlarmFlags::OVER_TEMPERATURE),
+            AlarmFlags::CELL_UNDER_VOLTAGE.union(AlarmFlags(1 << 31))
+        );
+    }
+
+    #[test]
+    fn msg_id_is_pack_boot_seq() {
+        let s = Sample {
+            pack_id: PackId::new("p1").unwrap(),
+            boot_id: BootId(0xff),
+            seq: 7,
+            timestamp_ms: 0,
+            quality: DataQuality::Fresh,
+            reading: reading(),
+        };
+        assert_eq!(s.msg_id(), "p1:00000000000000ff:7");
+    }
+}

@@ -1,0 +1,114 @@
+//! Shared parts of the end-to-end tests: a real nats-server per test on a
+//! free port with a temporary store, configurations with simulated packs,
+//! and checks on what reached SQLite.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use packgate::broker::{NatsServer, NatsServerOptions};
+use packgate::config::Config;
+use packgate::store::SampleStore;
+use packgate_protocol::{BootId, PackId};
+
+/// A nats-server for one test, with its store in a temporary directory.
+pub struct TestBroker {
+    pub server: NatsServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = NatsServerOptions::new(dir.path().join("store"));
+        if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
+            options.executable = PathBuf::from(path);
+        }
+        let server = NatsServer::start(options).await.expect("nats-server starts");
+        Self { server, dir }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+/// A configuration for `packs` simulated packs polled every
+/// `poll_interval_ms`, against `url`, with its data in `data_dir`.
+pub fn sim_config(url: &str, data_dir: &Path, packs: usize, poll_interval_ms: u64) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    config.broker.url = Some(url.to_owned());
+    config.broker.request_timeout_ms = 2_000;
+    config.collect.poll_interval_ms = poll_interval_ms;
+    config.data.shutdown_drain_ms = 10_000;
+    config.add_sim_packs(packs);
+    config
+}
+
+/// Every stored `(boot, seq)` per pack, in insertion order.
+pub fn stored_keys(database: &Path) -> BTreeMap<PackId, Vec<(BootId, u64)>> {
+    let store = SampleStore::open_read_only(database).unwrap();
+    store
+        .pack_ids()
+        .unwrap()
+        .into_iter()
+        .map(|pack| {
+            let keys = store.keys_in_insert_order(&pack).unwrap();
+            (pack, keys)
+        })
+        .collect()
+}
+
+/// Asserts that each pack's samples are stored exactly once, with
+/// sequence numbers 1..=n of one boot and no gap; returns the total.
+/// With `in_order`, the rows must also have been inserted in sequence order.
+pub fn assert_exactly_once(
+    database: &Path,
+    packs: usize,
+    in_order: bool,
+) -> u64 {
+    let keys = stored_keys(database);
+    assert_eq!(keys.len(), packs, "packs in the database: {:?}", keys.keys());
+    let mut total = 0;
+    for (pack, rows) in keys {
+        assert!(!rows.is_empty(), "{pack}: nothing stored");
+        let boot = rows[0].0;
+        assert!(rows.iter().all(|(b, _)| *b == boot), "{pack}: several boots");
+        let mut seqs: Vec<u64> = rows.iter().map(|(_, s)| *s).collect();
+        if in_order {
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{pack}: out of order: {seqs:?}");
+        }
+        seqs.sort_unstable();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "{pack}: gap or duplicate in sequence numbers");
+        total += rows.len() as u64;
+    }
+    total
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Number of messages in a stream.
+pub async fn stream_messages(url: &str, stream: &str) -> u64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(stream).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
