@@ -10,27 +10,45 @@ fn packgate() -> Command {
 
 #[test]
 fn check_config_accepts_the_example_and_names_a_bad_key() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/packgate.example.toml");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/packgate.example.toml"
+    );
     let out = packgate().args(["check-config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("valid, 1 packs"), "{stdout}");
     assert!(stdout.contains("poll_interval_ms = 1000"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[collect]\npoll_interval_ms = 1000\nrequest_timout_ms = 5\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[collect]\npoll_interval_ms = 1000\nrequest_timout_ms = 5\n",
+    )
+    .unwrap();
     let out = packgate().arg("check-config").arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("request_timout_ms") && stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.contains("request_timout_ms") && stderr.contains("line 3"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_missing_nats_server_says_how_to_install_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, "[broker]\nnats_server_path = \"/nonexistent/nats-server\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[broker]\nnats_server_path = \"/nonexistent/nats-server\"\n",
+    )
+    .unwrap();
     let out = packgate()
         .args(["run", "--sim", "1", "--config"])
         .arg(&config)
@@ -45,11 +63,22 @@ fn a_missing_nats_server_says_how_to_install_it() {
 
 #[test]
 fn every_command_has_help() {
-    for command in [vec![], vec!["run"], vec!["collect"], vec!["data"], vec!["check-config"],
-                    vec!["query", "samples"], vec!["watch"], vec!["bench"]] {
+    for command in [
+        vec![],
+        vec!["run"],
+        vec!["collect"],
+        vec!["data"],
+        vec!["check-config"],
+        vec!["query", "samples"],
+        vec!["watch"],
+        vec!["bench"],
+    ] {
         let out = packgate().args(&command).arg("--help").output().unwrap();
         assert!(out.status.success(), "{command:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{command:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{command:?}"
+        );
     }
 }
 
@@ -58,7 +87,14 @@ async fn run_then_query_shows_the_stored_samples() {
     let broker = support::TestBroker::start().await;
     let data_dir = broker.dir.path().join("data");
     let mut gateway = packgate()
-        .args(["run", "--sim", "2", "--nats-url", &broker.url(), "--data-dir"])
+        .args([
+            "run",
+            "--sim",
+            "2",
+            "--nats-url",
+            &broker.url(),
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .env("RUST_LOG", "warn")
         .spawn()
@@ -80,13 +116,31 @@ async fn run_then_query_shows_the_stored_samples() {
     }
     assert!(gateway.wait().unwrap().success());
 
-    for (format, needle) in [("table", "fresh"), ("json", "\"pack_id\":\"sim-01\""), ("csv", "sim-01")] {
+    for (format, needle) in [
+        ("table", "fresh"),
+        ("json", "\"pack_id\":\"sim-01\""),
+        ("csv", "sim-01"),
+    ] {
         let out = packgate()
-            .args(["query", "samples", "--pack", "sim-01", "--limit", "3", "--format", format, "--data-dir"])
+            .args([
+                "query",
+                "samples",
+                "--pack",
+                "sim-01",
+                "--limit",
+                "3",
+                "--format",
+                format,
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(needle), "{format}: {stdout}");
     }

@@ -22,7 +22,11 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
         let config = config.clone();
         let shutdown = shutdown.clone();
         let packs = PackSet::from_config(&config);
-        async move { run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown).await.map(|r| (r, connection)) }
+        async move {
+            run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown)
+                .await
+                .map(|r| (r, connection))
+        }
     };
     let run = tokio::spawn(run);
 
@@ -58,6 +62,7 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
     connection.close(&config.data_dir).await;
 }
 
+#[allow(clippy::expect_used)] // test helper: failing to spawn fails the test
 fn spawn_data_worker(url: &str, data_dir: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_packgate"))
         .args(["data", "--nats-url", url, "--data-dir"])
@@ -67,7 +72,7 @@ fn spawn_data_worker(url: &str, data_dir: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap()
+        .expect("packgate data starts")
 }
 
 fn stored_count(database: &std::path::Path) -> u64 {
@@ -88,9 +93,14 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         let config = config.clone();
         let shutdown = shutdown.clone();
         let packs = PackSet::from_config(&config);
-        let workers = WorkerSet { collect: true, data: false };
+        let workers = WorkerSet {
+            collect: true,
+            data: false,
+        };
         tokio::spawn(async move {
-            run_workers(&config, workers, packs, &connection, shutdown).await.map(|r| (r, connection))
+            run_workers(&config, workers, packs, &connection, shutdown)
+                .await
+                .map(|r| (r, connection))
         })
     };
 
@@ -99,7 +109,10 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         // Let it store for a while, then kill it without warning.
         let before = stored_count(&config.database_path());
         assert!(
-            eventually(Duration::from_secs(20), || stored_count(&config.database_path()) > before + 500).await,
+            eventually(Duration::from_secs(20), || stored_count(
+                &config.database_path()
+            ) > before + 500)
+            .await,
             "round {round}: the data worker stores nothing"
         );
         worker.kill().unwrap();
@@ -114,7 +127,10 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     assert_eq!(collect.samples_dropped.get(), 0);
     let published = collect.samples_published.get() + collect.samples_duplicate.get();
     assert!(
-        eventually(Duration::from_secs(30), || stored_count(&config.database_path()) >= published).await,
+        eventually(Duration::from_secs(30), || stored_count(
+            &config.database_path()
+        ) >= published)
+        .await,
         "stored {} of {published}",
         stored_count(&config.database_path())
     );

@@ -34,14 +34,20 @@ async fn every_published_sample_is_stored_exactly_once_in_order() {
     let collect = report.collect.unwrap();
     let data = report.data.unwrap();
     let published = collect.samples_published.get();
-    assert!(published >= 4 * 20, "only {published} samples in 3 s at 10 Hz");
+    assert!(
+        published >= 4 * 20,
+        "only {published} samples in 3 s at 10 Hz"
+    );
     assert_eq!(collect.samples_dropped.get(), 0);
     assert_eq!(report.publisher.unpublished, 0);
     assert_eq!(data.samples_stored.get(), published);
 
     let stored = assert_exactly_once(&config.database_path(), 4, true);
     assert_eq!(stored, published);
-    assert_eq!(stream_messages(&broker.url(), names::SAMPLES_STREAM.name).await, published);
+    assert_eq!(
+        stream_messages(&broker.url(), names::SAMPLES_STREAM.name).await,
+        published
+    );
 
     // The newest stored sample holds what the simulated pack reads now
     // (the model has not moved since polling stopped... within a poll).
@@ -51,8 +57,16 @@ async fn every_published_sample_is_stored_exactly_once_in_order() {
         let row = &latest[0].sample;
         assert_eq!(row.quality, DataQuality::Fresh);
         let now = sim.advance(0.0);
-        assert_eq!(row.reading.cell_voltages_v.0.len(), now.cell_voltages_v.0.len());
-        assert!((row.reading.soc_pct - now.soc_pct).abs() < 1.0, "{pack}: {} vs {}", row.reading.soc_pct, now.soc_pct);
+        assert_eq!(
+            row.reading.cell_voltages_v.0.len(),
+            now.cell_voltages_v.0.len()
+        );
+        assert!(
+            (row.reading.soc_pct - now.soc_pct).abs() < 1.0,
+            "{pack}: {} vs {}",
+            row.reading.soc_pct,
+            now.soc_pct
+        );
     }
     connection.close(&config.data_dir).await;
 }
@@ -64,9 +78,15 @@ async fn a_second_start_changes_nothing_on_the_broker() {
     let js = jetstream::new(client);
     let config = sim_config(&broker.url(), broker.dir.path(), 1, 1000);
     let first = ensure_streams(&js, &config.streams).await.unwrap();
-    assert!(first.iter().all(|(_, a)| *a == SetupAction::Created), "{first:?}");
+    assert!(
+        first.iter().all(|(_, a)| *a == SetupAction::Created),
+        "{first:?}"
+    );
     let second = ensure_streams(&js, &config.streams).await.unwrap();
-    assert!(second.iter().all(|(_, a)| *a == SetupAction::Unchanged), "{second:?}");
+    assert!(
+        second.iter().all(|(_, a)| *a == SetupAction::Unchanged),
+        "{second:?}"
+    );
     let (_, action) = ensure_consumer(&js, &names::DATA_CONSUMER).await.unwrap();
     assert_eq!(action, SetupAction::Created);
     let (_, action) = ensure_consumer(&js, &names::DATA_CONSUMER).await.unwrap();
@@ -90,8 +110,16 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
     // Garbage, an unknown schema version, and an event where a sample belongs.
     let bad_pack = PackId::new("intruder").unwrap();
     let subject = names::sample_subject(&bad_pack);
-    for payload in [vec![0xde, 0xad, 0xbe, 0xef], vec![9, 1, 0, 0], vec![1, 2, 7]] {
-        js.publish(subject.clone(), payload.into()).await.unwrap().await.unwrap();
+    for payload in [
+        vec![0xde, 0xad, 0xbe, 0xef],
+        vec![9, 1, 0, 0],
+        vec![1, 2, 7],
+    ] {
+        js.publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
 
     let metrics = Arc::new(DataMetrics::default());
@@ -103,7 +131,11 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
         Arc::clone(&metrics),
         shutdown.clone(),
     ));
-    assert!(eventually(Duration::from_secs(10), || metrics.messages_malformed.get() == 3).await);
+    assert!(
+        eventually(Duration::from_secs(10), || metrics.messages_malformed.get()
+            == 3)
+        .await
+    );
 
     // Valid samples after the bad ones are stored.
     let collect_shutdown = CancellationToken::new();
@@ -114,17 +146,34 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             stop.cancel();
         });
-        let workers = WorkerSet { collect: true, data: false };
-        run_workers(&config, workers, PackSet::from_config(&config), &connection, collect_shutdown)
-            .await
-            .unwrap()
+        let workers = WorkerSet {
+            collect: true,
+            data: false,
+        };
+        run_workers(
+            &config,
+            workers,
+            PackSet::from_config(&config),
+            &connection,
+            collect_shutdown,
+        )
+        .await
+        .unwrap()
     };
     let published = report.collect.unwrap().samples_published.get();
     assert!(published > 0);
-    assert!(eventually(Duration::from_secs(10), || metrics.samples_stored.get() == published).await);
+    assert!(
+        eventually(Duration::from_secs(10), || metrics.samples_stored.get()
+            == published)
+        .await
+    );
     shutdown.cancel();
     data.await.unwrap().unwrap();
-    assert_eq!(metrics.messages_malformed.get(), 3, "terminated messages came back");
+    assert_eq!(
+        metrics.messages_malformed.get(),
+        3,
+        "terminated messages came back"
+    );
     assert_exactly_once(&config.database_path(), 2, true);
 
     // Nothing is left pending or redelivered on the consumer.

@@ -1,1 +1,213 @@
-//! The in-process simulated pack driver (being written).
+//! The in-process simulated driver: a [`SimPack`] behind the
+//! [`PackDriver`] trait, with the pack's injected faults showing up as a
+//! real transport's would (no answer, a late answer).
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use packgate_protocol::{PackId, PackReading};
+use packgate_sim::{SettingError, SimPack};
+
+use crate::{DriverError, PackDriver, ValidatedSetting};
+
+/// Modbus's "illegal data value" exception code, reported for a setting
+/// value the simulated BMS refuses.
+const ILLEGAL_DATA_VALUE: u8 = 0x03;
+
+/// Drives a simulated pack in this process. Each poll advances the pack's
+/// physics by the time elapsed since its previous timed advance, measured
+/// with [`tokio::time::Instant`] so tests with a paused clock are exact.
+#[derive(Debug, Clone)]
+pub struct SimDriver {
+    pack_id: PackId,
+    pack: SimPack,
+}
+
+impl SimDriver {
+    /// A driver for `pack`, known to the gateway as `pack_id`.
+    pub fn new(pack_id: PackId, pack: SimPack) -> Self {
+        Self { pack_id, pack }
+    }
+
+    /// The simulated pack, to inject faults or inspect it.
+    pub fn pack(&self) -> &SimPack {
+        &self.pack
+    }
+
+    /// Behaves like the link under the pack's present faults: never
+    /// returns while the pack is unresponsive (the caller's timeout ends
+    /// the wait), sleeps the configured delay otherwise. The pack's lock
+    /// is not held across either wait.
+    async fn link(&self) {
+        let faults = self.pack.faults();
+        if faults.unresponsive {
+            std::future::pending::<()>().await;
+        }
+        if faults.response_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.response_delay_ms)).await;
+        }
+    }
+
+    async fn read(&self) -> PackReading {
+        self.link().await;
+        let now = tokio::time::Instant::now().into_std();
+        self.pack.advance_to(now)
+    }
+
+    async fn write(&self, setting: &ValidatedSetting) -> Result<f64, DriverError> {
+        self.link().await;
+        let name = setting.name.0.as_str();
+        self.pack
+            .apply_setting(name, setting.value)
+            .map_err(|e| match e {
+                SettingError::Unknown(name) => DriverError::UnsupportedSetting(name),
+                e @ SettingError::OutOfRange { .. } => DriverError::Exception {
+                    code: ILLEGAL_DATA_VALUE,
+                    message: e.to_string(),
+                },
+            })
+    }
+}
+
+impl PackDriver for SimDriver {
+    fn pack_id(&self) -> &PackId {
+        &self.pack_id
+    }
+
+    fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>> {
+        Box::pin(async move { Ok(self.read().await) })
+    }
+
+    fn apply_setting<'a>(
+        &'a mut self,
+        setting: &'a ValidatedSetting,
+    ) -> BoxFuture<'a, Result<f64, DriverError>> {
+        Box::pin(self.write(setting))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use packgate_protocol::SettingName;
+    use packgate_sim::{
+        Faults, LoadProfile, SimPackConfig, CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A,
+    };
+    use tokio::time::{timeout, Instant};
+
+    fn driver(load: LoadProfile) -> SimDriver {
+        let config = SimPackConfig {
+            load,
+            ..SimPackConfig::default()
+        };
+        SimDriver::new(PackId::new("sim-1").unwrap(), SimPack::new(&config))
+    }
+
+    async fn poll_within(d: &mut SimDriver, limit: Duration) -> Result<PackReading, DriverError> {
+        timeout(limit, d.poll())
+            .await
+            .unwrap_or(Err(DriverError::Timeout(limit)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_returns_a_valid_reading_advanced_by_elapsed_time() {
+        let mut d = driver(LoadProfile::Constant { current_a: 36.0 });
+        assert_eq!(d.pack_id().as_str(), "sim-1");
+        let first = d.poll().await.unwrap();
+        first.validate().unwrap();
+        assert_eq!(first.soc_pct, 60.0, "the first poll advances nothing");
+        assert_eq!(first.cell_voltages_v.0.len(), 16);
+
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        let r = d.poll().await.unwrap();
+        r.validate().unwrap();
+        // 36 A for 100 s is 1 Ah: 1 % of 100 Ah.
+        assert!((r.soc_pct - 61.0).abs() < 1e-3, "{}", r.soc_pct);
+        assert_eq!(r.current_a, 36.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unresponsive_pack_times_out_then_answers_after_the_fault_clears() {
+        let mut d = driver(LoadProfile::default());
+        d.poll().await.unwrap();
+        d.pack().set_faults(Faults {
+            unresponsive: true,
+            ..Faults::default()
+        });
+        let limit = Duration::from_secs(2);
+        let started = Instant::now();
+        assert_eq!(
+            poll_within(&mut d, limit).await,
+            Err(DriverError::Timeout(limit))
+        );
+        assert_eq!(started.elapsed(), limit);
+        let write = ValidatedSetting {
+            name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
+            value: 20.0,
+        };
+        assert!(timeout(limit, d.apply_setting(&write)).await.is_err());
+        // The pack's lock was not left held by the abandoned futures.
+        d.pack().set_faults(Faults::default());
+        let r = poll_within(&mut d, limit).await.unwrap();
+        r.validate().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_answer_arrives_after_the_delay() {
+        let mut d = driver(LoadProfile::default());
+        d.pack().set_faults(Faults {
+            response_delay_ms: 750,
+            ..Faults::default()
+        });
+        assert!(timeout(Duration::from_millis(500), d.poll()).await.is_err());
+        let started = Instant::now();
+        let r = d.poll().await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_millis(750));
+        r.validate().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn charge_current_limit_is_applied_and_read_back() {
+        let mut d = driver(LoadProfile::Constant { current_a: 60.0 });
+        d.poll().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(d.poll().await.unwrap().current_a, 60.0);
+
+        let write = ValidatedSetting {
+            name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
+            value: 15.0,
+        };
+        assert_eq!(d.apply_setting(&write).await, Ok(15.0));
+        assert_eq!(d.pack().setting(CHARGE_CURRENT_LIMIT_A), Some(15.0));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(d.poll().await.unwrap().current_a, 15.0);
+
+        let write = ValidatedSetting {
+            name: SettingName(DISCHARGE_CURRENT_LIMIT_A.into()),
+            value: 30.0,
+        };
+        assert_eq!(d.apply_setting(&write).await, Ok(30.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_or_refused_settings_are_errors() {
+        let mut d = driver(LoadProfile::default());
+        let unknown = ValidatedSetting {
+            name: SettingName("soc_pct".into()),
+            value: 50.0,
+        };
+        assert_eq!(
+            d.apply_setting(&unknown).await,
+            Err(DriverError::UnsupportedSetting("soc_pct".into()))
+        );
+        let refused = ValidatedSetting {
+            name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
+            value: -5.0,
+        };
+        let err = d.apply_setting(&refused).await.unwrap_err();
+        assert!(
+            matches!(err, DriverError::Exception { code: 0x03, .. }),
+            "{err:?}"
+        );
+    }
+}

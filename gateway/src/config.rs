@@ -392,9 +392,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = Config::from_toml_str("[collect]\npoll_interval_ms = 1000\npoll_intervall = 5\n", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml_str(
+            "[collect]\npoll_interval_ms = 1000\npoll_intervall = 5\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("poll_intervall"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
@@ -405,7 +408,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("a.b"), "{err}");
-        let twice = "[[packs]]\nid = \"a\"\ndriver = \"sim\"\n[[packs]]\nid = \"a\"\ndriver = \"sim\"\n";
+        let twice =
+            "[[packs]]\nid = \"a\"\ndriver = \"sim\"\n[[packs]]\nid = \"a\"\ndriver = \"sim\"\n";
         let err = Config::from_toml_str(twice, "x").unwrap_err().to_string();
         assert!(err.contains("packs[1].id"), "{err}");
     }

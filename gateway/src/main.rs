@@ -258,7 +258,9 @@ async fn bench(
         rate_hz: rate,
         nats_server_path: nats_server,
     };
-    eprintln!("bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s");
+    eprintln!(
+        "bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s"
+    );
     let r = run_bench(&options).await?;
     println!("samples published   {:>12}", r.published);
     println!("samples stored      {:>12}", r.stored);

@@ -177,13 +177,7 @@ impl SimPackConfig {
                 expected: "above 0, at most 100",
             });
         }
-        check_range(
-            "soh_pct",
-            self.soh_pct,
-            0.0,
-            100.0,
-            "above 0, at most 100",
-        )?;
+        check_range("soh_pct", self.soh_pct, 0.0, 100.0, "above 0, at most 100")?;
         check_range("ambient_c", self.ambient_c, -40.0, 45.0, "-40 to 45")?;
         if self.cell_resistance_mohm <= 0.0 {
             return Err(SimConfigError::OutOfRange {
@@ -346,7 +340,10 @@ mod tests {
         assert_eq!(bad(|c| c.initial_soc_pct = 101.0), "initial_soc_pct");
         assert_eq!(bad(|c| c.soh_pct = 0.0), "soh_pct");
         assert_eq!(bad(|c| c.ambient_c = 80.0), "ambient_c");
-        assert_eq!(bad(|c| c.cell_resistance_mohm = 0.0), "cell_resistance_mohm");
+        assert_eq!(
+            bad(|c| c.cell_resistance_mohm = 0.0),
+            "cell_resistance_mohm"
+        );
         assert_eq!(
             bad(|c| c.thermal_time_constant_s = 0.0),
             "thermal_time_constant_s"

@@ -256,8 +256,16 @@ impl LoadState {
     }
 
     fn random_walk(&mut self, dt_s: f64, ctx: LoadContext, max_c: f64, max_d: f64) -> f64 {
-        let max_c = if max_c.is_finite() { max_c.max(0.0) } else { 0.0 };
-        let max_d = if max_d.is_finite() { max_d.max(0.0) } else { 0.0 };
+        let max_c = if max_c.is_finite() {
+            max_c.max(0.0)
+        } else {
+            0.0
+        };
+        let max_d = if max_d.is_finite() {
+            max_d.max(0.0)
+        } else {
+            0.0
+        };
         let can_charge = ctx.charge_enabled && ctx.soc < TURN_DOWN_SOC && max_c > 0.0;
         let can_discharge = ctx.discharge_enabled && ctx.soc > TURN_UP_SOC && max_d > 0.0;
         let target = self.walk_target_a;
@@ -352,18 +360,12 @@ mod tests {
             assert!((i - last).abs() <= max_jump, "jump {last} -> {i}");
             last = i;
         }
-        let full = LoadContext {
-            soc: 0.99,
-            ..FREE
-        };
+        let full = LoadContext { soc: 0.99, ..FREE };
         for _ in 0..300 {
             w.requested_a(1.0, full);
         }
         assert!(w.requested_a(1.0, full) < 0.0);
-        let empty = LoadContext {
-            soc: 0.01,
-            ..FREE
-        };
+        let empty = LoadContext { soc: 0.01, ..FREE };
         for _ in 0..300 {
             w.requested_a(1.0, empty);
         }

@@ -199,7 +199,9 @@ impl PackModel {
             return;
         }
         let dt_s = dt_s.min(MAX_STEP_S);
-        let n = (dt_s / MAX_SUBSTEP_S).ceil().clamp(1.0, f64::from(MAX_SUBSTEPS));
+        let n = (dt_s / MAX_SUBSTEP_S)
+            .ceil()
+            .clamp(1.0, f64::from(MAX_SUBSTEPS));
         let h = dt_s / n;
         // `n` is a whole number in 1..=MAX_SUBSTEPS.
         for _ in 0..n as u32 {
@@ -332,7 +334,10 @@ impl PackModel {
             soh_pct: self.soh_pct as f32,
             cell_voltages_v: CellVoltages(cell_voltages),
             temperatures_c: Temperatures(
-                self.sensors.iter().map(|s| self.sensor_c(s) as f32).collect(),
+                self.sensors
+                    .iter()
+                    .map(|s| self.sensor_c(s) as f32)
+                    .collect(),
             ),
             balancing: BalancingState(self.balancing),
             alarms: self.alarms(),

@@ -54,7 +54,9 @@ impl SimPack {
     /// physics at once; the others are for whoever answers polls).
     pub fn set_faults(&self, faults: Faults) {
         let mut inner = self.lock();
-        inner.model.set_over_temperature_fault(faults.over_temperature);
+        inner
+            .model
+            .set_over_temperature_fault(faults.over_temperature);
         inner.faults = faults;
     }
 
@@ -76,9 +78,9 @@ impl SimPack {
     /// of them never count the same time twice.
     pub fn advance_to(&self, now: Instant) -> PackReading {
         let mut inner = self.lock();
-        let dt_s = inner
-            .last_advance
-            .map_or(0.0, |last| now.saturating_duration_since(last).as_secs_f64());
+        let dt_s = inner.last_advance.map_or(0.0, |last| {
+            now.saturating_duration_since(last).as_secs_f64()
+        });
         if inner.last_advance.is_none_or(|last| now > last) {
             inner.last_advance = Some(now);
         }

@@ -1,6 +1,9 @@
 //! The pack model's physics, protection, settings and determinism, through
 //! the public API.
 
+// A test crate: its helpers panic on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use packgate_protocol::{AlarmFlags, PackReading};
 use packgate_sim::{
     Faults, LoadProfile, LoadStep, PackModel, SettingError, SimPack, SimPackConfig,
@@ -40,15 +43,27 @@ fn run_until(
 fn assert_sane(r: &PackReading, cells: usize) {
     r.validate().unwrap();
     assert!((0.0..=100.0).contains(&r.soc_pct), "{r:?}");
-    assert!(r.cell_voltages_v.0.iter().all(|v| (0.5..5.0).contains(v)), "{r:?}");
-    assert!(r.temperatures_c.0.iter().all(|t| (-60.0..120.0).contains(t)), "{r:?}");
+    assert!(
+        r.cell_voltages_v.0.iter().all(|v| (0.5..5.0).contains(v)),
+        "{r:?}"
+    );
+    assert!(
+        r.temperatures_c
+            .0
+            .iter()
+            .all(|t| (-60.0..120.0).contains(t)),
+        "{r:?}"
+    );
     let sum: f32 = r.cell_voltages_v.0.iter().sum();
     assert!((r.pack_voltage_v - sum).abs() < 1e-3);
     if r.current_a > 0.0 {
         assert!(r.charge_enabled, "charging through an open switch: {r:?}");
     }
     if r.current_a < 0.0 {
-        assert!(r.discharge_enabled, "discharging through an open switch: {r:?}");
+        assert!(
+            r.discharge_enabled,
+            "discharging through an open switch: {r:?}"
+        );
     }
     assert_eq!(u64::from(r.balancing.0) >> cells, 0);
     assert_eq!(r.cell_voltages_v.0.len(), cells);
@@ -73,8 +88,12 @@ fn same_seed_same_readings_different_seeds_differ() {
     assert_ne!(a, c);
     // The spread alone already tells the seeds apart.
     assert_ne!(
-        PackModel::new(&base.for_pack_index(0)).reading().cell_voltages_v,
-        PackModel::new(&base.for_pack_index(1)).reading().cell_voltages_v
+        PackModel::new(&base.for_pack_index(0))
+            .reading()
+            .cell_voltages_v,
+        PackModel::new(&base.for_pack_index(1))
+            .reading()
+            .cell_voltages_v
     );
 }
 

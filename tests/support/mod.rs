@@ -2,7 +2,8 @@
 //! free port with a temporary store, configurations with simulated packs,
 //! and checks on what reached SQLite.
 
-#![allow(dead_code, unreachable_pub)]
+// Test harness: a failed set-up step should fail the test loudly.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,9 @@ impl TestBroker {
         if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
             options.executable = PathBuf::from(path);
         }
-        let server = NatsServer::start(options).await.expect("nats-server starts");
+        let server = NatsServer::start(options)
+            .await
+            .expect("nats-server starts");
         Self { server, dir }
     }
 
@@ -67,25 +70,35 @@ pub fn stored_keys(database: &Path) -> BTreeMap<PackId, Vec<(BootId, u64)>> {
 /// Asserts that each pack's samples are stored exactly once, with
 /// sequence numbers 1..=n of one boot and no gap; returns the total.
 /// With `in_order`, the rows must also have been inserted in sequence order.
-pub fn assert_exactly_once(
-    database: &Path,
-    packs: usize,
-    in_order: bool,
-) -> u64 {
+pub fn assert_exactly_once(database: &Path, packs: usize, in_order: bool) -> u64 {
     let keys = stored_keys(database);
-    assert_eq!(keys.len(), packs, "packs in the database: {:?}", keys.keys());
+    assert_eq!(
+        keys.len(),
+        packs,
+        "packs in the database: {:?}",
+        keys.keys()
+    );
     let mut total = 0;
     for (pack, rows) in keys {
         assert!(!rows.is_empty(), "{pack}: nothing stored");
         let boot = rows[0].0;
-        assert!(rows.iter().all(|(b, _)| *b == boot), "{pack}: several boots");
+        assert!(
+            rows.iter().all(|(b, _)| *b == boot),
+            "{pack}: several boots"
+        );
         let mut seqs: Vec<u64> = rows.iter().map(|(_, s)| *s).collect();
         if in_order {
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{pack}: out of order: {seqs:?}");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{pack}: out of order: {seqs:?}"
+            );
         }
         seqs.sort_unstable();
         let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-        assert_eq!(seqs, expected, "{pack}: gap or duplicate in sequence numbers");
+        assert_eq!(
+            seqs, expected,
+            "{pack}: gap or duplicate in sequence numbers"
+        );
         total += rows.len() as u64;
     }
     total

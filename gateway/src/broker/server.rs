@@ -117,7 +117,9 @@ impl NatsServer {
         };
         std::fs::create_dir_all(&self.options.store_dir).map_err(spawn_error)?;
         // Debian installs nats-server in /usr/sbin, off a normal user's PATH.
-        if self.options.executable == Path::new("nats-server") && which_on_path("nats-server").is_none() {
+        if self.options.executable == Path::new("nats-server")
+            && which_on_path("nats-server").is_none()
+        {
             let sbin = PathBuf::from("/usr/sbin/nats-server");
             if sbin.exists() {
                 self.options.executable = sbin;

@@ -119,7 +119,18 @@ mod tests {
             },
         };
         let line = pack_line(&sample, Duration::from_millis(1500));
-        for part in ["rack1", "52.81 V", "-10.50 A", "66.6 %", "3.301/3.305 V", "31.5 °C", "seq      42", "1.5 s", "STALE", "over_temperature"] {
+        for part in [
+            "rack1",
+            "52.81 V",
+            "-10.50 A",
+            "66.6 %",
+            "3.301/3.305 V",
+            "31.5 °C",
+            "seq      42",
+            "1.5 s",
+            "STALE",
+            "over_temperature",
+        ] {
             assert!(line.contains(part), "{part:?} missing from {line:?}");
         }
     }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use packgate_drivers::{DriverError, PackDriver};
-use packgate_protocol::{
-    AlarmFlags, BootId, DataQuality, Event, EventKind, PackReading, Sample,
-};
+use packgate_protocol::{AlarmFlags, BootId, DataQuality, Event, EventKind, PackReading, Sample};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +110,15 @@ impl PackSlot {
             .record_us(polled_at.elapsed().as_micros() as u64);
         match result {
             Ok(reading) => self.answered(reading, boot_id, timestamp_ms, polled_at, metrics, out),
-            Err(error) => self.failed(error, config, boot_id, timestamp_ms, polled_at, metrics, out),
+            Err(error) => self.failed(
+                error,
+                config,
+                boot_id,
+                timestamp_ms,
+                polled_at,
+                metrics,
+                out,
+            ),
         }
     }
 
@@ -150,7 +156,13 @@ impl PackSlot {
         }
         self.alarms = reading.alarms;
         self.last_reading = Some(reading.clone());
-        out.push(self.sample(boot_id, timestamp_ms, polled_at, DataQuality::Fresh, reading));
+        out.push(self.sample(
+            boot_id,
+            timestamp_ms,
+            polled_at,
+            DataQuality::Fresh,
+            reading,
+        ));
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -58,7 +58,7 @@ impl PackSet {
         for pack in &config.packs {
             match pack.driver {
                 DriverKind::Sim => {
-                    let sim = SimPack::new(pack.sim.clone().unwrap_or_default());
+                    let sim = SimPack::new(&pack.sim.clone().unwrap_or_default());
                     set.sims.insert(pack.id.clone(), sim.clone());
                     set.buses.push(Bus {
                         name: format!("sim:{}", pack.id),

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::Publish, context::PublishError, publish::PublishAck};
+use async_nats::jetstream::{
+    self, context::PublishError, message::PublishMessage, publish::PublishAck,
+};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -140,7 +142,7 @@ pub(super) async fn run_publisher(
                 break;
             }
             let Some(item) = queues.next() else { break };
-            let publish = Publish::build()
+            let publish = PublishMessage::build()
                 .payload(item.payload.clone())
                 .message_id(&item.msg_id);
             match js.send_publish(item.subject.clone(), publish).await {
