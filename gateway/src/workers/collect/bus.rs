@@ -220,6 +220,7 @@ fn tick_instant(start: Instant, period: Duration, tick: u64) -> Instant {
 /// the publisher.
 pub(super) async fn run_bus(
     bus: Bus,
+    phase: Duration,
     boot_id: BootId,
     config: CollectConfig,
     tx: mpsc::Sender<Outgoing>,
@@ -228,10 +229,14 @@ pub(super) async fn run_bus(
 ) {
     let period = config.poll_interval();
     let mut slots: Vec<PackSlot> = bus.drivers.into_iter().map(PackSlot::new).collect();
-    let start = Instant::now();
+    let start = Instant::now() + phase;
     let mut tick: u64 = 0;
     let mut out = Vec::new();
     tracing::debug!(bus = %bus.name, packs = slots.len(), "bus started");
+    tokio::select! {
+        () = tokio::time::sleep_until(start) => {}
+        () = shutdown.cancelled() => return,
+    }
     while !shutdown.is_cancelled() {
         let round_start = Instant::now();
         for slot in &mut slots {

@@ -117,12 +117,18 @@ impl Collector {
         // publisher in normal running.
         let capacity = (packs.pack_count() * 2).clamp(64, 16_384);
         let (tx, rx) = mpsc::channel(capacity);
+        let bus_count = packs.buses.len().max(1) as u32;
         let buses = packs
             .buses
             .into_iter()
-            .map(|bus| {
+            .enumerate()
+            .map(|(index, bus)| {
+                // Spread the buses over the period, so many packs make an
+                // even load instead of a burst once a second.
+                let phase = config.poll_interval() / bus_count * index as u32;
                 tokio::spawn(bus::run_bus(
                     bus,
+                    phase,
                     boot_id,
                     config.clone(),
                     tx.clone(),
