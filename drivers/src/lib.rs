@@ -11,6 +11,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use packgate_protocol::{PackId, PackReading, SettingName};
 
+pub mod can;
+pub mod modbus;
+pub mod profile;
 pub mod sim;
 
 pub use sim::SimDriver;

@@ -15,6 +15,7 @@ pub mod ocv;
 mod pack;
 pub mod protection;
 mod rng;
+pub mod serve;
 
 pub use config::{SimConfigError, SimPackConfig, MAX_CURRENT_A};
 pub use faults::Faults;

@@ -1,0 +1,1 @@
+//! CAN: Pylontech-style BMS frames, slcan, candump replay (being written).

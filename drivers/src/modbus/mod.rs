@@ -1,0 +1,1 @@
+//! Modbus RTU and TCP transports and the Modbus pack driver (being written).

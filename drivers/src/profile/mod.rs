@@ -1,0 +1,1 @@
+//! Device profiles: register maps without recompiling (being written).

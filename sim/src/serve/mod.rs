@@ -1,0 +1,1 @@
+//! The simulator served as real devices (being written).
