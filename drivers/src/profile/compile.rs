@@ -1,0 +1,506 @@
+//! Validation of a parsed profile file and its compilation into decoding
+//! tables. Every rejection names the key's path and why.
+
+use std::collections::HashSet;
+
+use packgate_protocol::{AlarmFlags, MAX_CELLS, MAX_TEMPERATURE_SENSORS};
+
+use super::decode::{
+    AlarmField, ArrayCount, ArrayField, Decoder, FlagField, Location, MaskField, NumberField,
+    Scale, SerialField,
+};
+use super::format::{
+    AlarmFile, ArrayFile, BlockFile, CountFile, LocationFile, ProfileFile, SerialFile, TypeName,
+    ValueFile,
+};
+use super::setting::{compile_setting, WritableSetting};
+use super::value::{NumberType, WordOrder};
+use super::{ReadFunction, RegisterBlock};
+
+/// Most registers one Modbus read returns.
+pub(crate) const MAX_BLOCK_REGISTERS: u16 = 125;
+
+/// A rejected key: its path and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Invalid {
+    /// Path such as `fields.current_a.offset`.
+    pub(crate) path: String,
+    /// Why.
+    pub(crate) reason: String,
+}
+
+pub(crate) fn invalid<T>(path: impl Into<String>, reason: impl Into<String>) -> Result<T, Invalid> {
+    Err(Invalid {
+        path: path.into(),
+        reason: reason.into(),
+    })
+}
+
+/// A validated profile, in parts.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) blocks: Vec<RegisterBlock>,
+    pub(crate) decoder: Decoder,
+    pub(crate) settings: Vec<WritableSetting>,
+}
+
+/// Validates `file` and builds its tables.
+pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
+    if file.name.trim().is_empty() {
+        return invalid("name", "must not be empty");
+    }
+    if file.blocks.is_empty() {
+        return invalid("blocks", "a profile reads at least one block");
+    }
+    let blocks = file
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(index, block)| compile_block(&format!("blocks[{index}]"), block))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cx = Context {
+        blocks: &blocks,
+        order: file.word_order,
+    };
+    let fields = &file.fields;
+    let decoder = Decoder {
+        pack_voltage_v: cx.number("fields.pack_voltage_v", &fields.pack_voltage_v)?,
+        current_a: cx.number("fields.current_a", &fields.current_a)?,
+        soc_pct: cx.number("fields.soc_pct", &fields.soc_pct)?,
+        soh_pct: fields
+            .soh_pct
+            .as_ref()
+            .map(|f| cx.number("fields.soh_pct", f))
+            .transpose()?,
+        charge_enabled: fields
+            .charge_enabled
+            .as_ref()
+            .map(|f| cx.flag("fields.charge_enabled", f))
+            .transpose()?,
+        discharge_enabled: fields
+            .discharge_enabled
+            .as_ref()
+            .map(|f| cx.flag("fields.discharge_enabled", f))
+            .transpose()?,
+        balancing_mask: fields
+            .balancing_mask
+            .as_ref()
+            .map(|f| cx.mask("fields.balancing_mask", f))
+            .transpose()?,
+        cells: cx.array("cells", &file.cells, MAX_CELLS)?,
+        temperatures: cx.array("temperatures", &file.temperatures, MAX_TEMPERATURE_SENSORS)?,
+        alarms: file
+            .alarms
+            .iter()
+            .enumerate()
+            .map(|(index, alarm)| cx.alarm(&format!("alarms[{index}]"), alarm))
+            .collect::<Result<_, _>>()?,
+        serial_number: file
+            .serial_number
+            .as_ref()
+            .map(|s| cx.serial("serial_number", s))
+            .transpose()?,
+    };
+    let mut names = HashSet::new();
+    let mut settings = Vec::with_capacity(file.settings.len());
+    for (index, setting) in file.settings.iter().enumerate() {
+        let path = format!("settings[{index}]");
+        let setting = compile_setting(&path, setting, file.word_order)?;
+        if !names.insert(setting.name.clone()) {
+            return invalid(
+                format!("{path}.name"),
+                format!("duplicate setting {:?}", setting.name),
+            );
+        }
+        settings.push(setting);
+    }
+    Ok(Compiled {
+        blocks,
+        decoder,
+        settings,
+    })
+}
+
+fn compile_block(path: &str, block: &BlockFile) -> Result<RegisterBlock, Invalid> {
+    let function = match block.function {
+        3 => ReadFunction::Holding,
+        4 => ReadFunction::Input,
+        other => {
+            return invalid(
+                format!("{path}.function"),
+                format!("{other} is not a register read; use 3 (holding) or 4 (input)"),
+            )
+        }
+    };
+    if !(1..=MAX_BLOCK_REGISTERS).contains(&block.count) {
+        return invalid(
+            format!("{path}.count"),
+            format!(
+                "{} registers; one read returns 1 to {MAX_BLOCK_REGISTERS}",
+                block.count
+            ),
+        );
+    }
+    if u32::from(block.start) + u32::from(block.count) > 0x1_0000 {
+        return invalid(
+            format!("{path}.count"),
+            "the block runs past register 65535",
+        );
+    }
+    Ok(RegisterBlock {
+        function,
+        start: block.start,
+        count: block.count,
+    })
+}
+
+/// The blocks and defaults a field is checked against.
+struct Context<'a> {
+    blocks: &'a [RegisterBlock],
+    order: WordOrder,
+}
+
+impl Context<'_> {
+    /// Checks that `width` registers at `block`/`offset` lie inside the block.
+    fn location(
+        &self,
+        path: &str,
+        block: usize,
+        offset: u16,
+        width: u16,
+    ) -> Result<Location, Invalid> {
+        let Some(spec) = self.blocks.get(block) else {
+            return invalid(
+                format!("{path}.block"),
+                format!(
+                    "block {block} does not exist (the profile reads {} blocks)",
+                    self.blocks.len()
+                ),
+            );
+        };
+        if u32::from(offset) + u32::from(width) > u32::from(spec.count) {
+            return invalid(
+                format!("{path}.offset"),
+                format!(
+                    "{width} register(s) at offset {offset} fall outside block {block} ({} registers)",
+                    spec.count
+                ),
+            );
+        }
+        Ok(Location { block, offset })
+    }
+
+    fn scale(
+        &self,
+        path: &str,
+        scale: Option<f64>,
+        from: Option<LocationFile>,
+    ) -> Result<Scale, Invalid> {
+        match (scale, from) {
+            (Some(_), Some(_)) => invalid(
+                format!("{path}.scale_from"),
+                "give scale or scale_from, not both",
+            ),
+            (None, Some(at)) => Ok(Scale::PowerOfTen(self.location(
+                &format!("{path}.scale_from"),
+                at.block,
+                at.offset,
+                1,
+            )?)),
+            (scale, None) => {
+                let scale = scale.unwrap_or(1.0);
+                if !scale.is_finite() || scale == 0.0 {
+                    return invalid(format!("{path}.scale"), "must be a finite, non-zero number");
+                }
+                Ok(Scale::Fixed(scale))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scaled(
+        &self,
+        path: &str,
+        block: usize,
+        offset: u16,
+        ty: TypeName,
+        scale: Option<f64>,
+        scale_from: Option<LocationFile>,
+        value_offset: Option<f64>,
+        order: Option<WordOrder>,
+        invert: bool,
+    ) -> Result<NumberField, Invalid> {
+        let ty = number_type(path, ty)?;
+        let value_offset = value_offset.unwrap_or(0.0);
+        if !value_offset.is_finite() {
+            return invalid(format!("{path}.value_offset"), "must be a finite number");
+        }
+        Ok(NumberField {
+            path: path.to_owned(),
+            at: self.location(path, block, offset, ty.width())?,
+            ty,
+            order: order.unwrap_or(self.order),
+            scale: self.scale(path, scale, scale_from)?,
+            value_offset,
+            invert,
+        })
+    }
+
+    fn number(&self, path: &str, f: &ValueFile) -> Result<NumberField, Invalid> {
+        number_type(path, f.ty)?;
+        if f.bit.is_some() {
+            return invalid(format!("{path}.bit"), "only for flags of type \"bits\"");
+        }
+        if f.true_values.is_some() {
+            return invalid(format!("{path}.true_values"), "only for flags");
+        }
+        let (b, o) = (f.block, f.offset);
+        self.scaled(
+            path,
+            b,
+            o,
+            f.ty,
+            f.scale,
+            f.scale_from,
+            f.value_offset,
+            f.word_order,
+            f.invert,
+        )
+    }
+
+    fn no_scaling(path: &str, f: &ValueFile) -> Result<(), Invalid> {
+        if f.scale.is_some() || f.scale_from.is_some() || f.value_offset.is_some() {
+            return invalid(
+                path,
+                "a flag or mask takes no scale, scale_from or value_offset",
+            );
+        }
+        Ok(())
+    }
+
+    fn flag(&self, path: &str, f: &ValueFile) -> Result<FlagField, Invalid> {
+        Self::no_scaling(path, f)?;
+        if f.ty == TypeName::Bits {
+            let Some(bit) = f.bit else {
+                return invalid(
+                    format!("{path}.bit"),
+                    "type \"bits\" needs the bit number, 0 to 15",
+                );
+            };
+            if bit > 15 {
+                return invalid(
+                    format!("{path}.bit"),
+                    format!("bit {bit} is not in a 16-bit register"),
+                );
+            }
+            if f.true_values.is_some() {
+                return invalid(format!("{path}.true_values"), "not with type \"bits\"");
+            }
+            return Ok(FlagField::Bit {
+                path: path.to_owned(),
+                at: self.location(path, f.block, f.offset, 1)?,
+                bit,
+                invert: f.invert,
+            });
+        }
+        if f.bit.is_some() {
+            return invalid(format!("{path}.bit"), "only with type \"bits\"");
+        }
+        let ty = integer_type(path, f.ty)?;
+        Ok(FlagField::Integer {
+            path: path.to_owned(),
+            at: self.location(path, f.block, f.offset, ty.width())?,
+            ty,
+            order: f.word_order.unwrap_or(self.order),
+            true_values: f.true_values.clone(),
+            invert: f.invert,
+        })
+    }
+
+    fn mask(&self, path: &str, f: &ValueFile) -> Result<MaskField, Invalid> {
+        Self::no_scaling(path, f)?;
+        if f.bit.is_some() || f.true_values.is_some() || f.invert {
+            return invalid(path, "a mask takes no bit, true_values or invert");
+        }
+        let ty = integer_type(path, f.ty)?;
+        Ok(MaskField {
+            at: self.location(path, f.block, f.offset, ty.width())?,
+            ty,
+            order: f.word_order.unwrap_or(self.order),
+        })
+    }
+
+    fn array(&self, path: &'static str, a: &ArrayFile, most: usize) -> Result<ArrayField, Invalid> {
+        let value = self.scaled(
+            path,
+            a.block,
+            a.offset,
+            a.ty,
+            a.scale,
+            a.scale_from,
+            a.value_offset,
+            a.word_order,
+            false,
+        )?;
+        let width = value.ty.width();
+        let stride = a.stride.unwrap_or(width);
+        if stride < width {
+            return invalid(
+                format!("{path}.stride"),
+                format!("less than the {width} register(s) of a value"),
+            );
+        }
+        let in_range = |n: u16| (1..=most).contains(&usize::from(n));
+        let (count, largest) = match (a.count, &a.count_from) {
+            (Some(_), Some(_)) => {
+                return invalid(
+                    format!("{path}.count_from"),
+                    "give count or count_from, not both",
+                )
+            }
+            (None, None) => return invalid(format!("{path}.count"), "give count or count_from"),
+            (Some(count), None) => {
+                if a.max_count.is_some() {
+                    return invalid(format!("{path}.max_count"), "only with count_from");
+                }
+                if !in_range(count) {
+                    return invalid(
+                        format!("{path}.count"),
+                        format!("{count}; accepted 1 to {most}"),
+                    );
+                }
+                (ArrayCount::Fixed(count), count)
+            }
+            (None, Some(from)) => {
+                let max = a.max_count.unwrap_or(most as u16);
+                if !in_range(max) {
+                    return invalid(
+                        format!("{path}.max_count"),
+                        format!("{max}; accepted 1 to {most}"),
+                    );
+                }
+                (
+                    self.count_from(&format!("{path}.count_from"), from, max)?,
+                    max,
+                )
+            }
+        };
+        let last = u32::from(a.offset) + u32::from(largest - 1) * u32::from(stride);
+        let fits = u16::try_from(last)
+            .ok()
+            .and_then(|last| self.location(path, a.block, last, width).ok());
+        if fits.is_none() {
+            return invalid(
+                format!("{path}.offset"),
+                format!(
+                    "{largest} values from offset {} do not fit in block {}",
+                    a.offset, a.block
+                ),
+            );
+        }
+        Ok(ArrayField {
+            path,
+            value,
+            stride,
+            count,
+        })
+    }
+
+    fn count_from(&self, path: &str, c: &CountFile, max: u16) -> Result<ArrayCount, Invalid> {
+        let ty = integer_type(path, c.ty.unwrap_or(TypeName::U16))?;
+        Ok(ArrayCount::From {
+            at: self.location(path, c.block, c.offset, ty.width())?,
+            ty,
+            order: c.word_order.unwrap_or(self.order),
+            max,
+        })
+    }
+
+    fn alarm(&self, path: &str, a: &AlarmFile) -> Result<AlarmField, Invalid> {
+        let ty = integer_type(path, a.ty)?;
+        if a.bits.is_empty() {
+            return invalid(format!("{path}.bits"), "maps no bit");
+        }
+        let mut bits = Vec::with_capacity(a.bits.len());
+        for (key, name) in &a.bits {
+            let bit_path = format!("{path}.bits.{key}");
+            let bit = match key.parse::<u8>() {
+                Ok(bit) if bit < ty.bit_width() => bit,
+                _ => {
+                    return invalid(
+                        bit_path,
+                        format!(
+                            "not a bit number of a {} (0 to {})",
+                            ty.name(),
+                            ty.bit_width() - 1
+                        ),
+                    )
+                }
+            };
+            let Some((flag, _)) = AlarmFlags::ALL.iter().find(|(_, known)| known == name) else {
+                let known: Vec<&str> = AlarmFlags::ALL.iter().map(|(_, n)| *n).collect();
+                return invalid(
+                    bit_path,
+                    format!("unknown alarm {name:?}; known: {}", known.join(", ")),
+                );
+            };
+            bits.push((bit, *flag));
+        }
+        Ok(AlarmField {
+            at: self.location(path, a.block, a.offset, ty.width())?,
+            ty,
+            order: a.word_order.unwrap_or(self.order),
+            bits,
+        })
+    }
+
+    fn serial(&self, path: &str, s: &SerialFile) -> Result<SerialField, Invalid> {
+        if s.ty == TypeName::Ascii {
+            let Some(count) = s.count.filter(|c| *c > 0) else {
+                return invalid(
+                    format!("{path}.count"),
+                    "type \"ascii\" needs a register count of 1 or more",
+                );
+            };
+            return Ok(SerialField::Ascii {
+                at: self.location(path, s.block, s.offset, count)?,
+                count,
+            });
+        }
+        if s.count.is_some() {
+            return invalid(format!("{path}.count"), "only with type \"ascii\"");
+        }
+        let ty = match s.ty {
+            TypeName::U16 => NumberType::U16,
+            TypeName::U32 => NumberType::U32,
+            _ => return invalid(format!("{path}.type"), "use \"ascii\", \"u16\" or \"u32\""),
+        };
+        Ok(SerialField::Number {
+            at: self.location(path, s.block, s.offset, ty.width())?,
+            ty,
+            order: s.word_order.unwrap_or(self.order),
+        })
+    }
+}
+
+fn number_type(path: &str, ty: TypeName) -> Result<NumberType, Invalid> {
+    NumberType::from_name(ty).map_or_else(
+        || {
+            invalid(
+                format!("{path}.type"),
+                "a number: u16, i16, u32, i32, f32, u8_high or u8_low",
+            )
+        },
+        Ok,
+    )
+}
+
+fn integer_type(path: &str, ty: TypeName) -> Result<NumberType, Invalid> {
+    match NumberType::from_name(ty) {
+        Some(ty) if ty.is_integer() => Ok(ty),
+        _ => invalid(
+            format!("{path}.type"),
+            "an integer: u16, i16, u32, i32, u8_high or u8_low",
+        ),
+    }
+}
