@@ -21,7 +21,7 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
     let run = {
         let config = config.clone();
         let shutdown = shutdown.clone();
-        let packs = PackSet::from_config(&config);
+        let packs = PackSet::from_config(&config).unwrap();
         async move {
             run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown)
                 .await
@@ -92,7 +92,7 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     let collector = {
         let config = config.clone();
         let shutdown = shutdown.clone();
-        let packs = PackSet::from_config(&config);
+        let packs = PackSet::from_config(&config).unwrap();
         let workers = WorkerSet {
             collect: true,
             data: false,

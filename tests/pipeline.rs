@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 async fn every_published_sample_is_stored_exactly_once_in_order() {
     let broker = TestBroker::start().await;
     let config = sim_config(&broker.url(), broker.dir.path(), 4, 100);
-    let packs = PackSet::from_config(&config);
+    let packs = PackSet::from_config(&config).unwrap();
     let sims = packs.sims.clone();
     let connection = Broker::open(&config, "test").await.unwrap();
     let shutdown = CancellationToken::new();
@@ -153,7 +153,7 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
         run_workers(
             &config,
             workers,
-            PackSet::from_config(&config),
+            PackSet::from_config(&config).unwrap(),
             &connection,
             collect_shutdown,
         )

@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use packgate_protocol::{PackId, PackReading, SettingName};
+use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 
 pub mod can;
 pub mod modbus;
@@ -108,6 +108,13 @@ pub trait PackDriver: Send + fmt::Debug {
 
     /// Reads the pack once.
     fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>>;
+
+    /// Quality of the reading the last successful [`poll`](Self::poll)
+    /// returned: drivers that assemble a reading from broadcasts (CAN) can
+    /// return one in which some values are old.
+    fn last_quality(&self) -> DataQuality {
+        DataQuality::Fresh
+    }
 
     /// Writes a setting and returns the value read back from the pack.
     fn apply_setting<'a>(

@@ -87,7 +87,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         0
     };
     config.data.shutdown_drain_ms = 120_000;
-    let packs = PackSet::from_config(&config);
+    let packs = PackSet::from_config(&config).map_err(RunError::from)?;
     let broker = Broker::open(&config, "packgate-bench")
         .await
         .map_err(RunError::from)?;

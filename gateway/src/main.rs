@@ -160,7 +160,7 @@ async fn run_gateway(args: &GatewayArgs, workers: WorkerSet, name: &str) -> anyh
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
-    let packs = PackSet::from_config(&config);
+    let packs = PackSet::from_config(&config)?;
     let broker = Broker::open(&config, name)
         .await
         .context("opening the broker")?;

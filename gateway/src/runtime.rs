@@ -138,6 +138,9 @@ pub enum RunError {
     /// The data worker failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A driver could not be built.
+    #[error(transparent)]
+    Packs(#[from] crate::workers::collect::PackSetError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {

@@ -112,12 +112,12 @@ fn parse_default(tokens: &[&str], line: usize) -> Result<(String, CanFrame), Log
     let [interface, id, dlc, rest @ ..] = tokens else {
         return Err(LogLineError::Format { line });
     };
-    let id = parse_id(id).ok_or(LogLineError::Id { line })?;
     let dlc = dlc
         .strip_prefix('[')
         .and_then(|d| d.strip_suffix(']'))
         .and_then(|d| d.parse::<usize>().ok())
         .ok_or(LogLineError::Format { line })?;
+    let id = parse_id(id).ok_or(LogLineError::Id { line })?;
     let bad_data = LogLineError::Data { line };
     let frame = if rest == ["remote", "request"] {
         CanFrame::new_remote(id, dlc).ok_or(bad_data)?

@@ -16,9 +16,9 @@
 //!   [`DriverError::Transport`] while the link is down, else
 //!   [`DriverError::Timeout`].
 //!
-//! [`PackDriver::poll`] returns a reading without its quality, so the
-//! collector cannot yet see "partially stale": use
-//! [`CanPackDriver::poll_detailed`] or [`CanPackDriver::last_quality`].
+//! [`PackDriver::poll`] returns the reading; [`PackDriver::last_quality`]
+//! then says whether it was fresh or partially stale, and
+//! [`CanPackDriver::poll_detailed`] gives both at once with the stale ids.
 //! The BMS protocol is read-only: every setting is
 //! [`DriverError::UnsupportedSetting`].
 
@@ -233,11 +233,6 @@ impl CanPackDriver {
         }
     }
 
-    /// The quality of the last successful poll.
-    pub fn last_quality(&self) -> DataQuality {
-        self.last_quality
-    }
-
     /// The link's and decoder's counters.
     pub fn stats(&self) -> CanDriverStats {
         let shared = self.inner.lock();
@@ -348,10 +343,16 @@ impl PackDriver for CanPackDriver {
         &self.pack_id
     }
 
-    /// The reading of [`CanPackDriver::poll_detailed`], without its
-    /// quality (see [`CanPackDriver::last_quality`]).
+    /// The reading of [`CanPackDriver::poll_detailed`]; its quality is
+    /// [`PackDriver::last_quality`].
     fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>> {
         Box::pin(async move { self.poll_detailed().await.map(|p| p.reading) })
+    }
+
+    /// Stale when some frame behind the last reading was older than
+    /// `stale_after_ms`.
+    fn last_quality(&self) -> DataQuality {
+        self.last_quality
     }
 
     fn apply_setting<'a>(

@@ -1,4 +1,5 @@
 //! The command-line tools beside the workers: query, watch and rendering.
 
 pub mod render;
+pub mod sim;
 pub mod watch;

@@ -9,12 +9,15 @@ use std::time::Duration;
 use crate::rng::Rng;
 use crate::SimPack;
 
+pub mod can_frames;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod registers;
+pub mod slcan;
 
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
+pub use slcan::{serve_slcan, serve_slcan_with, SlcanServerOptions};
 /// The shutdown signal every server takes, re-exported so callers need no
 /// tokio-util dependency of their own.
 pub use tokio_util::sync::CancellationToken;

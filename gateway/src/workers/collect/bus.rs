@@ -89,6 +89,7 @@ impl PackSlot {
     /// Polls once and returns what to publish.
     async fn poll(
         &mut self,
+        timeout: Duration,
         config: &CollectConfig,
         boot_id: BootId,
         metrics: &CollectMetrics,
@@ -96,7 +97,6 @@ impl PackSlot {
     ) {
         let timestamp_ms = now_ms();
         let polled_at = Instant::now();
-        let timeout = config.request_timeout();
         let result = match tokio::time::timeout(timeout, self.driver.poll()).await {
             Ok(Ok(reading)) => reading
                 .validate()
@@ -109,7 +109,18 @@ impl PackSlot {
             .poll_latency
             .record_us(polled_at.elapsed().as_micros() as u64);
         match result {
-            Ok(reading) => self.answered(reading, boot_id, timestamp_ms, polled_at, metrics, out),
+            Ok(reading) => {
+                let quality = self.driver.last_quality();
+                self.answered(
+                    reading,
+                    quality,
+                    boot_id,
+                    timestamp_ms,
+                    polled_at,
+                    metrics,
+                    out,
+                )
+            }
             Err(error) => self.failed(
                 error,
                 config,
@@ -122,9 +133,11 @@ impl PackSlot {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn answered(
         &mut self,
         reading: PackReading,
+        quality: DataQuality,
         boot_id: BootId,
         timestamp_ms: i64,
         polled_at: Instant,
@@ -156,13 +169,10 @@ impl PackSlot {
         }
         self.alarms = reading.alarms;
         self.last_reading = Some(reading.clone());
-        out.push(self.sample(
-            boot_id,
-            timestamp_ms,
-            polled_at,
-            DataQuality::Fresh,
-            reading,
-        ));
+        if quality == DataQuality::Stale {
+            metrics.samples_stale.inc();
+        }
+        out.push(self.sample(boot_id, timestamp_ms, polled_at, quality, reading));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -219,7 +229,7 @@ fn tick_instant(start: Instant, period: Duration, tick: u64) -> Instant {
 /// Polls the packs of `bus` until `shutdown`, sending samples and events to
 /// the publisher.
 pub(super) async fn run_bus(
-    bus: Bus,
+    mut bus: Bus,
     phase: Duration,
     boot_id: BootId,
     config: CollectConfig,
@@ -228,7 +238,7 @@ pub(super) async fn run_bus(
     shutdown: CancellationToken,
 ) {
     let period = config.poll_interval();
-    let mut slots: Vec<PackSlot> = bus.drivers.into_iter().map(PackSlot::new).collect();
+    let mut slots: Vec<PackSlot> = bus.drivers.drain(..).map(PackSlot::new).collect();
     let start = Instant::now() + phase;
     let mut tick: u64 = 0;
     let mut out = Vec::new();
@@ -246,7 +256,8 @@ pub(super) async fn run_bus(
             if slot.next_poll_at > round_start {
                 continue;
             }
-            slot.poll(&config, boot_id, &metrics, &mut out).await;
+            slot.poll(bus.poll_timeout, &config, boot_id, &metrics, &mut out)
+                .await;
             for item in out.drain(..) {
                 if tx.send(item).await.is_err() {
                     return;

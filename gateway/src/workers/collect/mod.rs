@@ -4,23 +4,22 @@
 
 mod bus;
 mod metrics;
+mod packs;
 mod publisher;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use packgate_drivers::{PackDriver, SimDriver};
-use packgate_protocol::{BootId, Event, PackId, Sample};
-use packgate_sim::SimPack;
+use packgate_protocol::{BootId, Event, Sample};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::CollectMetrics;
+pub use packs::{Bus, PackSet, PackSetError};
 pub use publisher::PublisherReport;
 
-use crate::config::{CollectConfig, Config, DriverKind};
+use crate::config::CollectConfig;
 
 /// Something for the publisher to put on the stream.
 #[derive(Debug)]
@@ -29,51 +28,6 @@ enum Outgoing {
     Sample(Sample, tokio::time::Instant),
     /// An event.
     Event(Event),
-}
-
-/// The packs of one bus: polled in turn by one owner task.
-#[derive(Debug)]
-pub struct Bus {
-    /// A name for logs, such as the port or endpoint.
-    pub name: String,
-    /// The packs on it.
-    pub drivers: Vec<Box<dyn PackDriver>>,
-}
-
-/// The drivers built from the configuration, grouped into buses, and the
-/// simulated packs among them (so tests and the CLI can inject faults).
-#[derive(Debug, Default)]
-pub struct PackSet {
-    /// The buses to poll.
-    pub buses: Vec<Bus>,
-    /// Handles of the simulated packs, by pack id.
-    pub sims: HashMap<PackId, SimPack>,
-}
-
-impl PackSet {
-    /// Builds a driver per configured pack. A simulated pack has no shared
-    /// wire, so each is a bus of its own.
-    pub fn from_config(config: &Config) -> Self {
-        let mut set = PackSet::default();
-        for pack in &config.packs {
-            match pack.driver {
-                DriverKind::Sim => {
-                    let sim = SimPack::new(&pack.sim.clone().unwrap_or_default());
-                    set.sims.insert(pack.id.clone(), sim.clone());
-                    set.buses.push(Bus {
-                        name: format!("sim:{}", pack.id),
-                        drivers: vec![Box::new(SimDriver::new(pack.id.clone(), sim))],
-                    });
-                }
-            }
-        }
-        set
-    }
-
-    /// Number of packs.
-    pub fn pack_count(&self) -> usize {
-        self.buses.iter().map(|b| b.drivers.len()).sum()
-    }
 }
 
 /// A running collect worker.

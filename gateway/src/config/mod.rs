@@ -1,13 +1,16 @@
 //! The gateway's configuration: one TOML file, every key documented, unknown
 //! keys rejected with the line they are on, defaults built in.
 
-use std::collections::HashSet;
+mod packs;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
+
+pub use packs::{BusConfig, BusKind, DriverKind, PackConfig, SerialParity};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,9 @@ pub struct Config {
     pub collect: CollectConfig,
     /// The data worker: the SQLite store of samples.
     pub data: DataConfig,
+    /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
+    /// are reached on.
+    pub buses: Vec<BusConfig>,
     /// The packs to poll.
     pub packs: Vec<PackConfig>,
 }
@@ -67,6 +73,7 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             collect: CollectConfig::default(),
             data: DataConfig::default(),
+            buses: Vec::new(),
             packs: Vec::new(),
         }
     }
@@ -233,28 +240,6 @@ impl Default for DataConfig {
     }
 }
 
-/// The transport and protocol of a pack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriverKind {
-    /// The in-process simulator.
-    Sim,
-}
-
-/// One pack to poll.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackConfig {
-    /// The pack's identity: letters, digits, '-' and '_'. Samples, events
-    /// and stores know the pack by this id alone.
-    pub id: PackId,
-    /// Its driver.
-    pub driver: DriverKind,
-    /// Settings of the simulated pack (with `driver = "sim"`).
-    #[serde(default)]
-    pub sim: Option<SimPackConfig>,
-}
-
 impl Config {
     /// Parses a configuration from TOML text; `origin` names the text in
     /// errors (a path, or "built-in").
@@ -283,11 +268,10 @@ impl Config {
         for n in 1..=count {
             let id = format!("sim-{n:0width$}");
             if let Ok(id) = PackId::new(id) {
-                self.packs.push(PackConfig {
+                self.packs.push(PackConfig::sim(
                     id,
-                    driver: DriverKind::Sim,
-                    sim: Some(SimPackConfig::default().with_seed(n as u64)),
-                });
+                    SimPackConfig::default().with_seed(n as u64),
+                ));
             }
         }
     }
@@ -350,25 +334,7 @@ impl Config {
                 ));
             }
         }
-        let mut seen = HashSet::new();
-        for (index, pack) in self.packs.iter().enumerate() {
-            if !seen.insert(pack.id.clone()) {
-                return Err(invalid(
-                    &format!("packs[{index}].id"),
-                    format!("pack id {} is used twice", pack.id),
-                ));
-            }
-            if let Some(sim) = &pack.sim {
-                if pack.driver != DriverKind::Sim {
-                    return Err(invalid(
-                        &format!("packs[{index}].sim"),
-                        "only allowed with driver = \"sim\"".into(),
-                    ));
-                }
-                sim.validate()
-                    .map_err(|e| invalid(&format!("packs[{index}].sim"), e.to_string()))?;
-            }
-        }
+        packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }
 }
@@ -385,7 +351,7 @@ mod tests {
 
     #[test]
     fn example_config_in_deploy_parses() {
-        let text = include_str!("../../deploy/packgate.example.toml");
+        let text = include_str!("../../../deploy/packgate.example.toml");
         let config = Config::from_toml_str(text, "packgate.example.toml").unwrap();
         assert!(!config.packs.is_empty());
     }

@@ -1,0 +1,194 @@
+//! `packgate sim`: simulated packs served as real devices (Modbus TCP,
+//! Modbus RTU on a serial line or a pseudo-terminal, slcan), so the
+//! gateway, or any other Modbus or CAN tool, can poll them over the wire.
+
+use std::time::Duration;
+
+use packgate_sim::serve::{serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit};
+use packgate_sim::{Faults, SimPack, SimPackConfig};
+use tokio_serial::SerialPort;
+use tokio_util::sync::CancellationToken;
+
+/// What to serve.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Packs, served as unit ids 1..=packs.
+    pub packs: u8,
+    /// Base seed; pack n uses seed + n.
+    pub seed: u64,
+    /// Modbus TCP listen address, such as `127.0.0.1:5020`.
+    pub modbus_tcp: Option<String>,
+    /// Modbus RTU: a serial device, or `pty` for a new pseudo-terminal.
+    pub modbus_rtu: Option<String>,
+    /// Baud rate of the RTU line.
+    pub baud_rate: u32,
+    /// slcan: a serial device, or `pty`; carries pack 1.
+    pub slcan: Option<String>,
+    /// Faults by unit id.
+    pub faults: Vec<(u8, Faults)>,
+}
+
+/// Why the simulator could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum SimCliError {
+    /// Binding, opening or serving failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A fault flag could not be read.
+    #[error(
+        "bad --fault {0:?}: use UNIT=unresponsive|late:MS|crc|exception:CODE|garbage|overtemp"
+    )]
+    Fault(String),
+    /// Nothing to serve.
+    #[error("nothing to serve: give --modbus-tcp, --modbus-rtu or --slcan")]
+    NoTransport,
+}
+
+/// Parses `UNIT=KIND[:ARG]` into the unit id and its faults.
+pub fn parse_fault(text: &str) -> Result<(u8, Faults), SimCliError> {
+    let bad = || SimCliError::Fault(text.to_owned());
+    let (unit, kind) = text.split_once('=').ok_or_else(bad)?;
+    let unit: u8 = unit.trim().parse().map_err(|_| bad())?;
+    let (kind, arg) = kind
+        .split_once(':')
+        .map_or((kind, None), |(k, a)| (k, Some(a)));
+    let mut faults = Faults::default();
+    match (kind.trim(), arg) {
+        ("unresponsive", None) => faults.unresponsive = true,
+        ("late", Some(ms)) => faults.response_delay_ms = ms.parse().map_err(|_| bad())?,
+        ("crc", None) => faults.corrupt_crc = true,
+        ("exception", Some(code)) => faults.exception = Some(code.parse().map_err(|_| bad())?),
+        ("garbage", None) => faults.garbage = true,
+        ("overtemp", None) => faults.over_temperature = true,
+        _ => return Err(bad()),
+    }
+    Ok((unit, faults))
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SimCliError {
+    let what = what.into();
+    move |source| SimCliError::Io { what, source }
+}
+
+/// Opens `spec` (a device path, or `pty`) as the device end of a serial
+/// line; for a pty, also returns the path the client should open and the
+/// client end, which must stay open for the line to work.
+fn open_line(
+    spec: &str,
+    baud_rate: u32,
+) -> Result<
+    (
+        tokio_serial::SerialStream,
+        String,
+        Option<tokio_serial::SerialStream>,
+    ),
+    SimCliError,
+> {
+    if spec == "pty" {
+        let (device, client) = tokio_serial::SerialStream::pair()
+            .map_err(|e| io_error("creating a pseudo-terminal")(e.into()))?;
+        let path = client.name().unwrap_or_default();
+        return Ok((device, path, Some(client)));
+    }
+    let builder = tokio_serial::new(spec, baud_rate);
+    let port = tokio_serial::SerialStream::open(&builder)
+        .map_err(|e| io_error(format!("opening {spec}"))(e.into()))?;
+    Ok((port, spec.to_owned(), None))
+}
+
+/// Serves the simulated packs until `shutdown`, printing where each
+/// transport can be reached.
+pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
+    if options.modbus_tcp.is_none() && options.modbus_rtu.is_none() && options.slcan.is_none() {
+        return Err(SimCliError::NoTransport);
+    }
+    let packs: Vec<(u8, SimPack, u64)> = (1..=options.packs.max(1))
+        .map(|unit| {
+            let seed = options.seed + u64::from(unit);
+            let pack = SimPack::new(&SimPackConfig::default().with_seed(seed));
+            if let Some((_, faults)) = options.faults.iter().find(|(u, _)| *u == unit) {
+                pack.set_faults(*faults);
+            }
+            (unit, pack, seed)
+        })
+        .collect();
+    let units = || -> Vec<SimUnit> {
+        packs
+            .iter()
+            .map(|(unit, pack, seed)| SimUnit::new(*unit, pack.clone(), *seed))
+            .collect()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut keep_open = Vec::new();
+    if let Some(address) = &options.modbus_tcp {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(io_error(format!("binding {address}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(io_error("reading the bound address"))?;
+        println!("modbus-tcp {local} units 1..={}", packs.len());
+        tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
+    }
+    if let Some(spec) = &options.modbus_rtu {
+        let (port, path, client) = open_line(spec, options.baud_rate)?;
+        keep_open.extend(client);
+        println!(
+            "modbus-rtu {path} {} baud units 1..={}",
+            options.baud_rate,
+            packs.len()
+        );
+        let rtu = RtuServerOptions {
+            baud_rate: options.baud_rate,
+            ..RtuServerOptions::default()
+        };
+        tasks.spawn(serve_modbus_rtu(port, units(), rtu, shutdown.clone()));
+    }
+    if let Some(spec) = &options.slcan {
+        let (port, path, client) = open_line(spec, 115_200)?;
+        keep_open.extend(client);
+        println!("slcan {path} pack 1");
+        let pack = packs[0].1.clone();
+        tasks.spawn(packgate_sim::serve::serve_slcan(
+            port,
+            pack,
+            Duration::from_secs(1),
+            shutdown.clone(),
+        ));
+    }
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                shutdown.cancel();
+                return Err(SimCliError::Io {
+                    what: "serving".into(),
+                    source,
+                });
+            }
+            Err(join) => tracing::error!(error = %join, "simulator task failed"),
+        }
+    }
+    drop(keep_open);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse() {
+        assert!(parse_fault("3=unresponsive").unwrap().1.unresponsive);
+        assert_eq!(parse_fault("2=late:800").unwrap().1.response_delay_ms, 800);
+        assert_eq!(parse_fault("1=exception:4").unwrap().1.exception, Some(4));
+        assert!(parse_fault("1=crc").unwrap().1.corrupt_crc);
+        assert!(parse_fault("x=crc").is_err());
+        assert!(parse_fault("1=melt").is_err());
+    }
+}
