@@ -53,6 +53,43 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Serve simulated packs as real devices (Modbus TCP, Modbus RTU, slcan).
+    Sim {
+        /// Packs, served as unit ids 1..=N.
+        #[arg(long, default_value_t = 4)]
+        packs: u8,
+        /// Base seed of the packs' models.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Serve Modbus TCP on this address, such as 127.0.0.1:5020.
+        #[arg(long)]
+        modbus_tcp: Option<String>,
+        /// Serve Modbus RTU on this serial device, or `pty` for a new
+        /// pseudo-terminal whose path is printed.
+        #[arg(long)]
+        modbus_rtu: Option<String>,
+        /// Baud rate of the RTU line.
+        #[arg(long, default_value_t = 9600)]
+        baud_rate: u32,
+        /// Serve pack 1 as a Pylontech-style CAN BMS through slcan on this
+        /// serial device, or `pty`.
+        #[arg(long)]
+        slcan: Option<String>,
+        /// Inject a fault: UNIT=unresponsive | late:MS | crc | exception:CODE
+        /// | garbage | overtemp (repeatable).
+        #[arg(long = "fault", value_parser = parse_fault)]
+        faults: Vec<(u8, packgate_sim::Faults)>,
+    },
+    /// Device profiles: register maps of the Modbus BMSs.
+    Profiles {
+        #[command(subcommand)]
+        what: ProfilesCommand,
+    },
+    /// CAN tools.
+    Can {
+        #[command(subcommand)]
+        what: CanCommand,
+    },
     /// Measure the whole pipeline with simulated packs.
     Bench {
         /// Simulated packs.
@@ -71,6 +108,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfilesCommand {
+    /// The built-in profiles.
+    List,
+    /// Print a built-in profile's TOML (a starting point for your own).
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Check a profile file: errors name the field and why.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CanCommand {
+    /// Decode a candump log (`candump -l` or candump's console output)
+    /// through the Pylontech BMS decoder.
+    Decode {
+        /// The log file.
+        file: PathBuf,
+    },
+}
+
+fn parse_fault(text: &str) -> Result<(u8, packgate_sim::Faults), String> {
+    packgate::cli::sim::parse_fault(text).map_err(|e| e.to_string())
+}
+
+fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
+    use packgate_drivers::profile::Profile;
+    match what {
+        ProfilesCommand::List => {
+            for name in Profile::builtin_names() {
+                let description = Profile::builtin(name)
+                    .map(|p| p.description)
+                    .unwrap_or_default();
+                println!("{name:<16} {description}");
+            }
+        }
+        ProfilesCommand::Show { name } => match Profile::builtin_source(name) {
+            Some(text) => print!("{text}"),
+            None => bail!(
+                "no built-in profile {name:?}; built-in: {}",
+                Profile::builtin_names().join(", ")
+            ),
+        },
+        ProfilesCommand::Check { file } => {
+            let profile = Profile::load(file)?;
+            println!(
+                "{}: valid profile {:?}, {} register blocks, {} writable settings",
+                file.display(),
+                profile.name,
+                profile.blocks.len(),
+                profile.settings.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn can_decode(file: &PathBuf) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    for line in packgate_drivers::can::candump::replay(&text) {
+        use std::io::Write as _;
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +412,13 @@ fn main() -> anyhow::Result<()> {
     {
         return query_samples(pack, *limit, *format, source, database.as_ref());
     }
+    match &cli.command {
+        Command::Profiles { what } => return profiles(what),
+        Command::Can {
+            what: CanCommand::Decode { file },
+        } => return can_decode(file),
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -332,7 +449,33 @@ fn main() -> anyhow::Result<()> {
                 nats_server,
                 json,
             } => bench(packs, duration, rate, nats_server, json).await,
-            Command::CheckConfig { .. } | Command::Query { .. } => Ok(()),
+            Command::Sim {
+                packs,
+                seed,
+                modbus_tcp,
+                modbus_rtu,
+                baud_rate,
+                slcan,
+                faults,
+            } => {
+                let shutdown = CancellationToken::new();
+                cancel_on_signals(shutdown.clone());
+                let options = packgate::cli::sim::SimOptions {
+                    packs,
+                    seed,
+                    modbus_tcp,
+                    modbus_rtu,
+                    baud_rate,
+                    slcan,
+                    faults,
+                };
+                packgate::cli::sim::run_sim(options, shutdown).await?;
+                Ok(())
+            }
+            Command::CheckConfig { .. }
+            | Command::Query { .. }
+            | Command::Profiles { .. }
+            | Command::Can { .. } => Ok(()),
         }
     })
 }
