@@ -145,3 +145,74 @@ async fn run_then_query_shows_the_stored_samples() {
         assert!(stdout.contains(needle), "{format}: {stdout}");
     }
 }
+
+#[test]
+fn profiles_list_show_and_check() {
+    let out = packgate().args(["profiles", "list"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["packgate-sim", "sunspec-802", "jk-bms-pb", "seplos-v3"] {
+        assert!(stdout.contains(name), "{name} missing: {stdout}");
+    }
+    let out = packgate()
+        .args(["profiles", "show", "packgate-sim"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("mine.toml");
+    std::fs::write(&good, &out.stdout).unwrap();
+    let out = packgate()
+        .args(["profiles", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid profile"));
+
+    // The same profile with a cell array pointing outside its block.
+    let text = String::from_utf8_lossy(&std::fs::read(&good).unwrap())
+        .replace("offset = 16", "offset = 70");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let out = packgate()
+        .args(["profiles", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cells"), "{stderr}");
+}
+
+#[test]
+fn can_decode_replays_a_candump_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bus.log");
+    // SoC 80 %, SoH 99 %; 53.00 V, -12.5 A, 24.0 °C; one garbled line.
+    std::fs::write(
+        &log,
+        "(1700000000.000000) can0 355#50006300\n(1700000000.010000) can0 356#B41483FFF000\nnot a candump line\n",
+    )
+    .unwrap();
+    let out = packgate()
+        .args(["can", "decode"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("80"), "{stdout}");
+    assert!(
+        stdout.contains("53.00") || stdout.contains("53.0"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}
