@@ -1,0 +1,1 @@
+//! The cloud worker (being written).

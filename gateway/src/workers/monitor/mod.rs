@@ -1,0 +1,1 @@
+//! The monitor worker (being written).
