@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use packgate_drivers::{DriverError, PackDriver};
-use packgate_protocol::{AlarmFlags, BootId, DataQuality, Event, EventKind, PackReading, Sample};
-use tokio::sync::mpsc;
+use packgate_drivers::{DriverError, PackDriver, ValidatedSetting};
+use packgate_protocol::{
+    AlarmFlags, BootId, Command, CommandOutcome, DataQuality, Event, EventKind, PackReading, Sample,
+};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -218,6 +220,52 @@ impl PackSlot {
     }
 }
 
+/// A validated setting write for a pack on this bus, from the control
+/// worker, with where to send the outcome.
+#[derive(Debug)]
+pub(super) struct WriteRequest {
+    /// The command (validated by the control worker).
+    pub(super) command: Command,
+    /// Where the outcome goes.
+    pub(super) reply: oneshot::Sender<CommandOutcome>,
+}
+
+/// Applies one write to its pack and reads it back, under `timeout`.
+async fn apply_write(slots: &mut [PackSlot], write: WriteRequest, timeout: Duration) {
+    let command = &write.command;
+    let outcome = match slots
+        .iter_mut()
+        .find(|slot| slot.driver.pack_id() == &command.pack_id)
+    {
+        None => CommandOutcome::Failed {
+            error: format!("pack {} is not on this bus", command.pack_id),
+        },
+        Some(_) if command.expires_at_ms <= now_ms() => CommandOutcome::Rejected {
+            reason: "the command expired before the bus could apply it".into(),
+        },
+        Some(slot) => {
+            let setting = ValidatedSetting {
+                name: command.setting.clone(),
+                value: command.value,
+            };
+            match tokio::time::timeout(timeout, slot.driver.apply_setting(&setting)).await {
+                Ok(Ok(read_back)) => {
+                    tracing::info!(pack = %command.pack_id, setting = %command.setting.0, value = command.value, read_back, "setting written and read back");
+                    CommandOutcome::Applied { read_back }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(pack = %command.pack_id, setting = %command.setting.0, %error, "setting write failed");
+                    CommandOutcome::Failed {
+                        error: error.to_string(),
+                    }
+                }
+                Err(_) => CommandOutcome::TimedOut,
+            }
+        }
+    };
+    let _ = write.reply.send(outcome);
+}
+
 /// The `tick`-th instant of a schedule that starts at `start`.
 fn tick_instant(start: Instant, period: Duration, tick: u64) -> Instant {
     let nanos = u64::try_from(period.as_nanos())
@@ -228,8 +276,10 @@ fn tick_instant(start: Instant, period: Duration, tick: u64) -> Instant {
 
 /// Polls the packs of `bus` until `shutdown`, sending samples and events to
 /// the publisher.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_bus(
     mut bus: Bus,
+    mut writes: mpsc::Receiver<WriteRequest>,
     phase: Duration,
     boot_id: BootId,
     config: CollectConfig,
@@ -249,10 +299,15 @@ pub(super) async fn run_bus(
     }
     while !shutdown.is_cancelled() {
         let round_start = Instant::now();
-        for slot in &mut slots {
+        for index in 0..slots.len() {
             if shutdown.is_cancelled() {
                 break;
             }
+            // Writes go between polls, never in the middle of one.
+            while let Ok(write) = writes.try_recv() {
+                apply_write(&mut slots, write, bus.poll_timeout).await;
+            }
+            let slot = &mut slots[index];
             if slot.next_poll_at > round_start {
                 continue;
             }
@@ -282,10 +337,21 @@ pub(super) async fn run_bus(
             tick = tick.saturating_add(behind);
             next = tick_instant(start, period, tick);
         }
-        tokio::select! {
-            () = tokio::time::sleep_until(next) => {}
-            () = shutdown.cancelled() => break,
+        // Sleep until the next round, serving writes as they come.
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => break,
+                Some(write) = writes.recv() => apply_write(&mut slots, write, bus.poll_timeout).await,
+                () = shutdown.cancelled() => break,
+            }
         }
+    }
+    // Whatever is still queued is refused, not left hanging.
+    writes.close();
+    while let Ok(write) = writes.try_recv() {
+        let _ = write.reply.send(CommandOutcome::Failed {
+            error: "the collector is shutting down".into(),
+        });
     }
     tracing::debug!(bus = %bus.name, "bus stopped");
 }

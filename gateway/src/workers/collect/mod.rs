@@ -6,6 +6,7 @@ mod bus;
 mod metrics;
 mod packs;
 mod publisher;
+mod writes;
 
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub struct Collector {
     pub boot_id: BootId,
     buses: Vec<JoinHandle<()>>,
     publisher: JoinHandle<PublisherReport>,
+    writes: JoinHandle<()>,
 }
 
 /// A fresh boot id: nanoseconds of the wall clock mixed with the pid, so
@@ -72,16 +74,23 @@ impl Collector {
         let capacity = (packs.pack_count() * 2).clamp(64, 16_384);
         let (tx, rx) = mpsc::channel(capacity);
         let bus_count = packs.buses.len().max(1) as u32;
+        let mut routes = std::collections::HashMap::new();
         let buses = packs
             .buses
             .into_iter()
             .enumerate()
             .map(|(index, bus)| {
+                // A few writes may wait per bus; more are refused, not queued.
+                let (write_tx, write_rx) = mpsc::channel(8);
+                for driver in &bus.drivers {
+                    routes.insert(driver.pack_id().clone(), write_tx.clone());
+                }
                 // Spread the buses over the period, so many packs make an
                 // even load instead of a burst once a second.
                 let phase = config.poll_interval() / bus_count * index as u32;
                 tokio::spawn(bus::run_bus(
                     bus,
+                    write_rx,
                     phase,
                     boot_id,
                     config.clone(),
@@ -92,6 +101,11 @@ impl Collector {
             })
             .collect();
         drop(tx);
+        let writes = tokio::spawn(writes::run_write_router(
+            client.clone(),
+            routes,
+            shutdown.clone(),
+        ));
         let publisher = tokio::spawn(publisher::run_publisher(
             rx,
             js,
@@ -104,12 +118,14 @@ impl Collector {
             boot_id,
             buses,
             publisher,
+            writes,
         }
     }
 
     /// Waits for the buses to stop (after shutdown) and every accepted
     /// sample to be acknowledged or given up on.
     pub async fn finish(self) -> PublisherReport {
+        let _ = self.writes.await;
         for bus in self.buses {
             if let Err(e) = bus.await {
                 tracing::error!(error = %e, "bus task failed");

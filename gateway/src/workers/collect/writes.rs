@@ -1,0 +1,144 @@
+//! Routes setting writes from the control worker to the task that owns the
+//! pack's bus: requests arrive on `packgate.bus.<pack>.write`, go to that
+//! bus's bounded queue, and the outcome goes back as the reply. A pack this
+//! collector does not own is left to the collector that does.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use packgate_protocol::{
+    decode, encode, names, Command, CommandId, CommandOutcome, CommandReply, PackId,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::bus::WriteRequest;
+
+/// Longest the router waits for a bus to report an outcome; the bus applies
+/// each write under its own timeout, so this only bounds a stuck bus.
+const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The pack a write subject names: `packgate.bus.<pack>.write`.
+fn pack_of(subject: &str) -> Option<PackId> {
+    let mut tokens = subject.split('.');
+    match (
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+        tokens.next(),
+    ) {
+        (Some(names::SUBJECT_ROOT), Some("bus"), Some(pack), Some("write"), None) => {
+            PackId::new(pack).ok()
+        }
+        _ => None,
+    }
+}
+
+async fn reply(
+    client: &async_nats::Client,
+    to: async_nats::Subject,
+    id: CommandId,
+    outcome: CommandOutcome,
+) {
+    let payload = Bytes::from(encode(&CommandReply {
+        command_id: id,
+        outcome,
+    }));
+    if let Err(error) = client.publish(to, payload).await {
+        tracing::warn!(%error, "cannot reply to a write request");
+    }
+}
+
+/// Serves write requests until `shutdown`.
+pub(super) async fn run_write_router(
+    client: async_nats::Client,
+    routes: HashMap<PackId, mpsc::Sender<WriteRequest>>,
+    shutdown: CancellationToken,
+) {
+    let subject = format!("{}.bus.*.write", names::SUBJECT_ROOT);
+    let mut requests = loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(subscriber) => break subscriber,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to write requests; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    loop {
+        let message = tokio::select! {
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let Some(route) = pack_of(&message.subject).and_then(|pack| routes.get(&pack)) else {
+            continue;
+        };
+        let command = match decode::<Command>(&message.payload) {
+            Ok(command) => command,
+            Err(error) => {
+                let outcome = CommandOutcome::Rejected {
+                    reason: format!("malformed write request: {error}"),
+                };
+                reply(&client, reply_to, CommandId(String::new()), outcome).await;
+                continue;
+            }
+        };
+        let id = command.id.clone();
+        let (tx, rx) = oneshot::channel();
+        if let Err(error) = route.try_send(WriteRequest { command, reply: tx }) {
+            let reason = match error {
+                mpsc::error::TrySendError::Full(_) => "the bus has too many writes queued",
+                mpsc::error::TrySendError::Closed(_) => "the collector is shutting down",
+            };
+            reply(
+                &client,
+                reply_to,
+                id,
+                CommandOutcome::Failed {
+                    error: reason.into(),
+                },
+            )
+            .await;
+            continue;
+        }
+        let client = client.clone();
+        tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(OUTCOME_TIMEOUT, rx).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => CommandOutcome::Failed {
+                    error: "the bus task stopped".into(),
+                },
+                Err(_) => CommandOutcome::TimedOut,
+            };
+            reply(&client, reply_to, id, outcome).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pack_comes_from_the_subject() {
+        assert_eq!(
+            pack_of("packgate.bus.rack-1.write"),
+            Some(PackId::new("rack-1").unwrap())
+        );
+        assert_eq!(pack_of("packgate.bus.rack-1.read"), None);
+        assert_eq!(pack_of("packgate.bus.rack-1.write.x"), None);
+        assert_eq!(pack_of("other.bus.rack-1.write"), None);
+    }
+}
