@@ -95,7 +95,7 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         let packs = PackSet::from_config(&config).unwrap();
         let workers = WorkerSet {
             collect: true,
-            data: false,
+            ..WorkerSet::NONE
         };
         tokio::spawn(async move {
             run_workers(&config, workers, packs, &connection, shutdown)

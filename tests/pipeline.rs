@@ -148,7 +148,7 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
         });
         let workers = WorkerSet {
             collect: true,
-            data: false,
+            ..WorkerSet::NONE
         };
         run_workers(
             &config,

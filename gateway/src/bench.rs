@@ -67,6 +67,13 @@ pub enum BenchError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// The pipeline measured: collect and data only.
+const PIPELINE: WorkerSet = WorkerSet {
+    collect: true,
+    data: true,
+    ..WorkerSet::NONE
+};
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -100,7 +107,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         tokio::time::sleep(duration).await;
         stop.cancel();
     });
-    let report = run_workers(&config, WorkerSet::ALL, packs, &broker, shutdown).await?;
+    let report = run_workers(&config, PIPELINE, packs, &broker, shutdown).await?;
     let cpu_s = process::usage(None).cpu_s - cpu_before;
     let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
     broker.close(&config.data_dir).await;

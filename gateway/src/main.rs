@@ -24,17 +24,46 @@ struct Cli {
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
-    command: Command,
+    command: Action,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Action {
     /// Run every worker in this process (the default on the box).
     Run(GatewayArgs),
     /// Run only the collect worker: poll the packs and publish.
     Collect(GatewayArgs),
     /// Run only the data worker: store samples in SQLite.
     Data(GatewayArgs),
+    /// Run only the control worker: validated, audited writes to packs.
+    Control(GatewayArgs),
+    /// Run only the monitor worker: every worker's metrics, pack events.
+    Monitor(GatewayArgs),
+    /// Run only the cloud worker: upload, and the cloud's commands.
+    Cloud(GatewayArgs),
+    /// Workers, packs, streams, the cloud link, recent alarms and commands
+    /// at a glance.
+    Status {
+        #[command(flatten)]
+        target: BrokerArgs,
+    },
+    /// Send a command to a pack through the control worker.
+    Command {
+        #[command(flatten)]
+        target: BrokerArgs,
+        /// The pack.
+        #[arg(long)]
+        pack: PackId,
+        /// Seconds until the command expires.
+        #[arg(long, default_value_t = 30)]
+        ttl_s: u64,
+        /// Command id (default: a fresh one); repeating an id repeats the
+        /// stored answer and writes nothing.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(subcommand)]
+        action: SetAction,
+    },
     /// Check a configuration file and print it with every default filled in.
     CheckConfig {
         /// The file.
@@ -107,6 +136,17 @@ enum Command {
         /// End with one JSON object of the figures.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SetAction {
+    /// Write one setting, such as `charge_current_limit_a 50`.
+    Set {
+        /// The setting, as named in the pack's profile.
+        setting: String,
+        /// The value, in the setting's unit.
+        value: f64,
     },
 }
 
@@ -304,9 +344,37 @@ async fn run_gateway(args: &GatewayArgs, workers: WorkerSet, name: &str) -> anyh
     Ok(())
 }
 
-async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
-    let config = target.source.load()?;
-    let url = match (&target.nats_url, &config.broker.url) {
+/// Runs the one worker `name` in this process.
+async fn run_one(args: &GatewayArgs, name: &'static str) -> anyhow::Result<()> {
+    let workers = match name {
+        "collect" => WorkerSet {
+            collect: true,
+            ..WorkerSet::NONE
+        },
+        "data" => WorkerSet {
+            data: true,
+            ..WorkerSet::NONE
+        },
+        "control" => WorkerSet {
+            control: true,
+            ..WorkerSet::NONE
+        },
+        "monitor" => WorkerSet {
+            monitor: true,
+            ..WorkerSet::NONE
+        },
+        _ => WorkerSet {
+            cloud: true,
+            ..WorkerSet::NONE
+        },
+    };
+    run_gateway(args, workers, &format!("packgate-{name}")).await
+}
+
+/// The URL of the broker: the flag, the configuration, or the embedded
+/// broker a `packgate run` in the same data directory started.
+fn broker_url(target: &BrokerArgs, config: &Config) -> anyhow::Result<String> {
+    Ok(match (&target.nats_url, &config.broker.url) {
         (Some(url), _) | (None, Some(url)) => url.clone(),
         (None, None) => std::fs::read_to_string(config.data_dir.join(BROKER_URL_FILE))
             .map(|s| s.trim().to_owned())
@@ -316,16 +384,69 @@ async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
                     config.data_dir.display()
                 )
             })?,
-    };
-    let client = tokio::time::timeout(
+    })
+}
+
+async fn connect_client(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    tokio::time::timeout(
         Duration::from_secs(5),
-        async_nats::ConnectOptions::new()
-            .name("packgate-watch")
-            .connect(url.as_str()),
+        async_nats::ConnectOptions::new().name(name).connect(url),
     )
     .await
     .with_context(|| format!("connecting to {url}: timed out"))?
-    .with_context(|| format!("connecting to {url}"))?;
+    .with_context(|| format!("connecting to {url}"))
+}
+
+async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let client = match broker_url(target, &config) {
+        Ok(url) => connect_client(&url, "packgate-status").await.ok(),
+        Err(_) => None,
+    };
+    let mut stdout = std::io::stdout();
+    packgate::cli::status::status(&config, client, &mut stdout).await?;
+    Ok(())
+}
+
+async fn command(
+    target: &BrokerArgs,
+    pack: PackId,
+    setting: String,
+    value: f64,
+    ttl_s: u64,
+    id: Option<String>,
+) -> anyhow::Result<()> {
+    use packgate_protocol::{
+        Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
+    };
+    let config = target.source.load()?;
+    let client = connect_client(&broker_url(target, &config)?, "packgate-command").await?;
+    let now = packgate::telemetry::now_ms();
+    let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));
+    let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let command = PackCommand {
+        id: CommandId(id.clone()),
+        pack_id: pack,
+        setting: SettingName(setting),
+        value,
+        origin: CommandOrigin::Local,
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(ttl_ms),
+    };
+    let wait = config.control.default_deadline() + Duration::from_secs(2);
+    let reply = packgate::workers::control::send_command(&client, &command, wait).await?;
+    match reply.outcome {
+        CommandOutcome::Applied { read_back } => println!("{id}: applied, read back {read_back}"),
+        CommandOutcome::Rejected { reason } => bail!("{id}: rejected: {reason}"),
+        CommandOutcome::Failed { error } => bail!("{id}: failed: {error}"),
+        CommandOutcome::TimedOut => bail!("{id}: timed out"),
+    }
+    Ok(())
+}
+
+async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let client = connect_client(&broker_url(target, &config)?, "packgate-watch").await?;
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let mut stdout = std::io::stdout();
@@ -393,13 +514,13 @@ async fn bench(
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Command::CheckConfig { file } = &cli.command {
+    if let Action::CheckConfig { file } = &cli.command {
         let config = Config::load(file)?;
         println!("{}: valid, {} packs", file.display(), config.packs.len());
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    if let Command::Query {
+    if let Action::Query {
         what:
             QueryCommand::Samples {
                 pack,
@@ -413,8 +534,8 @@ fn main() -> anyhow::Result<()> {
         return query_samples(pack, *limit, *format, source, database.as_ref());
     }
     match &cli.command {
-        Command::Profiles { what } => return profiles(what),
-        Command::Can {
+        Action::Profiles { what } => return profiles(what),
+        Action::Can {
             what: CanCommand::Decode { file },
         } => return can_decode(file),
         _ => {}
@@ -426,30 +547,29 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run_gateway(&args, WorkerSet::ALL, "packgate").await,
-            Command::Collect(args) => {
-                let workers = WorkerSet {
-                    collect: true,
-                    data: false,
-                };
-                run_gateway(&args, workers, "packgate-collect").await
-            }
-            Command::Data(args) => {
-                let workers = WorkerSet {
-                    collect: false,
-                    data: true,
-                };
-                run_gateway(&args, workers, "packgate-data").await
-            }
-            Command::Watch { target, once } => watch(&target, once).await,
-            Command::Bench {
+            Action::Run(args) => run_gateway(&args, WorkerSet::ALL, "packgate").await,
+            Action::Collect(args) => run_one(&args, "collect").await,
+            Action::Data(args) => run_one(&args, "data").await,
+            Action::Control(args) => run_one(&args, "control").await,
+            Action::Monitor(args) => run_one(&args, "monitor").await,
+            Action::Cloud(args) => run_one(&args, "cloud").await,
+            Action::Status { target } => status(&target).await,
+            Action::Command {
+                target,
+                pack,
+                ttl_s,
+                id,
+                action: SetAction::Set { setting, value },
+            } => command(&target, pack, setting, value, ttl_s, id).await,
+            Action::Watch { target, once } => watch(&target, once).await,
+            Action::Bench {
                 packs,
                 duration,
                 rate,
                 nats_server,
                 json,
             } => bench(packs, duration, rate, nats_server, json).await,
-            Command::Sim {
+            Action::Sim {
                 packs,
                 seed,
                 modbus_tcp,
@@ -472,10 +592,10 @@ fn main() -> anyhow::Result<()> {
                 packgate::cli::sim::run_sim(options, shutdown).await?;
                 Ok(())
             }
-            Command::CheckConfig { .. }
-            | Command::Query { .. }
-            | Command::Profiles { .. }
-            | Command::Can { .. } => Ok(()),
+            Action::CheckConfig { .. }
+            | Action::Query { .. }
+            | Action::Profiles { .. }
+            | Action::Can { .. } => Ok(()),
         }
     })
 }

@@ -6,13 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::connect::jetstream_context;
 use crate::broker::{connect, ensure_streams, BrokerError, NatsServer, NatsServerOptions};
 use crate::config::Config;
-use crate::workers::collect::{Collector, PackSet, PublisherReport};
+use crate::telemetry::snapshot::{spawn_metrics_publisher, MetricsSource};
+use crate::workers::cloud::{run_cloud, CloudMetrics};
+use crate::workers::collect::{CollectMetrics, Collector, PackSet, PublisherReport};
+use crate::workers::control::{run_control, ControlMetrics};
 use crate::workers::data::{run_data, DataError, DataMetrics};
+use crate::workers::monitor::{run_monitor, MonitorMetrics};
 
 /// File in the data directory naming the embedded broker's URL while it
 /// runs, so `packgate watch` finds it.
@@ -108,6 +113,12 @@ pub struct WorkerSet {
     pub collect: bool,
     /// Store samples in SQLite.
     pub data: bool,
+    /// Validate, audit and dispatch commands to packs.
+    pub control: bool,
+    /// Store every worker's metrics and the pack events.
+    pub monitor: bool,
+    /// Upload to the cloud and bring its commands in (when `cloud.enabled`).
+    pub cloud: bool,
 }
 
 impl WorkerSet {
@@ -115,6 +126,17 @@ impl WorkerSet {
     pub const ALL: WorkerSet = WorkerSet {
         collect: true,
         data: true,
+        control: true,
+        monitor: true,
+        cloud: true,
+    };
+    /// No worker; set the ones wanted.
+    pub const NONE: WorkerSet = WorkerSet {
+        collect: false,
+        data: false,
+        control: false,
+        monitor: false,
+        cloud: false,
     };
 }
 
@@ -122,11 +144,17 @@ impl WorkerSet {
 #[derive(Debug)]
 pub struct RunReport {
     /// The collector's counters, if it ran.
-    pub collect: Option<Arc<crate::workers::collect::CollectMetrics>>,
+    pub collect: Option<Arc<CollectMetrics>>,
     /// What the publisher left unpublished.
     pub publisher: PublisherReport,
     /// The data worker's counters, if it ran.
     pub data: Option<Arc<DataMetrics>>,
+    /// The control worker's counters, if it ran.
+    pub control: Option<Arc<ControlMetrics>>,
+    /// The monitor worker's counters, if it ran.
+    pub monitor: Option<Arc<MonitorMetrics>>,
+    /// The cloud worker's counters, if it ran.
+    pub cloud: Option<Arc<CloudMetrics>>,
 }
 
 /// Why a run failed.
@@ -141,6 +169,14 @@ pub enum RunError {
     /// A driver could not be built.
     #[error(transparent)]
     Packs(#[from] crate::workers::collect::PackSetError),
+    /// A worker failed.
+    #[error("{worker} worker failed: {reason}")]
+    Worker {
+        /// The worker.
+        worker: &'static str,
+        /// Its error.
+        reason: String,
+    },
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -151,9 +187,40 @@ pub enum RunError {
     },
 }
 
+/// A worker running in its own task; its error stops the whole process
+/// (the service manager restarts it), so a failing component is never
+/// silently absent.
+type WorkerTask = JoinHandle<Result<(), RunError>>;
+
+fn spawn_worker<E: std::fmt::Display + Send + 'static>(
+    worker: &'static str,
+    run: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    on_failure: CancellationToken,
+) -> WorkerTask {
+    tokio::spawn(async move {
+        run.await.map_err(|error| {
+            tracing::error!(worker, %error, "worker failed; stopping");
+            on_failure.cancel();
+            RunError::Worker {
+                worker,
+                reason: error.to_string(),
+            }
+        })
+    })
+}
+
+async fn join_worker(task: WorkerTask, errors: &mut Vec<RunError>) {
+    match task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => errors.push(error),
+        Err(error) => tracing::error!(%error, "worker task panicked"),
+    }
+}
+
 /// Runs `workers` against `broker` until `shutdown`, then stops them in
-/// order: polling stops, in-flight publishes are flushed, the data worker
-/// commits and acks its batch.
+/// order: polling stops and in-flight publishes are flushed, the data
+/// worker stores what was flushed and acks its batch, the other workers
+/// finish what they hold, and each worker's last metrics snapshot goes out.
 pub async fn run_workers(
     config: &Config,
     workers: WorkerSet,
@@ -166,6 +233,20 @@ pub async fn run_workers(
         source,
     })?;
     broker.ensure_streams(config, &shutdown).await?;
+    let interval = config.monitor.snapshot_interval();
+    // Snapshots stop last, so the final one holds the final counters.
+    let snapshots_stop = CancellationToken::new();
+    let mut snapshots = Vec::new();
+    let mut publish_snapshots = |worker: &'static str, source: Arc<dyn MetricsSource>| {
+        snapshots.push(spawn_metrics_publisher(
+            broker.js.clone(),
+            worker,
+            interval,
+            source,
+            snapshots_stop.clone(),
+        ));
+    };
+
     let collector = workers.collect.then(|| {
         Collector::start(
             &config.collect,
@@ -175,53 +256,120 @@ pub async fn run_workers(
             shutdown.clone(),
         )
     });
-    let data_metrics = Arc::new(DataMetrics::default());
-    // The data worker stops after the collector has flushed, so it stores
-    // what the last publishes put on the stream.
-    let data_shutdown = CancellationToken::new();
-    let data = workers.data.then(|| {
-        tokio::spawn(run_data(
-            config.data.clone(),
-            config.database_path(),
-            broker.js.clone(),
-            Arc::clone(&data_metrics),
-            data_shutdown.clone(),
-        ))
-    });
     if let Some(collector) = &collector {
         tracing::info!(boot_id = %collector.boot_id, packs = config.packs.len(), "collect worker started");
+        publish_snapshots(
+            "collect",
+            Arc::clone(&collector.metrics) as Arc<dyn MetricsSource>,
+        );
     }
+    // The data worker stops after the collector has flushed, so it stores
+    // what the last publishes put on the stream; the others after it.
+    let data_stop = CancellationToken::new();
+    let others_stop = CancellationToken::new();
+    let data_metrics = Arc::new(DataMetrics::default());
+    let data = workers.data.then(|| {
+        publish_snapshots("data", Arc::clone(&data_metrics) as Arc<dyn MetricsSource>);
+        spawn_worker(
+            "data",
+            run_data(
+                config.data.clone(),
+                config.database_path(),
+                broker.js.clone(),
+                Arc::clone(&data_metrics),
+                data_stop.clone(),
+            ),
+            shutdown.clone(),
+        )
+    });
+    let mut others = Vec::new();
+    let control_metrics = workers.control.then(|| Arc::new(ControlMetrics::default()));
+    if let Some(metrics) = &control_metrics {
+        publish_snapshots("control", Arc::clone(metrics) as Arc<dyn MetricsSource>);
+        let (config, client, metrics, stop) = (
+            config.clone(),
+            broker.client.clone(),
+            Arc::clone(metrics),
+            others_stop.clone(),
+        );
+        others.push(spawn_worker(
+            "control",
+            async move { run_control(&config, client, metrics, stop).await },
+            shutdown.clone(),
+        ));
+    }
+    let monitor_metrics = workers.monitor.then(|| Arc::new(MonitorMetrics::default()));
+    if let Some(metrics) = &monitor_metrics {
+        publish_snapshots("monitor", Arc::clone(metrics) as Arc<dyn MetricsSource>);
+        let (config, js, metrics, stop) = (
+            config.clone(),
+            broker.js.clone(),
+            Arc::clone(metrics),
+            others_stop.clone(),
+        );
+        others.push(spawn_worker(
+            "monitor",
+            async move { run_monitor(&config, js, metrics, stop).await },
+            shutdown.clone(),
+        ));
+    }
+    let cloud_metrics =
+        (workers.cloud && config.cloud.enabled).then(|| Arc::new(CloudMetrics::default()));
+    if let Some(metrics) = &cloud_metrics {
+        publish_snapshots("cloud", Arc::clone(metrics) as Arc<dyn MetricsSource>);
+        let (cloud, client, js, metrics, stop) = (
+            config.cloud.clone(),
+            broker.client.clone(),
+            broker.js.clone(),
+            Arc::clone(metrics),
+            others_stop.clone(),
+        );
+        others.push(spawn_worker(
+            "cloud",
+            async move { run_cloud(&cloud, client, js, metrics, stop).await },
+            shutdown.clone(),
+        ));
+    }
+
     shutdown.cancelled().await;
     let mut report = RunReport {
         collect: collector.as_ref().map(|c| Arc::clone(&c.metrics)),
         publisher: PublisherReport::default(),
         data: workers.data.then(|| Arc::clone(&data_metrics)),
+        control: control_metrics,
+        monitor: monitor_metrics,
+        cloud: cloud_metrics,
     };
     if let Some(collector) = collector {
         report.publisher = collector.finish().await;
     }
+    let mut errors = Vec::new();
     if let Some(data) = data {
         if workers.collect {
             // Give the data worker a moment to take what was just flushed.
             let patience = Duration::from_millis(config.data.shutdown_drain_ms);
             wait_for_drain(&data_metrics, report.collect.as_deref(), patience).await;
         }
-        data_shutdown.cancel();
-        match data.await {
-            Ok(result) => result?,
-            Err(error) => tracing::error!(%error, "data worker task failed"),
-        }
+        data_stop.cancel();
+        join_worker(data, &mut errors).await;
     }
-    Ok(report)
+    others_stop.cancel();
+    for task in others {
+        join_worker(task, &mut errors).await;
+    }
+    snapshots_stop.cancel();
+    for task in snapshots {
+        let _ = task.await;
+    }
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
 }
 
 /// Waits up to `patience` for the data worker to have stored as many
 /// samples as the collector published in this run.
-async fn wait_for_drain(
-    data: &DataMetrics,
-    collect: Option<&crate::workers::collect::CollectMetrics>,
-    patience: Duration,
-) {
+async fn wait_for_drain(data: &DataMetrics, collect: Option<&CollectMetrics>, patience: Duration) {
     let Some(collect) = collect else { return };
     let deadline = tokio::time::Instant::now() + patience;
     while tokio::time::Instant::now() < deadline {

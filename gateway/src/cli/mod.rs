@@ -2,4 +2,5 @@
 
 pub mod render;
 pub mod sim;
+pub mod status;
 pub mod watch;

@@ -58,6 +58,12 @@ pub struct Config {
     pub collect: CollectConfig,
     /// The data worker: the SQLite store of samples.
     pub data: DataConfig,
+    /// The control worker: validated, audited writes to packs.
+    pub control: crate::workers::control::ControlConfig,
+    /// The monitor worker and the metrics snapshots of every worker.
+    pub monitor: crate::workers::monitor::MonitorConfig,
+    /// The cloud worker: the uplink and the cloud's control requests.
+    pub cloud: crate::workers::cloud::CloudConfig,
     /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
     /// are reached on.
     pub buses: Vec<BusConfig>,
@@ -73,6 +79,9 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             collect: CollectConfig::default(),
             data: DataConfig::default(),
+            control: crate::workers::control::ControlConfig::default(),
+            monitor: crate::workers::monitor::MonitorConfig::default(),
+            cloud: crate::workers::cloud::CloudConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
         }
@@ -334,6 +343,12 @@ impl Config {
                 ));
             }
         }
+        self.control
+            .validate()
+            .map_err(|e| invalid("control", e.to_string()))?;
+        self.cloud
+            .validate()
+            .map_err(|e| invalid("cloud", e.to_string()))?;
         packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod histogram;
 pub mod process;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 

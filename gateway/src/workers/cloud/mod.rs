@@ -1,1 +1,303 @@
-//! The cloud worker (being written).
+//! The cloud worker: the uplink. It uploads samples and events from the
+//! local streams to the cloud's JetStream (store and forward), and serves
+//! control requests from the cloud by passing them to the local control
+//! worker.
+//!
+//! # The cloud side
+//!
+//! The cloud is a NATS server or cluster with JetStream, reached on its own
+//! connection (`[cloud]` in the configuration: URLs, one kind of
+//! authentication, TLS). Each gateway has an id, one subject token, and
+//! uses these subjects there:
+//!
+//! | subject                                   | what                                         |
+//! |-------------------------------------------|----------------------------------------------|
+//! | `packgate.<gateway_id>.samples.<pack>`    | samples, published to JetStream               |
+//! | `packgate.<gateway_id>.events.<pack>`     | events (alarms, online/offline), to JetStream |
+//! | `packgate.<gateway_id>.control`           | control requests, served by request-reply     |
+//!
+//! Payloads are the local ones, unchanged (postcard in the packgate
+//! envelope). Every uploaded message carries the local de-duplication id in
+//! `Nats-Msg-Id`: `pack:boot:seq` for samples, `pack:boot:e<seq>` for
+//! events, so a batch sent again (a lost ack, a retry, a restart of the
+//! gateway) is stored once. Publishes also carry `Nats-Expected-Stream:
+//! <stream_name>`.
+//!
+//! The cloud stream (`stream_name`, default `PACKGATE_CLOUD`) must capture
+//! `packgate.<gateway_id>.samples.>` and `packgate.<gateway_id>.events.>`
+//! (or `packgate.*.samples.>` and `packgate.*.events.>` for many gateways),
+//! but **not** `packgate.<gateway_id>.control`: a stream capturing the
+//! control subject would answer control requests with its own publish ack.
+//! Its `duplicate_window` should be at least 10 minutes: the window only
+//! has to cover a batch in flight (after an outage the replay is of
+//! messages the cloud never acknowledged, so there is nothing to
+//! de-duplicate), but a local ack lost after the cloud took a batch brings
+//! the batch back after the consumer's ack wait (2 minutes). With
+//! `create_stream = true` the gateway creates a file stream like that when
+//! it is missing; it never changes an existing one.
+//!
+//! A control request's payload is an encoded `Command`; its origin is set
+//! to `Cloud` whatever it says. The reply is the control worker's encoded
+//! `CommandReply`, unchanged; when the control worker does not answer
+//! before the command expires the reply is `TimedOut`, when none is running
+//! `Failed`, and a request that does not decode gets `Rejected`.
+//!
+//! # Guarantees
+//!
+//! The local stream is the buffer: the worker reads it through durable pull
+//! consumers (`packgate-cloud-samples`, `packgate-cloud-events`) whose
+//! `max_ack_pending` is one batch, and acks a batch only after the cloud
+//! acked every message of it. A failed batch is kept and retried with
+//! exponential backoff, and nothing more is fetched meanwhile: memory is one
+//! batch per stream however long the outage, and each pack's messages reach
+//! the cloud in local stream order. The backlog drains at most at
+//! `max_rate_per_s`.
+
+mod config;
+mod control;
+mod link;
+mod metrics;
+mod uploader;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use packgate_protocol::names::{ConsumerSpec, EVENTS_STREAM, SAMPLES_STREAM, SUBJECT_ROOT};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CloudConfig, CloudConfigError};
+pub use metrics::CloudMetrics;
+use uploader::{Kind, RateLimit, Uploader};
+
+/// The cloud worker's consumer of the local samples stream. Its
+/// `max_ack_pending` is set to `cloud.batch_max_samples` at start.
+pub const CLOUD_SAMPLES_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-cloud-samples",
+    stream: SAMPLES_STREAM.name,
+    // Long enough for a retry cycle; a batch being retried is kept alive
+    // with progress acks.
+    ack_wait: Duration::from_secs(120),
+    max_ack_pending: 500,
+};
+
+/// The cloud worker's consumer of the local events stream.
+pub const CLOUD_EVENTS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-cloud-events",
+    stream: EVENTS_STREAM.name,
+    ack_wait: Duration::from_secs(120),
+    max_ack_pending: 500,
+};
+
+/// How often the backlog gauge is refreshed.
+const BACKLOG_EVERY: Duration = Duration::from_secs(3);
+
+/// Why the cloud worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The `[cloud]` section breaks a rule.
+    #[error("invalid cloud configuration: {0}")]
+    Config(#[from] CloudConfigError),
+    /// The `.creds` file could not be read.
+    #[error("cannot read the cloud credentials file {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The connection options are unusable (such as a malformed URL).
+    #[error("cannot connect to the cloud at {urls}: {reason}")]
+    Connect {
+        /// The configured URLs.
+        urls: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The cloud subject of a local sample or event subject:
+/// `packgate.samples.<pack>` becomes `packgate.<gateway_id>.samples.<pack>`.
+/// `None` for a subject outside `packgate.`.
+pub fn cloud_subject(gateway_id: &str, local_subject: &str) -> Option<String> {
+    let rest = local_subject
+        .strip_prefix(SUBJECT_ROOT)
+        .and_then(|s| s.strip_prefix('.'))?;
+    Some(format!("{SUBJECT_ROOT}.{gateway_id}.{rest}"))
+}
+
+/// The cloud subject on which a gateway serves control requests:
+/// `packgate.<gateway_id>.control`.
+pub fn control_subject(gateway_id: &str) -> String {
+    format!("{SUBJECT_ROOT}.{gateway_id}.control")
+}
+
+/// The subjects the cloud stream must capture for a gateway.
+pub fn cloud_stream_subjects(gateway_id: &str) -> Vec<String> {
+    vec![
+        format!("{SUBJECT_ROOT}.{gateway_id}.samples.>"),
+        format!("{SUBJECT_ROOT}.{gateway_id}.events.>"),
+    ]
+}
+
+/// Creates the cloud stream if it is missing (with `create_stream`); an
+/// existing stream is left as it is.
+async fn ensure_cloud_stream(js: &jetstream::Context, config: &CloudConfig) {
+    let timeout = config.request_timeout();
+    if let Ok(Ok(_)) = tokio::time::timeout(timeout, js.get_stream(&config.stream_name)).await {
+        return;
+    }
+    let want = stream::Config {
+        name: config.stream_name.clone(),
+        subjects: cloud_stream_subjects(&config.gateway_id),
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(600),
+        ..Default::default()
+    };
+    match tokio::time::timeout(timeout, js.create_stream(want)).await {
+        Ok(Ok(_)) => tracing::info!(stream = %config.stream_name, "cloud stream created"),
+        Ok(Err(error)) => {
+            tracing::error!(%error, stream = %config.stream_name, "cannot create the cloud stream")
+        }
+        Err(_) => {
+            tracing::warn!(stream = %config.stream_name, "creating the cloud stream timed out")
+        }
+    }
+}
+
+/// Refreshes the backlog gauge: messages of both local consumers the cloud
+/// has not acknowledged (pending plus in hand).
+async fn run_backlog(
+    local_js: jetstream::Context,
+    timeout: Duration,
+    metrics: Arc<CloudMetrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let mut total: i64 = 0;
+        for spec in [&CLOUD_SAMPLES_CONSUMER, &CLOUD_EVENTS_CONSUMER] {
+            let info = tokio::time::timeout(timeout, async {
+                let stream = local_js.get_stream(spec.stream).await.ok()?;
+                stream.consumer_info(spec.durable).await.ok()
+            })
+            .await;
+            if let Ok(Some(info)) = info {
+                let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
+                let in_hand = i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX);
+                total = total.saturating_add(pending).saturating_add(in_hand);
+            }
+        }
+        metrics.backlog.set(total);
+        tokio::select! {
+            () = tokio::time::sleep(BACKLOG_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Runs the cloud worker until `shutdown`: the link, an uploader per local
+/// stream, the control bridge and the backlog gauge. Returns at once when
+/// `cloud.enabled` is false. A batch in hand at shutdown is handed back to
+/// the local stream for the next start.
+pub async fn run_cloud(
+    cloud: &CloudConfig,
+    local: async_nats::Client,
+    local_js: jetstream::Context,
+    metrics: Arc<CloudMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), CloudError> {
+    if !cloud.enabled {
+        tracing::info!("cloud worker disabled (cloud.enabled = false)");
+        return Ok(());
+    }
+    cloud.validate()?;
+    let config = Arc::new(cloud.clone());
+    let link = link::open(&config, Arc::clone(&metrics), shutdown.clone()).await?;
+    tracing::info!(
+        urls = %config.urls.join(","),
+        gateway_id = %config.gateway_id,
+        stream = %config.stream_name,
+        "cloud worker started"
+    );
+    if config.create_stream {
+        let (js, config, shutdown) = (link.js.clone(), Arc::clone(&config), shutdown.clone());
+        let mut up = link.up.clone();
+        tokio::spawn(async move {
+            let connected = tokio::select! {
+                up = up.wait_for(|up| *up) => up.is_ok(),
+                () = shutdown.cancelled() => false,
+            };
+            if connected {
+                ensure_cloud_stream(&js, &config).await;
+            }
+        });
+    }
+    let rate = Arc::new(RateLimit::new(config.max_rate_per_s));
+    let max_ack_pending = i64::try_from(config.batch_max_samples).unwrap_or(i64::MAX);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (kind, base) in [
+        (Kind::Samples, &CLOUD_SAMPLES_CONSUMER),
+        (Kind::Events, &CLOUD_EVENTS_CONSUMER),
+    ] {
+        let uploader = Uploader {
+            kind,
+            spec: ConsumerSpec {
+                max_ack_pending,
+                ..base.clone()
+            },
+            config: Arc::clone(&config),
+            local_js: local_js.clone(),
+            cloud_js: link.js.clone(),
+            link_up: link.up.clone(),
+            rate: Arc::clone(&rate),
+            metrics: Arc::clone(&metrics),
+        };
+        tasks.spawn(uploader.run(shutdown.clone()));
+    }
+    tasks.spawn(control::run_bridge(
+        Arc::clone(&config),
+        link.client.clone(),
+        local,
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
+    tasks.spawn(run_backlog(
+        local_js,
+        config.request_timeout(),
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    ));
+    while let Some(done) = tasks.join_next().await {
+        if let Err(error) = done {
+            tracing::error!(%error, "cloud worker task failed");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), link.client.flush()).await;
+    metrics.set_link_up(false);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_subjects_map_under_the_gateway() {
+        assert_eq!(
+            cloud_subject("gw1", "packgate.samples.p-1").as_deref(),
+            Some("packgate.gw1.samples.p-1")
+        );
+        assert_eq!(
+            cloud_subject("gw1", "packgate.events.p-1").as_deref(),
+            Some("packgate.gw1.events.p-1")
+        );
+        assert_eq!(cloud_subject("gw1", "other.samples.p"), None);
+        assert_eq!(cloud_subject("gw1", "packgatex.samples.p"), None);
+        assert_eq!(control_subject("gw1"), "packgate.gw1.control");
+        // The stream's subjects never capture the control subject.
+        assert!(cloud_stream_subjects("gw1")
+            .iter()
+            .all(|s| !control_subject("gw1").starts_with(s.trim_end_matches('>'))));
+    }
+}

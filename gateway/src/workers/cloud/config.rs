@@ -1,0 +1,318 @@
+//! The `[cloud]` section of the configuration: where the cloud is, how to
+//! authenticate, and how fast and in what batches to upload.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A rule of the `[cloud]` section that a value breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct CloudConfigError {
+    /// The dotted key at fault, such as `cloud.gateway_id`.
+    pub key: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// The uplink to the cloud: a remote NATS server or cluster with JetStream.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    /// Whether the cloud worker runs at all.
+    pub enabled: bool,
+    /// URLs of the cloud servers (`nats://`, `tls://`); the client picks
+    /// one and moves to another when it fails.
+    pub urls: Vec<String>,
+    /// This gateway's id in the cloud: one subject token (letters, digits,
+    /// `-` and `_`), unique among the gateways of the cloud account.
+    pub gateway_id: String,
+    /// User name, with `password`.
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<String>,
+    /// Authentication token.
+    pub token: Option<String>,
+    /// NKey seed (`SU...`).
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (user JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// PEM file of the CA certificates the servers' certificates are checked
+    /// against (in addition to the system roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate, for mutual TLS; needs
+    /// `tls_client_key_file`.
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub tls_client_key_file: Option<PathBuf>,
+    /// Refuse to talk to a server without TLS.
+    pub require_tls: bool,
+    /// Most messages in one upload batch; also the local consumers'
+    /// `max_ack_pending`, so the worker never holds more than one batch per
+    /// stream.
+    pub batch_max_samples: usize,
+    /// Longest a batch waits to fill before it is uploaded anyway,
+    /// milliseconds.
+    pub upload_interval_ms: u64,
+    /// Most messages uploaded per second (a token bucket shared by samples
+    /// and events); caps the drain of a backlog after an outage.
+    pub max_rate_per_s: u32,
+    /// Longest wait between two attempts at a failed batch, and between two
+    /// connection attempts, milliseconds; the wait doubles up to this.
+    pub retry_backoff_max_ms: u64,
+    /// Time allowed for one connection attempt, one JetStream API call or
+    /// one publish ack, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Name of the stream on the cloud that captures this gateway's samples
+    /// and events.
+    pub stream_name: String,
+    /// Whether the gateway may create that stream when it is missing
+    /// (subjects `packgate.<gateway_id>.samples.>` and
+    /// `packgate.<gateway_id>.events.>`); usually the cloud operator creates
+    /// it.
+    pub create_stream: bool,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            urls: Vec::new(),
+            gateway_id: String::new(),
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            creds_file: None,
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
+            require_tls: false,
+            batch_max_samples: 500,
+            upload_interval_ms: 5_000,
+            max_rate_per_s: 2_000,
+            retry_backoff_max_ms: 60_000,
+            request_timeout_ms: 10_000,
+            stream_name: "PACKGATE_CLOUD".to_owned(),
+            create_stream: false,
+        }
+    }
+}
+
+/// Secrets are never printed.
+impl fmt::Debug for CloudConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("CloudConfig")
+            .field("enabled", &self.enabled)
+            .field("urls", &self.urls)
+            .field("gateway_id", &self.gateway_id)
+            .field("user", &self.user)
+            .field("password", &redacted(&self.password))
+            .field("token", &redacted(&self.token))
+            .field("nkey_seed", &redacted(&self.nkey_seed))
+            .field("creds_file", &self.creds_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client_cert_file", &self.tls_client_cert_file)
+            .field("tls_client_key_file", &self.tls_client_key_file)
+            .field("require_tls", &self.require_tls)
+            .field("batch_max_samples", &self.batch_max_samples)
+            .field("upload_interval_ms", &self.upload_interval_ms)
+            .field("max_rate_per_s", &self.max_rate_per_s)
+            .field("retry_backoff_max_ms", &self.retry_backoff_max_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("stream_name", &self.stream_name)
+            .field("create_stream", &self.create_stream)
+            .finish()
+    }
+}
+
+/// Whether `token` is usable as one NATS subject token or stream name.
+fn is_name_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 64
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl CloudConfig {
+    /// Checks ranges and cross-field rules. The URLs and gateway id are
+    /// required only when the worker is enabled.
+    pub fn validate(&self) -> Result<(), CloudConfigError> {
+        let invalid = |key: &'static str, reason: &str| {
+            Err(CloudConfigError {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.enabled {
+            if self.urls.is_empty() {
+                return invalid("cloud.urls", "at least one URL is needed");
+            }
+            if !is_name_token(&self.gateway_id) {
+                return invalid(
+                    "cloud.gateway_id",
+                    "must be 1 to 64 letters, digits, '-' or '_' (one subject token)",
+                );
+            }
+        }
+        if self.urls.iter().any(|u| u.trim().is_empty()) {
+            return invalid("cloud.urls", "an empty URL");
+        }
+        let kinds = [
+            self.user.is_some() || self.password.is_some(),
+            self.token.is_some(),
+            self.nkey_seed.is_some(),
+            self.creds_file.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            return invalid(
+                "cloud",
+                "at most one kind of authentication: user/password, token, nkey_seed or creds_file",
+            );
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return invalid("cloud.password", "user and password go together");
+        }
+        if self.tls_client_cert_file.is_some() != self.tls_client_key_file.is_some() {
+            return invalid(
+                "cloud.tls_client_key_file",
+                "tls_client_cert_file and tls_client_key_file go together",
+            );
+        }
+        if !(1..=100_000).contains(&self.batch_max_samples) {
+            return invalid("cloud.batch_max_samples", "must be 1 to 100000");
+        }
+        if self.upload_interval_ms < 10 {
+            return invalid("cloud.upload_interval_ms", "must be at least 10");
+        }
+        if self.max_rate_per_s == 0 {
+            return invalid("cloud.max_rate_per_s", "must be at least 1");
+        }
+        if self.retry_backoff_max_ms < 100 {
+            return invalid("cloud.retry_backoff_max_ms", "must be at least 100");
+        }
+        if self.request_timeout_ms < 100 {
+            return invalid("cloud.request_timeout_ms", "must be at least 100");
+        }
+        if !is_name_token(&self.stream_name) {
+            return invalid(
+                "cloud.stream_name",
+                "must be 1 to 64 letters, digits, '-' or '_'",
+            );
+        }
+        Ok(())
+    }
+
+    /// The batch linger time.
+    pub fn upload_interval(&self) -> Duration {
+        Duration::from_millis(self.upload_interval_ms)
+    }
+
+    /// The timeout of one cloud I/O call.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The longest backoff.
+    pub fn retry_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_max_ms)
+    }
+}
+
+/// Exponential backoff: 250 ms doubled per attempt, capped at `max`.
+pub(crate) fn backoff(attempt: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(250);
+    base.saturating_mul(1u32 << attempt.min(16)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failure should be loud
+
+    use super::*;
+
+    fn enabled() -> CloudConfig {
+        CloudConfig {
+            enabled: true,
+            urls: vec!["nats://cloud:4222".into()],
+            gateway_id: "site-7".into(),
+            ..CloudConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_parse_from_nothing() {
+        CloudConfig::default().validate().unwrap();
+        let parsed: CloudConfig = toml::from_str("").unwrap();
+        assert_eq!(parsed, CloudConfig::default());
+        enabled().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<CloudConfig>("gatway_id = \"x\"").is_err());
+    }
+
+    #[test]
+    fn rules_name_their_key() {
+        let bad = |c: CloudConfig| c.validate().unwrap_err().key;
+        assert_eq!(
+            bad(CloudConfig {
+                gateway_id: "a.b".into(),
+                ..enabled()
+            }),
+            "cloud.gateway_id"
+        );
+        assert_eq!(
+            bad(CloudConfig {
+                urls: vec![],
+                ..enabled()
+            }),
+            "cloud.urls"
+        );
+        assert_eq!(
+            bad(CloudConfig {
+                token: Some("t".into()),
+                nkey_seed: Some("SU".into()),
+                ..enabled()
+            }),
+            "cloud"
+        );
+        assert_eq!(
+            bad(CloudConfig {
+                user: Some("u".into()),
+                ..enabled()
+            }),
+            "cloud.password"
+        );
+        assert_eq!(
+            bad(CloudConfig {
+                tls_client_cert_file: Some("c.pem".into()),
+                ..enabled()
+            }),
+            "cloud.tls_client_key_file"
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = CloudConfig {
+            user: Some("u".into()),
+            password: Some("hunter2".into()),
+            ..enabled()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(0, max), Duration::from_millis(250));
+        assert_eq!(backoff(2, max), Duration::from_secs(1));
+        assert_eq!(backoff(30, max), max);
+    }
+}

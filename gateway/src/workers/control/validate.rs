@@ -1,0 +1,390 @@
+//! Validation of a command before anything is written: the pack exists, the
+//! setting is writable in its profile, the value is within the profile's
+//! bounds and the site's, and the command is neither expired nor from the
+//! far future. Pure: the caller passes the clock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use packgate_drivers::profile::{self, Profile, ProfileError};
+use packgate_drivers::ValidatedSetting;
+use packgate_protocol::{Command, PackId};
+
+use super::config::SiteLimit;
+use crate::config::{DriverKind, PackConfig};
+
+/// The profile a simulated pack answers to: its settings are the ones the
+/// simulator implements.
+pub const SIM_PROFILE: &str = "packgate-sim";
+
+/// One writable setting of one pack, with the profile's bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingBounds {
+    /// The setting's name.
+    pub name: String,
+    /// Smallest value the profile accepts.
+    pub min: f64,
+    /// Largest value the profile accepts.
+    pub max: f64,
+    /// Unit of the value.
+    pub unit: String,
+}
+
+/// The writable settings of every configured pack; a pack with none (a CAN
+/// pack) has an empty list.
+pub type PackTable = HashMap<PackId, Vec<SettingBounds>>;
+
+/// The rules a command is checked against, besides the pack table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Site-wide bounds per setting name.
+    pub site_limits: BTreeMap<String, SiteLimit>,
+    /// Furthest a command's expiry may be from now, milliseconds.
+    pub max_ttl_ms: i64,
+    /// Furthest a command's issue time may be ahead of now, milliseconds.
+    pub max_skew_ms: i64,
+}
+
+/// Why a command is refused; the text names the problem and is sent back
+/// to the requester.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    /// No configured pack has this id.
+    #[error("unknown pack {0}")]
+    UnknownPack(PackId),
+    /// The pack's profile does not list this setting as writable.
+    #[error("setting {setting} is not writable on pack {pack} (writable: {writable})")]
+    NotWritable {
+        /// The pack.
+        pack: PackId,
+        /// The setting asked for.
+        setting: String,
+        /// The settings that are writable, comma-separated, or "none".
+        writable: String,
+    },
+    /// NaN or infinite.
+    #[error("value {0} of {1} is not a finite number")]
+    NotFinite(f64, String),
+    /// Outside the profile's bounds.
+    #[error("{setting} = {value} is outside the profile's bounds {min} to {max} {unit}")]
+    OutOfProfileBounds {
+        /// The setting.
+        setting: String,
+        /// The value asked for.
+        value: f64,
+        /// The profile's minimum.
+        min: f64,
+        /// The profile's maximum.
+        max: f64,
+        /// The unit.
+        unit: String,
+    },
+    /// Outside the site limit of the configuration.
+    #[error("{setting} = {value} is outside the site limit {min} to {max} {unit}")]
+    OutsideSiteLimit {
+        /// The setting.
+        setting: String,
+        /// The value asked for.
+        value: f64,
+        /// The site's minimum.
+        min: f64,
+        /// The site's maximum.
+        max: f64,
+        /// The unit.
+        unit: String,
+    },
+    /// The expiry has passed.
+    #[error("command expired {ago_ms} ms ago")]
+    Expired {
+        /// How long ago it expired.
+        ago_ms: i64,
+    },
+    /// The expiry is further in the future than the configuration allows.
+    #[error("command expires in {in_ms} ms, beyond the longest allowed ({max_ms} ms)")]
+    ExpiryTooFar {
+        /// Time until its expiry.
+        in_ms: i64,
+        /// The longest allowed.
+        max_ms: i64,
+    },
+    /// Issued in the future beyond the allowed clock skew.
+    #[error("command issued {ahead_ms} ms in the future (clock skew allowed: {max_ms} ms)")]
+    IssuedInFuture {
+        /// How far ahead of our clock.
+        ahead_ms: i64,
+        /// The skew allowed.
+        max_ms: i64,
+    },
+}
+
+/// Builds the pack table from the configured packs: a modbus pack's
+/// profile settings, the simulator's for a sim pack, none for a CAN pack.
+pub fn pack_table(packs: &[PackConfig]) -> Result<PackTable, ProfileError> {
+    let mut profiles: HashMap<&str, Vec<SettingBounds>> = HashMap::new();
+    let mut table = PackTable::with_capacity(packs.len());
+    for pack in packs {
+        let name = match (pack.driver, pack.profile.as_deref()) {
+            (DriverKind::Sim, _) => Some(SIM_PROFILE),
+            (DriverKind::Modbus, Some(name)) => Some(name),
+            (DriverKind::Modbus, None) | (DriverKind::Can, _) => None,
+        };
+        let settings = match name {
+            None => Vec::new(),
+            Some(name) => match profiles.get(name) {
+                Some(settings) => settings.clone(),
+                None => {
+                    let settings = bounds_of(&profile::resolve(name)?);
+                    profiles.insert(name, settings.clone());
+                    settings
+                }
+            },
+        };
+        table.insert(pack.id.clone(), settings);
+    }
+    Ok(table)
+}
+
+/// The writable settings of a profile.
+pub fn bounds_of(profile: &Profile) -> Vec<SettingBounds> {
+    profile
+        .settings
+        .iter()
+        .map(|s| SettingBounds {
+            name: s.name.clone(),
+            min: s.min,
+            max: s.max,
+            unit: s.unit.clone(),
+        })
+        .collect()
+}
+
+/// Checks `command` at `now_ms`; the setting to write, or why not.
+pub fn validate(
+    command: &Command,
+    now_ms: i64,
+    packs: &PackTable,
+    policy: &Policy,
+) -> Result<ValidatedSetting, Rejection> {
+    let settings = packs
+        .get(&command.pack_id)
+        .ok_or_else(|| Rejection::UnknownPack(command.pack_id.clone()))?;
+    let name = command.setting.0.as_str();
+    let bounds = settings.iter().find(|s| s.name == name).ok_or_else(|| {
+        let writable: Vec<&str> = settings.iter().map(|s| s.name.as_str()).collect();
+        Rejection::NotWritable {
+            pack: command.pack_id.clone(),
+            setting: name.to_owned(),
+            writable: if writable.is_empty() {
+                "none".to_owned()
+            } else {
+                writable.join(", ")
+            },
+        }
+    })?;
+    let value = command.value;
+    if !value.is_finite() {
+        return Err(Rejection::NotFinite(value, name.to_owned()));
+    }
+    if value < bounds.min || value > bounds.max {
+        return Err(Rejection::OutOfProfileBounds {
+            setting: name.to_owned(),
+            value,
+            min: bounds.min,
+            max: bounds.max,
+            unit: bounds.unit.clone(),
+        });
+    }
+    if let Some(limit) = policy.site_limits.get(name) {
+        if value < limit.min || value > limit.max {
+            return Err(Rejection::OutsideSiteLimit {
+                setting: name.to_owned(),
+                value,
+                min: limit.min,
+                max: limit.max,
+                unit: bounds.unit.clone(),
+            });
+        }
+    }
+    if command.expires_at_ms <= now_ms {
+        return Err(Rejection::Expired {
+            ago_ms: now_ms.saturating_sub(command.expires_at_ms),
+        });
+    }
+    let expires_in = command.expires_at_ms.saturating_sub(now_ms);
+    if expires_in > policy.max_ttl_ms {
+        return Err(Rejection::ExpiryTooFar {
+            in_ms: expires_in,
+            max_ms: policy.max_ttl_ms,
+        });
+    }
+    let ahead = command.issued_at_ms.saturating_sub(now_ms);
+    if ahead > policy.max_skew_ms {
+        return Err(Rejection::IssuedInFuture {
+            ahead_ms: ahead,
+            max_ms: policy.max_skew_ms,
+        });
+    }
+    Ok(ValidatedSetting {
+        name: command.setting.clone(),
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use packgate_protocol::{CommandId, CommandOrigin, SettingName};
+    use packgate_sim::SimPackConfig;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn table() -> PackTable {
+        let mut modbus = PackConfig::sim(PackId::new("jk").unwrap(), SimPackConfig::default());
+        modbus.driver = DriverKind::Modbus;
+        modbus.sim = None;
+        modbus.profile = Some("jk-bms-pb".into());
+        let mut can = PackConfig::sim(PackId::new("can").unwrap(), SimPackConfig::default());
+        can.driver = DriverKind::Can;
+        can.sim = None;
+        let sim = PackConfig::sim(PackId::new("sim").unwrap(), SimPackConfig::default());
+        pack_table(&[modbus, can, sim]).unwrap()
+    }
+
+    fn policy() -> Policy {
+        let mut site_limits = BTreeMap::new();
+        site_limits.insert(
+            "charge_current_limit_a".to_owned(),
+            SiteLimit {
+                min: 0.0,
+                max: 80.0,
+            },
+        );
+        Policy {
+            site_limits,
+            max_ttl_ms: 3_600_000,
+            max_skew_ms: 5_000,
+        }
+    }
+
+    fn command(pack: &str, setting: &str, value: f64) -> Command {
+        Command {
+            id: CommandId("c-1".into()),
+            pack_id: PackId::new(pack).unwrap(),
+            setting: SettingName(setting.into()),
+            value,
+            origin: CommandOrigin::Local,
+            issued_at_ms: NOW,
+            expires_at_ms: NOW + 30_000,
+        }
+    }
+
+    fn check(command: &Command) -> Result<ValidatedSetting, Rejection> {
+        validate(command, NOW, &table(), &policy())
+    }
+
+    #[test]
+    fn the_table_has_each_drivers_settings() {
+        let table = table();
+        let names = |pack: &str| -> Vec<String> {
+            table[&PackId::new(pack).unwrap()]
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names("sim"),
+            ["charge_current_limit_a", "discharge_current_limit_a"]
+        );
+        assert!(names("can").is_empty());
+        // This profile offers no writes (its map is unverified).
+        assert!(names("jk").is_empty());
+    }
+
+    #[test]
+    fn a_missing_profile_is_an_error() {
+        let mut pack = PackConfig::sim(PackId::new("x").unwrap(), SimPackConfig::default());
+        pack.driver = DriverKind::Modbus;
+        pack.profile = Some("/nowhere/profile.toml".into());
+        assert!(pack_table(&[pack]).is_err());
+    }
+
+    #[test]
+    fn a_valid_command_gives_the_setting() {
+        let ok = check(&command("sim", "charge_current_limit_a", 50.0)).unwrap();
+        assert_eq!(ok.name.0, "charge_current_limit_a");
+        assert_eq!(ok.value, 50.0);
+        // Bounds are inclusive; a setting without a site limit has the
+        // profile's alone.
+        check(&command("sim", "charge_current_limit_a", 80.0)).unwrap();
+        check(&command("sim", "discharge_current_limit_a", 2000.0)).unwrap();
+    }
+
+    #[test]
+    fn unknown_packs_and_unwritable_settings_are_named() {
+        let err = check(&command("ghost", "charge_current_limit_a", 1.0)).unwrap_err();
+        assert_eq!(err, Rejection::UnknownPack(PackId::new("ghost").unwrap()));
+        assert!(err.to_string().contains("ghost"));
+        let err = check(&command("sim", "soc_pct", 1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soc_pct"), "{err}");
+        assert!(err.contains("charge_current_limit_a"), "{err}");
+        assert!(err.contains("discharge_current_limit_a"), "{err}");
+        let err = check(&command("can", "charge_current_limit_a", 1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("writable: none"), "{err}");
+    }
+
+    #[test]
+    fn values_outside_the_profile_or_site_are_refused() {
+        for value in [f64::NAN, f64::INFINITY] {
+            let err = check(&command("sim", "charge_current_limit_a", value)).unwrap_err();
+            assert!(matches!(err, Rejection::NotFinite(..)), "{err}");
+        }
+        let err = check(&command("sim", "discharge_current_limit_a", -1.0)).unwrap_err();
+        assert!(
+            matches!(err, Rejection::OutOfProfileBounds { min: 0.0, .. }),
+            "{err}"
+        );
+        let err = check(&command("sim", "discharge_current_limit_a", 2000.5))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("profile's bounds 0 to 2000 A"), "{err}");
+        let err = check(&command("sim", "charge_current_limit_a", 80.5))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("site limit 0 to 80 A"), "{err}");
+    }
+
+    #[test]
+    fn time_rules() {
+        let mut c = command("sim", "charge_current_limit_a", 10.0);
+        c.expires_at_ms = NOW;
+        assert_eq!(check(&c).unwrap_err(), Rejection::Expired { ago_ms: 0 });
+        c.expires_at_ms = NOW - 10;
+        assert!(check(&c).unwrap_err().to_string().contains("expired"));
+        c.expires_at_ms = NOW + 3_600_001;
+        assert!(matches!(
+            check(&c).unwrap_err(),
+            Rejection::ExpiryTooFar { .. }
+        ));
+        c.expires_at_ms = NOW + 3_600_000;
+        check(&c).unwrap();
+        c.issued_at_ms = NOW + 5_000;
+        check(&c).unwrap();
+        c.issued_at_ms = NOW + 5_001;
+        assert!(matches!(
+            check(&c).unwrap_err(),
+            Rejection::IssuedInFuture {
+                ahead_ms: 5_001,
+                ..
+            }
+        ));
+        // Extreme clocks do not overflow.
+        c.issued_at_ms = i64::MIN;
+        c.expires_at_ms = i64::MAX;
+        assert!(check(&c).is_err());
+        c.expires_at_ms = i64::MIN;
+        assert!(check(&c).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! End to end: every worker's metrics snapshots and the packs' events
+//! through a real nats-server into the monitor's database, and
+//! `packgate status` with and without the broker.
+
+// Test code: a failed set-up step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use packgate::cli::status::{status, WORKERS};
+use packgate::config::Config;
+use packgate::runtime::Broker;
+use packgate::telemetry::snapshot::{
+    publish_snapshot, spawn_metrics_publisher, take_snapshot, MetricsSource,
+};
+use packgate::workers::collect::{Collector, PackSet};
+use packgate::workers::data::{run_data, DataMetrics};
+use packgate::workers::monitor::{run_monitor, MonitorMetrics, MonitorStore};
+use packgate_protocol::names;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// A worker with no counters of its own.
+struct NoMetrics;
+
+impl MetricsSource for NoMetrics {
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![]
+    }
+}
+
+async fn status_text(config: &Config, client: Option<async_nats::Client>) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), status(config, client, &mut out))
+        .await
+        .expect("status answers in time")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// The line of `status` output that starts (after indentation) with `name`.
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no line for {name} in:\n{text}"))
+}
+
+/// A control audit database as the control worker writes it.
+fn seed_control_db(config: &Config) {
+    let conn = rusqlite::Connection::open(config.data_dir.join("control.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE commands (command_id TEXT, pack_id TEXT, setting TEXT, value REAL,
+             origin TEXT, received_at_ms INTEGER, outcome TEXT, read_back REAL, detail TEXT);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO commands VALUES ('cmd-1', 'sim-01', 'charge_current_limit_a', 40.0,
+             'cloud', ?1, 'applied', 40.0, NULL)",
+        [packgate::telemetry::now_ms() - 5_000],
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_stores_every_workers_snapshots_and_status_shows_them() {
+    let mut broker = TestBroker::start().await;
+    let mut config = sim_config(&broker.url(), broker.dir.path(), 2, 100);
+    config.monitor.snapshot_interval_s = 1;
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    seed_control_db(&config);
+    let connection = Broker::open(&config, "test").await.unwrap();
+    let shutdown = CancellationToken::new();
+    connection.ensure_streams(&config, &shutdown).await.unwrap();
+    let js = connection.js.clone();
+
+    let collector = Collector::start(
+        &config.collect,
+        PackSet::from_config(&config).unwrap(),
+        js.clone(),
+        connection.client.clone(),
+        shutdown.clone(),
+    );
+    let data_metrics = Arc::new(DataMetrics::default());
+    let data = tokio::spawn(run_data(
+        config.data.clone(),
+        config.database_path(),
+        js.clone(),
+        Arc::clone(&data_metrics),
+        shutdown.clone(),
+    ));
+    let interval = Duration::from_millis(500);
+    let collect_source: Arc<dyn MetricsSource> = collector.metrics.clone();
+    let data_source: Arc<dyn MetricsSource> = data_metrics.clone();
+    let publishers = [
+        spawn_metrics_publisher(
+            js.clone(),
+            "collect",
+            interval,
+            collect_source,
+            shutdown.clone(),
+        ),
+        spawn_metrics_publisher(js.clone(), "data", interval, data_source, shutdown.clone()),
+    ];
+    let monitor_metrics = Arc::new(MonitorMetrics::default());
+    let monitor = {
+        let (config, js, metrics, shutdown) = (
+            config.clone(),
+            js.clone(),
+            Arc::clone(&monitor_metrics),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move { run_monitor(&config, js, metrics, shutdown).await })
+    };
+
+    // Snapshots of both workers, and each pack online, reach the database.
+    let path = config.monitor.database_path(&config.data_dir);
+    let stored = || -> bool {
+        let Ok(store) = MonitorStore::open_read_only(&path) else {
+            return false;
+        };
+        let snapshots = ["collect", "data"]
+            .iter()
+            .all(|w| store.snapshot_count(w).unwrap() >= 3);
+        let online = ["sim-01", "sim-02"].iter().all(|p| {
+            store
+                .last_presence(p)
+                .unwrap()
+                .is_some_and(|e| e.kind == "pack_online")
+        });
+        snapshots && online
+    };
+    assert!(
+        eventually(Duration::from_secs(20), stored).await,
+        "{monitor_metrics:?}"
+    );
+    let store = MonitorStore::open_read_only(&path).unwrap();
+    let latest = store.latest_snapshots().unwrap();
+    let collect = latest.iter().find(|s| s.worker == "collect").unwrap();
+    assert!(collect.rss_bytes > 0);
+    assert!(collect
+        .counters
+        .iter()
+        .any(|(n, v)| n == "samples_published" && *v > 0));
+
+    // A malformed message on the metrics stream is counted and terminated.
+    js.publish(names::metrics_subject("bogus"), vec![0xde, 0xad].into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || monitor_metrics
+            .messages_malformed
+            .get()
+            == 1)
+        .await
+    );
+
+    // A cloud worker's snapshot gives the link and its backlog.
+    let mut cloud = take_snapshot(
+        "cloud",
+        "elsewhere/1",
+        std::time::Instant::now(),
+        &NoMetrics,
+    );
+    cloud.gauges = vec![("link_up".to_owned(), 1.0), ("backlog".to_owned(), 42.0)];
+    publish_snapshot(&js, &cloud).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || MonitorStore::open_read_only(
+            &path
+        )
+        .unwrap()
+        .snapshot_count("cloud")
+        .unwrap()
+            == 1)
+        .await
+    );
+
+    // Status through the broker: workers alive or missing, packs online
+    // with the age of their last sample, streams and lags, commands.
+    let text = status_text(&config, Some(connection.client.clone())).await;
+    for worker in ["collect", "data", "cloud"] {
+        assert!(line_of(&text, worker).contains("alive"), "{text}");
+    }
+    for worker in ["control", "monitor"] {
+        assert!(line_of(&text, worker).contains("missing"), "{text}");
+    }
+    for pack in ["sim-01", "sim-02"] {
+        let line = line_of(&text, pack);
+        assert!(line.contains("online") && line.contains(" ago"), "{text}");
+    }
+    for name in [
+        names::SAMPLES_STREAM.name,
+        "packgate-data",
+        "packgate-monitor-metrics",
+        "packgate-monitor-events",
+        "cmd-1",
+        "up, backlog 42",
+        "Broker: reachable",
+    ] {
+        assert!(text.contains(name), "{name} missing in:\n{text}");
+    }
+
+    shutdown.cancel();
+    collector.finish().await;
+    data.await.unwrap().unwrap();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    monitor.await.unwrap().unwrap();
+    assert_eq!(monitor_metrics.messages_malformed.get(), 1);
+    assert_eq!(monitor_metrics.store_failures.get(), 0);
+
+    // Without a broker, status still prints what the databases know.
+    let client = connection.client.clone();
+    broker.server.stop().await;
+    for client in [None, Some(client)] {
+        let text = status_text(&config, client).await;
+        assert!(text.contains("Broker: unreachable"), "{text}");
+        for worker in WORKERS {
+            line_of(&text, worker);
+        }
+        for pack in ["sim-01", "sim-02"] {
+            let line = line_of(&text, pack);
+            assert!(
+                line.contains("pack online") && line.contains(" ago"),
+                "{text}"
+            );
+        }
+        assert!(text.contains("cmd-1"), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_status_without_broker_or_databases_still_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config("nats://127.0.0.1:1", dir.path(), 2, 1000);
+    let text = status_text(&config, None).await;
+    for worker in WORKERS {
+        assert!(line_of(&text, worker).contains("missing"), "{text}");
+    }
+    for pack in ["sim-01", "sim-02"] {
+        assert!(line_of(&text, pack).contains("unknown"), "{text}");
+    }
+    assert!(text.contains("Broker: unreachable"), "{text}");
+    assert!(text.contains("control.db does not exist"), "{text}");
+}
