@@ -29,6 +29,8 @@ ZIG_VENV="${ZIG_VENV:-$HOME/.cache/packgate/zig-venv}"
 # The newest ziglang known to work with cargo-zigbuild here; override to try
 # another.
 ZIGLANG_SPEC="${ZIGLANG_SPEC:-ziglang}"
+# Cargo features of the box's build: SocketCAN for CAN HATs (can0).
+FEATURES="${FEATURES:-socketcan}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf '\033[1;31mxx  %s\033[0m\n' "$*" >&2; exit 1; }
@@ -150,15 +152,26 @@ check_glibc() {
     log "$file: highest GLIBC symbol version $max (<= $GLIBC_MAX)"
 }
 
+# --features FEATURES, for the features gateway/Cargo.toml has.
+feature_args() {
+    local feature list=()
+    for feature in ${FEATURES//,/ }; do
+        grep -q "^$feature = " gateway/Cargo.toml && list+=("$feature")
+    done
+    [ ${#list[@]} -gt 0 ] && printf -- '--features\n%s\n' "$(IFS=,; echo "${list[*]}")"
+    return 0
+}
+
 build() {
-    local triple=$1 bin
+    local triple=$1 bin features
+    mapfile -t features < <(feature_args)
     ensure_rust
     ensure_target "$triple"
     case "$TOOLCHAIN" in
         zig)
             ensure_zigbuild
-            log "cargo zigbuild --release -p packgate --target $triple.$GLIBC_MAX"
-            cargo zigbuild --release -p packgate --bin packgate --target "$triple.$GLIBC_MAX"
+            log "cargo zigbuild --release -p packgate ${features[*]} --target $triple.$GLIBC_MAX"
+            cargo zigbuild --release -p packgate --bin packgate "${features[@]}" --target "$triple.$GLIBC_MAX"
             ;;
         gcc)
             ensure_gcc_cross "$triple"
@@ -168,7 +181,7 @@ build() {
             export "CARGO_TARGET_${upper}_LINKER=$prefix-gcc"
             export "CC_${triple//-/_}=$prefix-gcc" "AR_${triple//-/_}=$prefix-ar"
             log "cargo build --release -p packgate --target $triple (Debian's $prefix-gcc)"
-            cargo build --release -p packgate --bin packgate --target "$triple"
+            cargo build --release -p packgate --bin packgate "${features[@]}" --target "$triple"
             ;;
         *) die "TOOLCHAIN must be zig or gcc, not '$TOOLCHAIN'" ;;
     esac
@@ -195,9 +208,9 @@ cmd_deb() {
         # --no-build: the binary above, capped at GLIBC_MAX, is the one
         # packaged; --no-strip: it is stripped already, and the host's
         # strip cannot read an ARM binary.
-        cargo deb -p packgate --target "$triple" --no-build --no-strip
+        cargo deb -p packgate --target "$triple" --no-build --no-strip --output target/debian/
     done
-    ls -l target/*/debian/*.deb
+    ls -l target/debian/*.deb
 }
 
 # Unit tests of the pure crates for aarch64, run under qemu-user with the

@@ -1,0 +1,263 @@
+//! The five workers as separate processes, started in reverse order,
+//! against a local broker and a second one standing in for the cloud.
+
+// Test helpers below panic on a failed set-up step, which fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use packgate::store::SampleStore;
+use packgate::workers::monitor::MonitorStore;
+use packgate_protocol::{
+    decode, encode, names, Command as PackCommand, CommandId, CommandOrigin, CommandOutcome,
+    CommandReply, PackId, SettingName,
+};
+use support::*;
+
+const WORKERS: [&str; 5] = ["cloud", "monitor", "control", "data", "collect"];
+
+fn spawn(worker: &str, config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .arg(worker)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm(child: &mut Child) {
+    let pid = i32::try_from(child.id()).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+fn stored(database: &Path) -> u64 {
+    SampleStore::open_read_only(database)
+        .and_then(|s| s.count())
+        .unwrap_or(0)
+}
+
+async fn stream_count(js: &jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+fn workers_seen(database: &Path) -> Vec<String> {
+    MonitorStore::open_read_only(database)
+        .and_then(|s| s.latest_snapshots())
+        .map(|snapshots| snapshots.into_iter().map(|s| s.worker).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_worker_processes_in_reverse_order_converge_and_sigterm_loses_nothing() {
+    let local = TestBroker::start().await;
+    let cloud = TestBroker::start().await;
+    let cloud_client = async_nats::connect(cloud.url()).await.unwrap();
+    let cloud_js = jetstream::new(cloud_client.clone());
+    cloud_js
+        .create_stream(jetstream::stream::Config {
+            name: "PACKGATE_CLOUD".into(),
+            subjects: vec![
+                "packgate.gw1.samples.>".into(),
+                "packgate.gw1.events.>".into(),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let data_dir: PathBuf = local.dir.path().join("data");
+    let config = local.dir.path().join("packgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[broker]
+url = "{url}"
+[collect]
+poll_interval_ms = 200
+[monitor]
+snapshot_interval_s = 1
+[cloud]
+enabled = true
+urls = ["{cloud}"]
+gateway_id = "gw1"
+upload_interval_ms = 300
+[[packs]]
+id = "sim-01"
+driver = "sim"
+[[packs]]
+id = "sim-02"
+driver = "sim"
+[[packs]]
+id = "sim-03"
+driver = "sim"
+"#,
+            data = data_dir.display(),
+            url = local.url(),
+            cloud = cloud.url(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Reverse order: the consumers first, the producer last.
+    let mut children: BTreeMap<&str, Child> = BTreeMap::new();
+    for worker in WORKERS {
+        children.insert(worker, spawn(worker, &config));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let samples_db = data_dir.join("samples.db");
+    let monitor_db = data_dir.join("monitor.db");
+    assert!(
+        eventually(Duration::from_secs(30), || stored(&samples_db) >= 30).await,
+        "no samples stored"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let seen = workers_seen(&monitor_db);
+            WORKERS.iter().all(|w| seen.iter().any(|s| s == w))
+        })
+        .await,
+        "the monitor saw only {:?}",
+        workers_seen(&monitor_db)
+    );
+
+    // `packgate status` names every worker and pack.
+    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .arg("status")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout);
+    for name in WORKERS.iter().chain(&["sim-01", "sim-02", "sim-03"]) {
+        assert!(
+            status.contains(name),
+            "{name} missing from status:\n{status}"
+        );
+    }
+
+    // A local command, through the control worker to the collector's bus.
+    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args(["command", "--config"])
+        .arg(&config)
+        .args(["--pack", "sim-01", "set", "charge_current_limit_a", "40"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("applied, read back 40"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A command from the cloud side takes the same path back.
+    let now = packgate::telemetry::now_ms();
+    let command = PackCommand {
+        id: CommandId("cloud-1".into()),
+        pack_id: PackId::new("sim-02").unwrap(),
+        setting: SettingName("discharge_current_limit_a".into()),
+        value: 55.0,
+        origin: CommandOrigin::Cloud,
+        issued_at_ms: now,
+        expires_at_ms: now + 30_000,
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(15),
+        cloud_client.request("packgate.gw1.control", encode(&command).into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let reply: CommandReply = decode(&reply.payload).unwrap();
+    assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 55.0 });
+
+    // SIGTERM to each worker in turn (and a restart) loses nothing.
+    for worker in ["data", "collect", "control", "monitor", "cloud"] {
+        let mut child = children.remove(worker).unwrap();
+        sigterm(&mut child);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        children.insert(worker, spawn(worker, &config));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stop the producer, then let the consumers drain.
+    sigterm(children.get_mut("collect").unwrap());
+    children.remove("collect");
+    let local_js = jetstream::new(async_nats::connect(local.url()).await.unwrap());
+    let samples = stream_count(&local_js, names::SAMPLES_STREAM.name).await;
+    let events = stream_count(&local_js, names::EVENTS_STREAM.name).await;
+    assert!(
+        eventually(Duration::from_secs(30), || stored(&samples_db) == samples).await,
+        "stored {} of {samples}",
+        stored(&samples_db)
+    );
+    let mut in_cloud = 0;
+    for _ in 0..300 {
+        in_cloud = stream_count(&cloud_js, "PACKGATE_CLOUD").await;
+        if in_cloud >= samples + events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        in_cloud,
+        samples + events,
+        "cloud holds {in_cloud}, local {samples} samples + {events} events"
+    );
+    for (_, mut child) in children {
+        sigterm(&mut child);
+    }
+
+    // Two collector runs: each pack's samples of each run are 1..=n, once.
+    let store = SampleStore::open_read_only(&samples_db).unwrap();
+    assert_eq!(store.count().unwrap(), samples);
+    for pack in store.pack_ids().unwrap() {
+        let mut by_boot: BTreeMap<_, Vec<u64>> = BTreeMap::new();
+        for (boot, seq) in store.keys_in_insert_order(&pack).unwrap() {
+            by_boot.entry(boot).or_default().push(seq);
+        }
+        assert_eq!(by_boot.len(), 2, "{pack}: runs {:?}", by_boot.keys());
+        for (boot, mut seqs) in by_boot {
+            seqs.sort_unstable();
+            let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+            assert_eq!(seqs, expected, "{pack} run {boot}: gap or duplicate");
+        }
+    }
+}
