@@ -6,6 +6,8 @@
 #                           showing live samples (Ctrl-C stops it cleanly)
 #   ./deploy/dev.sh test    fmt check, clippy, every test
 #   ./deploy/dev.sh bench   the end-to-end benchmark (extra args pass on)
+#   ./deploy/dev.sh cross   ARM builds, .deb packages, qemu tests
+#                           (deploy/cross.sh aarch64|armv7|all|deb|test-aarch64)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -113,5 +115,6 @@ case "${1:-}" in
     sim) shift; cmd_sim "$@" ;;
     test) shift; cmd_test "$@" ;;
     bench) shift; cmd_bench "$@" ;;
-    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    cross) shift; exec ./deploy/cross.sh "$@" ;;
+    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

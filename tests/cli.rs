@@ -109,12 +109,7 @@ async fn run_then_query_shows_the_stored_samples() {
         })
         .await
     );
-    #[allow(unsafe_code)]
-    // SAFETY: signalling our own child, not yet reaped.
-    unsafe {
-        libc::kill(i32::try_from(gateway.id()).unwrap(), libc::SIGTERM);
-    }
-    assert!(gateway.wait().unwrap().success());
+    support::sigterm_and_wait(&mut gateway);
 
     for (format, needle) in [
         ("table", "fresh"),
@@ -215,4 +210,48 @@ fn can_decode_replays_a_candump_log() {
         "{stdout}"
     );
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_is_not_up_yet_is_waited_for() {
+    use packgate::broker::{server::free_port, NatsServer, NatsServerOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut gateway = packgate()
+        .args([
+            "run",
+            "--sim",
+            "1",
+            "--nats-url",
+            &format!("nats://127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    // The gateway starts first and keeps waiting; the broker comes later.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        gateway.try_wait().unwrap().is_none(),
+        "the gateway gave up on a broker that was not up yet"
+    );
+    let mut options = NatsServerOptions::new(dir.path().join("store"));
+    options.port = Some(port);
+    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
+        options.executable = path.into();
+    }
+    let mut server = NatsServer::start(options).await.unwrap();
+    let database = data_dir.join("samples.db");
+    let stored = support::eventually(std::time::Duration::from_secs(30), || {
+        packgate::store::SampleStore::open_read_only(&database)
+            .and_then(|s| s.count())
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    support::sigterm_and_wait(&mut gateway);
+    server.stop().await;
+    assert!(stored, "nothing stored after the broker came up");
 }

@@ -135,14 +135,7 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         stored_count(&config.database_path())
     );
     // Graceful stop of the last worker.
-    let pid = i32::try_from(worker.id()).unwrap();
-    #[allow(unsafe_code)]
-    // SAFETY: signalling our own child, not yet reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    let status = worker.wait().unwrap();
-    assert!(status.success(), "data worker exit: {status}");
+    sigterm_and_wait(&mut worker);
     let stored = assert_exactly_once(&config.database_path(), packs, false);
     assert_eq!(stored, published);
     connection.close(&config.data_dir).await;

@@ -35,17 +35,6 @@ fn spawn(worker: &str, config: &Path) -> Child {
         .unwrap()
 }
 
-fn sigterm(child: &mut Child) {
-    let pid = i32::try_from(child.id()).unwrap();
-    #[allow(unsafe_code)]
-    // SAFETY: signalling our own child, not yet reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status}");
-}
-
 fn stored(database: &Path) -> u64 {
     SampleStore::open_read_only(database)
         .and_then(|s| s.count())
@@ -211,14 +200,14 @@ driver = "sim"
     // SIGTERM to each worker in turn (and a restart) loses nothing.
     for worker in ["data", "collect", "control", "monitor", "cloud"] {
         let mut child = children.remove(worker).unwrap();
-        sigterm(&mut child);
+        sigterm_and_wait(&mut child);
         tokio::time::sleep(Duration::from_millis(500)).await;
         children.insert(worker, spawn(worker, &config));
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Stop the producer, then let the consumers drain.
-    sigterm(children.get_mut("collect").unwrap());
+    sigterm_and_wait(children.get_mut("collect").unwrap());
     children.remove("collect");
     let local_js = jetstream::new(async_nats::connect(local.url()).await.unwrap());
     let samples = stream_count(&local_js, names::SAMPLES_STREAM.name).await;
@@ -242,7 +231,7 @@ driver = "sim"
         "cloud holds {in_cloud}, local {samples} samples + {events} events"
     );
     for (_, mut child) in children {
-        sigterm(&mut child);
+        sigterm_and_wait(&mut child);
     }
 
     // Two collector runs: each pack's samples of each run are 1..=n, once.

@@ -109,6 +109,11 @@ enum Action {
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<(u8, packgate_sim::Faults)>,
     },
+    /// Reset a latched alarm relay (the GPIO outputs).
+    ResetAlarm {
+        #[command(flatten)]
+        target: BrokerArgs,
+    },
     /// Device profiles: register maps of the Modbus BMSs.
     Profiles {
         #[command(subcommand)]
@@ -512,6 +517,9 @@ async fn bench(
 }
 
 fn main() -> anyhow::Result<()> {
+    // A full disk (or file-size limit) must be an error we count, not a
+    // signal that kills the gateway.
+    packgate::platform::ignore_sigxfsz();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     if let Action::CheckConfig { file } = &cli.command {
@@ -554,6 +562,20 @@ fn main() -> anyhow::Result<()> {
             Action::Monitor(args) => run_one(&args, "monitor").await,
             Action::Cloud(args) => run_one(&args, "cloud").await,
             Action::Status { target } => status(&target).await,
+            Action::ResetAlarm { target } => {
+                let config = target.source.load()?;
+                let client =
+                    connect_client(&broker_url(&target, &config)?, "packgate-reset").await?;
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.request(packgate::outputs::RESET_SUBJECT, "".into()),
+                )
+                .await
+                .context("no gateway with outputs answered within 5 s")?
+                .context("no gateway with outputs is running")?;
+                println!("alarm relay reset");
+                Ok(())
+            }
             Action::Command {
                 target,
                 pack,

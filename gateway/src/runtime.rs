@@ -54,6 +54,7 @@ impl Broker {
             }
         };
         let client = connect(&url, name, &config.broker).await?;
+        let url = crate::broker::connect::redact_url(&url);
         let js = jetstream_context(
             client.clone(),
             &config.broker,
@@ -331,7 +332,31 @@ pub async fn run_workers(
         ));
     }
 
-    shutdown.cancelled().await;
+    if workers.collect {
+        match crate::outputs::cdev::open_outputs(
+            &config.outputs,
+            config.packs.iter().map(|p| p.id.clone()),
+        ) {
+            Ok(Some(driver)) => {
+                let (client, stop) = (broker.client.clone(), others_stop.clone());
+                others.push(spawn_worker(
+                    "outputs",
+                    async move { crate::outputs::run_outputs(driver, client, stop).await },
+                    shutdown.clone(),
+                ));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                shutdown.cancel();
+                return Err(RunError::Worker {
+                    worker: "outputs",
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+
+    supervise(broker, &shutdown, data.as_ref(), &others).await;
     let mut report = RunReport {
         collect: collector.as_ref().map(|c| Arc::clone(&c.metrics)),
         publisher: PublisherReport::default(),
@@ -365,6 +390,49 @@ pub async fn run_workers(
         Some(error) => Err(error),
         None => Ok(report),
     }
+}
+
+/// Tells systemd (when it started us with `Type=notify`) that the gateway
+/// is ready, then pets its watchdog while the broker is connected and
+/// every worker task is running, until `shutdown`. A stuck or failed
+/// worker stops the petting, and systemd restarts the service.
+async fn supervise(
+    broker: &Broker,
+    shutdown: &CancellationToken,
+    data: Option<&WorkerTask>,
+    others: &[WorkerTask],
+) {
+    let notifier = match crate::sd_notify::Notifier::from_env() {
+        Ok(notifier) => notifier,
+        Err(error) => {
+            tracing::warn!(%error, "cannot talk to systemd's notify socket");
+            None
+        }
+    };
+    let Some(notifier) = notifier else {
+        shutdown.cancelled().await;
+        return;
+    };
+    if let Err(error) = notifier.ready() {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+    let every = crate::sd_notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                let connected = broker.client.connection_state() == async_nats::connection::State::Connected;
+                let running = data.iter().copied().chain(others).all(|task| !task.is_finished());
+                if connected && running {
+                    let _ = notifier.watchdog();
+                } else {
+                    let _ = notifier.status(if connected { "a worker stopped" } else { "broker unreachable" });
+                }
+            }
+        }
+    }
+    let _ = notifier.stopping();
 }
 
 /// Waits up to `patience` for the data worker to have stored as many

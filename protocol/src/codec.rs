@@ -186,6 +186,7 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::ClockQuality;
     use crate::*;
     use proptest::prelude::*;
 
@@ -229,11 +230,13 @@ mod tests {
             timestamp_ms in any::<i64>(),
             stale in any::<bool>(),
             reading in reading(),
+            untrusted in any::<bool>(),
         ) -> Sample {
             Sample {
                 pack_id, boot_id: BootId(boot), seq, timestamp_ms,
                 quality: if stale { DataQuality::Stale } else { DataQuality::Fresh },
                 reading,
+                clock: if untrusted { ClockQuality::Untrusted } else { ClockQuality::Trusted },
             }
         }
     }
@@ -381,6 +384,7 @@ mod tests {
             timestamp_ms: 0,
             quality: DataQuality::Fresh,
             reading: PackReading::default(),
+            clock: ClockQuality::Trusted,
         };
         assert!(matches!(
             decode::<Sample>(&encode(&s)),

@@ -19,6 +19,6 @@ pub use event::{Event, EventKind};
 pub use ids::{BootId, IdError, PackId};
 pub use metrics::{LatencySummary, MetricsSnapshot};
 pub use sample::{
-    AlarmFlags, BalancingState, CellVoltages, DataQuality, PackReading, Sample, SampleError,
-    Temperatures, MAX_CELLS, MAX_TEMPERATURE_SENSORS,
+    AlarmFlags, BalancingState, CellVoltages, ClockQuality, DataQuality, PackReading, Sample,
+    SampleError, Temperatures, MAX_CELLS, MAX_TEMPERATURE_SENSORS,
 };

@@ -178,6 +178,38 @@ impl DataQuality {
     }
 }
 
+/// Whether the wall clock that stamped a sample's `timestamp_ms` is
+/// believed; sequence numbers keep the order regardless.
+///
+/// A box without a real-time clock boots in the past until NTP syncs, and
+/// an NTP step moves the clock by any amount: the collector marks the
+/// samples it stamps while it reads before a sane epoch, or just after it
+/// saw the clock jump, as [`ClockQuality::Untrusted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize)]
+pub enum ClockQuality {
+    /// The wall clock is believed.
+    #[default]
+    Trusted,
+    /// The wall clock read before a sane epoch, or jumped lately: the
+    /// timestamp may be far off; order by `seq`, not by time.
+    Untrusted,
+}
+
+impl ClockQuality {
+    /// Stable lower-case name (`ok` or `untrusted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockQuality::Trusted => "ok",
+            ClockQuality::Untrusted => "untrusted",
+        }
+    }
+
+    /// Whether the clock is believed.
+    pub fn is_trusted(self) -> bool {
+        self == ClockQuality::Trusted
+    }
+}
+
 /// What a BMS reports in one poll, independent of who polled it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PackReading {
@@ -270,6 +302,10 @@ pub struct Sample {
     pub quality: DataQuality,
     /// The values.
     pub reading: PackReading,
+    /// Whether the wall clock that stamped `timestamp_ms` is believed;
+    /// sequence numbers keep the order regardless.
+    #[serde(default)]
+    pub clock: ClockQuality,
 }
 
 impl Sample {
@@ -348,6 +384,15 @@ mod tests {
     }
 
     #[test]
+    fn clock_quality_defaults_to_trusted_and_has_stable_names() {
+        assert_eq!(ClockQuality::default(), ClockQuality::Trusted);
+        assert!(ClockQuality::Trusted.is_trusted());
+        assert!(!ClockQuality::Untrusted.is_trusted());
+        assert_eq!(ClockQuality::Trusted.as_str(), "ok");
+        assert_eq!(ClockQuality::Untrusted.as_str(), "untrusted");
+    }
+
+    #[test]
     fn msg_id_is_pack_boot_seq() {
         let s = Sample {
             pack_id: PackId::new("p1").unwrap(),
@@ -356,6 +401,7 @@ mod tests {
             timestamp_ms: 0,
             quality: DataQuality::Fresh,
             reading: reading(),
+            clock: ClockQuality::Trusted,
         };
         assert_eq!(s.msg_id(), "p1:00000000000000ff:7");
     }

@@ -125,3 +125,17 @@ pub async fn stream_messages(url: &str, stream: &str) -> u64 {
     let mut stream = js.get_stream(stream).await.unwrap();
     stream.info().await.unwrap().state.messages
 }
+
+/// Sends SIGTERM to a child process of this test and waits for it; the
+/// child must exit cleanly.
+pub fn sigterm_and_wait(child: &mut std::process::Child) {
+    let pid = i32::try_from(child.id()).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: signalling our own child, which is not reaped yet, so the pid
+    // cannot belong to another process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}

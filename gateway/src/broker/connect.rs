@@ -30,6 +30,20 @@ pub enum BrokerError {
     Server(#[from] super::server::ServerError),
 }
 
+/// `url` with any password or token in it replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("***", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Connects to `url` as `name`. The first connection is retried in the
 /// background, so a broker that is not up yet is waited for, and every
 /// later disconnection is followed by reconnection attempts without end.
@@ -38,7 +52,7 @@ pub async fn connect(
     name: &str,
     config: &BrokerConfig,
 ) -> Result<async_nats::Client, BrokerError> {
-    let url_owned = url.to_owned();
+    let url_owned = redact_url(url);
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -65,7 +79,7 @@ pub async fn connect(
         .connect(url)
         .await
         .map_err(|e| BrokerError::Connect {
-            url: url.to_owned(),
+            url: redact_url(url),
             reason: e.to_string(),
         })
 }
@@ -82,4 +96,22 @@ pub fn jetstream_context(
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .max_ack_inflight(max_ack_inflight.max(1))
         .build(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_url("nats://collect:s3cret@127.0.0.1:4222"),
+            "nats://collect:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            redact_url("nats://tok3n@host:4222"),
+            "nats://***:***@host:4222"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    }
 }

@@ -83,10 +83,14 @@ fn yes_no(flag: bool) -> &'static str {
     }
 }
 
-const TABLE_HEADER: [&str; 12] = [
+/// Columns of the table.
+const TABLE_COLUMNS: usize = 13;
+
+const TABLE_HEADER: [&str; TABLE_COLUMNS] = [
     "time",
     "seq",
     "quality",
+    "clock",
     "V",
     "A",
     "SoC %",
@@ -99,17 +103,18 @@ const TABLE_HEADER: [&str; 12] = [
 ];
 
 /// Columns whose values are numbers, aligned to the right.
-const TABLE_NUMERIC: [bool; 12] = [
-    false, true, false, true, true, true, true, true, true, false, false, false,
+const TABLE_NUMERIC: [bool; TABLE_COLUMNS] = [
+    false, true, false, false, true, true, true, true, true, true, false, false, false,
 ];
 
-fn table_cells(row: &StoredSample) -> [String; 12] {
+fn table_cells(row: &StoredSample) -> [String; TABLE_COLUMNS] {
     let s = &row.sample;
     let r = &s.reading;
     [
         iso8601_utc_ms(s.timestamp_ms),
         s.seq.to_string(),
         s.quality.as_str().to_owned(),
+        s.clock.as_str().to_owned(),
         format!("{:.2}", r.pack_voltage_v),
         format!("{:.2}", r.current_a),
         format!("{:.1}", r.soc_pct),
@@ -124,8 +129,8 @@ fn table_cells(row: &StoredSample) -> [String; 12] {
 
 fn write_table(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()> {
     let header = TABLE_HEADER.map(str::to_owned);
-    let body: Vec<[String; 12]> = rows.iter().map(table_cells).collect();
-    let mut widths = [0usize; 12];
+    let body: Vec<[String; TABLE_COLUMNS]> = rows.iter().map(table_cells).collect();
+    let mut widths = [0usize; TABLE_COLUMNS];
     for line in std::iter::once(&header).chain(&body) {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -161,6 +166,7 @@ struct JsonRow<'a> {
     time: String,
     stored_at_ms: i64,
     quality: &'static str,
+    clock_trusted: bool,
     pack_voltage_v: f32,
     current_a: f32,
     soc_pct: f32,
@@ -189,6 +195,7 @@ fn write_json_lines(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()
             time: iso8601_utc_ms(s.timestamp_ms),
             stored_at_ms: row.stored_at_ms,
             quality: s.quality.as_str(),
+            clock_trusted: s.clock.is_trusted(),
             pack_voltage_v: r.pack_voltage_v,
             current_a: r.current_a,
             soc_pct: r.soc_pct,
@@ -212,7 +219,8 @@ fn write_json_lines(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()
 
 const CSV_HEADER: &str = "time,timestamp_ms,pack_id,boot_id,seq,quality,pack_voltage_v,\
 current_a,soc_pct,soh_pct,min_cell_v,max_cell_v,max_temperature_c,cell_voltages_v,\
-temperatures_c,balancing_mask,alarms,charge_enabled,discharge_enabled,stored_at_ms";
+temperatures_c,balancing_mask,alarms,charge_enabled,discharge_enabled,stored_at_ms,\
+clock_trusted";
 
 /// Quotes a CSV field when it holds a comma, a quote or a line break
 /// (RFC 4180), doubling any quote inside.
@@ -258,6 +266,7 @@ fn write_csv(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()> {
             r.charge_enabled.to_string(),
             r.discharge_enabled.to_string(),
             row.stored_at_ms.to_string(),
+            s.clock.is_trusted().to_string(),
         ];
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         writeln!(out, "{}", line.join(","))?;
@@ -267,6 +276,7 @@ fn write_csv(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use packgate_protocol::sample::ClockQuality;
     use packgate_protocol::{
         AlarmFlags, BalancingState, BootId, CellVoltages, DataQuality, PackId, PackReading, Sample,
         Temperatures,
@@ -294,6 +304,7 @@ mod tests {
                     charge_enabled: true,
                     discharge_enabled: false,
                 },
+                clock: ClockQuality::Trusted,
             },
             stored_at_ms: 951_782_400_500,
         }
@@ -335,14 +346,15 @@ mod tests {
         quiet.sample.quality = DataQuality::Stale;
         quiet.sample.reading.alarms = AlarmFlags::NONE;
         quiet.sample.reading.current_a = 3.0;
+        quiet.sample.clock = ClockQuality::Untrusted;
         let text = render(&[row(), quiet], OutputFormat::Table);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
             vec![
-                "time                      seq  quality      V       A  SoC %  min cell V  max cell V  max °C  alarms                           chg  dsg",
-                "2000-02-29T00:00:00.123Z   42  fresh    52.80  -12.50   71.2       3.281       3.310    26.5  over_temperature,cell_imbalance  yes  no",
-                "2000-02-29T00:00:00.123Z    7  stale    52.80    3.00   71.2       3.281       3.310    26.5  -                                yes  no",
+                "time                      seq  quality  clock          V       A  SoC %  min cell V  max cell V  max °C  alarms                           chg  dsg",
+                "2000-02-29T00:00:00.123Z   42  fresh    ok         52.80  -12.50   71.2       3.281       3.310    26.5  over_temperature,cell_imbalance  yes  no",
+                "2000-02-29T00:00:00.123Z    7  stale    untrusted  52.80    3.00   71.2       3.281       3.310    26.5  -                                yes  no",
             ]
         );
         assert_eq!(render(&[], OutputFormat::Table).lines().count(), 1);
@@ -355,10 +367,17 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             lines[0],
-            r#"{"pack_id":"rack-1","boot_id":"00000000000000ab","seq":42,"timestamp_ms":951782400123,"time":"2000-02-29T00:00:00.123Z","stored_at_ms":951782400500,"quality":"fresh","pack_voltage_v":52.8,"current_a":-12.5,"soc_pct":71.25,"soh_pct":98.0,"min_cell_v":3.281,"max_cell_v":3.31,"max_temperature_c":26.5,"cell_voltages_v":[3.3,3.281,3.31],"temperatures_c":[24.0,26.5],"balancing_mask":4,"alarm_flags":576,"alarms":["over_temperature","cell_imbalance"],"charge_enabled":true,"discharge_enabled":false}"#
+            r#"{"pack_id":"rack-1","boot_id":"00000000000000ab","seq":42,"timestamp_ms":951782400123,"time":"2000-02-29T00:00:00.123Z","stored_at_ms":951782400500,"quality":"fresh","clock_trusted":true,"pack_voltage_v":52.8,"current_a":-12.5,"soc_pct":71.25,"soh_pct":98.0,"min_cell_v":3.281,"max_cell_v":3.31,"max_temperature_c":26.5,"cell_voltages_v":[3.3,3.281,3.31],"temperatures_c":[24.0,26.5],"balancing_mask":4,"alarm_flags":576,"alarms":["over_temperature","cell_imbalance"],"charge_enabled":true,"discharge_enabled":false}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(parsed["alarms"][1], "cell_imbalance");
+        let mut untrusted = row();
+        untrusted.sample.clock = ClockQuality::Untrusted;
+        let text = render(&[untrusted.clone()], OutputFormat::Json);
+        let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(parsed["clock_trusted"], false);
+        let csv = render(&[untrusted], OutputFormat::Csv);
+        assert!(csv.lines().nth(1).unwrap().ends_with(",951782400500,false"));
     }
 
     #[test]
@@ -368,8 +387,8 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "time,timestamp_ms,pack_id,boot_id,seq,quality,pack_voltage_v,current_a,soc_pct,soh_pct,min_cell_v,max_cell_v,max_temperature_c,cell_voltages_v,temperatures_c,balancing_mask,alarms,charge_enabled,discharge_enabled,stored_at_ms",
-                "2000-02-29T00:00:00.123Z,951782400123,rack-1,00000000000000ab,42,fresh,52.8,-12.5,71.25,98,3.281,3.31,26.5,3.3;3.281;3.31,24;26.5,4,over_temperature;cell_imbalance,true,false,951782400500",
+                "time,timestamp_ms,pack_id,boot_id,seq,quality,pack_voltage_v,current_a,soc_pct,soh_pct,min_cell_v,max_cell_v,max_temperature_c,cell_voltages_v,temperatures_c,balancing_mask,alarms,charge_enabled,discharge_enabled,stored_at_ms,clock_trusted",
+                "2000-02-29T00:00:00.123Z,951782400123,rack-1,00000000000000ab,42,fresh,52.8,-12.5,71.25,98,3.281,3.31,26.5,3.3;3.281;3.31,24;26.5,4,over_temperature;cell_imbalance,true,false,951782400500,true",
             ]
         );
         assert_eq!(csv_field("a,b"), "\"a,b\"");

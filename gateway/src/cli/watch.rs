@@ -117,6 +117,7 @@ mod tests {
                 charge_enabled: false,
                 discharge_enabled: false,
             },
+            clock: packgate_protocol::sample::ClockQuality::Trusted,
         };
         let line = pack_line(&sample, Duration::from_millis(1500));
         for part in [

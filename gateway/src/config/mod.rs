@@ -64,6 +64,8 @@ pub struct Config {
     pub monitor: crate::workers::monitor::MonitorConfig,
     /// The cloud worker: the uplink and the cloud's control requests.
     pub cloud: crate::workers::cloud::CloudConfig,
+    /// GPIO outputs: the alarm relay and the status LED.
+    pub outputs: crate::outputs::OutputsConfig,
     /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
     /// are reached on.
     pub buses: Vec<BusConfig>,
@@ -82,6 +84,7 @@ impl Default for Config {
             control: crate::workers::control::ControlConfig::default(),
             monitor: crate::workers::monitor::MonitorConfig::default(),
             cloud: crate::workers::cloud::CloudConfig::default(),
+            outputs: crate::outputs::OutputsConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
         }
@@ -349,6 +352,12 @@ impl Config {
         self.cloud
             .validate()
             .map_err(|e| invalid("cloud", e.to_string()))?;
+        self.outputs.validate().map_err(|e| match e {
+            crate::outputs::OutputsError::Config { key, reason } => {
+                invalid(&format!("outputs.{key}"), reason)
+            }
+            other => invalid("outputs", other.to_string()),
+        })?;
         packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }

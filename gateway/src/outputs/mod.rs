@@ -17,11 +17,13 @@ mod config;
 mod controller;
 mod driver;
 pub mod fake;
+mod feed;
 pub mod rs485;
 
 pub use config::{LedConfig, OutputsConfig, PinConfig, RelayConfig};
 pub use controller::{led_is_lit, LedMode, OutputController, OutputState};
 pub use driver::OutputDriver;
+pub use feed::{run_outputs, RESET_SUBJECT};
 
 /// Why the outputs could not be set up or driven.
 #[derive(Debug, thiserror::Error)]

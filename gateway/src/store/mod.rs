@@ -50,9 +50,10 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The disk (or the file's page limit) is full: `SQLITE_FULL`. The
-    /// caller should keep the batch unacked and free space (prune), not
-    /// retry blindly.
+    /// The disk (or the file's page limit) is full: `SQLITE_FULL`, or an
+    /// I/O error whose cause was no room (`EFBIG` past the file-size limit,
+    /// `ENOSPC`, `EDQUOT`). The caller keeps the batch unacked and retries
+    /// later; it succeeds once space returns.
     #[error("sample store is full: {0}")]
     DiskFull(#[source] rusqlite::Error),
     /// Any other SQLite error.
@@ -82,8 +83,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the failure is `SQLITE_FULL`: the disk, or the file's page
-    /// limit, has no room for the write.
+    /// Whether the failure is for want of room: the disk, the file-size
+    /// limit or the file's page limit.
     pub fn is_disk_full(&self) -> bool {
         match self {
             StoreError::DiskFull(_) => true,
@@ -122,6 +123,8 @@ fn at_open(path: &Path, error: StoreError) -> StoreError {
 #[derive(Debug)]
 pub struct SampleStore {
     conn: Connection,
+    /// What to select for [`row::read_row`]: older files lack columns.
+    columns: &'static str,
 }
 
 impl SampleStore {
@@ -138,7 +141,10 @@ impl SampleStore {
             })?;
         schema::configure_writer(&conn).map_err(|e| at_open(path, e))?;
         schema::migrate(&mut conn, path).map_err(|e| at_open(path, e))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            columns: row::SELECT_COLUMNS,
+        })
     }
 
     /// Opens an existing store for reading only (`packgate query`), with a
@@ -156,7 +162,45 @@ impl SampleStore {
             .map_err(StoreError::from)
             .and_then(|()| schema::check_readable(&conn, path))
             .map_err(|e| at_open(path, e))?;
-        Ok(Self { conn })
+        // A file the (older) writer has not migrated yet still reads.
+        let columns = match schema::user_version(&conn).map_err(|e| at_open(path, e))? {
+            1 => row::SELECT_COLUMNS_V1,
+            _ => row::SELECT_COLUMNS,
+        };
+        Ok(Self { conn, columns })
+    }
+
+    /// Tells an I/O error caused by a lack of room apart from other I/O
+    /// errors. SQLite reports a short write as `SQLITE_FULL`, but a write
+    /// refused outright as `SQLITE_IOERR_*` whatever the reason, so the
+    /// connection's last OS error decides: `EFBIG` (past `RLIMIT_FSIZE`,
+    /// with SIGXFSZ ignored), `ENOSPC` or `EDQUOT` is a full disk.
+    fn classify(&self, error: StoreError) -> StoreError {
+        match error {
+            StoreError::Sqlite(source)
+                if source.sqlite_error_code() == Some(ErrorCode::SystemIoFailure)
+                    && matches!(
+                        self.last_os_errno(),
+                        libc::EFBIG | libc::ENOSPC | libc::EDQUOT
+                    ) =>
+            {
+                StoreError::DiskFull(source)
+            }
+            other => other,
+        }
+    }
+
+    /// The errno of the last failed OS call SQLite made on this connection
+    /// (`sqlite3_system_errno`), 0 if none.
+    fn last_os_errno(&self) -> i32 {
+        #[allow(unsafe_code)]
+        // SAFETY: `handle` is the live database handle this `Connection`
+        // owns; `sqlite3_system_errno` only reads a field of it, and the
+        // connection is not shared with another thread (`&self`, and the
+        // store is used from one thread at a time behind a mutex).
+        unsafe {
+            rusqlite::ffi::sqlite3_system_errno(self.conn.handle())
+        }
     }
 
     /// Retention: deletes at most `max_rows` samples older than `cutoff_ms`
@@ -251,7 +295,7 @@ mod tests {
         assert_eq!(pragma(&store, "auto_vacuum"), "Integer(2)");
         assert_eq!(pragma(&store, "synchronous"), "Integer(1)");
         assert_eq!(pragma(&store, "busy_timeout"), "Integer(5000)");
-        assert_eq!(pragma(&store, "user_version"), "Integer(1)");
+        assert_eq!(pragma(&store, "user_version"), "Integer(2)");
         drop(store);
         // Reopening an up-to-date file changes nothing.
         let again = SampleStore::open(&dir.path().join("samples.db")).unwrap();
@@ -281,7 +325,7 @@ mod tests {
                     err,
                     StoreError::UnsupportedSchema {
                         found: 9,
-                        supported: 1,
+                        supported: 2,
                         ..
                     }
                 ),
@@ -371,6 +415,61 @@ mod tests {
             assert_eq!(store.prune_older_than(1, 100).unwrap(), 0);
         }
         assert_eq!(query(&store, "freelist_count"), 0);
+    }
+
+    /// A version 1 file as the first release wrote it, with one row.
+    fn version_1_file(path: &std::path::Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+        let v1 = include_str!("schema.rs")
+            .split("const V1: &str = \"")
+            .nth(1)
+            .and_then(|rest| rest.split("\";").next())
+            .unwrap();
+        conn.execute_batch(v1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO samples (pack_id, boot_id, seq, timestamp_ms, stored_at_ms, quality,
+                pack_voltage_v, current_a, soc_pct, soh_pct, min_cell_v, max_cell_v,
+                max_temperature_c, cell_voltages_v, temperatures_c, balancing_mask,
+                alarm_flags, charge_enabled, discharge_enabled)
+             VALUES ('p1', '0000000000000001', 1, 5, 6, 'fresh', 52.0, 1.0, 50.0, 99.0,
+                3.2, 3.3, 25.0, '[3.2,3.3]', '[25]', 0, 0, 1, 1);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_version_1_file_reads_as_clock_trusted_and_migrates() {
+        use packgate_protocol::sample::ClockQuality;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.db");
+        version_1_file(&path);
+        let p1 = PackId::new("p1").unwrap();
+        // Read-only (an older writer still owns it): read as it is.
+        let reader = SampleStore::open_read_only(&path).unwrap();
+        let rows = reader.latest(&p1, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].sample.clock, ClockQuality::Trusted);
+        assert_eq!(pragma(&reader, "user_version"), "Integer(1)");
+        drop(reader);
+        // The writer migrates it in place, keeping the row.
+        let mut writer = SampleStore::open(&path).unwrap();
+        assert_eq!(pragma(&writer, "user_version"), "Integer(2)");
+        let mut untrusted = sample("p1", 1, 2, 7);
+        untrusted.clock = ClockQuality::Untrusted;
+        writer.insert_batch(&[untrusted.clone()], 8).unwrap();
+        let rows = writer.latest(&p1, 10).unwrap();
+        assert_eq!(rows[0].sample, untrusted);
+        assert_eq!(rows[1].sample.seq, 1);
+        assert_eq!(rows[1].sample.clock, ClockQuality::Trusted);
+        let raw: i64 = writer
+            .conn
+            .query_row("SELECT clock_trusted FROM samples WHERE seq = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(raw, 0);
     }
 
     #[test]

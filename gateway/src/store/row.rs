@@ -5,6 +5,7 @@
 //! (`f32 -> f64` is exact), arrays as JSON text written with the shortest
 //! decimal that round-trips and parsed straight back to `f32`.
 
+use packgate_protocol::sample::ClockQuality;
 use packgate_protocol::{
     AlarmFlags, BalancingState, BootId, CellVoltages, DataQuality, PackId, PackReading, Sample,
     Temperatures,
@@ -27,7 +28,14 @@ pub struct StoredSample {
 pub(super) const SELECT_COLUMNS: &str =
     "id, pack_id, boot_id, seq, timestamp_ms, stored_at_ms, quality,
     pack_voltage_v, current_a, soc_pct, soh_pct, cell_voltages_v, temperatures_c,
-    balancing_mask, alarm_flags, charge_enabled, discharge_enabled";
+    balancing_mask, alarm_flags, charge_enabled, discharge_enabled, clock_trusted";
+
+/// [`SELECT_COLUMNS`] for a version 1 file opened read-only (not migrated
+/// yet): its samples were not judged, so they read as clock-trusted.
+pub(super) const SELECT_COLUMNS_V1: &str =
+    "id, pack_id, boot_id, seq, timestamp_ms, stored_at_ms, quality,
+    pack_voltage_v, current_a, soc_pct, soh_pct, cell_voltages_v, temperatures_c,
+    balancing_mask, alarm_flags, charge_enabled, discharge_enabled, 1";
 
 /// `[v1,v2,...]`: a JSON array with each value's shortest round-trip decimal.
 /// Only finite values reach here (the sample was validated).
@@ -165,6 +173,17 @@ pub(super) fn read_row(row: &Row<'_>) -> Result<StoredSample, StoreError> {
         charge_enabled: get(row, row_id, 15, "charge_enabled")?,
         discharge_enabled: get(row, row_id, 16, "discharge_enabled")?,
     };
+    let clock = match get::<i64>(row, row_id, 17, "clock_trusted")? {
+        1 => ClockQuality::Trusted,
+        0 => ClockQuality::Untrusted,
+        other => {
+            return Err(StoreError::Corrupt {
+                row_id,
+                column: "clock_trusted",
+                reason: format!("{other} is neither 0 nor 1"),
+            })
+        }
+    };
     Ok(StoredSample {
         sample: Sample {
             pack_id,
@@ -173,6 +192,7 @@ pub(super) fn read_row(row: &Row<'_>) -> Result<StoredSample, StoreError> {
             timestamp_ms: get(row, row_id, 4, "timestamp_ms")?,
             quality,
             reading,
+            clock,
         },
         stored_at_ms: get(row, row_id, 5, "stored_at_ms")?,
     })
@@ -196,6 +216,7 @@ mod tests {
             ("boot_id = 'xyz'", "boot_id"),
             ("alarm_flags = -1", "alarm_flags"),
             ("soc_pct = 'text'", "soc_pct"),
+            ("clock_trusted = 2", "clock_trusted"),
         ];
         for (assignment, expected) in cases {
             let tx = store.conn.transaction().unwrap();

@@ -3,7 +3,7 @@
 
 use packgate_protocol::{BootId, PackId, Sample};
 
-use super::row::{boot_id, float_array_text, read_row, seq, StoredSample, SELECT_COLUMNS};
+use super::row::{boot_id, float_array_text, read_row, seq, StoredSample};
 use super::{SampleStore, StoreError};
 
 /// What one [`SampleStore::insert_batch`] did.
@@ -19,15 +19,27 @@ const INSERT_SQL: &str = "INSERT OR IGNORE INTO samples (
     pack_id, boot_id, seq, timestamp_ms, stored_at_ms, quality,
     pack_voltage_v, current_a, soc_pct, soh_pct, min_cell_v, max_cell_v, max_temperature_c,
     cell_voltages_v, temperatures_c, balancing_mask, alarm_flags,
-    charge_enabled, discharge_enabled)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+    charge_enabled, discharge_enabled, clock_trusted)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20)";
 
 impl SampleStore {
     /// Stores a batch in one transaction. A sample whose `(pack, boot, seq)`
     /// is already stored (a redelivery) is skipped and counted as a
     /// duplicate. Every sample is checked first; an invalid one fails the
     /// whole batch with [`StoreError::InvalidSample`] and stores nothing.
+    /// A batch that fails for want of room (the disk, or the file-size
+    /// limit) is [`StoreError::DiskFull`], rolled back as a whole.
     pub fn insert_batch(
+        &mut self,
+        samples: &[Sample],
+        stored_at_ms: i64,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.insert_batch_once(samples, stored_at_ms)
+            .map_err(|error| self.classify(error))
+    }
+
+    fn insert_batch_once(
         &mut self,
         samples: &[Sample],
         stored_at_ms: i64,
@@ -62,6 +74,7 @@ impl SampleStore {
                     i64::from(r.alarms.0),
                     r.charge_enabled,
                     r.discharge_enabled,
+                    sample.clock.is_trusted(),
                 ])?;
                 if changed == 0 {
                     outcome.duplicates += 1;
@@ -79,7 +92,8 @@ impl SampleStore {
     pub fn latest(&self, pack: &PackId, limit: usize) -> Result<Vec<StoredSample>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!(
-            "SELECT {SELECT_COLUMNS} FROM samples WHERE pack_id = ?1 ORDER BY id DESC LIMIT ?2"
+            "SELECT {} FROM samples WHERE pack_id = ?1 ORDER BY id DESC LIMIT ?2",
+            self.columns
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query((pack.as_str(), limit))?;
@@ -123,6 +137,7 @@ pub(super) mod tests {
     use proptest::prelude::*;
     use tempfile::TempDir;
 
+    use packgate_protocol::sample::ClockQuality;
     use packgate_protocol::{
         AlarmFlags, BalancingState, CellVoltages, DataQuality, PackReading, Temperatures,
     };
@@ -153,6 +168,11 @@ pub(super) mod tests {
                 alarms: AlarmFlags::OVER_TEMPERATURE,
                 charge_enabled: true,
                 discharge_enabled: matches!(seq % 2, 0),
+            },
+            clock: if matches!(seq % 3, 0) {
+                ClockQuality::Untrusted
+            } else {
+                ClockQuality::Trusted
             },
         }
     }
@@ -270,6 +290,7 @@ pub(super) mod tests {
             proptest::collection::vec(finite(), 1..=32),
             proptest::collection::vec(finite(), 1..=16),
             (any::<u32>(), any::<u32>(), any::<bool>(), any::<bool>()),
+            any::<bool>(),
         )
             .prop_map(
                 |(
@@ -282,6 +303,7 @@ pub(super) mod tests {
                     cells,
                     temps,
                     (bal, alarms, chg, dsg),
+                    untrusted,
                 )| Sample {
                     pack_id: PackId::new(pack).unwrap(),
                     boot_id: BootId(boot),
@@ -303,6 +325,11 @@ pub(super) mod tests {
                         alarms: AlarmFlags(alarms),
                         charge_enabled: chg,
                         discharge_enabled: dsg,
+                    },
+                    clock: if untrusted {
+                        ClockQuality::Untrusted
+                    } else {
+                        ClockQuality::Trusted
                     },
                 },
             )

@@ -10,13 +10,13 @@ use super::StoreError;
 
 /// The schema version this build writes; files with another (higher or
 /// negative) one are refused rather than misread.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` takes a file from version `n` to `n + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Version 1: one row per sample, flat columns so dashboards (Grafana's
 /// SQLite plugin, the sqlite3 shell) can read it without packgate.
@@ -46,6 +46,13 @@ CREATE TABLE samples (
 );
 CREATE INDEX samples_pack_time ON samples (pack_id, timestamp_ms);
 CREATE INDEX samples_time ON samples (timestamp_ms);
+";
+
+/// Version 2: whether the wall clock that stamped the sample was trusted
+/// (1) or not (0); rows stored before it existed were not judged, so they
+/// read as trusted.
+const V2: &str = "
+ALTER TABLE samples ADD COLUMN clock_trusted INTEGER NOT NULL DEFAULT 1;
 ";
 
 /// Reads the file's schema version.

@@ -48,6 +48,9 @@ pub struct DataMetrics {
     pub batches_committed: Counter,
     /// Commits that failed (the batch is redelivered).
     pub store_failures: Counter,
+    /// Of `store_failures`, those for want of room: the disk, or the
+    /// file-size limit, is full. Storing resumes when space returns.
+    pub disk_full: Counter,
     /// Acks that could not be sent (the sample will be redelivered and
     /// recognised as a duplicate).
     pub ack_failures: Counter,
@@ -65,6 +68,7 @@ impl Default for DataMetrics {
             messages_malformed: Counter::default(),
             batches_committed: Counter::default(),
             store_failures: Counter::default(),
+            disk_full: Counter::default(),
             ack_failures: Counter::default(),
             rows_pruned: Counter::default(),
             poll_to_commit: LatencyHistogram::new("poll_to_commit"),
@@ -81,6 +85,7 @@ impl DataMetrics {
             ("messages_malformed", &self.messages_malformed),
             ("batches_committed", &self.batches_committed),
             ("store_failures", &self.store_failures),
+            ("disk_full", &self.disk_full),
             ("ack_failures", &self.ack_failures),
             ("rows_pruned", &self.rows_pruned),
         ]
@@ -124,6 +129,7 @@ pub async fn run_data(
     ));
     let linger = Duration::from_millis(config.batch_linger_ms);
     let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch_max_samples);
+    let mut failing = 0u64;
     'outer: while !shutdown.is_cancelled() {
         let mut messages = match consumer
             .stream()
@@ -165,22 +171,25 @@ pub async fn run_data(
                     Ok(None) | Err(_) => break,
                 }
             }
-            commit_batch(&mut batch, &store, &metrics).await;
+            commit_batch(&mut batch, &store, &metrics, &mut failing).await;
         }
     }
     if !batch.is_empty() {
-        commit_batch(&mut batch, &store, &metrics).await;
+        commit_batch(&mut batch, &store, &metrics, &mut failing).await;
     }
     let _ = retention.await;
     Ok(())
 }
 
 /// Decodes, commits and acks one batch; on a failed commit nothing is
-/// acked and the messages come back after a delay.
+/// acked and the messages come back after a delay. `failing` counts the
+/// failed commits in a row, so a full disk logs an error once, not once
+/// per batch, and its end is logged too.
 async fn commit_batch(
     batch: &mut Vec<jetstream::Message>,
     store: &Arc<Mutex<SampleStore>>,
     metrics: &DataMetrics,
+    failing: &mut u64,
 ) {
     let mut samples = Vec::with_capacity(batch.len());
     let mut kept = Vec::with_capacity(batch.len());
@@ -224,11 +233,16 @@ async fn commit_batch(
     };
     match outcome {
         Ok(outcome) => {
+            if *failing > 0 {
+                tracing::info!(failed_commits = *failing, "samples are stored again");
+                *failing = 0;
+            }
             metrics.samples_stored.add(outcome.inserted as u64);
             metrics.samples_duplicate.add(outcome.duplicates as u64);
             metrics.batches_committed.inc();
             let now = now_ms();
-            for sample in &samples {
+            // An untrusted wall clock makes the latency meaningless.
+            for sample in samples.iter().filter(|s| s.clock.is_trusted()) {
                 let latency_ms = (now - sample.timestamp_ms).max(0);
                 metrics
                     .poll_to_commit
@@ -243,12 +257,21 @@ async fn commit_batch(
         }
         Err(error) => {
             metrics.store_failures.inc();
-            tracing::error!(
-                %error,
-                samples = kept.len(),
-                disk_full = error.is_disk_full(),
-                "cannot commit samples; they stay in the stream and are retried"
-            );
+            let disk_full = error.is_disk_full();
+            if disk_full {
+                metrics.disk_full.inc();
+            }
+            *failing += 1;
+            if *failing == 1 {
+                tracing::error!(
+                    %error,
+                    samples = kept.len(),
+                    disk_full,
+                    "cannot commit samples; they stay in the stream and are retried"
+                );
+            } else {
+                tracing::debug!(%error, failed_commits = *failing, disk_full, "commit failed again");
+            }
             for message in kept {
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::{SharedClock, Stamp};
 use super::{Bus, CollectMetrics, Outgoing};
 use crate::config::CollectConfig;
 use crate::telemetry::now_ms;
@@ -55,22 +56,24 @@ impl PackSlot {
         }
     }
 
-    fn event(&mut self, boot_id: BootId, kind: EventKind) -> Outgoing {
+    fn event(&mut self, boot_id: BootId, timestamp_ms: i64, kind: EventKind) -> Outgoing {
         self.event_seq += 1;
         Outgoing::Event(Event {
             pack_id: self.driver.pack_id().clone(),
             boot_id,
             seq: self.event_seq,
-            timestamp_ms: now_ms(),
+            timestamp_ms,
             kind,
         })
     }
 
+    /// The next sample, stamped with the poll's wall-clock time and the
+    /// clock guard's verdict on it; the sequence number orders it whatever
+    /// the wall clock did.
     fn sample(
         &mut self,
         boot_id: BootId,
-        timestamp_ms: i64,
-        polled_at: Instant,
+        stamp: Stamp,
         quality: DataQuality,
         reading: PackReading,
     ) -> Outgoing {
@@ -80,25 +83,28 @@ impl PackSlot {
                 pack_id: self.driver.pack_id().clone(),
                 boot_id,
                 seq: self.seq,
-                timestamp_ms,
+                timestamp_ms: stamp.wall_ms,
                 quality,
                 reading,
+                clock: stamp.clock,
             },
-            polled_at,
+            stamp.at,
         )
     }
 
     /// Polls once and returns what to publish.
+    #[allow(clippy::too_many_arguments)]
     async fn poll(
         &mut self,
         timeout: Duration,
         config: &CollectConfig,
         boot_id: BootId,
+        clock: &SharedClock,
         metrics: &CollectMetrics,
         out: &mut Vec<Outgoing>,
     ) {
-        let timestamp_ms = now_ms();
-        let polled_at = Instant::now();
+        let stamp = clock.stamp(metrics);
+        let polled_at = stamp.at;
         let result = match tokio::time::timeout(timeout, self.driver.poll()).await {
             Ok(Ok(reading)) => reading
                 .validate()
@@ -113,36 +119,18 @@ impl PackSlot {
         match result {
             Ok(reading) => {
                 let quality = self.driver.last_quality();
-                self.answered(
-                    reading,
-                    quality,
-                    boot_id,
-                    timestamp_ms,
-                    polled_at,
-                    metrics,
-                    out,
-                )
+                self.answered(reading, quality, boot_id, stamp, metrics, out)
             }
-            Err(error) => self.failed(
-                error,
-                config,
-                boot_id,
-                timestamp_ms,
-                polled_at,
-                metrics,
-                out,
-            ),
+            Err(error) => self.failed(error, config, boot_id, stamp, metrics, out),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn answered(
         &mut self,
         reading: PackReading,
         quality: DataQuality,
         boot_id: BootId,
-        timestamp_ms: i64,
-        polled_at: Instant,
+        stamp: Stamp,
         metrics: &CollectMetrics,
         out: &mut Vec<Outgoing>,
     ) {
@@ -154,37 +142,35 @@ impl PackSlot {
                 tracing::info!(%pack, after_failures = self.failures, "pack answers again: online");
             }
             self.online = Some(true);
-            out.push(self.event(boot_id, EventKind::PackOnline));
+            out.push(self.event(boot_id, stamp.wall_ms, EventKind::PackOnline));
         }
         self.failures = 0;
         self.backoff = Duration::ZERO;
-        self.next_poll_at = polled_at;
+        self.next_poll_at = stamp.at;
         let raised = reading.alarms.difference(self.alarms);
         let cleared = self.alarms.difference(reading.alarms);
         if !raised.is_empty() {
             tracing::warn!(%pack, alarms = ?raised.names(), "alarm raised");
-            out.push(self.event(boot_id, EventKind::AlarmRaised(raised)));
+            out.push(self.event(boot_id, stamp.wall_ms, EventKind::AlarmRaised(raised)));
         }
         if !cleared.is_empty() {
             tracing::info!(%pack, alarms = ?cleared.names(), "alarm cleared");
-            out.push(self.event(boot_id, EventKind::AlarmCleared(cleared)));
+            out.push(self.event(boot_id, stamp.wall_ms, EventKind::AlarmCleared(cleared)));
         }
         self.alarms = reading.alarms;
         self.last_reading = Some(reading.clone());
         if quality == DataQuality::Stale {
             metrics.samples_stale.inc();
         }
-        out.push(self.sample(boot_id, timestamp_ms, polled_at, quality, reading));
+        out.push(self.sample(boot_id, stamp, quality, reading));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn failed(
         &mut self,
         error: DriverError,
         config: &CollectConfig,
         boot_id: BootId,
-        timestamp_ms: i64,
-        polled_at: Instant,
+        stamp: Stamp,
         metrics: &CollectMetrics,
         out: &mut Vec<Outgoing>,
     ) {
@@ -203,6 +189,7 @@ impl PackSlot {
                 tracing::warn!(%pack, %error, failures = self.failures, "pack offline; polling with backoff");
                 out.push(self.event(
                     boot_id,
+                    stamp.wall_ms,
                     EventKind::PackOffline {
                         reason: error.to_string(),
                     },
@@ -211,11 +198,11 @@ impl PackSlot {
             let floor = config.poll_interval().max(Duration::from_millis(100));
             let ceiling = Duration::from_millis(config.offline_backoff_max_ms).max(floor);
             self.backoff = (self.backoff * 2).clamp(floor, ceiling);
-            self.next_poll_at = polled_at + self.backoff;
+            self.next_poll_at = stamp.at + self.backoff;
         }
         if let Some(last) = self.last_reading.clone() {
             metrics.samples_stale.inc();
-            out.push(self.sample(boot_id, timestamp_ms, polled_at, DataQuality::Stale, last));
+            out.push(self.sample(boot_id, stamp, DataQuality::Stale, last));
         }
     }
 }
@@ -283,6 +270,7 @@ pub(super) async fn run_bus(
     phase: Duration,
     boot_id: BootId,
     config: CollectConfig,
+    clock: SharedClock,
     tx: mpsc::Sender<Outgoing>,
     metrics: Arc<CollectMetrics>,
     shutdown: CancellationToken,
@@ -311,8 +299,15 @@ pub(super) async fn run_bus(
             if slot.next_poll_at > round_start {
                 continue;
             }
-            slot.poll(bus.poll_timeout, &config, boot_id, &metrics, &mut out)
-                .await;
+            slot.poll(
+                bus.poll_timeout,
+                &config,
+                boot_id,
+                &clock,
+                &metrics,
+                &mut out,
+            )
+            .await;
             for item in out.drain(..) {
                 if tx.send(item).await.is_err() {
                     return;

@@ -33,6 +33,9 @@ pub struct CollectMetrics {
     pub publish_failures: Counter,
     /// Messages accepted but not published at exit (data loss).
     pub unpublished_at_exit: Counter,
+    /// Wall-clock jumps seen (a step the monotonic clock does not account
+    /// for); samples stamped during the hold after one are clock-untrusted.
+    pub clock_jumps: Counter,
     /// Messages waiting to be published.
     pub pending: Gauge,
     /// Publishes awaiting their ack.
@@ -61,6 +64,7 @@ impl Default for CollectMetrics {
             events_published: Counter::default(),
             publish_failures: Counter::default(),
             unpublished_at_exit: Counter::default(),
+            clock_jumps: Counter::default(),
             pending: Gauge::default(),
             inflight: Gauge::default(),
             packs_offline: Gauge::default(),
@@ -99,6 +103,7 @@ impl CollectMetrics {
             ("events_published", &self.events_published),
             ("publish_failures", &self.publish_failures),
             ("unpublished_at_exit", &self.unpublished_at_exit),
+            ("clock_jumps", &self.clock_jumps),
         ]
         .into_iter()
         .map(|(name, counter)| (name.to_owned(), counter.get()))

@@ -3,6 +3,7 @@
 //! into JetStream with an ack and a de-duplication id.
 
 mod bus;
+pub mod clock;
 mod metrics;
 mod packs;
 mod publisher;
@@ -67,6 +68,27 @@ impl Collector {
         client: async_nats::Client,
         shutdown: CancellationToken,
     ) -> Self {
+        Self::start_with_clock(
+            config,
+            packs,
+            js,
+            client,
+            shutdown,
+            Arc::new(clock::SystemClock),
+        )
+    }
+
+    /// [`Collector::start`] with the wall clock that stamps the samples
+    /// (judged by the clock guard) given: tests make it jump.
+    pub fn start_with_clock(
+        config: &CollectConfig,
+        packs: PackSet,
+        js: jetstream::Context,
+        client: async_nats::Client,
+        shutdown: CancellationToken,
+        wall_clock: Arc<dyn clock::WallClock>,
+    ) -> Self {
+        let clock = clock::SharedClock::new(wall_clock);
         let metrics = Arc::new(CollectMetrics::default());
         let boot_id = new_boot_id();
         // Room for one round of every pack, so a bus never waits on the
@@ -94,6 +116,7 @@ impl Collector {
                     phase,
                     boot_id,
                     config.clone(),
+                    clock.clone(),
                     tx.clone(),
                     Arc::clone(&metrics),
                     shutdown.clone(),

@@ -1,0 +1,102 @@
+//! The alarm relay, through a recording GPIO pin, driven by a simulated
+//! pack's over-temperature over a real broker.
+
+// Test helpers below panic on a failed set-up step, which fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use packgate::outputs::fake::RecordingPin;
+use packgate::outputs::{run_outputs, OutputController, OutputDriver, RESET_SUBJECT};
+use packgate::runtime::{run_workers, Broker, WorkerSet};
+use packgate::workers::collect::PackSet;
+use packgate_protocol::{AlarmFlags, PackId};
+use packgate_sim::Faults;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
+    let broker = TestBroker::start().await;
+    let config = sim_config(&broker.url(), broker.dir.path(), 1, 100);
+    let packs = PackSet::from_config(&config).unwrap();
+    let sim = packs.sims[&PackId::new("sim-01").unwrap()].clone();
+    let connection = Broker::open(&config, "test").await.unwrap();
+    let client = connection.client.clone();
+
+    let relay = RecordingPin::new();
+    let controller = OutputController::new(
+        AlarmFlags::OVER_TEMPERATURE,
+        true,
+        false,
+        [PackId::new("sim-01").unwrap()],
+    );
+    let driver = OutputDriver::new(
+        controller,
+        Some((relay.clone(), false)),
+        None::<(RecordingPin, bool, u64)>,
+    )
+    .unwrap();
+    let outputs_stop = CancellationToken::new();
+    let outputs = tokio::spawn(run_outputs(driver, client.clone(), outputs_stop.clone()));
+
+    let shutdown = CancellationToken::new();
+    let gateway = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let workers = WorkerSet {
+            collect: true,
+            ..WorkerSet::NONE
+        };
+        tokio::spawn(async move {
+            run_workers(&config, workers, packs, &connection, shutdown)
+                .await
+                .map(|r| (r, connection))
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_ne!(relay.level(), Some(true), "tripped before any alarm");
+
+    // The pack overheats: the relay trips.
+    sim.set_faults(Faults {
+        over_temperature: true,
+        ..Faults::default()
+    });
+    sim.advance(600.0);
+    assert!(
+        eventually(Duration::from_secs(10), || relay.level() == Some(true)).await,
+        "relay never tripped: {:?}",
+        relay.levels()
+    );
+
+    // It cools down: a latching relay stays tripped...
+    sim.set_faults(Faults::default());
+    sim.advance(4.0 * 3600.0);
+    assert!(
+        !sim.reading().alarms.contains(AlarmFlags::OVER_TEMPERATURE),
+        "the model did not cool down"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        relay.level(),
+        Some(true),
+        "a latching relay released by itself"
+    );
+
+    // ...until the operator resets it.
+    client.request(RESET_SUBJECT, "".into()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || relay.level() == Some(false)).await,
+        "reset did not release: {:?}",
+        relay.levels()
+    );
+    let levels = relay.levels();
+    assert!(levels.windows(2).any(|w| w == [true, false]), "{levels:?}");
+
+    shutdown.cancel();
+    let (_, connection) = gateway.await.unwrap().unwrap();
+    outputs_stop.cancel();
+    outputs.await.unwrap().unwrap();
+    connection.close(&config.data_dir).await;
+}
