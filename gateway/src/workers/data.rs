@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures_util::StreamExt;
 use packgate_protocol::{decode, names, Sample};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::BatchPuller;
 use crate::broker::{ensure_consumer, BrokerError};
 use crate::config::DataConfig;
 use crate::store::{SampleStore, StoreError};
@@ -127,54 +126,14 @@ pub async fn run_data(
         Arc::clone(&metrics),
         shutdown.clone(),
     ));
-    let linger = Duration::from_millis(config.batch_linger_ms);
-    let mut batch: Vec<jetstream::Message> = Vec::with_capacity(config.batch_max_samples);
+    let mut batches = BatchPuller::new(
+        consumer,
+        config.batch_max_samples,
+        Duration::from_millis(config.batch_linger_ms),
+        names::SAMPLES_STREAM.name,
+    );
     let mut failing = 0u64;
-    'outer: while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(config.batch_max_samples.max(1))
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "cannot pull from the samples stream; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        };
-        loop {
-            // Wait for the first message of a batch, or shutdown.
-            let first = tokio::select! {
-                next = messages.next() => next,
-                () = shutdown.cancelled() => break 'outer,
-            };
-            match first {
-                Some(Ok(message)) => batch.push(message),
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "pull stream hiccup");
-                    continue;
-                }
-                None => break,
-            }
-            // Fill the batch until it is full or the linger time is over.
-            let deadline = Instant::now() + linger;
-            while batch.len() < config.batch_max_samples {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(error))) => tracing::debug!(%error, "pull stream hiccup"),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            commit_batch(&mut batch, &store, &metrics, &mut failing).await;
-        }
-    }
-    if !batch.is_empty() {
+    while let Some(mut batch) = batches.next_batch(&shutdown).await {
         commit_batch(&mut batch, &store, &metrics, &mut failing).await;
     }
     let _ = retention.await;

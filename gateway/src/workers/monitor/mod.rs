@@ -11,17 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use futures_util::StreamExt;
 use packgate_protocol::names::{self, ConsumerSpec};
 use packgate_protocol::{decode, DecodeError, Event, MetricsSnapshot};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use store::{
     event_detail, BatchOutcome, MonitorStore, MonitorStoreError, StoredEvent, StoredSnapshot,
 };
 
+use super::batch::BatchPuller;
 use crate::broker::{ensure_consumer, BrokerError};
 use crate::telemetry::snapshot::MetricsSource;
 use crate::telemetry::{now_ms, Counter};
@@ -250,50 +249,8 @@ async fn consume(
     let Some(consumer) = open_consumer(&js, spec, &shutdown).await else {
         return;
     };
-    let mut batch: Vec<jetstream::Message> = Vec::with_capacity(BATCH_MAX);
-    'outer: while !shutdown.is_cancelled() {
-        let mut messages = match consumer
-            .stream()
-            .max_messages_per_batch(BATCH_MAX)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, stream = spec.stream, "cannot pull; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        };
-        loop {
-            let first = tokio::select! {
-                next = messages.next() => next,
-                () = shutdown.cancelled() => break 'outer,
-            };
-            match first {
-                Some(Ok(message)) => batch.push(message),
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "pull stream hiccup");
-                    continue;
-                }
-                None => break,
-            }
-            let deadline = Instant::now() + BATCH_LINGER;
-            while batch.len() < BATCH_MAX {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(error))) => tracing::debug!(%error, "pull stream hiccup"),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            commit_batch(&mut batch, decoder, &store, &metrics).await;
-        }
-    }
-    if !batch.is_empty() {
+    let mut batches = BatchPuller::new(consumer, BATCH_MAX, BATCH_LINGER, spec.stream);
+    while let Some(mut batch) = batches.next_batch(&shutdown).await {
         commit_batch(&mut batch, decoder, &store, &metrics).await;
     }
 }

@@ -1,0 +1,274 @@
+//! The handlers of the `packgate` subcommands that are more than a call
+//! into the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use packgate::bench::{run_bench, BenchOptions};
+use packgate::cli::render::{write_samples, OutputFormat};
+use packgate::config::Config;
+use packgate::runtime::{cancel_on_signals, run_workers, Broker, WorkerSet, BROKER_URL_FILE};
+use packgate::store::SampleStore;
+use packgate::workers::collect::PackSet;
+use packgate_protocol::PackId;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BrokerArgs, ConfigArgs, GatewayArgs, ProfilesCommand};
+
+pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
+    use packgate_drivers::profile::Profile;
+    match what {
+        ProfilesCommand::List => {
+            for name in Profile::builtin_names() {
+                let description = Profile::builtin(name)
+                    .map(|p| p.description)
+                    .unwrap_or_default();
+                println!("{name:<16} {description}");
+            }
+        }
+        ProfilesCommand::Show { name } => match Profile::builtin_source(name) {
+            Some(text) => print!("{text}"),
+            None => bail!(
+                "no built-in profile {name:?}; built-in: {}",
+                Profile::builtin_names().join(", ")
+            ),
+        },
+        ProfilesCommand::Check { file } => {
+            let profile = Profile::load(file)?;
+            println!(
+                "{}: valid profile {:?}, {} register blocks, {} writable settings",
+                file.display(),
+                profile.name,
+                profile.blocks.len(),
+                profile.settings.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn can_decode(file: &PathBuf) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    for line in packgate_drivers::can::candump::replay(&text) {
+        use std::io::Write as _;
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_gateway(
+    args: &GatewayArgs,
+    workers: WorkerSet,
+    name: &str,
+) -> anyhow::Result<()> {
+    let config = args.load()?;
+    if workers.collect && config.packs.is_empty() {
+        bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let packs = PackSet::from_config(&config)?;
+    let broker = Broker::open(&config, name)
+        .await
+        .context("opening the broker")?;
+    tracing::info!(
+        url = %broker.url,
+        packs = config.packs.len(),
+        data_dir = %config.data_dir.display(),
+        "packgate {} running; Ctrl-C to stop",
+        env!("CARGO_PKG_VERSION")
+    );
+    let result = run_workers(&config, workers, packs, &broker, shutdown).await;
+    broker.close(&config.data_dir).await;
+    let report = result?;
+    if let Some(collect) = &report.collect {
+        tracing::info!(
+            published = collect.samples_published.get(),
+            duplicates = collect.samples_duplicate.get(),
+            dropped = collect.samples_dropped.get(),
+            unpublished = report.publisher.unpublished,
+            "collect worker stopped"
+        );
+    }
+    if let Some(data) = &report.data {
+        tracing::info!(
+            stored = data.samples_stored.get(),
+            duplicates = data.samples_duplicate.get(),
+            malformed = data.messages_malformed.get(),
+            "data worker stopped"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the one worker `name` in this process.
+pub(crate) async fn run_one(args: &GatewayArgs, name: &'static str) -> anyhow::Result<()> {
+    let workers = match name {
+        "collect" => WorkerSet {
+            collect: true,
+            ..WorkerSet::NONE
+        },
+        "data" => WorkerSet {
+            data: true,
+            ..WorkerSet::NONE
+        },
+        "control" => WorkerSet {
+            control: true,
+            ..WorkerSet::NONE
+        },
+        "monitor" => WorkerSet {
+            monitor: true,
+            ..WorkerSet::NONE
+        },
+        _ => WorkerSet {
+            cloud: true,
+            ..WorkerSet::NONE
+        },
+    };
+    run_gateway(args, workers, &format!("packgate-{name}")).await
+}
+
+/// The URL of the broker: the flag, the configuration, or the embedded
+/// broker a `packgate run` in the same data directory started.
+pub(crate) fn broker_url(target: &BrokerArgs, config: &Config) -> anyhow::Result<String> {
+    Ok(match (&target.nats_url, &config.broker.url) {
+        (Some(url), _) | (None, Some(url)) => url.clone(),
+        (None, None) => std::fs::read_to_string(config.data_dir.join(BROKER_URL_FILE))
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "no broker URL: pass --nats-url, or run `packgate run` with data directory {}",
+                    config.data_dir.display()
+                )
+            })?,
+    })
+}
+
+pub(crate) async fn connect_client(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        async_nats::ConnectOptions::new().name(name).connect(url),
+    )
+    .await
+    .with_context(|| format!("connecting to {url}: timed out"))?
+    .with_context(|| format!("connecting to {url}"))
+}
+
+pub(crate) async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let client = match broker_url(target, &config) {
+        Ok(url) => connect_client(&url, "packgate-status").await.ok(),
+        Err(_) => None,
+    };
+    let mut stdout = std::io::stdout();
+    packgate::cli::status::status(&config, client, &mut stdout).await?;
+    Ok(())
+}
+
+pub(crate) async fn command(
+    target: &BrokerArgs,
+    pack: PackId,
+    setting: String,
+    value: f64,
+    ttl_s: u64,
+    id: Option<String>,
+) -> anyhow::Result<()> {
+    use packgate_protocol::{
+        Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
+    };
+    let config = target.source.load()?;
+    let client = connect_client(&broker_url(target, &config)?, "packgate-command").await?;
+    let now = packgate::telemetry::now_ms();
+    let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));
+    let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let command = PackCommand {
+        id: CommandId(id.clone()),
+        pack_id: pack,
+        setting: SettingName(setting),
+        value,
+        origin: CommandOrigin::Local,
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(ttl_ms),
+    };
+    let wait = config.control.default_deadline() + Duration::from_secs(2);
+    let reply = packgate::workers::control::send_command(&client, &command, wait).await?;
+    match reply.outcome {
+        CommandOutcome::Applied { read_back } => println!("{id}: applied, read back {read_back}"),
+        CommandOutcome::Rejected { reason } => bail!("{id}: rejected: {reason}"),
+        CommandOutcome::Failed { error } => bail!("{id}: failed: {error}"),
+        CommandOutcome::TimedOut => bail!("{id}: timed out"),
+    }
+    Ok(())
+}
+
+pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let client = connect_client(&broker_url(target, &config)?, "packgate-watch").await?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    let mut stdout = std::io::stdout();
+    packgate::cli::watch::watch(client, &mut stdout, once, shutdown).await?;
+    Ok(())
+}
+
+pub(crate) fn query_samples(
+    pack: &PackId,
+    limit: usize,
+    format: OutputFormat,
+    source: &ConfigArgs,
+    database: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let path = match database {
+        Some(path) => path.clone(),
+        None => source.load()?.database_path(),
+    };
+    let store = SampleStore::open_read_only(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let rows = store.latest(pack, limit)?;
+    if rows.is_empty() {
+        eprintln!("no samples of pack {pack} in {}", path.display());
+    }
+    let mut stdout = std::io::stdout().lock();
+    write_samples(&mut stdout, &rows, format)?;
+    Ok(())
+}
+
+pub(crate) async fn bench(
+    packs: usize,
+    duration: u64,
+    rate: f64,
+    nats_server: PathBuf,
+    json: bool,
+) -> anyhow::Result<()> {
+    let options = BenchOptions {
+        packs,
+        duration: Duration::from_secs(duration),
+        rate_hz: rate,
+        nats_server_path: nats_server,
+    };
+    eprintln!(
+        "bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s"
+    );
+    let r = run_bench(&options).await?;
+    println!("samples published   {:>12}", r.published);
+    println!("samples stored      {:>12}", r.stored);
+    println!("lost                {:>12}", r.lost);
+    println!("duplicated          {:>12}", r.duplicated);
+    println!("samples/s stored    {:>12.0}", r.samples_per_s);
+    println!(
+        "poll to commit, ms  p50 {:.1}  p99 {:.1}  max {:.1}",
+        r.latency_ms_p50, r.latency_ms_p99, r.latency_ms_max
+    );
+    println!("CPU s / 1k samples  {:>12.4}", r.cpu_s_per_1k);
+    println!("gateway peak RSS MB {:>12.1}", r.gateway_rss_mb);
+    println!("broker peak RSS MB  {:>12.1}", r.broker_rss_mb);
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Pulling a durable consumer in batches: the shared front half of every
+//! worker that stores what it reads (data, monitor). A batch is whatever
+//! arrived up to `max` messages or within `linger` of its first message,
+//! so a busy stream makes big transactions and a quiet one small, prompt
+//! ones.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Hands out batches of one pull consumer, re-opening the pull when the
+/// broker drops it.
+pub(crate) struct BatchPuller {
+    consumer: PullConsumer,
+    max: usize,
+    linger: Duration,
+    what: &'static str,
+    messages: Option<jetstream::consumer::pull::Stream>,
+}
+
+impl std::fmt::Debug for BatchPuller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchPuller")
+            .field("what", &self.what)
+            .field("max", &self.max)
+            .field("linger", &self.linger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchPuller {
+    /// Batches of at most `max` messages of `consumer`; `what` names the
+    /// stream in logs.
+    pub(crate) fn new(
+        consumer: PullConsumer,
+        max: usize,
+        linger: Duration,
+        what: &'static str,
+    ) -> Self {
+        Self {
+            consumer,
+            max: max.max(1),
+            linger,
+            what,
+            messages: None,
+        }
+    }
+
+    /// The next batch, or `None` once `shutdown` fires while waiting for
+    /// its first message (a batch being filled is still returned).
+    pub(crate) async fn next_batch(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<jetstream::Message>> {
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            let messages = match self.messages.as_mut() {
+                Some(messages) => messages,
+                None => {
+                    let opened = self
+                        .consumer
+                        .stream()
+                        .max_messages_per_batch(self.max)
+                        .heartbeat(Duration::from_secs(5))
+                        .expires(Duration::from_secs(30))
+                        .messages()
+                        .await;
+                    match opened {
+                        Ok(messages) => self.messages.insert(messages),
+                        Err(error) => {
+                            tracing::warn!(%error, stream = self.what, "cannot pull; retrying");
+                            tokio::select! {
+                                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                                () = shutdown.cancelled() => return None,
+                            }
+                        }
+                    }
+                }
+            };
+            let first = tokio::select! {
+                next = messages.next() => next,
+                () = shutdown.cancelled() => return None,
+            };
+            let mut batch = Vec::with_capacity(self.max);
+            match first {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+                    continue;
+                }
+                None => {
+                    self.messages = None;
+                    continue;
+                }
+            }
+            let deadline = Instant::now() + self.linger;
+            while batch.len() < self.max {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    Ok(Some(Err(error))) => {
+                        tracing::debug!(%error, stream = self.what, "pull stream hiccup")
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            return Some(batch);
+        }
+    }
+}
