@@ -46,7 +46,7 @@ pub fn usage(pid: Option<u32>) -> ProcessUsage {
 }
 
 fn clock_ticks_per_s() -> f64 {
-    // SAFETY-free: sysconf is a plain libc query with no pointers.
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
     #[allow(unsafe_code)]
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 {
