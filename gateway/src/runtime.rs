@@ -98,7 +98,9 @@ impl Broker {
 
     /// Flushes the connection and stops our own server, if any.
     pub async fn close(mut self, data_dir: &Path) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await;
+        // Drain closes the connection for every clone of the client, so
+        // stopping our own server below is not seen as a lost broker.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.drain()).await;
         drop(self.client);
         if let Some(server) = self.server.as_mut() {
             server.stop().await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use packgate_protocol::names::{self, STREAMS};
-use packgate_protocol::{decode, DataQuality, Sample};
+use packgate_protocol::{decode, DataQuality, PackId, Sample};
 
 use crate::config::Config;
 use crate::telemetry::now_ms;
@@ -129,6 +129,34 @@ async fn ask<T, E: std::fmt::Display>(
 
 /// Fetches a stream's info; a stream the broker does not have (not
 /// created yet) is `None` without marking the broker unreachable.
+/// The packs with samples on the broker, from the stream's subjects (at
+/// most a thousand).
+async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<PackId> {
+    let prefix = format!("{}.samples.", names::SUBJECT_ROOT);
+    let listing = async {
+        let mut subjects = stream.info_with_subjects(format!("{prefix}>")).await.ok()?;
+        let mut ids = Vec::new();
+        while let Some(Ok((subject, _messages))) = subjects.next().await {
+            if let Some(id) = subject
+                .strip_prefix(&prefix)
+                .and_then(|s| PackId::new(s).ok())
+            {
+                ids.push(id);
+            }
+            if ids.len() >= 1_000 {
+                break;
+            }
+        }
+        ids.sort();
+        Some(ids)
+    };
+    tokio::time::timeout(BROKER_TIMEOUT, listing)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 async fn get_stream(
     view: &mut BrokerView,
     js: Option<&jetstream::Context>,
@@ -238,14 +266,24 @@ pub async fn status(
         .unwrap_or(i64::MAX)
         .max(3_000);
     let samples_stream = get_stream(&mut view, js.as_ref(), names::SAMPLES_STREAM.name).await;
-    if config.packs.is_empty() {
-        writeln!(out, "  (no packs configured)")?;
+    // The configured packs, and any other the broker has samples of (packs
+    // added on the command line, or by another collector).
+    let mut packs: Vec<PackId> = config.packs.iter().map(|p| p.id.clone()).collect();
+    if let (Some(stream), true) = (&samples_stream, view.reachable) {
+        for id in packs_on_broker(stream).await {
+            if !packs.contains(&id) {
+                packs.push(id);
+            }
+        }
     }
-    for pack in &config.packs {
-        let id = pack.id.as_str();
+    if packs.is_empty() {
+        writeln!(out, "  (no packs configured or seen)")?;
+    }
+    for pack in &packs {
+        let id = pack.as_str();
         let last = match &samples_stream {
             Some(stream) if view.reachable => {
-                let subject = names::sample_subject(&pack.id);
+                let subject = names::sample_subject(pack);
                 match tokio::time::timeout(
                     BROKER_TIMEOUT,
                     stream.get_last_raw_message_by_subject(&subject),
