@@ -36,6 +36,28 @@ fn still_pack(seed: u64) -> SimPack {
     SimPack::new(&config)
 }
 
+/// Serves `packs` as units 1, 2, ... on a new pseudo-terminal line until
+/// `servers` fires; returns the client end (keep it open) and its path.
+fn serve_rtu_line(
+    packs: &[SimPack],
+    servers: &CancellationToken,
+) -> (tokio_serial::SerialStream, String) {
+    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
+    let path = client.name().unwrap();
+    let units = packs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| SimUnit::new(i as u8 + 1, p.clone(), i as u64 + 1))
+        .collect();
+    tokio::spawn(serve_modbus_rtu(
+        device,
+        units,
+        RtuServerOptions::default(),
+        servers.clone(),
+    ));
+    (client, path)
+}
+
 fn bus(name: &str, kind: BusKind) -> BusConfig {
     BusConfig {
         name: name.into(),
@@ -178,19 +200,7 @@ async fn modbus_tcp_and_rtu_packs_reach_sqlite_with_the_simulator_values() {
         ..Faults::default()
     });
     rtu_packs[1].advance(600.0);
-    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
-    let path = client.name().unwrap();
-    let units = rtu_packs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| SimUnit::new(i as u8 + 1, p.clone(), i as u64 + 11))
-        .collect();
-    tokio::spawn(serve_modbus_rtu(
-        device,
-        units,
-        RtuServerOptions::default(),
-        servers.clone(),
-    ));
+    let (client, path) = serve_rtu_line(&rtu_packs, &servers);
 
     let mut config = base_config(&broker, 200);
     let mut tcp = bus("tcp", BusKind::ModbusTcp);
@@ -261,19 +271,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
         unresponsive: true,
         ..Faults::default()
     });
-    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
-    let path = client.name().unwrap();
-    let units = packs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| SimUnit::new(i as u8 + 1, p.clone(), i as u64))
-        .collect();
-    tokio::spawn(serve_modbus_rtu(
-        device,
-        units,
-        RtuServerOptions::default(),
-        servers.clone(),
-    ));
+    let (client, path) = serve_rtu_line(&packs, &servers);
 
     let mut config = base_config(&broker, 1_000);
     let mut rtu = bus("rs485", BusKind::ModbusRtu);
@@ -367,19 +365,7 @@ async fn exceptions_bad_crc_and_garbage_are_counted_and_the_line_goes_on() {
         garbage: true,
         ..Faults::default()
     });
-    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
-    let path = client.name().unwrap();
-    let units = packs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| SimUnit::new(i as u8 + 1, p.clone(), i as u64))
-        .collect();
-    tokio::spawn(serve_modbus_rtu(
-        device,
-        units,
-        RtuServerOptions::default(),
-        servers.clone(),
-    ));
+    let (client, path) = serve_rtu_line(&packs, &servers);
 
     let mut config = base_config(&broker, 250);
     config.collect.offline_after_failures = 1_000;
