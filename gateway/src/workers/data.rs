@@ -13,6 +13,7 @@ use packgate_protocol::{decode, names, Sample};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::BatchPuller;
+use super::retention::prune_expired;
 use crate::broker::{ensure_consumer, BrokerError};
 use crate::config::DataConfig;
 use crate::store::{SampleStore, StoreError};
@@ -258,28 +259,17 @@ async fn run_retention(
             () = tokio::time::sleep(period) => {}
             () = shutdown.cancelled() => return,
         }
-        let cutoff_ms = now_ms() - i64::from(config.retention_days) * 86_400_000;
-        loop {
-            let store = Arc::clone(&store);
-            let pruned = tokio::task::spawn_blocking(move || {
-                store
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .prune_older_than(cutoff_ms, 5_000)
-            })
-            .await;
-            match pruned {
-                Ok(Ok(0)) => break,
-                Ok(Ok(rows)) => metrics.rows_pruned.add(rows as u64),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "retention failed; trying again next period");
-                    break;
-                }
-                Err(_) => break,
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
+        if !prune_expired(
+            &store,
+            config.retention_days,
+            5_000,
+            &metrics.rows_pruned,
+            "samples",
+            &shutdown,
+        )
+        .await
+        {
+            return;
         }
     }
 }

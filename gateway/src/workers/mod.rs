@@ -7,3 +7,4 @@ pub mod collect;
 pub mod control;
 pub mod data;
 pub mod monitor;
+mod retention;

@@ -21,9 +21,10 @@ pub use store::{
 };
 
 use super::batch::BatchPuller;
+use super::retention::prune_expired;
 use crate::broker::{ensure_consumer, BrokerError};
 use crate::telemetry::snapshot::MetricsSource;
-use crate::telemetry::{now_ms, Counter};
+use crate::telemetry::Counter;
 
 /// The monitor's consumer of metrics snapshots.
 pub const METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
@@ -347,28 +348,17 @@ async fn run_retention(
         return;
     }
     loop {
-        let cutoff_ms = now_ms() - i64::from(retention_days) * 86_400_000;
-        loop {
-            let store = Arc::clone(&store);
-            let pruned = tokio::task::spawn_blocking(move || {
-                store
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .prune_older_than(cutoff_ms, RETENTION_STEP_ROWS)
-            })
-            .await;
-            match pruned {
-                Ok(Ok(0)) => break,
-                Ok(Ok(rows)) => metrics.rows_pruned.add(rows as u64),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "monitor retention failed; trying again next period");
-                    break;
-                }
-                Err(_) => break,
-            }
-            if shutdown.is_cancelled() {
-                return;
-            }
+        if !prune_expired(
+            &store,
+            retention_days,
+            RETENTION_STEP_ROWS,
+            &metrics.rows_pruned,
+            "monitor",
+            &shutdown,
+        )
+        .await
+        {
+            return;
         }
         tokio::select! {
             () = tokio::time::sleep(RETENTION_PERIOD) => {}
