@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use packgate::runtime::{run_workers, Broker, RunReport, WorkerSet};
+use packgate::telemetry::snapshot::MetricsSource;
 use packgate::workers::cloud::{
     cloud_stream_subjects, control_subject, run_cloud, CloudConfig, CloudMetrics,
     CLOUD_SAMPLES_CONSUMER,
@@ -192,7 +193,7 @@ async fn start_local(
     let shutdown = shutdown.clone();
     let packs = PackSet::from_config(&config).unwrap();
     let handle = tokio::spawn(async move {
-        let report = run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown)
+        let report = run_workers(&config, WorkerSet::all(), packs, &connection, shutdown)
             .await
             .unwrap();
         (report, connection)

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use packgate::config::Config;
+use packgate::telemetry::snapshot::MetricsSource;
 use packgate::workers::collect::{Collector, PackSet};
 use packgate::workers::control::{
     run_control, send_command, AuditStore, ControlError, ControlMetrics, SiteLimit,

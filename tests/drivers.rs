@@ -102,7 +102,7 @@ async fn start_gateway(config: &Config) -> (CancellationToken, JoinHandle<(RunRe
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let packs = PackSet::from_config(&config).unwrap();
-        let report = run_workers(&config, WorkerSet::ALL, packs, &connection, stop)
+        let report = run_workers(&config, WorkerSet::all(), packs, &connection, stop)
             .await
             .unwrap();
         (report, connection)

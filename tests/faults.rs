@@ -9,6 +9,7 @@ use std::time::Duration;
 use packgate::runtime::{run_workers, Broker, WorkerSet};
 use packgate::store::SampleStore;
 use packgate::workers::collect::PackSet;
+use packgate::workers::WorkerKind;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,7 @@ async fn broker_killed_and_restarted_loses_and_duplicates_nothing() {
         let shutdown = shutdown.clone();
         let packs = PackSet::from_config(&config).unwrap();
         async move {
-            run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown)
+            run_workers(&config, WorkerSet::all(), packs, &connection, shutdown)
                 .await
                 .map(|r| (r, connection))
         }
@@ -93,10 +94,7 @@ async fn data_worker_killed_mid_batch_loses_and_duplicates_nothing() {
         let config = config.clone();
         let shutdown = shutdown.clone();
         let packs = PackSet::from_config(&config).unwrap();
-        let workers = WorkerSet {
-            collect: true,
-            ..WorkerSet::NONE
-        };
+        let workers = WorkerSet::of(&[WorkerKind::Collect]);
         tokio::spawn(async move {
             run_workers(&config, workers, packs, &connection, shutdown)
                 .await

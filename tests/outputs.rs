@@ -12,6 +12,7 @@ use packgate::outputs::fake::RecordingPin;
 use packgate::outputs::{run_outputs, OutputController, OutputDriver, RESET_SUBJECT};
 use packgate::runtime::{run_workers, Broker, WorkerSet};
 use packgate::workers::collect::PackSet;
+use packgate::workers::WorkerKind;
 use packgate_protocol::{AlarmFlags, PackId};
 use packgate_sim::Faults;
 use support::*;
@@ -45,10 +46,7 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     let shutdown = CancellationToken::new();
     let gateway = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
-        let workers = WorkerSet {
-            collect: true,
-            ..WorkerSet::NONE
-        };
+        let workers = WorkerSet::of(&[WorkerKind::Collect]);
         tokio::spawn(async move {
             run_workers(&config, workers, packs, &connection, shutdown)
                 .await

@@ -11,6 +11,7 @@ use packgate::runtime::{run_workers, Broker, WorkerSet};
 use packgate::store::SampleStore;
 use packgate::workers::collect::PackSet;
 use packgate::workers::data::{run_data, DataMetrics};
+use packgate::workers::WorkerKind;
 use packgate_protocol::{names, DataQuality, PackId};
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +29,7 @@ async fn every_published_sample_is_stored_exactly_once_in_order() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         stop.cancel();
     });
-    let report = run_workers(&config, WorkerSet::ALL, packs, &connection, shutdown)
+    let report = run_workers(&config, WorkerSet::all(), packs, &connection, shutdown)
         .await
         .unwrap();
     let collect = report.collect.unwrap();
@@ -146,10 +147,7 @@ async fn malformed_messages_are_counted_terminated_and_the_worker_goes_on() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             stop.cancel();
         });
-        let workers = WorkerSet {
-            collect: true,
-            ..WorkerSet::NONE
-        };
+        let workers = WorkerSet::of(&[WorkerKind::Collect]);
         run_workers(
             &config,
             workers,

@@ -12,6 +12,7 @@ use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;
 use crate::workers::collect::PackSet;
+use crate::workers::WorkerKind;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -68,11 +69,7 @@ pub enum BenchError {
 }
 
 /// The pipeline measured: collect and data only.
-const PIPELINE: WorkerSet = WorkerSet {
-    collect: true,
-    data: true,
-    ..WorkerSet::NONE
-};
+const PIPELINE: [WorkerKind; 2] = [WorkerKind::Collect, WorkerKind::Data];
 
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -107,7 +104,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         tokio::time::sleep(duration).await;
         stop.cancel();
     });
-    let report = run_workers(&config, PIPELINE, packs, &broker, shutdown).await?;
+    let report = run_workers(&config, WorkerSet::of(&PIPELINE), packs, &broker, shutdown).await?;
     let cpu_s = process::usage(None).cpu_s - cpu_before;
     let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
     broker.close(&config.data_dir).await;

@@ -11,6 +11,7 @@ use packgate::config::Config;
 use packgate::runtime::{cancel_on_signals, run_workers, Broker, WorkerSet, BROKER_URL_FILE};
 use packgate::store::SampleStore;
 use packgate::workers::collect::PackSet;
+use packgate::workers::WorkerKind;
 use packgate_protocol::PackId;
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +66,7 @@ pub(crate) async fn run_gateway(
     name: &str,
 ) -> anyhow::Result<()> {
     let config = args.load()?;
-    if workers.collect && config.packs.is_empty() {
+    if workers.contains(WorkerKind::Collect) && config.packs.is_empty() {
         bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
     }
     std::fs::create_dir_all(&config.data_dir)
@@ -106,31 +107,9 @@ pub(crate) async fn run_gateway(
     Ok(())
 }
 
-/// Runs the one worker `name` in this process.
-pub(crate) async fn run_one(args: &GatewayArgs, name: &'static str) -> anyhow::Result<()> {
-    let workers = match name {
-        "collect" => WorkerSet {
-            collect: true,
-            ..WorkerSet::NONE
-        },
-        "data" => WorkerSet {
-            data: true,
-            ..WorkerSet::NONE
-        },
-        "control" => WorkerSet {
-            control: true,
-            ..WorkerSet::NONE
-        },
-        "monitor" => WorkerSet {
-            monitor: true,
-            ..WorkerSet::NONE
-        },
-        _ => WorkerSet {
-            cloud: true,
-            ..WorkerSet::NONE
-        },
-    };
-    run_gateway(args, workers, &format!("packgate-{name}")).await
+/// Runs the one worker `kind` in this process.
+pub(crate) async fn run_one(args: &GatewayArgs, kind: WorkerKind) -> anyhow::Result<()> {
+    run_gateway(args, WorkerSet::only(kind), &format!("packgate-{kind}")).await
 }
 
 /// The URL of the broker: the flag, the configuration, or the embedded

@@ -16,6 +16,7 @@ use packgate::cli::render::OutputFormat;
 use packgate::config::Config;
 use packgate::runtime::{cancel_on_signals, WorkerSet};
 use packgate::telemetry::{init_logging, LogFormat};
+use packgate::workers::WorkerKind;
 use packgate_protocol::PackId;
 use tokio_util::sync::CancellationToken;
 
@@ -306,12 +307,12 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Action::Run(args) => run_gateway(&args, WorkerSet::ALL, "packgate").await,
-            Action::Collect(args) => run_one(&args, "collect").await,
-            Action::Data(args) => run_one(&args, "data").await,
-            Action::Control(args) => run_one(&args, "control").await,
-            Action::Monitor(args) => run_one(&args, "monitor").await,
-            Action::Cloud(args) => run_one(&args, "cloud").await,
+            Action::Run(args) => run_gateway(&args, WorkerSet::all(), "packgate").await,
+            Action::Collect(args) => run_one(&args, WorkerKind::Collect).await,
+            Action::Data(args) => run_one(&args, WorkerKind::Data).await,
+            Action::Control(args) => run_one(&args, WorkerKind::Control).await,
+            Action::Monitor(args) => run_one(&args, WorkerKind::Monitor).await,
+            Action::Cloud(args) => run_one(&args, WorkerKind::Cloud).await,
             Action::Status { target } => status(&target).await,
             Action::ResetAlarm { target } => {
                 let config = target.source.load()?;

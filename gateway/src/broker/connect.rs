@@ -28,6 +28,9 @@ pub enum BrokerError {
     /// The embedded nats-server could not start.
     #[error(transparent)]
     Server(#[from] super::server::ServerError),
+    /// Shutdown came before the broker was ready.
+    #[error("shut down before the broker was ready")]
+    Interrupted,
 }
 
 /// `url` with any password or token in it replaced by `***`, for logs.

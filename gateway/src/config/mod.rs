@@ -1,15 +1,28 @@
 //! The gateway's configuration: one TOML file, every key documented, unknown
 //! keys rejected with the line they are on, defaults built in.
 
+mod broker;
+mod cloud;
+mod collect;
+mod control;
+mod data;
+mod monitor;
+mod outputs;
 mod packs;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
+pub use broker::{BrokerConfig, StreamLimits, StreamsConfig};
+pub use cloud::{CloudConfig, CloudConfigError};
+pub use collect::CollectConfig;
+pub use control::{ControlConfig, ControlConfigError, SiteLimit};
+pub use data::DataConfig;
+pub use monitor::MonitorConfig;
+pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use packs::{BusConfig, BusKind, DriverKind, PackConfig, SerialParity};
 
 /// Why a configuration cannot be used.
@@ -59,13 +72,13 @@ pub struct Config {
     /// The data worker: the SQLite store of samples.
     pub data: DataConfig,
     /// The control worker: validated, audited writes to packs.
-    pub control: crate::workers::control::ControlConfig,
+    pub control: ControlConfig,
     /// The monitor worker and the metrics snapshots of every worker.
-    pub monitor: crate::workers::monitor::MonitorConfig,
+    pub monitor: MonitorConfig,
     /// The cloud worker: the uplink and the cloud's control requests.
-    pub cloud: crate::workers::cloud::CloudConfig,
+    pub cloud: CloudConfig,
     /// GPIO outputs: the alarm relay and the status LED.
-    pub outputs: crate::outputs::OutputsConfig,
+    pub outputs: OutputsConfig,
     /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
     /// are reached on.
     pub buses: Vec<BusConfig>,
@@ -81,173 +94,12 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             collect: CollectConfig::default(),
             data: DataConfig::default(),
-            control: crate::workers::control::ControlConfig::default(),
-            monitor: crate::workers::monitor::MonitorConfig::default(),
-            cloud: crate::workers::cloud::CloudConfig::default(),
-            outputs: crate::outputs::OutputsConfig::default(),
+            control: ControlConfig::default(),
+            monitor: MonitorConfig::default(),
+            cloud: CloudConfig::default(),
+            outputs: OutputsConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
-        }
-    }
-}
-
-/// How to reach the local NATS broker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    /// URL of a running nats-server, such as `nats://127.0.0.1:4222`. When
-    /// absent, packgate starts its own nats-server child process on a free
-    /// loopback port with its store under `data_dir/nats`.
-    pub url: Option<String>,
-    /// The nats-server executable for the embedded broker: a name looked up
-    /// on PATH, or a path.
-    pub nats_server_path: PathBuf,
-    /// Time allowed for one connection attempt, milliseconds.
-    pub connect_timeout_ms: u64,
-    /// Time allowed for a JetStream API request or a publish ack,
-    /// milliseconds.
-    pub request_timeout_ms: u64,
-    /// Time the embedded nats-server may take to start listening,
-    /// milliseconds.
-    pub embedded_startup_timeout_ms: u64,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            nats_server_path: PathBuf::from("nats-server"),
-            connect_timeout_ms: 2_000,
-            request_timeout_ms: 5_000,
-            embedded_startup_timeout_ms: 10_000,
-        }
-    }
-}
-
-/// Storage limits of one stream.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamLimits {
-    /// Largest size on disk, bytes; past it the oldest messages are
-    /// discarded (counted by the broker).
-    pub max_bytes: i64,
-    /// Oldest message kept, seconds.
-    pub max_age_s: u64,
-}
-
-impl StreamLimits {
-    fn of(spec: &packgate_protocol::names::StreamSpec) -> Self {
-        Self {
-            max_bytes: spec.max_bytes,
-            max_age_s: spec.max_age.as_secs(),
-        }
-    }
-}
-
-/// Limits of the JetStream streams.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StreamsConfig {
-    /// The samples stream.
-    pub samples: StreamLimits,
-    /// The events stream.
-    pub events: StreamLimits,
-    /// The metrics stream.
-    pub metrics: StreamLimits,
-}
-
-impl Default for StreamsConfig {
-    fn default() -> Self {
-        use packgate_protocol::names::{EVENTS_STREAM, METRICS_STREAM, SAMPLES_STREAM};
-        Self {
-            samples: StreamLimits::of(&SAMPLES_STREAM),
-            events: StreamLimits::of(&EVENTS_STREAM),
-            metrics: StreamLimits::of(&METRICS_STREAM),
-        }
-    }
-}
-
-/// Polling and publishing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CollectConfig {
-    /// Poll period of every pack, milliseconds; 0 polls as fast as the
-    /// packs and the broker allow, the broker's acks pacing the polls
-    /// (benchmarks only).
-    pub poll_interval_ms: u64,
-    /// Time a pack has to answer one poll, milliseconds.
-    pub request_timeout_ms: u64,
-    /// Consecutive failed polls after which a pack is declared offline.
-    pub offline_after_failures: u32,
-    /// Longest wait between polls of an offline pack, milliseconds; the wait
-    /// doubles from one poll period up to this.
-    pub offline_backoff_max_ms: u64,
-    /// Most publishes awaiting their JetStream ack at once.
-    pub inflight_max: usize,
-    /// Most samples held while the broker is unreachable; past it the oldest
-    /// are dropped and counted (an ERROR: data loss).
-    pub pending_max: usize,
-    /// Longest wait between publish retries while the broker is down,
-    /// milliseconds.
-    pub publish_retry_max_ms: u64,
-}
-
-impl Default for CollectConfig {
-    fn default() -> Self {
-        Self {
-            poll_interval_ms: 1_000,
-            request_timeout_ms: 800,
-            offline_after_failures: 3,
-            offline_backoff_max_ms: 30_000,
-            inflight_max: 1_024,
-            pending_max: 100_000,
-            publish_retry_max_ms: 2_000,
-        }
-    }
-}
-
-impl CollectConfig {
-    /// The poll period.
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
-    }
-
-    /// The per-poll timeout.
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-}
-
-/// The SQLite store of samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// The database file; relative paths are under `data_dir`.
-    pub database: PathBuf,
-    /// Most samples committed in one transaction.
-    pub batch_max_samples: usize,
-    /// Longest a received sample waits for its batch to fill before the
-    /// batch is committed anyway, milliseconds.
-    pub batch_linger_ms: u64,
-    /// Samples older than this are deleted, days; 0 keeps everything.
-    pub retention_days: u32,
-    /// How often retention runs, seconds.
-    pub retention_interval_s: u64,
-    /// At shutdown of `packgate run`, how long the data worker may go on
-    /// storing what the collector flushed last, milliseconds (what it does
-    /// not store stays in the stream for the next start).
-    pub shutdown_drain_ms: u64,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            database: PathBuf::from("samples.db"),
-            batch_max_samples: 1_000,
-            batch_linger_ms: 10,
-            retention_days: 90,
-            retention_interval_s: 600,
-            shutdown_drain_ms: 2_000,
         }
     }
 }
@@ -352,12 +204,9 @@ impl Config {
         self.cloud
             .validate()
             .map_err(|e| invalid("cloud", e.to_string()))?;
-        self.outputs.validate().map_err(|e| match e {
-            crate::outputs::OutputsError::Config { key, reason } => {
-                invalid(&format!("outputs.{key}"), reason)
-            }
-            other => invalid("outputs", other.to_string()),
-        })?;
+        self.outputs
+            .validate()
+            .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
         packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }

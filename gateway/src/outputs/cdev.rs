@@ -10,8 +10,8 @@ use embedded_hal::digital::{ErrorKind, ErrorType, OutputPin};
 use gpio_cdev::{Chip, LineHandle, LineRequestFlags};
 use packgate_protocol::PackId;
 
-use super::config::{OutputsConfig, PinConfig};
 use super::{OutputController, OutputDriver, OutputsError};
+use crate::config::{OutputsConfig, PinConfig};
 
 /// The name the lines are requested under (`gpioinfo` shows it).
 const CONSUMER: &str = "packgate";

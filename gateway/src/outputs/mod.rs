@@ -13,29 +13,25 @@
 //!   driver-enable pin, and sequences that pin around a transmit.
 
 pub mod cdev;
-mod config;
 mod controller;
 mod driver;
 pub mod fake;
 mod feed;
 pub mod rs485;
+mod worker;
 
-pub use config::{LedConfig, OutputsConfig, PinConfig, RelayConfig};
+pub use crate::config::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use controller::{led_is_lit, LedMode, OutputController, OutputState};
 pub use driver::OutputDriver;
 pub use feed::{run_outputs, RESET_SUBJECT};
+pub use worker::{OutputsMetrics, OutputsWorker};
 
 /// Why the outputs could not be set up or driven.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputsError {
     /// A configuration value is wrong.
-    #[error("outputs.{key}: {reason}")]
-    Config {
-        /// The key, under `outputs`.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    Config(#[from] OutputsConfigError),
     /// A GPIO line could not be requested or set.
     #[error("GPIO {chip} line {line}: {source}")]
     Gpio {

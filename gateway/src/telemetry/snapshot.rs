@@ -17,8 +17,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::now_ms;
-use crate::workers::collect::CollectMetrics;
-use crate::workers::data::DataMetrics;
 
 /// Longest a snapshot publish (send and ack) may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,58 +36,6 @@ pub trait MetricsSource: Send + Sync {
     /// Latency summaries.
     fn latencies(&self) -> Vec<LatencySummary> {
         vec![]
-    }
-}
-
-impl MetricsSource for CollectMetrics {
-    fn counters(&self) -> Vec<(String, u64)> {
-        CollectMetrics::counters(self)
-    }
-
-    fn gauges(&self) -> Vec<(String, f64)> {
-        [
-            ("pending", &self.pending),
-            ("inflight", &self.inflight),
-            ("packs_offline", &self.packs_offline),
-        ]
-        .into_iter()
-        .map(|(name, gauge)| (name.to_owned(), gauge.get() as f64))
-        .collect()
-    }
-
-    fn latencies(&self) -> Vec<LatencySummary> {
-        vec![self.poll_latency.summary(), self.publish_latency.summary()]
-    }
-}
-
-impl MetricsSource for crate::workers::control::ControlMetrics {
-    fn counters(&self) -> Vec<(String, u64)> {
-        crate::workers::control::ControlMetrics::counters(self)
-    }
-    fn gauges(&self) -> Vec<(String, f64)> {
-        crate::workers::control::ControlMetrics::gauges(self)
-    }
-    fn latencies(&self) -> Vec<LatencySummary> {
-        crate::workers::control::ControlMetrics::latencies(self)
-    }
-}
-
-impl MetricsSource for crate::workers::cloud::CloudMetrics {
-    fn counters(&self) -> Vec<(String, u64)> {
-        crate::workers::cloud::CloudMetrics::counters(self)
-    }
-    fn gauges(&self) -> Vec<(String, f64)> {
-        crate::workers::cloud::CloudMetrics::gauges(self)
-    }
-}
-
-impl MetricsSource for DataMetrics {
-    fn counters(&self) -> Vec<(String, u64)> {
-        DataMetrics::counters(self)
-    }
-
-    fn latencies(&self) -> Vec<LatencySummary> {
-        vec![self.poll_to_commit.summary()]
     }
 }
 
@@ -226,28 +172,45 @@ pub fn spawn_metrics_publisher(
 mod tests {
     use super::*;
 
+    crate::worker_metrics! {
+        /// A worker's metrics, for the tests.
+        struct Metrics {
+            counters {
+                /// Stored.
+                samples_stored,
+            }
+            gauges {
+                /// Offline.
+                packs_offline,
+            }
+            latencies {
+                /// Commit.
+                poll_to_commit: "poll_to_commit",
+                /// Ack.
+                poll_to_ack: "poll_to_ack",
+            }
+        }
+    }
+
     #[test]
     fn snapshots_carry_the_sources_metrics() {
-        let data = DataMetrics::default();
-        data.samples_stored.add(7);
-        data.poll_to_commit.record_us(1_500);
-        let snapshot = take_snapshot("data", "h/1", Instant::now(), &data);
+        let metrics = Metrics::default();
+        metrics.samples_stored.add(7);
+        metrics.packs_offline.set(2);
+        metrics.poll_to_commit.record_us(1_500);
+        let snapshot = take_snapshot("data", "h/1", Instant::now(), &metrics);
         assert_eq!(snapshot.worker, "data");
         assert!(snapshot.rss_bytes > 0);
         assert!(snapshot
             .counters
             .contains(&("samples_stored".to_owned(), 7)));
+        assert!(snapshot.gauges.contains(&("packs_offline".to_owned(), 2.0)));
+        assert_eq!(snapshot.latencies.len(), 2);
         assert_eq!(snapshot.latencies[0].count, 1);
         assert_eq!(
             snapshot_msg_id(&snapshot),
             format!("data:h/1:{}", snapshot.timestamp_ms)
         );
-
-        let collect = CollectMetrics::default();
-        collect.packs_offline.set(2);
-        let snapshot = take_snapshot("collect", "h/1", Instant::now(), &collect);
-        assert!(snapshot.gauges.contains(&("packs_offline".to_owned(), 2.0)));
-        assert_eq!(snapshot.latencies.len(), 2);
     }
 
     #[test]

@@ -111,4 +111,28 @@ impl BatchPuller {
             return Some(batch);
         }
     }
+
+    /// After shutdown: the next batch of what is still arriving, or `None`
+    /// once nothing arrives for one linger period (at least 100 ms) or at
+    /// `until`. What stopped sources flushed last is stored this way, not
+    /// left for the next start.
+    pub(crate) async fn drain_batch(&mut self, until: Instant) -> Option<Vec<jetstream::Message>> {
+        let messages = self.messages.as_mut()?;
+        let idle = self.linger.max(Duration::from_millis(100));
+        let first_by = (Instant::now() + idle).min(until);
+        let mut batch = Vec::with_capacity(self.max);
+        match tokio::time::timeout_at(first_by, messages.next()).await {
+            Ok(Some(Ok(message))) => batch.push(message),
+            Ok(Some(Err(_)) | None) | Err(_) => return None,
+        }
+        let deadline = (Instant::now() + self.linger).min(until);
+        while batch.len() < self.max {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                Ok(Some(Err(_))) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
 }

@@ -12,12 +12,16 @@ use async_nats::jetstream::{self, AckKind};
 use packgate_protocol::{decode, names, Sample};
 use tokio_util::sync::CancellationToken;
 
+use futures_util::future::BoxFuture;
+
 use super::batch::BatchPuller;
 use super::retention::prune_expired;
+use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::broker::{ensure_consumer, BrokerError};
 use crate::config::DataConfig;
+use crate::retry::{retry_until_shutdown, Backoff};
 use crate::store::{SampleStore, StoreError};
-use crate::telemetry::{now_ms, Counter, LatencyHistogram};
+use crate::telemetry::now_ms;
 
 /// Why the data worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -35,69 +39,95 @@ pub enum DataError {
     Broker(#[from] BrokerError),
 }
 
-/// What the data worker has done.
-#[derive(Debug)]
-pub struct DataMetrics {
-    /// Samples committed (new rows).
-    pub samples_stored: Counter,
-    /// Redelivered samples already in the database.
-    pub samples_duplicate: Counter,
-    /// Messages that could not be decoded, terminated.
-    pub messages_malformed: Counter,
-    /// Batches committed.
-    pub batches_committed: Counter,
-    /// Commits that failed (the batch is redelivered).
-    pub store_failures: Counter,
-    /// Of `store_failures`, those for want of room: the disk, or the
-    /// file-size limit, is full. Storing resumes when space returns.
-    pub disk_full: Counter,
-    /// Acks that could not be sent (the sample will be redelivered and
-    /// recognised as a duplicate).
-    pub ack_failures: Counter,
-    /// Rows removed by retention.
-    pub rows_pruned: Counter,
-    /// From poll to commit.
-    pub poll_to_commit: LatencyHistogram,
-}
-
-impl Default for DataMetrics {
-    fn default() -> Self {
-        Self {
-            samples_stored: Counter::default(),
-            samples_duplicate: Counter::default(),
-            messages_malformed: Counter::default(),
-            batches_committed: Counter::default(),
-            store_failures: Counter::default(),
-            disk_full: Counter::default(),
-            ack_failures: Counter::default(),
-            rows_pruned: Counter::default(),
-            poll_to_commit: LatencyHistogram::new("poll_to_commit"),
+crate::worker_metrics! {
+    /// What the data worker has done.
+    pub struct DataMetrics {
+        counters {
+            /// Samples committed (new rows).
+            samples_stored,
+            /// Redelivered samples already in the database.
+            samples_duplicate,
+            /// Messages that could not be decoded, terminated.
+            messages_malformed,
+            /// Batches committed.
+            batches_committed,
+            /// Commits that failed (the batch is redelivered).
+            store_failures,
+            /// Of `store_failures`, those for want of room: the disk, or the
+            /// file-size limit, is full. Storing resumes when space returns.
+            disk_full,
+            /// Acks that could not be sent (the sample will be redelivered and
+            /// recognised as a duplicate).
+            ack_failures,
+            /// Rows removed by retention.
+            rows_pruned,
+        }
+        gauges {}
+        latencies {
+            /// From poll to commit.
+            poll_to_commit: "poll_to_commit",
         }
     }
 }
 
-impl DataMetrics {
-    /// Named counter values, for a metrics snapshot.
-    pub fn counters(&self) -> Vec<(String, u64)> {
-        [
-            ("samples_stored", &self.samples_stored),
-            ("samples_duplicate", &self.samples_duplicate),
-            ("messages_malformed", &self.messages_malformed),
-            ("batches_committed", &self.batches_committed),
-            ("store_failures", &self.store_failures),
-            ("disk_full", &self.disk_full),
-            ("ack_failures", &self.ack_failures),
-            ("rows_pruned", &self.rows_pruned),
-        ]
-        .into_iter()
-        .map(|(name, counter)| (name.to_owned(), counter.get()))
-        .collect()
+/// The data worker, built from its `[data]` section.
+#[derive(Debug)]
+pub struct DataWorker {
+    config: DataConfig,
+    metrics: Arc<DataMetrics>,
+}
+
+impl DataWorker {
+    /// A data worker storing into `config.database` (under the data
+    /// directory unless absolute).
+    pub fn new(config: DataConfig) -> Self {
+        Self {
+            config,
+            metrics: Arc::new(DataMetrics::default()),
+        }
     }
 }
 
-/// Runs the data worker until `shutdown`; the batch in hand is committed
-/// and acked before it returns.
+impl Worker for DataWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Data
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            let database = ctx.data_dir.join(&self.config.database);
+            run(self.config, database, ctx.js, self.metrics, shutdown)
+                .await
+                .map_err(|error| WorkerError::new(WorkerKind::Data, error))
+        })
+    }
+}
+
+/// Runs a data worker storing into `database` with `metrics` given, apart
+/// from the supervisor (tests that stage one worker alone).
 pub async fn run_data(
+    config: DataConfig,
+    database: PathBuf,
+    js: jetstream::Context,
+    metrics: Arc<DataMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), DataError> {
+    run(config, database, js, metrics, shutdown).await
+}
+
+/// Runs the data worker until `shutdown`, then takes what is still
+/// arriving (what stopped sources flushed last) for up to
+/// `shutdown_drain_ms`; the batch in hand is committed and acked before it
+/// returns.
+async fn run(
     config: DataConfig,
     database: PathBuf,
     js: jetstream::Context,
@@ -109,18 +139,17 @@ pub async fn run_data(
         source,
     })?;
     let store = Arc::new(Mutex::new(store));
-    let consumer = loop {
-        match ensure_consumer(&js, &names::DATA_CONSUMER).await {
-            Ok((consumer, _)) => break consumer,
-            Err(error) => {
-                tracing::warn!(%error, "data consumer not ready; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.cancelled() => return Ok(()),
-                }
-            }
-        }
+    let Some(consumer) = retry_until_shutdown(
+        "data consumer not ready",
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+        &shutdown,
+        || ensure_consumer(&js, &names::DATA_CONSUMER),
+    )
+    .await
+    else {
+        return Ok(());
     };
+    let (consumer, _) = consumer;
     let retention = tokio::spawn(run_retention(
         config.clone(),
         Arc::clone(&store),
@@ -135,6 +164,10 @@ pub async fn run_data(
     );
     let mut failing = 0u64;
     while let Some(mut batch) = batches.next_batch(&shutdown).await {
+        commit_batch(&mut batch, &store, &metrics, &mut failing).await;
+    }
+    let drain_until = tokio::time::Instant::now() + Duration::from_millis(config.shutdown_drain_ms);
+    while let Some(mut batch) = batches.drain_batch(drain_until).await {
         commit_batch(&mut batch, &store, &metrics, &mut failing).await;
     }
     let _ = retention.await;

@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::config::CloudConfig;
 use super::{control_subject, CloudMetrics};
+use crate::config::CloudConfig;
 use crate::telemetry::now_ms;
 
 /// Requests handled at once; past it the bridge stops taking more off the

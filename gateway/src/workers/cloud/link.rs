@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{backoff, CloudConfig};
 use super::{CloudError, CloudMetrics};
+use crate::config::CloudConfig;
 
 /// How often a burst of rejected credentials is logged again.
 const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -180,7 +180,7 @@ async fn options(
             } else if attempts <= 1 {
                 Duration::ZERO
             } else {
-                backoff(attempt, max)
+                super::cloud_backoff(max).delay(attempt)
             }
         })
         .event_callback(move |event| {

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
+use crate::telemetry::snapshot::MetricsSource;
 use crate::telemetry::{now_ms, Counter, Gauge};
 
 /// Counters and gauges of the cloud worker.
@@ -39,7 +40,7 @@ pub struct CloudMetrics {
 
 impl CloudMetrics {
     /// Named counter values, for a metrics snapshot.
-    pub fn counters(&self) -> Vec<(String, u64)> {
+    fn counter_values(&self) -> Vec<(String, u64)> {
         [
             ("batches_sent", &self.batches_sent),
             ("samples_sent", &self.samples_sent),
@@ -58,7 +59,7 @@ impl CloudMetrics {
     /// Named gauge values, for a metrics snapshot: `link_up` (0 or 1),
     /// `backlog` (messages) and `upload_lag_ms` (now minus the poll time of
     /// the last uploaded sample; absent before the first upload).
-    pub fn gauges(&self) -> Vec<(String, f64)> {
+    fn gauge_values(&self) -> Vec<(String, f64)> {
         let mut gauges = vec![
             ("link_up".to_owned(), if self.link_up() { 1.0 } else { 0.0 }),
             ("backlog".to_owned(), self.backlog.get() as f64),
@@ -103,5 +104,15 @@ impl CloudMetrics {
 
     pub(crate) fn set_last_error(&self, error: Option<String>) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+}
+
+impl MetricsSource for CloudMetrics {
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.counter_values()
+    }
+
+    fn gauges(&self) -> Vec<(String, f64)> {
+        self.gauge_values()
     }
 }

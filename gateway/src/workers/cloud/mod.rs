@@ -53,7 +53,6 @@
 //! the cloud in local stream order. The backlog drains at most at
 //! `max_rate_per_s`.
 
-mod config;
 mod control;
 mod link;
 mod metrics;
@@ -67,9 +66,17 @@ use async_nats::jetstream::{self, stream};
 use packgate_protocol::names::{ConsumerSpec, EVENTS_STREAM, SAMPLES_STREAM, SUBJECT_ROOT};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{CloudConfig, CloudConfigError};
+pub use crate::config::{CloudConfig, CloudConfigError};
 pub use metrics::CloudMetrics;
 use uploader::{Kind, RateLimit, Uploader};
+
+use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use futures_util::future::BoxFuture;
+
+/// The cloud's retry policy: 250 ms doubled per failed attempt, up to `max`.
+fn cloud_backoff(max: Duration) -> crate::retry::Backoff {
+    crate::retry::Backoff::new(Duration::from_millis(250), max)
+}
 
 /// The cloud worker's consumer of the local samples stream. Its
 /// `max_ack_pending` is set to `cloud.batch_max_samples` at start.
@@ -193,6 +200,45 @@ async fn run_backlog(
             () = tokio::time::sleep(BACKLOG_EVERY) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// The cloud worker, built from its `[cloud]` section.
+#[derive(Debug)]
+pub struct CloudWorker {
+    config: CloudConfig,
+    metrics: Arc<CloudMetrics>,
+}
+
+impl CloudWorker {
+    /// An uplink to the cloud of `config`.
+    pub fn new(config: CloudConfig) -> Self {
+        Self {
+            config,
+            metrics: Arc::new(CloudMetrics::default()),
+        }
+    }
+}
+
+impl Worker for CloudWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Cloud
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            run_cloud(&self.config, ctx.client, ctx.js, self.metrics, shutdown)
+                .await
+                .map_err(|error| WorkerError::new(WorkerKind::Cloud, error))
+        })
     }
 }
 

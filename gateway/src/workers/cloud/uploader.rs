@@ -17,9 +17,9 @@ use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{backoff, CloudConfig};
 use super::{cloud_subject, CloudMetrics};
 use crate::broker::ensure_consumer;
+use crate::config::CloudConfig;
 
 /// Longest one pull request waits, so a shutdown is seen within it.
 const FETCH_SLICE: Duration = Duration::from_secs(1);
@@ -206,7 +206,8 @@ impl Uploader {
             if matches!(error, AttemptError::NoStream { .. }) && self.config.create_stream {
                 super::ensure_cloud_stream(&self.cloud_js, &self.config).await;
             }
-            let deadline = Instant::now() + backoff(attempt, self.config.retry_backoff_max());
+            let deadline = Instant::now()
+                + super::cloud_backoff(self.config.retry_backoff_max()).delay(attempt);
             attempt = attempt.saturating_add(1);
             // Wait out the backoff, keeping the batch alive on the local
             // broker, and go at once when the link comes back up.

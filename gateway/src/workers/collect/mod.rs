@@ -21,6 +21,9 @@ pub use metrics::CollectMetrics;
 pub use packs::{Bus, PackSet, PackSetError};
 pub use publisher::PublisherReport;
 
+use futures_util::future::BoxFuture;
+
+use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::config::CollectConfig;
 
 /// Something for the publisher to put on the stream.
@@ -88,8 +91,21 @@ impl Collector {
         shutdown: CancellationToken,
         wall_clock: Arc<dyn clock::WallClock>,
     ) -> Self {
-        let clock = clock::SharedClock::new(wall_clock);
         let metrics = Arc::new(CollectMetrics::default());
+        Self::start_with_metrics(config, packs, js, client, shutdown, wall_clock, metrics)
+    }
+
+    /// [`Collector::start_with_clock`] counting into `metrics`.
+    fn start_with_metrics(
+        config: &CollectConfig,
+        packs: PackSet,
+        js: jetstream::Context,
+        client: async_nats::Client,
+        shutdown: CancellationToken,
+        wall_clock: Arc<dyn clock::WallClock>,
+        metrics: Arc<CollectMetrics>,
+    ) -> Self {
+        let clock = clock::SharedClock::new(wall_clock);
         let boot_id = new_boot_id();
         // Room for one round of every pack, so a bus never waits on the
         // publisher in normal running.
@@ -161,5 +177,59 @@ impl Collector {
                 PublisherReport::default()
             }
         }
+    }
+}
+
+/// The collect worker, built from its `[collect]` section and the packs'
+/// drivers.
+#[derive(Debug)]
+pub struct CollectWorker {
+    config: CollectConfig,
+    packs: PackSet,
+    metrics: Arc<CollectMetrics>,
+}
+
+impl CollectWorker {
+    /// A collector polling `packs`.
+    pub fn new(config: CollectConfig, packs: PackSet) -> Self {
+        Self {
+            config,
+            packs,
+            metrics: Arc::new(CollectMetrics::default()),
+        }
+    }
+}
+
+impl Worker for CollectWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Collect
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            let pack_count = self.packs.pack_count();
+            let collector = Collector::start_with_metrics(
+                &self.config,
+                self.packs,
+                ctx.js,
+                ctx.client,
+                shutdown,
+                ctx.clock,
+                self.metrics,
+            );
+            tracing::info!(boot_id = %collector.boot_id, packs = pack_count, "collect worker started");
+            // Returns once polling stopped and every accepted sample is
+            // acknowledged or counted as unpublished.
+            collector.finish().await;
+            Ok(())
+        })
     }
 }

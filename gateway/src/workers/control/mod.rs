@@ -22,19 +22,16 @@
 
 pub mod audit;
 mod client;
-pub mod config;
 pub mod validate;
 mod worker;
 
+pub use crate::config::{ControlConfig, ControlConfigError, SiteLimit};
 pub use audit::{AuditError, AuditRecord, AuditStore};
 pub use client::{send_command, ControlClientError};
-pub use config::{ControlConfig, ControlConfigError, SiteLimit};
-pub use worker::{run_control, run_control_with, QUEUE_GROUP};
+pub use worker::{run_control, ControlWorker, QUEUE_GROUP};
 
 use packgate_drivers::profile::ProfileError;
-use packgate_protocol::{CommandOutcome, LatencySummary};
-
-use crate::telemetry::{Counter, Gauge, LatencyHistogram};
+use packgate_protocol::CommandOutcome;
 
 /// Why the control worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -53,84 +50,43 @@ pub enum ControlError {
     SubscriptionClosed(&'static str),
 }
 
-/// What the control worker has done.
-#[derive(Debug)]
-pub struct ControlMetrics {
-    /// Requests received, malformed ones included.
-    pub commands_received: Counter,
-    /// Commands written and read back.
-    pub applied: Counter,
-    /// Commands refused (validation, or by the bus).
-    pub rejected: Counter,
-    /// Commands whose dispatch or write failed.
-    pub failed: Counter,
-    /// Commands with no answer from the bus within their deadline.
-    pub timed_out: Counter,
-    /// Repeated command ids, answered from the audit store.
-    pub repeats: Counter,
-    /// Requests that did not decode as a command.
-    pub malformed: Counter,
-    /// Audit rows that could not be written or completed.
-    pub audit_failures: Counter,
-    /// Replies that could not be sent to the requester.
-    pub reply_failures: Counter,
-    /// Audit rows removed by retention.
-    pub rows_pruned: Counter,
-    /// Commands being handled now.
-    pub in_flight: Gauge,
-    /// From dispatch to the bus's reply.
-    pub dispatch_latency: LatencyHistogram,
-}
-
-impl Default for ControlMetrics {
-    fn default() -> Self {
-        Self {
-            commands_received: Counter::default(),
-            applied: Counter::default(),
-            rejected: Counter::default(),
-            failed: Counter::default(),
-            timed_out: Counter::default(),
-            repeats: Counter::default(),
-            malformed: Counter::default(),
-            audit_failures: Counter::default(),
-            reply_failures: Counter::default(),
-            rows_pruned: Counter::default(),
-            in_flight: Gauge::default(),
-            dispatch_latency: LatencyHistogram::new("dispatch"),
+crate::worker_metrics! {
+    /// What the control worker has done.
+    pub struct ControlMetrics {
+        counters {
+            /// Requests received, malformed ones included.
+            commands_received,
+            /// Commands written and read back.
+            applied,
+            /// Commands refused (validation, or by the bus).
+            rejected,
+            /// Commands whose dispatch or write failed.
+            failed,
+            /// Commands with no answer from the bus within their deadline.
+            timed_out,
+            /// Repeated command ids, answered from the audit store.
+            repeats,
+            /// Requests that did not decode as a command.
+            malformed,
+            /// Audit rows that could not be written or completed.
+            audit_failures,
+            /// Replies that could not be sent to the requester.
+            reply_failures,
+            /// Audit rows removed by retention.
+            rows_pruned,
+        }
+        gauges {
+            /// Commands being handled now.
+            in_flight,
+        }
+        latencies {
+            /// From dispatch to the bus's reply.
+            dispatch_latency: "dispatch",
         }
     }
 }
 
 impl ControlMetrics {
-    /// Named counter values, for a metrics snapshot.
-    pub fn counters(&self) -> Vec<(String, u64)> {
-        [
-            ("commands_received", &self.commands_received),
-            ("applied", &self.applied),
-            ("rejected", &self.rejected),
-            ("failed", &self.failed),
-            ("timed_out", &self.timed_out),
-            ("repeats", &self.repeats),
-            ("malformed", &self.malformed),
-            ("audit_failures", &self.audit_failures),
-            ("reply_failures", &self.reply_failures),
-            ("rows_pruned", &self.rows_pruned),
-        ]
-        .into_iter()
-        .map(|(name, counter)| (name.to_owned(), counter.get()))
-        .collect()
-    }
-
-    /// Named gauge values, for a metrics snapshot.
-    pub fn gauges(&self) -> Vec<(String, f64)> {
-        vec![("in_flight".to_owned(), self.in_flight.get() as f64)]
-    }
-
-    /// Latency summaries, for a metrics snapshot.
-    pub fn latencies(&self) -> Vec<LatencySummary> {
-        vec![self.dispatch_latency.summary()]
-    }
-
     /// Counts a command's outcome.
     fn count(&self, outcome: &CommandOutcome) {
         match outcome {

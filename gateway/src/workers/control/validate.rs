@@ -9,7 +9,7 @@ use packgate_drivers::profile::{self, Profile, ProfileError};
 use packgate_drivers::ValidatedSetting;
 use packgate_protocol::{Command, PackId};
 
-use super::config::SiteLimit;
+use crate::config::SiteLimit;
 use crate::config::{DriverKind, PackConfig};
 
 /// The profile a simulated pack answers to: its settings are the ones the

@@ -17,11 +17,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditError, AuditRecord, AuditStore, Begin};
-use super::config::ControlConfig;
 use super::validate::{pack_table, validate, PackTable, Policy};
 use super::{ControlError, ControlMetrics};
+use crate::config::ControlConfig;
 use crate::config::{Config, PackConfig};
+use crate::retry::{retry_until_shutdown, Backoff};
 use crate::telemetry::now_ms;
+use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use futures_util::future::BoxFuture;
 
 /// Queue group of the control subscription: several control workers share
 /// the commands, each handled by one of them.
@@ -47,42 +50,87 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most rows one retention statement deletes.
 const RETENTION_BATCH: usize = 5_000;
 
-/// Runs the control worker of `config` until `shutdown`; commands in hand
-/// are finished (each within its deadline) before it returns.
+/// The control worker, built from its `[control]` section and the packs'
+/// profiles (which settings each pack can write, and their bounds).
+#[derive(Debug)]
+pub struct ControlWorker {
+    config: ControlConfig,
+    table: PackTable,
+    metrics: Arc<ControlMetrics>,
+}
+
+impl ControlWorker {
+    /// Checks the section and loads every pack's writable settings, so a
+    /// bad profile stops the start, not the first command.
+    pub fn new(config: ControlConfig, packs: &[PackConfig]) -> Result<Self, ControlError> {
+        config.validate()?;
+        let table = pack_table(packs)?;
+        for name in config.site_limits.keys() {
+            if !table.values().flatten().any(|s| &s.name == name) {
+                tracing::warn!(setting = %name, "site limit for a setting no pack can write");
+            }
+        }
+        Ok(Self {
+            config,
+            table,
+            metrics: Arc::new(ControlMetrics::default()),
+        })
+    }
+
+    /// The same worker counting into `metrics` (tests that read them).
+    pub fn with_metrics(mut self, metrics: Arc<ControlMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+impl Worker for ControlWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Control
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            run(*self, &ctx.data_dir, ctx.client, shutdown)
+                .await
+                .map_err(|error| WorkerError::new(WorkerKind::Control, error))
+        })
+    }
+}
+
+/// Runs the control worker of `config` until `shutdown` with `metrics`
+/// given, apart from the supervisor (tests that stage it alone).
 pub async fn run_control(
     config: &Config,
     client: async_nats::Client,
     metrics: Arc<ControlMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    run_control_with(
-        &config.control,
-        &config.data_dir,
-        &config.packs,
-        client,
-        metrics,
-        shutdown,
-    )
-    .await
+    let worker = ControlWorker::new(config.control.clone(), &config.packs)?.with_metrics(metrics);
+    run(worker, &config.data_dir, client, shutdown).await
 }
 
-/// Runs the control worker with its settings given apart: its section,
-/// the data directory its database is relative to, and the packs.
-pub async fn run_control_with(
-    control: &ControlConfig,
+/// Runs the control worker until `shutdown`; commands in hand are
+/// finished (each within its deadline) before it returns.
+async fn run(
+    worker: ControlWorker,
     data_dir: &Path,
-    packs: &[PackConfig],
     client: async_nats::Client,
-    metrics: Arc<ControlMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    control.validate()?;
-    let table = pack_table(packs)?;
-    for name in control.site_limits.keys() {
-        if !table.values().flatten().any(|s| &s.name == name) {
-            tracing::warn!(setting = %name, "site limit for a setting no pack can write");
-        }
-    }
+    let ControlWorker {
+        config: control,
+        table,
+        metrics,
+    } = worker;
     let path = data_dir.join(&control.database);
     let store = {
         let path = path.clone();
@@ -171,24 +219,23 @@ async fn subscribe(
     client: &async_nats::Client,
     shutdown: &CancellationToken,
 ) -> Option<Subscriber> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = tokio::time::timeout(
-            BROKER_TIMEOUT,
-            client.queue_subscribe(names::CONTROL_SUBJECT, QUEUE_GROUP.to_owned()),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(subscriber)) => return Some(subscriber),
-            Ok(Err(error)) => tracing::warn!(%error, "cannot subscribe to commands; retrying"),
-            Err(_) => tracing::warn!("subscribing to commands timed out; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = shutdown.cancelled() => return None,
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    retry_until_shutdown(
+        "cannot subscribe to commands",
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+        shutdown,
+        || async {
+            match tokio::time::timeout(
+                BROKER_TIMEOUT,
+                client.queue_subscribe(names::CONTROL_SUBJECT, QUEUE_GROUP.to_owned()),
+            )
+            .await
+            {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {BROKER_TIMEOUT:?}")),
+            }
+        },
+    )
+    .await
 }
 
 fn ms(duration: Duration) -> i64 {

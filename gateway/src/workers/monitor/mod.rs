@@ -6,14 +6,13 @@
 
 mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use packgate_protocol::names::{self, ConsumerSpec};
 use packgate_protocol::{decode, DecodeError, Event, MetricsSnapshot};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use store::{
@@ -22,9 +21,11 @@ pub use store::{
 
 use super::batch::BatchPuller;
 use super::retention::prune_expired;
+use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::broker::{ensure_consumer, BrokerError};
-use crate::telemetry::snapshot::MetricsSource;
-use crate::telemetry::Counter;
+pub use crate::config::MonitorConfig;
+use crate::retry::{retry_until_shutdown, Backoff};
+use futures_util::future::BoxFuture;
 
 /// The monitor's consumer of metrics snapshots.
 pub const METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
@@ -51,42 +52,6 @@ const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 /// Rows deleted per retention step, so the writer is never held long.
 const RETENTION_STEP_ROWS: usize = 5_000;
 
-/// The monitor worker and the metrics snapshots of every worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MonitorConfig {
-    /// The monitor's database file; relative paths are under `data_dir`.
-    pub database: PathBuf,
-    /// Snapshots and events older than this are deleted, days; 0 keeps
-    /// everything.
-    pub retention_days: u32,
-    /// How often every worker publishes its metrics snapshot, seconds; a
-    /// worker with no snapshot in three intervals is shown as missing.
-    pub snapshot_interval_s: u64,
-}
-
-impl Default for MonitorConfig {
-    fn default() -> Self {
-        Self {
-            database: PathBuf::from("monitor.db"),
-            retention_days: 30,
-            snapshot_interval_s: 10,
-        }
-    }
-}
-
-impl MonitorConfig {
-    /// The database file, under `data_dir` unless absolute.
-    pub fn database_path(&self, data_dir: &Path) -> PathBuf {
-        data_dir.join(&self.database)
-    }
-
-    /// The snapshot period (at least one second).
-    pub fn snapshot_interval(&self) -> Duration {
-        Duration::from_secs(self.snapshot_interval_s.max(1))
-    }
-}
-
 /// Why the monitor worker stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -106,42 +71,69 @@ pub enum MonitorError {
     Task(String),
 }
 
-/// What the monitor worker has done.
-#[derive(Debug, Default)]
-pub struct MonitorMetrics {
-    /// Snapshots committed (new rows).
-    pub snapshots_stored: Counter,
-    /// Events committed (new rows).
-    pub events_stored: Counter,
-    /// Redelivered messages already in the database.
-    pub duplicates: Counter,
-    /// Messages that could not be decoded, terminated.
-    pub messages_malformed: Counter,
-    /// Batches committed.
-    pub batches_committed: Counter,
-    /// Commits that failed (the batch is redelivered).
-    pub store_failures: Counter,
-    /// Acks that could not be sent.
-    pub ack_failures: Counter,
-    /// Rows removed by retention.
-    pub rows_pruned: Counter,
+crate::worker_metrics! {
+    /// What the monitor worker has done.
+    pub struct MonitorMetrics {
+        counters {
+            /// Snapshots committed (new rows).
+            snapshots_stored,
+            /// Events committed (new rows).
+            events_stored,
+            /// Redelivered messages already in the database.
+            duplicates,
+            /// Messages that could not be decoded, terminated.
+            messages_malformed,
+            /// Batches committed.
+            batches_committed,
+            /// Commits that failed (the batch is redelivered).
+            store_failures,
+            /// Acks that could not be sent.
+            ack_failures,
+            /// Rows removed by retention.
+            rows_pruned,
+        }
+        gauges {}
+        latencies {}
+    }
 }
 
-impl MetricsSource for MonitorMetrics {
-    fn counters(&self) -> Vec<(String, u64)> {
-        [
-            ("snapshots_stored", &self.snapshots_stored),
-            ("events_stored", &self.events_stored),
-            ("duplicates", &self.duplicates),
-            ("messages_malformed", &self.messages_malformed),
-            ("batches_committed", &self.batches_committed),
-            ("store_failures", &self.store_failures),
-            ("ack_failures", &self.ack_failures),
-            ("rows_pruned", &self.rows_pruned),
-        ]
-        .into_iter()
-        .map(|(name, counter)| (name.to_owned(), counter.get()))
-        .collect()
+/// The monitor worker, built from its `[monitor]` section.
+#[derive(Debug)]
+pub struct MonitorWorker {
+    config: MonitorConfig,
+    metrics: Arc<MonitorMetrics>,
+}
+
+impl MonitorWorker {
+    /// A monitor storing into `config.database`.
+    pub fn new(config: MonitorConfig) -> Self {
+        Self {
+            config,
+            metrics: Arc::new(MonitorMetrics::default()),
+        }
+    }
+}
+
+impl Worker for MonitorWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Monitor
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            let database = self.config.database_path(&ctx.data_dir);
+            run(&self.config, database, ctx.js, self.metrics, shutdown)
+                .await
+                .map_err(|error| WorkerError::new(WorkerKind::Monitor, error))
+        })
     }
 }
 
@@ -164,19 +156,27 @@ fn decode_event(bytes: &[u8]) -> Result<Record, DecodeError> {
 
 type SharedStore = Arc<Mutex<MonitorStore>>;
 
-/// Runs the monitor worker until `shutdown`; the batches in hand are
-/// committed and acked before it returns. Its own metrics snapshots are
-/// published by the caller, like every worker's
-/// ([`spawn_metrics_publisher`](crate::telemetry::snapshot::spawn_metrics_publisher)
-/// with `metrics` as the source).
+/// Runs a monitor worker of `config` with `metrics` given, apart from the
+/// supervisor (tests that stage it alone).
 pub async fn run_monitor(
     config: &crate::config::Config,
     js: jetstream::Context,
     metrics: Arc<MonitorMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), MonitorError> {
-    let monitor = &config.monitor;
-    let database = monitor.database_path(&config.data_dir);
+    let database = config.monitor.database_path(&config.data_dir);
+    run(&config.monitor, database, js, metrics, shutdown).await
+}
+
+/// Runs the monitor worker until `shutdown`; the batches in hand are
+/// committed and acked before it returns.
+async fn run(
+    monitor: &MonitorConfig,
+    database: PathBuf,
+    js: jetstream::Context,
+    metrics: Arc<MonitorMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), MonitorError> {
     let path = database.clone();
     let opened = tokio::task::spawn_blocking(move || MonitorStore::open(&path)).await;
     let store = match opened {
@@ -222,20 +222,14 @@ async fn open_consumer(
     spec: &ConsumerSpec,
     shutdown: &CancellationToken,
 ) -> Option<PullConsumer> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match ensure_consumer(js, spec).await {
-            Ok((consumer, _)) => return Some(consumer),
-            Err(error) => {
-                tracing::warn!(%error, consumer = spec.durable, "monitor consumer not ready; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = shutdown.cancelled() => return None,
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    retry_until_shutdown(
+        &format!("monitor consumer {} not ready", spec.durable),
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+        shutdown,
+        || ensure_consumer(js, spec),
+    )
+    .await
+    .map(|(consumer, _)| consumer)
 }
 
 /// Pulls one stream in batches until `shutdown`.
@@ -364,23 +358,5 @@ async fn run_retention(
             () = tokio::time::sleep(RETENTION_PERIOD) => {}
             () = shutdown.cancelled() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_defaults_and_unknown_keys() {
-        let config: MonitorConfig = toml::from_str("").unwrap();
-        assert_eq!(config, MonitorConfig::default());
-        assert_eq!(config.snapshot_interval(), Duration::from_secs(10));
-        assert_eq!(
-            config.database_path(Path::new("/d")),
-            PathBuf::from("/d/monitor.db")
-        );
-        let err = toml::from_str::<MonitorConfig>("retention = 3").unwrap_err();
-        assert!(err.to_string().contains("retention"), "{err}");
     }
 }

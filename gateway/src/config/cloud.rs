@@ -223,12 +223,6 @@ impl CloudConfig {
     }
 }
 
-/// Exponential backoff: 250 ms doubled per attempt, capped at `max`.
-pub(crate) fn backoff(attempt: u32, max: Duration) -> Duration {
-    let base = Duration::from_millis(250);
-    base.saturating_mul(1u32 << attempt.min(16)).min(max)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a failure should be loud
@@ -306,13 +300,5 @@ mod tests {
             ..enabled()
         };
         assert!(!format!("{c:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let max = Duration::from_secs(60);
-        assert_eq!(backoff(0, max), Duration::from_millis(250));
-        assert_eq!(backoff(2, max), Duration::from_secs(1));
-        assert_eq!(backoff(30, max), max);
     }
 }

@@ -5,7 +5,15 @@ use std::path::PathBuf;
 use packgate_protocol::AlarmFlags;
 use serde::{Deserialize, Serialize};
 
-use super::OutputsError;
+/// A value of the `[outputs]` section is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("outputs.{key}: {reason}")]
+pub struct OutputsConfigError {
+    /// The key, under `outputs`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
 
 /// The digital outputs; each is optional, and none is the default.
 ///
@@ -95,9 +103,9 @@ impl RelayConfig {
     }
 
     /// The alarm flags named by `trip_on`.
-    pub fn trip_mask(&self) -> Result<AlarmFlags, OutputsError> {
+    pub fn trip_mask(&self) -> Result<AlarmFlags, OutputsConfigError> {
         if self.trip_on.is_empty() {
-            return Err(OutputsError::Config {
+            return Err(OutputsConfigError {
                 key: "alarm_relay.trip_on".into(),
                 reason: "names no alarm; leave the relay out instead".into(),
             });
@@ -109,7 +117,7 @@ impl RelayConfig {
                     .iter()
                     .find(|(_, known)| *known == name)
                     .map(|(flag, _)| mask.union(*flag))
-                    .ok_or_else(|| OutputsError::Config {
+                    .ok_or_else(|| OutputsConfigError {
                         key: "alarm_relay.trip_on".into(),
                         reason: format!(
                             "unknown alarm {name:?}; known: {}",
@@ -142,13 +150,13 @@ fn default_blink_period_ms() -> u64 {
 
 impl OutputsConfig {
     /// Checks names and ranges.
-    pub fn validate(&self) -> Result<(), OutputsError> {
+    pub fn validate(&self) -> Result<(), OutputsConfigError> {
         if let Some(relay) = &self.alarm_relay {
             relay.trip_mask()?;
         }
         if let Some(led) = &self.status_led {
             if led.blink_period_ms < 100 {
-                return Err(OutputsError::Config {
+                return Err(OutputsConfigError {
                     key: "status_led.blink_period_ms".into(),
                     reason: "must be at least 100".into(),
                 });
@@ -157,7 +165,7 @@ impl OutputsConfig {
                 if relay.pin == led.pin
                     || (relay.pin.chip == led.pin.chip && relay.pin.line == led.pin.line)
                 {
-                    return Err(OutputsError::Config {
+                    return Err(OutputsConfigError {
                         key: "status_led.pin".into(),
                         reason: "is the alarm relay's line".into(),
                     });

@@ -1,0 +1,82 @@
+//! The `[broker]` and `[streams]` sections: how to reach the local NATS
+//! broker and the limits of the JetStream streams on this box.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How to reach the local NATS broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// URL of a running nats-server, such as `nats://127.0.0.1:4222`. When
+    /// absent, packgate starts its own nats-server child process on a free
+    /// loopback port with its store under `data_dir/nats`.
+    pub url: Option<String>,
+    /// The nats-server executable for the embedded broker: a name looked up
+    /// on PATH, or a path.
+    pub nats_server_path: PathBuf,
+    /// Time allowed for one connection attempt, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for a JetStream API request or a publish ack,
+    /// milliseconds.
+    pub request_timeout_ms: u64,
+    /// Time the embedded nats-server may take to start listening,
+    /// milliseconds.
+    pub embedded_startup_timeout_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            nats_server_path: PathBuf::from("nats-server"),
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 5_000,
+            embedded_startup_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Storage limits of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Largest size on disk, bytes; past it the oldest messages are
+    /// discarded (counted by the broker).
+    pub max_bytes: i64,
+    /// Oldest message kept, seconds.
+    pub max_age_s: u64,
+}
+
+impl StreamLimits {
+    fn of(spec: &packgate_protocol::names::StreamSpec) -> Self {
+        Self {
+            max_bytes: spec.max_bytes,
+            max_age_s: spec.max_age.as_secs(),
+        }
+    }
+}
+
+/// Limits of the JetStream streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// The samples stream.
+    pub samples: StreamLimits,
+    /// The events stream.
+    pub events: StreamLimits,
+    /// The metrics stream.
+    pub metrics: StreamLimits,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        use packgate_protocol::names::{EVENTS_STREAM, METRICS_STREAM, SAMPLES_STREAM};
+        Self {
+            samples: StreamLimits::of(&SAMPLES_STREAM),
+            events: StreamLimits::of(&EVENTS_STREAM),
+            metrics: StreamLimits::of(&METRICS_STREAM),
+        }
+    }
+}

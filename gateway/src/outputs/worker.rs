@@ -1,0 +1,63 @@
+//! The outputs worker: the configured GPIO outputs, driven from the pack
+//! events on the broker.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::cdev::{open_outputs, CdevOutputPin};
+use super::{run_outputs, OutputDriver, OutputsError};
+use crate::config::Config;
+use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+
+crate::worker_metrics! {
+    /// What the outputs worker has done.
+    pub struct OutputsMetrics {
+        counters {}
+        gauges {}
+        latencies {}
+    }
+}
+
+/// The GPIO outputs of `[outputs]`, their lines already requested.
+#[derive(Debug)]
+pub struct OutputsWorker {
+    driver: OutputDriver<CdevOutputPin, CdevOutputPin>,
+    metrics: Arc<OutputsMetrics>,
+}
+
+impl OutputsWorker {
+    /// Requests the configured lines, driven for the configured packs;
+    /// `None` when no output is configured. A line that cannot be had
+    /// stops the start.
+    pub fn open(config: &Config) -> Result<Option<Self>, OutputsError> {
+        let packs = config.packs.iter().map(|p| p.id.clone());
+        Ok(open_outputs(&config.outputs, packs)?.map(|driver| Self {
+            driver,
+            metrics: Arc::new(OutputsMetrics::default()),
+        }))
+    }
+}
+
+impl Worker for OutputsWorker {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Outputs
+    }
+
+    fn metrics(&self) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(&self.metrics))
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: WorkerContext,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        Box::pin(async move {
+            run_outputs(self.driver, ctx.client, shutdown)
+                .await
+                .map_err(|error| WorkerError::new(WorkerKind::Outputs, error))
+        })
+    }
+}

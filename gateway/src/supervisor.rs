@@ -1,0 +1,303 @@
+//! The supervisor: builds the enabled workers from the configuration,
+//! starts them against one broker connection, feeds the service manager's
+//! watchdog while they run, and stops them in [`Stage`] order: sources
+//! first (their publishes flushed), then the store (which takes what they
+//! flushed), then the sinks; every worker's last metrics snapshot goes out
+//! after it stopped.
+//!
+//! Adding a worker: a folder under `workers/` with a type implementing
+//! [`Worker`], a [`WorkerKind`] variant, and one line in [`build_workers`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::BrokerError;
+use crate::config::Config;
+use crate::runtime::Broker;
+use crate::telemetry::snapshot::spawn_metrics_publisher;
+use crate::workers::cloud::{CloudMetrics, CloudWorker};
+use crate::workers::collect::{
+    CollectMetrics, CollectWorker, PackSet, PackSetError, PublisherReport,
+};
+use crate::workers::control::{ControlMetrics, ControlWorker};
+use crate::workers::data::{DataMetrics, DataWorker};
+use crate::workers::monitor::{MonitorMetrics, MonitorWorker};
+use crate::workers::{
+    collect, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics,
+};
+
+/// Which workers run in this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSet(BTreeSet<WorkerKind>);
+
+impl WorkerSet {
+    /// Every worker: `packgate run`.
+    pub fn all() -> Self {
+        Self(WorkerKind::ALL.into_iter().collect())
+    }
+
+    /// Just these workers.
+    pub fn of(kinds: &[WorkerKind]) -> Self {
+        Self(kinds.iter().copied().collect())
+    }
+
+    /// The one worker of `packgate <kind>`; the GPIO outputs go with the
+    /// collector, on the box that has the packs.
+    pub fn only(kind: WorkerKind) -> Self {
+        match kind {
+            WorkerKind::Collect => Self::of(&[WorkerKind::Collect, WorkerKind::Outputs]),
+            other => Self::of(&[other]),
+        }
+    }
+
+    /// Whether `kind` runs.
+    pub fn contains(&self, kind: WorkerKind) -> bool {
+        self.0.contains(&kind)
+    }
+}
+
+/// What a run did, for the final log line, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Every worker's metrics, by kind.
+    pub workers: Vec<(WorkerKind, WorkerMetrics)>,
+    /// The collector's counters, if it ran.
+    pub collect: Option<Arc<CollectMetrics>>,
+    /// What the collector left unpublished.
+    pub publisher: PublisherReport,
+    /// The data worker's counters, if it ran.
+    pub data: Option<Arc<DataMetrics>>,
+    /// The control worker's counters, if it ran.
+    pub control: Option<Arc<ControlMetrics>>,
+    /// The monitor worker's counters, if it ran.
+    pub monitor: Option<Arc<MonitorMetrics>>,
+    /// The cloud worker's counters, if it ran.
+    pub cloud: Option<Arc<CloudMetrics>>,
+}
+
+impl RunReport {
+    fn of(workers: Vec<(WorkerKind, WorkerMetrics)>) -> Self {
+        let find = |kind| {
+            workers
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, metrics)| metrics.clone())
+        };
+        let collect = find(WorkerKind::Collect).and_then(|m| m.get::<CollectMetrics>());
+        let publisher = PublisherReport {
+            unpublished: collect.as_ref().map_or(0, |c| c.unpublished_at_exit.get()),
+        };
+        Self {
+            data: find(WorkerKind::Data).and_then(|m| m.get()),
+            control: find(WorkerKind::Control).and_then(|m| m.get()),
+            monitor: find(WorkerKind::Monitor).and_then(|m| m.get()),
+            cloud: find(WorkerKind::Cloud).and_then(|m| m.get()),
+            collect,
+            publisher,
+            workers,
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The broker could not be reached or set up.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// A driver could not be built.
+    #[error(transparent)]
+    Packs(#[from] PackSetError),
+    /// A worker could not be built from its configuration, or failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The enabled workers of `set`, built from their config sections. One
+/// line per worker.
+pub fn build_workers(
+    config: &Config,
+    set: &WorkerSet,
+    packs: PackSet,
+) -> Result<Vec<Box<dyn Worker>>, RunError> {
+    let on = |kind| set.contains(kind);
+    let mut workers: Vec<Box<dyn Worker>> = Vec::new();
+    if on(WorkerKind::Collect) {
+        workers.push(Box::new(CollectWorker::new(config.collect.clone(), packs)));
+    }
+    if on(WorkerKind::Data) {
+        workers.push(Box::new(DataWorker::new(config.data.clone())));
+    }
+    if on(WorkerKind::Control) {
+        workers.push(Box::new(
+            ControlWorker::new(config.control.clone(), &config.packs)
+                .map_err(|e| WorkerError::new(WorkerKind::Control, e))?,
+        ));
+    }
+    if on(WorkerKind::Monitor) {
+        workers.push(Box::new(MonitorWorker::new(config.monitor.clone())));
+    }
+    if on(WorkerKind::Cloud) && config.cloud.enabled {
+        workers.push(Box::new(CloudWorker::new(config.cloud.clone())));
+    }
+    if on(WorkerKind::Outputs) {
+        workers.extend(
+            OutputsWorker::open(config)
+                .map_err(|e| WorkerError::new(WorkerKind::Outputs, e))?
+                .map(|w| Box::new(w) as Box<dyn Worker>),
+        );
+    }
+    Ok(workers)
+}
+
+/// A running stage: its workers' tasks and the signal that stops them.
+struct RunningStage {
+    stop: CancellationToken,
+    tasks: JoinSet<Result<(), WorkerError>>,
+    handles: Vec<AbortHandle>,
+}
+
+/// Runs the workers of `set` against `broker` until `shutdown`, then stops
+/// them in stage order. A worker that fails stops the whole run (and its
+/// error is returned), so a failing component is never silently absent.
+pub async fn run_workers(
+    config: &Config,
+    set: WorkerSet,
+    packs: PackSet,
+    broker: &Broker,
+    shutdown: CancellationToken,
+) -> Result<RunReport, RunError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let workers = build_workers(config, &set, packs)?;
+    broker.ensure_streams(config, &shutdown).await?;
+    let ctx = WorkerContext {
+        client: broker.client.clone(),
+        js: broker.js.clone(),
+        data_dir: config.data_dir.clone(),
+        clock: Arc::new(collect::clock::SystemClock),
+    };
+    let interval = config.monitor.snapshot_interval();
+    let snapshots_stop = CancellationToken::new();
+    let mut snapshots = Vec::new();
+    let mut metrics = Vec::new();
+    let mut stages: Vec<(Stage, RunningStage)> = Stage::STOP_ORDER
+        .into_iter()
+        .map(|stage| {
+            let running = RunningStage {
+                stop: CancellationToken::new(),
+                tasks: JoinSet::new(),
+                handles: Vec::new(),
+            };
+            (stage, running)
+        })
+        .collect();
+    for worker in workers {
+        let kind = worker.kind();
+        let worker_metrics = worker.metrics();
+        snapshots.push(spawn_metrics_publisher(
+            broker.js.clone(),
+            kind.name(),
+            interval,
+            worker_metrics.source(),
+            snapshots_stop.clone(),
+        ));
+        metrics.push((kind, worker_metrics));
+        let Some((_, stage)) = stages.iter_mut().find(|(s, _)| *s == kind.stage()) else {
+            continue;
+        };
+        let run = worker.run(ctx.clone(), stage.stop.clone());
+        let on_failure = shutdown.clone();
+        let handle = stage.tasks.spawn(async move {
+            let result = run.await;
+            if let Err(error) = &result {
+                tracing::error!(worker = %kind, %error, "worker failed; stopping");
+                on_failure.cancel();
+            }
+            result
+        });
+        stage.handles.push(handle);
+        tracing::info!(worker = %kind, "worker started");
+    }
+
+    let handles: Vec<AbortHandle> = stages
+        .iter()
+        .flat_map(|(_, s)| s.handles.iter().cloned())
+        .collect();
+    feed_watchdog(broker, &shutdown, &handles).await;
+
+    let mut first_error = None;
+    for (stage, mut running) in stages {
+        running.stop.cancel();
+        while let Some(joined) = running.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    first_error.get_or_insert(RunError::Worker(error));
+                }
+                Err(error) => tracing::error!(?stage, %error, "worker task panicked"),
+            }
+        }
+        tracing::debug!(?stage, "stage stopped");
+    }
+    snapshots_stop.cancel();
+    for task in snapshots {
+        let _ = task.await;
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(RunReport::of(metrics)),
+    }
+}
+
+/// Tells systemd (when it started us with `Type=notify`) that the gateway
+/// is ready, then pets its watchdog while the broker is connected and
+/// every worker task is running, until `shutdown`. A stuck or failed
+/// worker stops the petting, and systemd restarts the service.
+async fn feed_watchdog(broker: &Broker, shutdown: &CancellationToken, tasks: &[AbortHandle]) {
+    let notifier = match crate::sd_notify::Notifier::from_env() {
+        Ok(notifier) => notifier,
+        Err(error) => {
+            tracing::warn!(%error, "cannot talk to systemd's notify socket");
+            None
+        }
+    };
+    let Some(notifier) = notifier else {
+        shutdown.cancelled().await;
+        return;
+    };
+    if let Err(error) = notifier.ready() {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+    let every = crate::sd_notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {
+                let connected = broker.client.connection_state() == async_nats::connection::State::Connected;
+                let running = tasks.iter().all(|task| !task.is_finished());
+                if connected && running {
+                    let _ = notifier.watchdog();
+                } else {
+                    let _ = notifier.status(if connected { "a worker stopped" } else { "broker unreachable" });
+                }
+            }
+        }
+    }
+    let _ = notifier.stopping();
+}
