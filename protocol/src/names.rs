@@ -35,6 +35,32 @@ pub fn bus_write_subject(pack: &PackId) -> String {
     format!("{SUBJECT_ROOT}.bus.{pack}.write")
 }
 
+/// Every bus-write subject, for the bus owners' subscription.
+pub const BUS_WRITE_SUBJECTS: &str = "packgate.bus.*.write";
+
+/// The pack a bus-write subject names: `packgate.bus.<pack>.write`;
+/// `None` for any other subject or an invalid pack id.
+pub fn pack_of_bus_write_subject(subject: &str) -> Option<PackId> {
+    let rest = subject.strip_prefix("packgate.bus.")?;
+    let pack = rest.strip_suffix(".write")?;
+    PackId::new(pack).ok()
+}
+
+/// Every pack's samples, for live views.
+pub const ALL_SAMPLES_SUBJECT: &str = "packgate.samples.>";
+
+/// Every pack's events, for the outputs and live views.
+pub const ALL_EVENTS_SUBJECT: &str = "packgate.events.>";
+
+/// The pack a sample subject names: `packgate.samples.<pack>`; `None` for
+/// any other subject or an invalid pack id.
+pub fn pack_of_sample_subject(subject: &str) -> Option<PackId> {
+    PackId::new(subject.strip_prefix("packgate.samples.")?).ok()
+}
+
+/// Request subject that resets a latched alarm relay.
+pub const OUTPUTS_RESET_SUBJECT: &str = "packgate.outputs.reset";
+
 /// Header carrying JetStream's de-duplication id.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
@@ -106,6 +132,82 @@ pub const DATA_CONSUMER: ConsumerSpec = ConsumerSpec {
     max_ack_pending: 20_000,
 };
 
+/// The monitor's consumer of metrics snapshots.
+pub const MONITOR_METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-monitor-metrics",
+    stream: METRICS_STREAM.name,
+    ack_wait: Duration::from_secs(30),
+    max_ack_pending: 2_000,
+};
+
+/// The monitor's consumer of pack events.
+pub const MONITOR_EVENTS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-monitor-events",
+    stream: EVENTS_STREAM.name,
+    ack_wait: Duration::from_secs(30),
+    max_ack_pending: 2_000,
+};
+
+/// The cloud worker's consumer of the local samples stream. Its
+/// `max_ack_pending` is set to `cloud.batch_max_samples` at start.
+pub const CLOUD_SAMPLES_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-cloud-samples",
+    stream: SAMPLES_STREAM.name,
+    // Long enough for a retry cycle; a batch being retried is kept alive
+    // with progress acks.
+    ack_wait: Duration::from_secs(120),
+    max_ack_pending: 500,
+};
+
+/// The cloud worker's consumer of the local events stream.
+pub const CLOUD_EVENTS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-cloud-events",
+    stream: EVENTS_STREAM.name,
+    ack_wait: Duration::from_secs(120),
+    max_ack_pending: 500,
+};
+
+/// Names on the cloud's broker, where every gateway has its own subtree
+/// `packgate.<gateway_id>.…`.
+pub mod cloud {
+    use super::SUBJECT_ROOT;
+
+    /// The cloud subject of a local sample or event subject:
+    /// `packgate.samples.<pack>` becomes
+    /// `packgate.<gateway_id>.samples.<pack>`. `None` for a subject outside
+    /// `packgate.`.
+    pub fn uplink_subject(gateway_id: &str, local_subject: &str) -> Option<String> {
+        let rest = local_subject
+            .strip_prefix(SUBJECT_ROOT)
+            .and_then(|s| s.strip_prefix('.'))?;
+        Some(format!("{SUBJECT_ROOT}.{gateway_id}.{rest}"))
+    }
+
+    /// The cloud subject on which a gateway serves control requests:
+    /// `packgate.<gateway_id>.control`.
+    pub fn control_subject(gateway_id: &str) -> String {
+        format!("{SUBJECT_ROOT}.{gateway_id}.control")
+    }
+
+    /// The subjects the cloud stream must capture for a gateway.
+    pub fn stream_subjects(gateway_id: &str) -> Vec<String> {
+        vec![
+            format!("{SUBJECT_ROOT}.{gateway_id}.samples.>"),
+            format!("{SUBJECT_ROOT}.{gateway_id}.events.>"),
+        ]
+    }
+
+    /// Where an upload whose local subject is unknown goes.
+    pub fn unknown_subject(gateway_id: &str) -> String {
+        format!("{SUBJECT_ROOT}.{gateway_id}.unknown")
+    }
+
+    /// The cloud connection's name, shown in the cloud server's monitoring.
+    pub fn connection_name(gateway_id: &str) -> String {
+        format!("{SUBJECT_ROOT}-cloud-{gateway_id}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +225,41 @@ mod tests {
         assert!(covered(&metrics_subject("data"), &METRICS_STREAM));
         assert!(!covered(&bus_write_subject(&pack), &SAMPLES_STREAM));
         assert!(!covered(CONTROL_SUBJECT, &EVENTS_STREAM));
+        assert!(covered(ALL_SAMPLES_SUBJECT, &SAMPLES_STREAM));
+        assert!(covered(ALL_EVENTS_SUBJECT, &EVENTS_STREAM));
+    }
+
+    #[test]
+    fn subjects_parse_back_to_their_pack() {
+        let pack = PackId::new("rack-1").unwrap();
+        assert_eq!(
+            pack_of_bus_write_subject(&bus_write_subject(&pack)),
+            Some(pack.clone())
+        );
+        assert_eq!(pack_of_sample_subject(&sample_subject(&pack)), Some(pack));
+        assert_eq!(pack_of_bus_write_subject("packgate.bus.rack-1.read"), None);
+        assert_eq!(
+            pack_of_bus_write_subject("packgate.bus.rack-1.write.x"),
+            None
+        );
+        assert_eq!(pack_of_bus_write_subject("packgate.bus.a.b.write"), None);
+        assert_eq!(pack_of_bus_write_subject("other.bus.rack-1.write"), None);
+        assert_eq!(pack_of_sample_subject("packgate.samples."), None);
+        assert_eq!(pack_of_sample_subject("packgate.events.rack-1"), None);
+    }
+
+    #[test]
+    fn cloud_subjects_live_under_the_gateway() {
+        assert_eq!(
+            cloud::uplink_subject("gw1", "packgate.samples.p-1").as_deref(),
+            Some("packgate.gw1.samples.p-1")
+        );
+        assert_eq!(cloud::uplink_subject("gw1", "other.samples.p"), None);
+        assert_eq!(cloud::uplink_subject("gw1", "packgatex.samples.p"), None);
+        assert_eq!(cloud::control_subject("gw1"), "packgate.gw1.control");
+        // The stream's subjects never capture the control subject.
+        assert!(cloud::stream_subjects("gw1")
+            .iter()
+            .all(|s| !cloud::control_subject("gw1").starts_with(s.trim_end_matches('>'))));
     }
 }

@@ -56,7 +56,7 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) -> Result<(), WatchError> {
     let mut subscriber = client
-        .subscribe(format!("{}.samples.>", names::SUBJECT_ROOT))
+        .subscribe(names::ALL_SAMPLES_SUBJECT)
         .await
         .map_err(|e| WatchError::Subscribe(e.to_string()))?;
     let mut latest: BTreeMap<PackId, (Sample, Instant)> = BTreeMap::new();

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::OutputDriver;
 
 /// Publish anything here to reset a latched alarm relay
-/// (`packgate outputs reset`).
-pub const RESET_SUBJECT: &str = "packgate.outputs.reset";
+/// (`packgate reset-alarm`).
+pub const RESET_SUBJECT: &str = names::OUTPUTS_RESET_SUBJECT;
 
 /// Drives `driver` from the pack events on the broker until `cancel`.
 /// Events come live (core NATS): outputs show the present, not history.
@@ -25,9 +25,7 @@ where
     R: OutputPin + Send + 'static,
     L: OutputPin + Send + 'static,
 {
-    let mut events = client
-        .subscribe(format!("{}.events.>", names::SUBJECT_ROOT))
-        .await?;
+    let mut events = client.subscribe(names::ALL_EVENTS_SUBJECT).await?;
     let mut resets = client.subscribe(RESET_SUBJECT).await?;
     let (event_tx, event_rx) = mpsc::channel(256);
     let (reset_tx, reset_rx) = mpsc::channel(4);

@@ -1,10 +1,12 @@
-//! The data worker's SQLite store of samples.
+//! The SQLite stores: the data worker's store of samples (here) and the
+//! monitor's store of metrics snapshots and events ([`monitor`]).
 //!
 //! One row per [`Sample`](packgate_protocol::Sample), unique on
 //! `(pack_id, boot_id, seq)` so a sample redelivered by the broker is never
 //! stored twice. The API is synchronous: the async worker calls it from
 //! `spawn_blocking`.
 
+pub mod monitor;
 mod row;
 mod samples;
 mod schema;

@@ -1,6 +1,7 @@
 //! What the gateway knows about itself: counters, latency histograms,
 //! process CPU and memory, and logging set-up.
 
+pub mod events;
 pub mod histogram;
 pub mod metrics;
 pub mod process;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use packgate_protocol::{decode, names, Sample};
+use packgate_protocol::{decode, names, DecodeError, Sample};
 use tokio_util::sync::CancellationToken;
 
 use futures_util::future::BoxFuture;
@@ -21,6 +21,7 @@ use crate::broker::{ensure_consumer, BrokerError};
 use crate::config::DataConfig;
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::store::{SampleStore, StoreError};
+use crate::telemetry::events::{InternalEvent, LogLimiter};
 use crate::telemetry::now_ms;
 
 /// Why the data worker stopped.
@@ -174,6 +175,91 @@ async fn run(
     Ok(())
 }
 
+/// Malformed messages log one line per interval, with the count.
+static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+
+/// What happens in the data worker, each logged and counted in one call.
+#[derive(Debug)]
+enum DataEvent<'a> {
+    /// A message that is not a readable sample: terminated.
+    Malformed {
+        subject: &'a str,
+        error: &'a DecodeError,
+    },
+    /// A terminate or an ack could not be sent.
+    AckFailed { error: String, terminate: bool },
+    /// A batch was committed.
+    Committed { inserted: usize, duplicates: usize },
+    /// Storing works again after failed commits.
+    Resumed { failed_commits: u64 },
+    /// A commit failed; its messages stay in the stream. `failing` counts
+    /// the failures in a row (the first is an ERROR, the rest debug).
+    CommitFailed {
+        error: &'a StoreError,
+        samples: usize,
+        failing: u64,
+    },
+}
+
+impl InternalEvent<DataMetrics> for DataEvent<'_> {
+    fn emit(self, metrics: &DataMetrics) {
+        match self {
+            DataEvent::Malformed { subject, error } => {
+                metrics.messages_malformed.inc();
+                if let Some(held_back) = MALFORMED_LOG.allow() {
+                    tracing::warn!(
+                        subject,
+                        %error,
+                        kind = error.kind_name(),
+                        held_back,
+                        "malformed message on the samples stream: terminated"
+                    );
+                }
+            }
+            DataEvent::AckFailed { error, terminate } => {
+                metrics.ack_failures.inc();
+                if terminate {
+                    tracing::warn!(%error, "cannot terminate a malformed message");
+                } else {
+                    tracing::debug!(%error, "ack failed; the sample will be redelivered");
+                }
+            }
+            DataEvent::Committed {
+                inserted,
+                duplicates,
+            } => {
+                metrics.samples_stored.add(inserted as u64);
+                metrics.samples_duplicate.add(duplicates as u64);
+                metrics.batches_committed.inc();
+            }
+            DataEvent::Resumed { failed_commits } => {
+                tracing::info!(failed_commits, "samples are stored again");
+            }
+            DataEvent::CommitFailed {
+                error,
+                samples,
+                failing,
+            } => {
+                metrics.store_failures.inc();
+                let disk_full = error.is_disk_full();
+                if disk_full {
+                    metrics.disk_full.inc();
+                }
+                if failing == 1 {
+                    tracing::error!(
+                        %error,
+                        samples,
+                        disk_full,
+                        "cannot commit samples; they stay in the stream and are retried"
+                    );
+                } else {
+                    tracing::debug!(%error, failed_commits = failing, disk_full, "commit failed again");
+                }
+            }
+        }
+    }
+}
+
 /// Decodes, commits and acks one batch; on a failed commit nothing is
 /// acked and the messages come back after a delay. `failing` counts the
 /// failed commits in a row, so a full disk logs an error once, not once
@@ -193,16 +279,17 @@ async fn commit_batch(
                 kept.push(message);
             }
             Err(error) => {
-                metrics.messages_malformed.inc();
-                tracing::warn!(
-                    subject = %message.subject,
-                    %error,
-                    kind = error.kind_name(),
-                    "malformed message on the samples stream: terminated"
-                );
+                DataEvent::Malformed {
+                    subject: message.subject.as_str(),
+                    error: &error,
+                }
+                .emit(metrics);
                 if let Err(error) = message.ack_with(AckKind::Term).await {
-                    metrics.ack_failures.inc();
-                    tracing::warn!(%error, "cannot terminate a malformed message");
+                    DataEvent::AckFailed {
+                        error: error.to_string(),
+                        terminate: true,
+                    }
+                    .emit(metrics);
                 }
             }
         }
@@ -227,12 +314,17 @@ async fn commit_batch(
     match outcome {
         Ok(outcome) => {
             if *failing > 0 {
-                tracing::info!(failed_commits = *failing, "samples are stored again");
+                DataEvent::Resumed {
+                    failed_commits: *failing,
+                }
+                .emit(metrics);
                 *failing = 0;
             }
-            metrics.samples_stored.add(outcome.inserted as u64);
-            metrics.samples_duplicate.add(outcome.duplicates as u64);
-            metrics.batches_committed.inc();
+            DataEvent::Committed {
+                inserted: outcome.inserted,
+                duplicates: outcome.duplicates,
+            }
+            .emit(metrics);
             let now = now_ms();
             // An untrusted wall clock makes the latency meaningless.
             for sample in samples.iter().filter(|s| s.clock.is_trusted()) {
@@ -243,28 +335,22 @@ async fn commit_batch(
             }
             for message in kept {
                 if let Err(error) = message.ack().await {
-                    metrics.ack_failures.inc();
-                    tracing::debug!(%error, "ack failed; the sample will be redelivered");
+                    DataEvent::AckFailed {
+                        error: error.to_string(),
+                        terminate: false,
+                    }
+                    .emit(metrics);
                 }
             }
         }
         Err(error) => {
-            metrics.store_failures.inc();
-            let disk_full = error.is_disk_full();
-            if disk_full {
-                metrics.disk_full.inc();
-            }
             *failing += 1;
-            if *failing == 1 {
-                tracing::error!(
-                    %error,
-                    samples = kept.len(),
-                    disk_full,
-                    "cannot commit samples; they stay in the stream and are retried"
-                );
-            } else {
-                tracing::debug!(%error, failed_commits = *failing, disk_full, "commit failed again");
+            DataEvent::CommitFailed {
+                error: &error,
+                samples: kept.len(),
+                failing: *failing,
             }
+            .emit(metrics);
             for message in kept {
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))

@@ -109,6 +109,10 @@ fn reply(command_id: CommandId, outcome: CommandOutcome) -> Bytes {
     }))
 }
 
+/// Malformed requests log one line per interval, with the count.
+static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
+    crate::telemetry::events::LogLimiter::new(std::time::Duration::from_secs(10));
+
 /// Passes an encoded command to the local control worker and returns the
 /// encoded reply for the cloud: the worker's own, unchanged, or one made
 /// here when the command is malformed or the worker does not answer.
@@ -116,7 +120,9 @@ pub(crate) async fn forward(payload: Bytes, local: &Client) -> Bytes {
     let mut command = match decode::<Command>(&payload) {
         Ok(command) => command,
         Err(error) => {
-            tracing::warn!(%error, kind = error.kind_name(), "malformed control request from the cloud");
+            if let Some(held_back) = MALFORMED_LOG.allow() {
+                tracing::warn!(%error, kind = error.kind_name(), held_back, "malformed control request from the cloud");
+            }
             return reply(
                 CommandId(String::new()),
                 CommandOutcome::Rejected {

@@ -164,7 +164,9 @@ async fn options(
     let urls = config.urls.join(",");
     let burst = Arc::new(Mutex::new(AuthBurst::default()));
     Ok(options
-        .name(format!("packgate-cloud-{}", config.gateway_id))
+        .name(packgate_protocol::names::cloud::connection_name(
+            &config.gateway_id,
+        ))
         .connection_timeout(config.request_timeout())
         .request_timeout(Some(config.request_timeout()))
         .ping_interval(Duration::from_secs(20))

@@ -63,7 +63,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use packgate_protocol::names::{ConsumerSpec, EVENTS_STREAM, SAMPLES_STREAM, SUBJECT_ROOT};
+pub use packgate_protocol::names::cloud::{
+    control_subject, stream_subjects as cloud_stream_subjects, uplink_subject as cloud_subject,
+};
+use packgate_protocol::names::ConsumerSpec;
+pub use packgate_protocol::names::{CLOUD_EVENTS_CONSUMER, CLOUD_SAMPLES_CONSUMER};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::{CloudConfig, CloudConfigError};
@@ -77,25 +81,6 @@ use futures_util::future::BoxFuture;
 fn cloud_backoff(max: Duration) -> crate::retry::Backoff {
     crate::retry::Backoff::new(Duration::from_millis(250), max)
 }
-
-/// The cloud worker's consumer of the local samples stream. Its
-/// `max_ack_pending` is set to `cloud.batch_max_samples` at start.
-pub const CLOUD_SAMPLES_CONSUMER: ConsumerSpec = ConsumerSpec {
-    durable: "packgate-cloud-samples",
-    stream: SAMPLES_STREAM.name,
-    // Long enough for a retry cycle; a batch being retried is kept alive
-    // with progress acks.
-    ack_wait: Duration::from_secs(120),
-    max_ack_pending: 500,
-};
-
-/// The cloud worker's consumer of the local events stream.
-pub const CLOUD_EVENTS_CONSUMER: ConsumerSpec = ConsumerSpec {
-    durable: "packgate-cloud-events",
-    stream: EVENTS_STREAM.name,
-    ack_wait: Duration::from_secs(120),
-    max_ack_pending: 500,
-};
 
 /// How often the backlog gauge is refreshed.
 const BACKLOG_EVERY: Duration = Duration::from_secs(3);
@@ -122,30 +107,6 @@ pub enum CloudError {
         /// Why.
         reason: String,
     },
-}
-
-/// The cloud subject of a local sample or event subject:
-/// `packgate.samples.<pack>` becomes `packgate.<gateway_id>.samples.<pack>`.
-/// `None` for a subject outside `packgate.`.
-pub fn cloud_subject(gateway_id: &str, local_subject: &str) -> Option<String> {
-    let rest = local_subject
-        .strip_prefix(SUBJECT_ROOT)
-        .and_then(|s| s.strip_prefix('.'))?;
-    Some(format!("{SUBJECT_ROOT}.{gateway_id}.{rest}"))
-}
-
-/// The cloud subject on which a gateway serves control requests:
-/// `packgate.<gateway_id>.control`.
-pub fn control_subject(gateway_id: &str) -> String {
-    format!("{SUBJECT_ROOT}.{gateway_id}.control")
-}
-
-/// The subjects the cloud stream must capture for a gateway.
-pub fn cloud_stream_subjects(gateway_id: &str) -> Vec<String> {
-    vec![
-        format!("{SUBJECT_ROOT}.{gateway_id}.samples.>"),
-        format!("{SUBJECT_ROOT}.{gateway_id}.events.>"),
-    ]
 }
 
 /// Creates the cloud stream if it is missing (with `create_stream`); an
@@ -322,28 +283,4 @@ pub async fn run_cloud(
     let _ = tokio::time::timeout(Duration::from_secs(2), link.client.flush()).await;
     metrics.set_link_up(false);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_subjects_map_under_the_gateway() {
-        assert_eq!(
-            cloud_subject("gw1", "packgate.samples.p-1").as_deref(),
-            Some("packgate.gw1.samples.p-1")
-        );
-        assert_eq!(
-            cloud_subject("gw1", "packgate.events.p-1").as_deref(),
-            Some("packgate.gw1.events.p-1")
-        );
-        assert_eq!(cloud_subject("gw1", "other.samples.p"), None);
-        assert_eq!(cloud_subject("gw1", "packgatex.samples.p"), None);
-        assert_eq!(control_subject("gw1"), "packgate.gw1.control");
-        // The stream's subjects never capture the control subject.
-        assert!(cloud_stream_subjects("gw1")
-            .iter()
-            .all(|s| !control_subject("gw1").starts_with(s.trim_end_matches('>'))));
-    }
 }

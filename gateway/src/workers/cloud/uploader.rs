@@ -240,8 +240,10 @@ impl Uploader {
         let timeout = self.config.request_timeout();
         let mut acks = Vec::with_capacity(batch.len());
         for message in batch {
-            let subject = cloud_subject(&self.config.gateway_id, &message.subject)
-                .unwrap_or_else(|| format!("packgate.{}.unknown", self.config.gateway_id));
+            let subject =
+                cloud_subject(&self.config.gateway_id, &message.subject).unwrap_or_else(|| {
+                    packgate_protocol::names::cloud::unknown_subject(&self.config.gateway_id)
+                });
             let mut publish = PublishMessage::build()
                 .payload(message.payload.clone())
                 .expected_stream(&self.config.stream_name);

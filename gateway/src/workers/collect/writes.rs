@@ -22,19 +22,7 @@ const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The pack a write subject names: `packgate.bus.<pack>.write`.
 fn pack_of(subject: &str) -> Option<PackId> {
-    let mut tokens = subject.split('.');
-    match (
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-        tokens.next(),
-    ) {
-        (Some(names::SUBJECT_ROOT), Some("bus"), Some(pack), Some("write"), None) => {
-            PackId::new(pack).ok()
-        }
-        _ => None,
-    }
+    names::pack_of_bus_write_subject(subject)
 }
 
 async fn reply(
@@ -58,7 +46,7 @@ pub(super) async fn run_write_router(
     routes: HashMap<PackId, mpsc::Sender<WriteRequest>>,
     shutdown: CancellationToken,
 ) {
-    let subject = format!("{}.bus.*.write", names::SUBJECT_ROOT);
+    let subject = names::BUS_WRITE_SUBJECTS.to_owned();
     let mut requests = loop {
         match client.subscribe(subject.clone()).await {
             Ok(subscriber) => break subscriber,

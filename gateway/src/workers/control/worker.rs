@@ -22,9 +22,13 @@ use super::{ControlError, ControlMetrics};
 use crate::config::ControlConfig;
 use crate::config::{Config, PackConfig};
 use crate::retry::{retry_until_shutdown, Backoff};
+use crate::telemetry::events::LogLimiter;
 use crate::telemetry::now_ms;
 use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use futures_util::future::BoxFuture;
+
+/// Malformed commands log one line per interval, with the count.
+static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// Queue group of the control subscription: several control workers share
 /// the commands, each handled by one of them.
@@ -301,7 +305,9 @@ impl Handler {
             Ok(command) => self.process(command).await,
             Err(error) => {
                 self.metrics.malformed.inc();
-                tracing::warn!(%error, kind = error.kind_name(), "malformed command");
+                if let Some(held_back) = MALFORMED_LOG.allow() {
+                    tracing::warn!(%error, kind = error.kind_name(), held_back, "malformed command");
+                }
                 reply(
                     &CommandId(String::new()),
                     CommandOutcome::Rejected {

@@ -4,8 +4,6 @@
 //! the commit. A message that cannot be decoded is counted, logged and
 //! terminated. Old rows go after `retention_days`.
 
-mod store;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +13,7 @@ use packgate_protocol::names::{self, ConsumerSpec};
 use packgate_protocol::{decode, DecodeError, Event, MetricsSnapshot};
 use tokio_util::sync::CancellationToken;
 
-pub use store::{
+pub use crate::store::monitor::{
     event_detail, BatchOutcome, MonitorStore, MonitorStoreError, StoredEvent, StoredSnapshot,
 };
 
@@ -27,21 +25,9 @@ pub use crate::config::MonitorConfig;
 use crate::retry::{retry_until_shutdown, Backoff};
 use futures_util::future::BoxFuture;
 
-/// The monitor's consumer of metrics snapshots.
-pub const METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
-    durable: "packgate-monitor-metrics",
-    stream: names::METRICS_STREAM.name,
-    ack_wait: Duration::from_secs(30),
-    max_ack_pending: 2_000,
-};
-
-/// The monitor's consumer of pack events.
-pub const EVENTS_CONSUMER: ConsumerSpec = ConsumerSpec {
-    durable: "packgate-monitor-events",
-    stream: names::EVENTS_STREAM.name,
-    ack_wait: Duration::from_secs(30),
-    max_ack_pending: 2_000,
-};
+/// Malformed messages log one line per interval, with the count.
+static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
+    crate::telemetry::events::LogLimiter::new(Duration::from_secs(10));
 
 /// Most messages committed in one transaction.
 const BATCH_MAX: usize = 200;
@@ -197,7 +183,7 @@ async fn run(
     ));
     let metrics_loop = consume(
         js.clone(),
-        &METRICS_CONSUMER,
+        &names::MONITOR_METRICS_CONSUMER,
         decode_snapshot,
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -205,7 +191,7 @@ async fn run(
     );
     let events_loop = consume(
         js,
-        &EVENTS_CONSUMER,
+        &names::MONITOR_EVENTS_CONSUMER,
         decode_event,
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -282,12 +268,15 @@ async fn commit_batch(
             Ok(Record::Event(event)) => events.push(event),
             Err(error) => {
                 metrics.messages_malformed.inc();
-                tracing::warn!(
-                    subject = %message.subject,
-                    %error,
-                    kind = error.kind_name(),
-                    "malformed message on a monitored stream: terminated"
-                );
+                if let Some(held_back) = MALFORMED_LOG.allow() {
+                    tracing::warn!(
+                        subject = %message.subject,
+                        %error,
+                        kind = error.kind_name(),
+                        held_back,
+                        "malformed message on a monitored stream: terminated"
+                    );
+                }
                 ack(&message, AckKind::Term, metrics).await;
                 continue;
             }
