@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use packgate::bench::{run_bench, BenchOptions};
+use packgate::broker::{BrokerCredentials, BrokerUser};
 use packgate::cli::render::{write_samples, OutputFormat};
 use packgate::config::Config;
-use packgate::runtime::{cancel_on_signals, run_workers, Broker, WorkerSet, BROKER_URL_FILE};
+use packgate::runtime::{
+    cancel_on_signals, credentials_path, run_workers, Broker, WorkerSet, BROKER_URL_FILE,
+};
 use packgate::store::SampleStore;
 use packgate::workers::collect::PackSet;
 use packgate::workers::WorkerKind;
@@ -128,20 +131,35 @@ pub(crate) fn broker_url(target: &BrokerArgs, config: &Config) -> anyhow::Result
     })
 }
 
-pub(crate) async fn connect_client(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        async_nats::ConnectOptions::new().name(name).connect(url),
-    )
-    .await
-    .with_context(|| format!("connecting to {url}: timed out"))?
-    .with_context(|| format!("connecting to {url}"))
+/// Connects to `url` as the operator user, with the password from the
+/// credentials file the configuration points at (or the data directory's,
+/// for the embedded broker); anonymously when there is none.
+pub(crate) async fn connect_client(
+    config: &Config,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new().name(name);
+    if let Some(path) = credentials_path(config).filter(|path| path.exists()) {
+        let credentials = BrokerCredentials::load(&path)?;
+        let user = BrokerUser::Operator;
+        options = options
+            .user_and_password(
+                user.name().to_owned(),
+                credentials.password(user).unwrap_or_default().to_owned(),
+            )
+            .custom_inbox_prefix(user.inbox_prefix());
+    }
+    tokio::time::timeout(Duration::from_secs(5), options.connect(url))
+        .await
+        .with_context(|| format!("connecting to {url}: timed out"))?
+        .with_context(|| format!("connecting to {url}"))
 }
 
 pub(crate) async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
     let config = target.source.load()?;
     let client = match broker_url(target, &config) {
-        Ok(url) => connect_client(&url, "packgate-status").await.ok(),
+        Ok(url) => connect_client(&config, &url, "packgate-status").await.ok(),
         Err(_) => None,
     };
     let mut stdout = std::io::stdout();
@@ -161,7 +179,7 @@ pub(crate) async fn command(
         Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
     };
     let config = target.source.load()?;
-    let client = connect_client(&broker_url(target, &config)?, "packgate-command").await?;
+    let client = connect_client(&config, &broker_url(target, &config)?, "packgate-command").await?;
     let now = packgate::telemetry::now_ms();
     let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));
     let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -187,7 +205,7 @@ pub(crate) async fn command(
 
 pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {
     let config = target.source.load()?;
-    let client = connect_client(&broker_url(target, &config)?, "packgate-watch").await?;
+    let client = connect_client(&config, &broker_url(target, &config)?, "packgate-watch").await?;
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let mut stdout = std::io::stdout();

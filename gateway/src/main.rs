@@ -114,6 +114,17 @@ enum Action {
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<(u8, packgate_sim::Faults)>,
     },
+    /// Create the broker credentials file (mode 0600) if it is missing, and
+    /// write the nats-server users file (one user per worker, with its
+    /// permissions) from it: run at package install.
+    BrokerUsers {
+        /// The credentials file packgate reads.
+        #[arg(long, default_value = "/etc/packgate/broker-credentials.toml")]
+        credentials: PathBuf,
+        /// The users file nats-server includes.
+        #[arg(long, default_value = "/etc/packgate/nats-users.conf")]
+        out: PathBuf,
+    },
     /// Reset a latched alarm relay (the GPIO outputs).
     ResetAlarm {
         #[command(flatten)]
@@ -314,10 +325,27 @@ fn main() -> anyhow::Result<()> {
             Action::Monitor(args) => run_one(&args, WorkerKind::Monitor).await,
             Action::Cloud(args) => run_one(&args, WorkerKind::Cloud).await,
             Action::Status { target } => status(&target).await,
+            Action::BrokerUsers { credentials, out } => {
+                let credentials =
+                    packgate::broker::BrokerCredentials::load_or_create(&credentials)?;
+                packgate::broker::auth::write_private(&out, &credentials.authorization_block())
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "{}: users {}",
+                    out.display(),
+                    packgate::broker::BrokerUser::all()
+                        .iter()
+                        .map(|u| u.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                Ok(())
+            }
             Action::ResetAlarm { target } => {
                 let config = target.source.load()?;
                 let client =
-                    connect_client(&broker_url(&target, &config)?, "packgate-reset").await?;
+                    connect_client(&config, &broker_url(&target, &config)?, "packgate-reset")
+                        .await?;
                 tokio::time::timeout(
                     Duration::from_secs(5),
                     client.request(packgate::outputs::RESET_SUBJECT, "".into()),

@@ -1,15 +1,17 @@
 //! Wiring: the broker connection (or our own nats-server), the workers of
 //! this process, and an orderly shutdown.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::connect::jetstream_context;
-use crate::broker::{connect, ensure_streams, BrokerError, NatsServer, NatsServerOptions};
-use crate::config::Config;
+use crate::broker::connect::{connect_as, jetstream_context};
+use crate::broker::{
+    ensure_streams, BrokerCredentials, BrokerError, BrokerUser, NatsServer, NatsServerOptions,
+};
+use crate::config::{BrokerConfig, Config};
 use crate::retry::{retry_until_shutdown, Backoff};
 pub use crate::supervisor::{run_workers, RunError, RunReport, WorkerSet};
 
@@ -17,23 +19,48 @@ pub use crate::supervisor::{run_workers, RunError, RunReport, WorkerSet};
 /// runs, so `packgate watch` finds it.
 pub const BROKER_URL_FILE: &str = "broker-url";
 
-/// A connection to the local broker, and the server if we started it.
+/// File in the data directory holding the embedded broker's user
+/// passwords (mode 0600), unless `broker.credentials_file` names another.
+pub const CREDENTIALS_FILE: &str = "broker-credentials.toml";
+
+/// A connection to the local broker as the setup user, the server if we
+/// started it, and what it takes to connect as each worker's user.
 #[derive(Debug)]
 pub struct Broker {
-    /// The NATS client.
+    /// The NATS client (the setup user when the broker has users).
     pub client: async_nats::Client,
     /// JetStream on it.
     pub js: jetstream::Context,
-    /// The URL connected to.
+    /// The URL connected to, password redacted.
     pub url: String,
     /// Our own nats-server, when none was configured.
     pub server: Option<NatsServer>,
+    /// The broker users' passwords; `None` for an open broker.
+    pub credentials: Option<BrokerCredentials>,
+    connect_url: String,
+    config: BrokerConfig,
+    max_ack_inflight: usize,
+}
+
+/// The credentials file of `config`: the configured one, else the data
+/// directory's when the broker is our own.
+pub fn credentials_path(config: &Config) -> Option<PathBuf> {
+    match (&config.broker.credentials_file, &config.broker.url) {
+        (Some(path), _) => Some(path.clone()),
+        (None, None) => Some(config.data_dir.join(CREDENTIALS_FILE)),
+        (None, Some(_)) => None,
+    }
 }
 
 impl Broker {
     /// Connects to the configured broker, or starts a nats-server of our own
     /// with its store in `data_dir/nats` when none is configured.
     pub async fn open(config: &Config, name: &str) -> Result<Self, BrokerError> {
+        let credentials = match (credentials_path(config), &config.broker.url) {
+            (Some(path), None) => Some(BrokerCredentials::load_or_create(&path)?),
+            (Some(path), Some(_)) => Some(BrokerCredentials::load(&path)?),
+            (None, _) => None,
+        };
         let (url, server) = match &config.broker.url {
             Some(url) => (url.clone(), None),
             None => {
@@ -41,25 +68,49 @@ impl Broker {
                 options.executable = config.broker.nats_server_path.clone();
                 options.startup_timeout =
                     Duration::from_millis(config.broker.embedded_startup_timeout_ms);
+                options.config_text = credentials.as_ref().map(|c| c.authorization_block());
+                options.lock_store = true;
                 let server = NatsServer::start(options).await?;
                 tracing::info!(url = %server.url(), pid = ?server.pid(), "started embedded nats-server");
                 let _ = std::fs::write(config.data_dir.join(BROKER_URL_FILE), server.url());
                 (server.url(), Some(server))
             }
         };
-        let client = connect(&url, name, &config.broker).await?;
-        let url = crate::broker::connect::redact_url(&url);
-        let js = jetstream_context(
-            client.clone(),
-            &config.broker,
-            config.collect.inflight_max + 64,
-        );
+        let setup = credentials.as_ref().map(|c| (c, BrokerUser::Setup));
+        let client = connect_as(&url, name, &config.broker, setup).await?;
+        let max_ack_inflight = config.collect.inflight_max.saturating_add(64);
+        let js = jetstream_context(client.clone(), &config.broker, max_ack_inflight);
         Ok(Self {
             client,
             js,
-            url,
+            url: crate::broker::connect::redact_url(&url),
             server,
+            credentials,
+            connect_url: url,
+            config: config.broker.clone(),
+            max_ack_inflight,
         })
+    }
+
+    /// A connection of its own for `user`, named `name`; the setup
+    /// connection itself when the broker has no users.
+    pub async fn connect_as(
+        &self,
+        user: BrokerUser,
+        name: &str,
+    ) -> Result<(async_nats::Client, jetstream::Context), BrokerError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok((self.client.clone(), self.js.clone()));
+        };
+        let client = connect_as(
+            &self.connect_url,
+            name,
+            &self.config,
+            Some((credentials, user)),
+        )
+        .await?;
+        let js = jetstream_context(client.clone(), &self.config, self.max_ack_inflight);
+        Ok((client, js))
     }
 
     /// Creates or updates the streams, retrying while the broker is not

@@ -15,8 +15,11 @@ use std::time::Duration;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::BrokerError;
+use packgate_protocol::names::ConsumerSpec;
+
+use crate::broker::{ensure_consumer, BrokerError, BrokerUser, SetupAction};
 use crate::config::Config;
+use crate::retry::{retry_until_shutdown, Backoff};
 use crate::runtime::Broker;
 use crate::telemetry::snapshot::spawn_metrics_publisher;
 use crate::workers::cloud::{CloudMetrics, CloudWorker};
@@ -185,16 +188,24 @@ pub async fn run_workers(
     })?;
     let workers = build_workers(config, &set, packs)?;
     broker.ensure_streams(config, &shutdown).await?;
-    let ctx = WorkerContext {
-        client: broker.client.clone(),
-        js: broker.js.clone(),
-        data_dir: config.data_dir.clone(),
-        clock: Arc::new(collect::clock::SystemClock),
-    };
+    let consumers: Vec<ConsumerSpec> = workers.iter().flat_map(|w| w.consumers()).collect();
+    for spec in &consumers {
+        let ready = retry_until_shutdown(
+            &format!("consumer {} not ready", spec.durable),
+            Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            &shutdown,
+            || ensure_consumer(&broker.js, spec),
+        )
+        .await;
+        if ready.is_none() {
+            return Err(RunError::Broker(BrokerError::Interrupted));
+        }
+    }
     let interval = config.monitor.snapshot_interval();
     let snapshots_stop = CancellationToken::new();
     let mut snapshots = Vec::new();
     let mut metrics = Vec::new();
+    let mut connections = Vec::new();
     let mut stages: Vec<(Stage, RunningStage)> = Stage::STOP_ORDER
         .into_iter()
         .map(|stage| {
@@ -208,9 +219,19 @@ pub async fn run_workers(
         .collect();
     for worker in workers {
         let kind = worker.kind();
+        let (client, js) = broker
+            .connect_as(BrokerUser::Worker(kind), &format!("packgate-{kind}"))
+            .await?;
+        connections.push(client.clone());
+        let ctx = WorkerContext {
+            client,
+            js: js.clone(),
+            data_dir: config.data_dir.clone(),
+            clock: Arc::new(collect::clock::SystemClock),
+        };
         let worker_metrics = worker.metrics();
         snapshots.push(spawn_metrics_publisher(
-            broker.js.clone(),
+            js,
             kind.name(),
             interval,
             worker_metrics.source(),
@@ -220,7 +241,7 @@ pub async fn run_workers(
         let Some((_, stage)) = stages.iter_mut().find(|(s, _)| *s == kind.stage()) else {
             continue;
         };
-        let run = worker.run(ctx.clone(), stage.stop.clone());
+        let run = worker.run(ctx, stage.stop.clone());
         let on_failure = shutdown.clone();
         let handle = stage.tasks.spawn(async move {
             let result = run.await;
@@ -233,6 +254,12 @@ pub async fn run_workers(
         stage.handles.push(handle);
         tracing::info!(worker = %kind, "worker started");
     }
+    let keeper_stop = CancellationToken::new();
+    let keeper = tokio::spawn(keep_consumers(
+        broker.js.clone(),
+        consumers,
+        keeper_stop.clone(),
+    ));
 
     let handles: Vec<AbortHandle> = stages
         .iter()
@@ -254,13 +281,58 @@ pub async fn run_workers(
         }
         tracing::debug!(?stage, "stage stopped");
     }
+    keeper_stop.cancel();
+    let _ = keeper.await;
     snapshots_stop.cancel();
     for task in snapshots {
         let _ = task.await;
     }
+    if broker.credentials.is_some() {
+        for client in connections {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+        }
+    }
     match first_error {
         Some(error) => Err(error),
         None => Ok(RunReport::of(metrics)),
+    }
+}
+
+/// How often the consumers are checked.
+const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Recreates, with the same settings and a WARN, any consumer of
+/// `consumers` that vanished (deleted by hand, or lost with the broker's
+/// store), so a worker never stops storing in silence; until `stop`.
+async fn keep_consumers(
+    js: async_nats::jetstream::Context,
+    consumers: Vec<ConsumerSpec>,
+    stop: CancellationToken,
+) {
+    if consumers.is_empty() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CONSUMER_CHECK_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        for spec in &consumers {
+            let check =
+                tokio::time::timeout(CONSUMER_CHECK_EVERY, ensure_consumer(&js, spec)).await;
+            match check {
+                Ok(Ok((_, SetupAction::Unchanged))) => {}
+                Ok(Ok((_, action))) => tracing::warn!(
+                    consumer = spec.durable,
+                    ?action,
+                    "a consumer had vanished or changed: set up again"
+                ),
+                Ok(Err(error)) => {
+                    tracing::debug!(consumer = spec.durable, %error, "consumer check failed")
+                }
+                Err(_) => tracing::debug!(consumer = spec.durable, "consumer check timed out"),
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
+use super::auth::{BrokerCredentials, BrokerUser, CredentialsError};
 use crate::config::BrokerConfig;
 
 /// Why talking to the broker failed, by operation.
@@ -28,6 +29,9 @@ pub enum BrokerError {
     /// The embedded nats-server could not start.
     #[error(transparent)]
     Server(#[from] super::server::ServerError),
+    /// The broker credentials cannot be read or created.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// Shutdown came before the broker was ready.
     #[error("shut down before the broker was ready")]
     Interrupted,
@@ -55,8 +59,27 @@ pub async fn connect(
     name: &str,
     config: &BrokerConfig,
 ) -> Result<async_nats::Client, BrokerError> {
+    connect_as(url, name, config, None).await
+}
+
+/// [`connect`] as `user` with its password from `credentials`, and the
+/// user's own inbox prefix (the only one its permissions let it read);
+/// anonymous when `credentials` is `None`.
+pub async fn connect_as(
+    url: &str,
+    name: &str,
+    config: &BrokerConfig,
+    credentials: Option<(&BrokerCredentials, BrokerUser)>,
+) -> Result<async_nats::Client, BrokerError> {
     let url_owned = redact_url(url);
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some((credentials, user)) = credentials {
+        let password = credentials.password(user).unwrap_or_default();
+        options = options
+            .user_and_password(user.name().to_owned(), password.to_owned())
+            .custom_inbox_prefix(user.inbox_prefix());
+    }
+    options
         .name(name)
         .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
         .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))

@@ -1,10 +1,12 @@
 //! The local NATS broker: starting one of our own when none is configured,
 //! connecting, and setting up the streams and consumers.
 
+pub mod auth;
 pub mod connect;
 pub mod server;
 pub mod setup;
 
+pub use auth::{BrokerCredentials, BrokerUser, CredentialsError};
 pub use connect::{connect, BrokerError};
 pub use server::{NatsServer, NatsServerOptions};
 pub use setup::{ensure_consumer, ensure_streams, SetupAction};

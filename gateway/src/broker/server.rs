@@ -20,6 +20,14 @@ pub struct NatsServerOptions {
     pub port: Option<u16>,
     /// Time allowed to start listening.
     pub startup_timeout: Duration,
+    /// Configuration text given to the server in a file of its store
+    /// directory (mode 0600), such as the `authorization` block; `None`
+    /// runs it open to any local client (tests).
+    pub config_text: Option<String>,
+    /// Hold an exclusive lock on the store directory while the server
+    /// runs, so a second gateway on the same store fails at once instead
+    /// of running a second server on it.
+    pub lock_store: bool,
 }
 
 impl NatsServerOptions {
@@ -30,6 +38,8 @@ impl NatsServerOptions {
             store_dir: store_dir.into(),
             port: None,
             startup_timeout: Duration::from_secs(10),
+            config_text: None,
+            lock_store: false,
         }
     }
 }
@@ -52,6 +62,12 @@ pub enum ServerError {
         /// The error.
         source: std::io::Error,
     },
+    /// Another process holds the store directory.
+    #[error(
+        "the broker store {0} is in use by another packgate process; \
+         stop it first (two servers on one store would corrupt it)"
+    )]
+    StoreInUse(PathBuf),
     /// It exited or did not listen in time; its log says why.
     #[error("nats-server did not start listening on {addr} within {timeout:?}: {log_tail}")]
     NotListening {
@@ -70,6 +86,8 @@ pub struct NatsServer {
     options: NatsServerOptions,
     port: u16,
     child: Option<Child>,
+    /// The store lock, held for the server's life.
+    _lock: Option<std::fs::File>,
 }
 
 fn which_on_path(name: &str) -> Option<PathBuf> {
@@ -80,7 +98,50 @@ fn which_on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// Finds a free TCP port on 127.0.0.1 by binding port 0.
+/// Takes an exclusive, non-blocking lock on `store_dir/packgate.lock`;
+/// the kernel releases it when the process dies, however it dies.
+fn lock_store(store_dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    std::fs::create_dir_all(store_dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(store_dir.join("packgate.lock"))?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is
+    // passed.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Makes the child get SIGTERM when the thread that started it dies, so a
+/// gateway killed with SIGKILL does not leave an orphaned broker
+/// listening on its store.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls async-signal-safe functions (prctl, getppid, kill).
+    #[allow(unsafe_code)]
+    unsafe {
+        let parent = libc::getpid();
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then we are orphaned
+            // already and must not start.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bind port 0, read it, release it).
 pub fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
@@ -96,10 +157,26 @@ impl NatsServer {
                 source,
             })?,
         };
+        let lock = if options.lock_store {
+            Some(
+                lock_store(&options.store_dir).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::WouldBlock => {
+                        ServerError::StoreInUse(options.store_dir.clone())
+                    }
+                    _ => ServerError::Spawn {
+                        path: options.store_dir.clone(),
+                        source,
+                    },
+                })?,
+            )
+        } else {
+            None
+        };
         let mut server = Self {
             options,
             port,
             child: None,
+            _lock: lock,
         };
         server.spawn().await?;
         Ok(server)
@@ -130,7 +207,14 @@ impl NatsServer {
         if log.exists() {
             std::fs::rename(&log, log.with_extension("log.1")).map_err(spawn_error)?;
         }
-        let child = Command::new(&self.options.executable)
+        let mut command = Command::new(&self.options.executable);
+        if let Some(text) = &self.options.config_text {
+            let file = self.options.store_dir.join("nats-server.conf");
+            super::auth::write_private(&file, text).map_err(spawn_error)?;
+            command.arg("--config").arg(file);
+        }
+        die_with_parent(&mut command);
+        let child = command
             .arg("--addr")
             .arg("127.0.0.1")
             .arg("--port")

@@ -16,6 +16,12 @@ pub struct BrokerConfig {
     /// The nats-server executable for the embedded broker: a name looked up
     /// on PATH, or a path.
     pub nats_server_path: PathBuf,
+    /// The file with the passwords of packgate's broker users (see
+    /// `packgate broker-users`). Default: with the embedded broker,
+    /// `broker-credentials.toml` in `data_dir`, created at first start;
+    /// with `url`, none (an open development broker). On the box:
+    /// `/etc/packgate/broker-credentials.toml`.
+    pub credentials_file: Option<PathBuf>,
     /// Time allowed for one connection attempt, milliseconds.
     pub connect_timeout_ms: u64,
     /// Time allowed for a JetStream API request or a publish ack,
@@ -30,6 +36,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             url: None,
+            credentials_file: None,
             nats_server_path: PathBuf::from("nats-server"),
             connect_timeout_ms: 2_000,
             request_timeout_ms: 5_000,

@@ -68,8 +68,11 @@ pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // The broker client reports through our own connection events.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=off"));
+    // Colour only on a terminal: a file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second installation (tests) is harmless: keep the first.
     let _ = match format {

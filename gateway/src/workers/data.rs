@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use packgate_protocol::names::ConsumerSpec;
 use packgate_protocol::{decode, names, DecodeError, Sample};
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +93,10 @@ impl DataWorker {
 impl Worker for DataWorker {
     fn kind(&self) -> WorkerKind {
         WorkerKind::Data
+    }
+
+    fn consumers(&self) -> Vec<ConsumerSpec> {
+        vec![names::DATA_CONSUMER]
     }
 
     fn metrics(&self) -> WorkerMetrics {

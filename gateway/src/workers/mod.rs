@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use async_nats::jetstream;
 use futures_util::future::BoxFuture;
+use packgate_protocol::names::ConsumerSpec;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::outputs::OutputsWorker;
@@ -191,6 +192,13 @@ pub trait Worker: Send + fmt::Debug {
 
     /// Its metrics, published in snapshots while it runs.
     fn metrics(&self) -> WorkerMetrics;
+
+    /// The durable consumers it reads. The supervisor creates them (the
+    /// worker's own broker user may only read them) and recreates one that
+    /// vanishes.
+    fn consumers(&self) -> Vec<ConsumerSpec> {
+        Vec::new()
+    }
 
     /// Runs until `shutdown` fires, then finishes what it holds (within its
     /// own bounds) and returns.

@@ -82,6 +82,27 @@ fn cloud_backoff(max: Duration) -> crate::retry::Backoff {
     crate::retry::Backoff::new(Duration::from_millis(250), max)
 }
 
+/// The uploaders' consumers: at most one batch in hand each.
+fn uplink_consumers(config: &CloudConfig) -> [(Kind, ConsumerSpec); 2] {
+    let max_ack_pending = i64::try_from(config.batch_max_samples).unwrap_or(i64::MAX);
+    [
+        (
+            Kind::Samples,
+            ConsumerSpec {
+                max_ack_pending,
+                ..CLOUD_SAMPLES_CONSUMER
+            },
+        ),
+        (
+            Kind::Events,
+            ConsumerSpec {
+                max_ack_pending,
+                ..CLOUD_EVENTS_CONSUMER
+            },
+        ),
+    ]
+}
+
 /// How often the backlog gauge is refreshed.
 const BACKLOG_EVERY: Duration = Duration::from_secs(3);
 
@@ -186,6 +207,13 @@ impl Worker for CloudWorker {
         WorkerKind::Cloud
     }
 
+    fn consumers(&self) -> Vec<ConsumerSpec> {
+        uplink_consumers(&self.config)
+            .into_iter()
+            .map(|(_, spec)| spec)
+            .collect()
+    }
+
     fn metrics(&self) -> WorkerMetrics {
         WorkerMetrics::new(Arc::clone(&self.metrics))
     }
@@ -241,18 +269,11 @@ pub async fn run_cloud(
         });
     }
     let rate = Arc::new(RateLimit::new(config.max_rate_per_s));
-    let max_ack_pending = i64::try_from(config.batch_max_samples).unwrap_or(i64::MAX);
     let mut tasks = tokio::task::JoinSet::new();
-    for (kind, base) in [
-        (Kind::Samples, &CLOUD_SAMPLES_CONSUMER),
-        (Kind::Events, &CLOUD_EVENTS_CONSUMER),
-    ] {
+    for (kind, spec) in uplink_consumers(&config) {
         let uploader = Uploader {
             kind,
-            spec: ConsumerSpec {
-                max_ack_pending,
-                ..base.clone()
-            },
+            spec,
             config: Arc::clone(&config),
             local_js: local_js.clone(),
             cloud_js: link.js.clone(),
