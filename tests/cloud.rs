@@ -102,9 +102,20 @@ async fn cloud_outage_of_30_s_loses_and_duplicates_nothing_and_memory_stays_flat
         metrics.counters()
     );
     assert!(metrics.batches_failed.get() > 0);
+    // Measured (debug build, 3 packs at 10 Hz, batches of 100): RSS about
+    // 16.7 MB before, +0.4 to +0.6 MB at the end of the outage with 855
+    // messages waiting, +2.0 to +3.4 MB after draining them (the batches
+    // in flight, the data worker's SQLite page cache). A worker that kept
+    // what waits in memory would fail the 2 MB bound at about 1.7 KB per
+    // waiting message, what a received JetStream message with its subject,
+    // headers and payload costs.
     assert!(
-        rss_after < rss_before + 20.0 && rss_outage_end < rss_before + 20.0,
-        "RSS grew with the outage: {rss_before:.1} -> {rss_outage_end:.1} -> {rss_after:.1} MB"
+        rss_outage_end < rss_before + 2.0,
+        "RSS grew with the outage: {rss_before:.1} -> {rss_outage_end:.1} MB"
+    );
+    assert!(
+        rss_after < rss_before + 5.0,
+        "RSS grew with the drain: {rss_before:.1} -> {rss_after:.1} MB"
     );
     connection.close(&config.data_dir).await;
 }
