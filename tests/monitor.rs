@@ -10,16 +10,21 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use packgate::cli::status::{status, WORKERS};
+use packgate::cli::status::status;
 use packgate::config::Config;
 use packgate::runtime::Broker;
 use packgate::telemetry::snapshot::{
     publish_snapshot, spawn_metrics_publisher, take_snapshot, MetricsSource,
 };
 use packgate::workers::collect::{Collector, PackSet};
+use packgate::workers::control::AuditStore;
 use packgate::workers::data::{run_data, DataMetrics};
 use packgate::workers::monitor::{run_monitor, MonitorMetrics, MonitorStore};
-use packgate_protocol::names;
+use packgate::workers::WorkerKind;
+use packgate_protocol::{
+    names, Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, CommandReply, PackId,
+    SettingName,
+};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
@@ -48,20 +53,31 @@ fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line for {name} in:\n{text}"))
 }
 
-/// A control audit database as the control worker writes it.
+/// Writes an applied command `id` into the control audit at `path`,
+/// through the control worker's own store.
+fn audit_command(path: &std::path::Path, id: &str, value: f64) {
+    let store = AuditStore::open(path).unwrap();
+    let now = packgate::telemetry::now_ms();
+    let command = PackCommand {
+        id: CommandId(id.into()),
+        pack_id: PackId::new("sim-01").unwrap(),
+        setting: SettingName("charge_current_limit_a".into()),
+        value,
+        origin: CommandOrigin::Cloud,
+        issued_at_ms: now - 5_000,
+        expires_at_ms: now + 25_000,
+    };
+    store.begin(&command, now - 5_000).unwrap();
+    let reply = CommandReply {
+        command_id: command.id.clone(),
+        outcome: CommandOutcome::Applied { read_back: value },
+    };
+    store.complete(&reply, now - 4_900).unwrap();
+}
+
+/// A control audit database where the control worker writes it by default.
 fn seed_control_db(config: &Config) {
-    let conn = rusqlite::Connection::open(config.data_dir.join("control.db")).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE commands (command_id TEXT, pack_id TEXT, setting TEXT, value REAL,
-             origin TEXT, received_at_ms INTEGER, outcome TEXT, read_back REAL, detail TEXT);",
-    )
-    .unwrap();
-    conn.execute(
-        "INSERT INTO commands VALUES ('cmd-1', 'sim-01', 'charge_current_limit_a', 40.0,
-             'cloud', ?1, 'applied', 40.0, NULL)",
-        [packgate::telemetry::now_ms() - 5_000],
-    )
-    .unwrap();
+    audit_command(&config.data_dir.join("control.db"), "cmd-1", 40.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +236,8 @@ async fn monitor_stores_every_workers_snapshots_and_status_shows_them() {
     for client in [None, Some(client)] {
         let text = status_text(&config, client).await;
         assert!(text.contains("Broker: unreachable"), "{text}");
-        for worker in WORKERS {
-            line_of(&text, worker);
+        for worker in WorkerKind::expected(&config) {
+            line_of(&text, worker.name());
         }
         for pack in ["sim-01", "sim-02"] {
             let line = line_of(&text, pack);
@@ -239,12 +255,45 @@ async fn monitor_status_without_broker_or_databases_still_prints() {
     let dir = tempfile::tempdir().unwrap();
     let config = sim_config("nats://127.0.0.1:1", dir.path(), 2, 1000);
     let text = status_text(&config, None).await;
-    for worker in WORKERS {
-        assert!(line_of(&text, worker).contains("missing"), "{text}");
+    for worker in WorkerKind::expected(&config) {
+        assert!(line_of(&text, worker.name()).contains("missing"), "{text}");
     }
     for pack in ["sim-01", "sim-02"] {
         assert!(line_of(&text, pack).contains("unknown"), "{text}");
     }
     assert!(text.contains("Broker: unreachable"), "{text}");
     assert!(text.contains("control.db does not exist"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_audit_where_control_database_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim_config("nats://127.0.0.1:1", dir.path(), 1, 1000);
+    config.control.database = "audit/commands.sqlite".into();
+    std::fs::create_dir_all(dir.path().join("audit")).unwrap();
+    audit_command(&dir.path().join("audit/commands.sqlite"), "ops-7", 35.0);
+    // A file at the default name must not be what status reads.
+    audit_command(&dir.path().join("control.db"), "decoy-1", 10.0);
+
+    let text = status_text(&config, None).await;
+    let line = text
+        .lines()
+        .find(|l| l.ends_with("[ops-7]"))
+        .unwrap_or_else(|| panic!("no line of ops-7 in:\n{text}"));
+    assert!(line.trim_start().starts_with("5."), "{text}");
+    assert!(
+        line.contains("sim-01") && line.contains("charge_current_limit_a = 35 from cloud"),
+        "{text}"
+    );
+    assert!(line.contains(": applied read back 35  "), "{text}");
+    assert!(!text.contains("decoy-1"), "{text}");
+
+    // Without the file, status says which file it looked for.
+    config.control.database = "elsewhere.db".into();
+    let text = status_text(&config, None).await;
+    assert!(text.contains("elsewhere.db does not exist"), "{text}");
+    assert!(
+        !text.contains("ops-7") && !text.contains("decoy-1"),
+        "{text}"
+    );
 }

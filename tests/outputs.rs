@@ -42,6 +42,26 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     .unwrap();
     let outputs_stop = CancellationToken::new();
     let outputs = tokio::spawn(run_outputs(driver, client.clone(), outputs_stop.clone()));
+    // A witness: a non-latching relay fed the same events on the same
+    // connection. When it releases, the alarm's clearing has arrived and
+    // been applied, so the latching relay has seen it too.
+    let witness = RecordingPin::new();
+    let witness_driver = OutputDriver::new(
+        OutputController::new(
+            AlarmFlags::OVER_TEMPERATURE,
+            false,
+            false,
+            [PackId::new("sim-01").unwrap()],
+        ),
+        Some((witness.clone(), false)),
+        None::<(RecordingPin, bool, u64)>,
+    )
+    .unwrap();
+    let witnessing = tokio::spawn(run_outputs(
+        witness_driver,
+        client.clone(),
+        outputs_stop.clone(),
+    ));
 
     let shutdown = CancellationToken::new();
     let gateway = {
@@ -75,7 +95,11 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
         !sim.reading().alarms.contains(AlarmFlags::OVER_TEMPERATURE),
         "the model did not cool down"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || witness.level() == Some(false)).await,
+        "the alarm never cleared: witness {:?}",
+        witness.levels()
+    );
     assert_eq!(
         relay.level(),
         Some(true),
@@ -96,5 +120,6 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     let (_, connection) = gateway.await.unwrap().unwrap();
     outputs_stop.cancel();
     outputs.await.unwrap().unwrap();
+    witnessing.await.unwrap().unwrap();
     connection.close(&config.data_dir).await;
 }

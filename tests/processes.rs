@@ -52,6 +52,49 @@ async fn stream_count(js: &jetstream::Context, stream: &str) -> u64 {
         .messages
 }
 
+/// Each worker, the counter `packgate status` shows for it, and the least
+/// value it must have reached.
+const EXPECTED_COUNTERS: [(&str, &str, u64); 5] = [
+    ("collect", "samples_published", 30),
+    ("data", "samples_stored", 30),
+    ("cloud", "samples_sent", 1),
+    ("control", "commands_received", 2),
+    ("monitor", "snapshots_stored", 1),
+];
+
+/// The output of `packgate status` with `config`.
+fn status_text(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .arg("status")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The line of `status` output that starts (after indentation) with `name`.
+fn line_of<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no line for {name} in:\n{text}"))
+}
+
+/// The value of `counter` on `worker`'s line of `status` output, if the
+/// line shows the worker alive and ends with that counter.
+fn alive_counter(status: &str, worker: &str, counter: &str) -> Option<u64> {
+    let words: Vec<&str> = line_of(status, worker).split_whitespace().collect();
+    match words.as_slice() {
+        [_, "alive", .., name, value] if name == &counter => value.parse().ok(),
+        _ => None,
+    }
+}
+
 fn workers_seen(database: &Path) -> Vec<String> {
     MonitorStore::open_read_only(database)
         .and_then(|s| s.latest_snapshots())
@@ -142,26 +185,6 @@ driver = "sim"
         workers_seen(&monitor_db)
     );
 
-    // `packgate status` names every worker and pack.
-    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
-        .arg("status")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = String::from_utf8_lossy(&out.stdout);
-    for name in WORKERS.iter().chain(&["sim-01", "sim-02", "sim-03"]) {
-        assert!(
-            status.contains(name),
-            "{name} missing from status:\n{status}"
-        );
-    }
-
     // A local command, through the control worker to the collector's bus.
     let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
         .args(["command", "--config"])
@@ -196,6 +219,32 @@ driver = "sim"
     .unwrap();
     let reply: CommandReply = decode(&reply.payload).unwrap();
     assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 55.0 });
+
+    // `packgate status` shows every worker alive, each with its key counter
+    // above zero in its latest snapshot (the control worker's counts the
+    // two commands above), and every pack online.
+    let mut status = String::new();
+    for _ in 0..40 {
+        status = status_text(&config);
+        if EXPECTED_COUNTERS
+            .iter()
+            .all(|(worker, name, least)| alive_counter(&status, worker, name) >= Some(*least))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for (worker, name, least) in EXPECTED_COUNTERS {
+        let value = alive_counter(&status, worker, name);
+        assert!(
+            value >= Some(least),
+            "{worker}: {name} {value:?}, wanted alive and at least {least}:\n{status}"
+        );
+    }
+    for pack in ["sim-01", "sim-02", "sim-03"] {
+        let line = line_of(&status, pack);
+        assert!(line.contains(" online "), "{pack} not online:\n{status}");
+    }
 
     // SIGTERM to each worker in turn (and a restart) loses nothing.
     for worker in ["data", "collect", "control", "monitor", "cloud"] {

@@ -1,13 +1,14 @@
 //! The handlers of the `packgate` subcommands that are more than a call
 //! into the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use packgate::bench::{run_bench, BenchOptions};
 use packgate::broker::{BrokerCredentials, BrokerUser};
 use packgate::cli::render::{write_samples, OutputFormat};
+use packgate::cli::sim::{run_sim, SimOptions};
 use packgate::config::Config;
 use packgate::runtime::{
     cancel_on_signals, credentials_path, run_workers, Broker, WorkerSet, BROKER_URL_FILE,
@@ -112,7 +113,51 @@ pub(crate) async fn run_gateway(
 
 /// Runs the one worker `kind` in this process.
 pub(crate) async fn run_one(args: &GatewayArgs, kind: WorkerKind) -> anyhow::Result<()> {
-    run_gateway(args, WorkerSet::only(kind), &format!("packgate-{kind}")).await
+    run_gateway(args, WorkerSet::only(kind), &kind.process_name()).await
+}
+
+/// `packgate check-config`: loads the file and prints it with every
+/// default filled in.
+pub(crate) fn check_config(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    println!("{}: valid, {} packs", file.display(), config.packs.len());
+    print!("{}", toml::to_string_pretty(&config)?);
+    Ok(())
+}
+
+/// `packgate reset-alarm`: asks the gateway with outputs to reset a
+/// latched alarm relay.
+pub(crate) async fn reset_alarm(target: &BrokerArgs) -> anyhow::Result<()> {
+    let config = target.source.load()?;
+    let client = connect_client(&config, &broker_url(target, &config)?, "packgate-reset").await?;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request(packgate::outputs::RESET_SUBJECT, "".into()),
+    )
+    .await
+    .context("no gateway with outputs answered within 5 s")?
+    .context("no gateway with outputs is running")?;
+    println!("alarm relay reset");
+    Ok(())
+}
+
+/// `packgate broker-users`: creates the broker credentials file (mode
+/// 0600) if it is missing, and writes the nats-server users file from it.
+pub(crate) fn broker_users(credentials: &Path, out: &Path) -> anyhow::Result<()> {
+    let credentials = BrokerCredentials::load_or_create(credentials)?;
+    packgate::broker::auth::write_private(out, &credentials.authorization_block())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let users: Vec<_> = BrokerUser::all().iter().map(|u| u.name()).collect();
+    println!("{}: users {}", out.display(), users.join(", "));
+    Ok(())
+}
+
+/// `packgate sim`: serves simulated packs until a signal.
+pub(crate) async fn sim(options: SimOptions) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    run_sim(options, shutdown).await?;
+    Ok(())
 }
 
 /// The URL of the broker: the flag, the configuration, or the embedded

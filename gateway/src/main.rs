@@ -3,22 +3,21 @@
 mod commands;
 
 use commands::{
-    bench, broker_url, can_decode, command, connect_client, profiles, query_samples, run_gateway,
-    run_one, status, watch,
+    bench, broker_users, can_decode, check_config, command, profiles, query_samples, reset_alarm,
+    run_gateway, run_one, sim, status, watch,
 };
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use packgate::cli::render::OutputFormat;
 use packgate::config::Config;
-use packgate::runtime::{cancel_on_signals, WorkerSet};
+use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
 use packgate_protocol::PackId;
-use tokio_util::sync::CancellationToken;
 
 /// Edge gateway for battery packs: polls each pack's BMS into NATS
 /// JetStream and runs the workers on that stream.
@@ -285,119 +284,73 @@ fn main() -> anyhow::Result<()> {
     packgate::platform::ignore_sigxfsz();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Action::CheckConfig { file } = &cli.command {
-        let config = Config::load(file)?;
-        println!("{}: valid, {} packs", file.display(), config.packs.len());
-        print!("{}", toml::to_string_pretty(&config)?);
-        return Ok(());
-    }
-    if let Action::Query {
-        what:
-            QueryCommand::Samples {
-                pack,
-                limit,
-                format,
-                source,
-                database,
-            },
-    } = &cli.command
-    {
-        return query_samples(pack, *limit, *format, source, database.as_ref());
-    }
-    match &cli.command {
-        Action::Profiles { what } => return profiles(what),
+    match cli.command {
+        Action::Run(args) => block_on(run_gateway(&args, WorkerSet::all(), "packgate")),
+        Action::Collect(args) => block_on(run_one(&args, WorkerKind::Collect)),
+        Action::Data(args) => block_on(run_one(&args, WorkerKind::Data)),
+        Action::Control(args) => block_on(run_one(&args, WorkerKind::Control)),
+        Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
+        Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
+        Action::Status { target } => block_on(status(&target)),
+        Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),
+        Action::Command {
+            target,
+            pack,
+            ttl_s,
+            id,
+            action: SetAction::Set { setting, value },
+        } => block_on(command(&target, pack, setting, value, ttl_s, id)),
+        Action::CheckConfig { file } => check_config(&file),
+        Action::Query {
+            what:
+                QueryCommand::Samples {
+                    pack,
+                    limit,
+                    format,
+                    source,
+                    database,
+                },
+        } => query_samples(&pack, limit, format, &source, database.as_ref()),
+        Action::Watch { target, once } => block_on(watch(&target, once)),
+        Action::Sim {
+            packs,
+            seed,
+            modbus_tcp,
+            modbus_rtu,
+            baud_rate,
+            slcan,
+            faults,
+        } => block_on(sim(packgate::cli::sim::SimOptions {
+            packs,
+            seed,
+            modbus_tcp,
+            modbus_rtu,
+            baud_rate,
+            slcan,
+            faults,
+        })),
+        Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
+        Action::Profiles { what } => profiles(&what),
         Action::Can {
             what: CanCommand::Decode { file },
-        } => return can_decode(file),
-        _ => {}
+        } => can_decode(&file),
+        Action::Bench {
+            packs,
+            duration,
+            rate,
+            nats_server,
+            json,
+        } => block_on(bench(packs, duration, rate, nats_server, json)),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+}
+
+/// Runs `future` to its end on a two-thread runtime (the box has few
+/// cores; the workers are I/O-bound).
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        match cli.command {
-            Action::Run(args) => run_gateway(&args, WorkerSet::all(), "packgate").await,
-            Action::Collect(args) => run_one(&args, WorkerKind::Collect).await,
-            Action::Data(args) => run_one(&args, WorkerKind::Data).await,
-            Action::Control(args) => run_one(&args, WorkerKind::Control).await,
-            Action::Monitor(args) => run_one(&args, WorkerKind::Monitor).await,
-            Action::Cloud(args) => run_one(&args, WorkerKind::Cloud).await,
-            Action::Status { target } => status(&target).await,
-            Action::BrokerUsers { credentials, out } => {
-                let credentials =
-                    packgate::broker::BrokerCredentials::load_or_create(&credentials)?;
-                packgate::broker::auth::write_private(&out, &credentials.authorization_block())
-                    .with_context(|| format!("writing {}", out.display()))?;
-                println!(
-                    "{}: users {}",
-                    out.display(),
-                    packgate::broker::BrokerUser::all()
-                        .iter()
-                        .map(|u| u.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                Ok(())
-            }
-            Action::ResetAlarm { target } => {
-                let config = target.source.load()?;
-                let client =
-                    connect_client(&config, &broker_url(&target, &config)?, "packgate-reset")
-                        .await?;
-                tokio::time::timeout(
-                    Duration::from_secs(5),
-                    client.request(packgate::outputs::RESET_SUBJECT, "".into()),
-                )
-                .await
-                .context("no gateway with outputs answered within 5 s")?
-                .context("no gateway with outputs is running")?;
-                println!("alarm relay reset");
-                Ok(())
-            }
-            Action::Command {
-                target,
-                pack,
-                ttl_s,
-                id,
-                action: SetAction::Set { setting, value },
-            } => command(&target, pack, setting, value, ttl_s, id).await,
-            Action::Watch { target, once } => watch(&target, once).await,
-            Action::Bench {
-                packs,
-                duration,
-                rate,
-                nats_server,
-                json,
-            } => bench(packs, duration, rate, nats_server, json).await,
-            Action::Sim {
-                packs,
-                seed,
-                modbus_tcp,
-                modbus_rtu,
-                baud_rate,
-                slcan,
-                faults,
-            } => {
-                let shutdown = CancellationToken::new();
-                cancel_on_signals(shutdown.clone());
-                let options = packgate::cli::sim::SimOptions {
-                    packs,
-                    seed,
-                    modbus_tcp,
-                    modbus_rtu,
-                    baud_rate,
-                    slcan,
-                    faults,
-                };
-                packgate::cli::sim::run_sim(options, shutdown).await?;
-                Ok(())
-            }
-            Action::CheckConfig { .. }
-            | Action::Query { .. }
-            | Action::Profiles { .. }
-            | Action::Can { .. } => Ok(()),
-        }
-    })
+        .context("starting the async runtime")?
+        .block_on(future)
 }

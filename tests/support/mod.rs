@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod cloud;
+pub mod control;
+pub mod wire;
+
 use packgate::broker::{NatsServer, NatsServerOptions};
 use packgate::config::Config;
 use packgate::store::SampleStore;

@@ -1,4 +1,5 @@
-//! The command-line tools beside the workers: query, watch and rendering.
+//! The command-line tools beside the workers: query, watch, status, the
+//! simulator, rendering, and the kinds of worker the commands run.
 
 pub mod render;
 pub mod sim;

@@ -1,5 +1,5 @@
 //! Digital outputs: an alarm relay (or buzzer) and a status LED driven by
-//! pack events, and RS-485 direction control.
+//! pack events.
 //!
 //! - [`OutputController`] is a pure state machine: fed with pack events, it
 //!   says whether the relay is tripped and what the LED shows.
@@ -9,15 +9,12 @@
 //! - [`cdev::CdevOutputPin`] is the pin on a Linux GPIO character device
 //!   (`/dev/gpiochipN`, a line offset); [`fake::RecordingPin`] records the
 //!   levels it was set to, for tests.
-//! - [`rs485`] decides between the kernel's RS-485 mode and a
-//!   driver-enable pin, and sequences that pin around a transmit.
 
 pub mod cdev;
 mod controller;
 mod driver;
 pub mod fake;
 mod feed;
-pub mod rs485;
 mod worker;
 
 pub use crate::config::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};

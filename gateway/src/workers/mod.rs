@@ -58,6 +58,23 @@ impl WorkerKind {
         WorkerKind::Outputs,
     ];
 
+    /// The kinds a gateway of `config` runs in `packgate run`: every
+    /// worker, the GPIO outputs only where some are configured.
+    pub fn expected(config: &crate::config::Config) -> Vec<WorkerKind> {
+        let outputs = &config.outputs;
+        let has_outputs = outputs.alarm_relay.is_some() || outputs.status_led.is_some();
+        WorkerKind::ALL
+            .into_iter()
+            .filter(|kind| *kind != WorkerKind::Outputs || has_outputs)
+            .collect()
+    }
+
+    /// The name of a process running only this worker, as it introduces
+    /// itself to the broker: `packgate-collect`, ...
+    pub fn process_name(self) -> String {
+        format!("packgate-{}", self.name())
+    }
+
     /// The worker's name.
     pub const fn name(self) -> &'static str {
         match self {

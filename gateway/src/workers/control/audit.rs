@@ -310,17 +310,32 @@ impl AuditStore {
 
     /// The `limit` most recently received commands, newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
+        self.recent_raw(limit)?
+            .into_iter()
+            .map(RawRecord::into_record)
+            .collect()
+    }
+
+    /// The `limit` most recently received commands, newest first, without
+    /// their stored replies (`reply` is `None`): what a listing such as
+    /// `packgate status` shows, where one damaged reply must not hide the
+    /// other rows.
+    pub fn recent_summaries(&self, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
+        Ok(self
+            .recent_raw(limit)?
+            .into_iter()
+            .map(|raw| raw.record)
+            .collect())
+    }
+
+    fn recent_raw(&self, limit: usize) -> Result<Vec<RawRecord>, AuditError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM commands ORDER BY received_at_ms DESC, rowid DESC LIMIT ?1"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([limit], RawRecord::from_row)?;
-        let mut records = Vec::new();
-        for raw in rows {
-            records.push(raw?.into_record()?);
-        }
-        Ok(records)
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Ids of commands received before `received_before_ms` and never

@@ -148,3 +148,28 @@ fn reopening_and_read_only_access() {
         Err(AuditError::UnsupportedSchema { found: 7, .. })
     ));
 }
+
+#[test]
+fn summaries_list_rows_whose_reply_is_damaged() {
+    let (dir, store) = store();
+    store.begin(&command("a"), 1_100).unwrap();
+    store.begin(&command("b"), 1_200).unwrap();
+    store
+        .complete(&reply("a", CommandOutcome::TimedOut), 1_300)
+        .unwrap();
+    store
+        .conn
+        .execute(
+            "UPDATE commands SET reply = x'ff' WHERE command_id = 'a'",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(store.recent(10), Err(AuditError::Corrupt { .. })));
+    let reader = AuditStore::open_read_only(&dir.path().join("control.db")).unwrap();
+    let rows = reader.recent_summaries(10).unwrap();
+    let ids: Vec<_> = rows.iter().map(|r| r.command_id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    assert_eq!(rows[1].outcome.as_deref(), Some("timed_out"));
+    assert_eq!(rows[1].reply, None);
+    assert_eq!(reader.recent_summaries(1).unwrap().len(), 1);
+}

@@ -1,0 +1,307 @@
+//! The sections of `packgate status`, one function each, in the order
+//! printed.
+
+use std::io::{self, Write};
+
+use packgate_protocol::names::{self, STREAMS};
+use packgate_protocol::{DataQuality, PackId, Sample};
+
+use super::broker::{last_sample, packs_on_broker};
+use super::format::{format_age, format_bytes};
+use super::{Sources, RECENT};
+use crate::workers::control::{AuditRecord, AuditStore};
+use crate::workers::monitor::StoredSnapshot;
+use crate::workers::WorkerKind;
+
+/// The counter shown for a worker: its most telling one if present,
+/// else its first.
+fn key_counter(kind: WorkerKind, snapshot: &StoredSnapshot) -> Option<(String, u64)> {
+    let preferred: &[&str] = match kind {
+        WorkerKind::Collect => &["samples_published"],
+        WorkerKind::Data => &["samples_stored"],
+        WorkerKind::Cloud => &["samples_sent", "batches_sent"],
+        WorkerKind::Control => &["commands_received", "applied"],
+        WorkerKind::Monitor => &["snapshots_stored"],
+        WorkerKind::Outputs => &[],
+    };
+    preferred
+        .iter()
+        .find_map(|name| snapshot.counters.iter().find(|(n, _)| n == name))
+        .or_else(|| snapshot.counters.first())
+        .cloned()
+}
+
+fn gauge(snapshot: &StoredSnapshot, name: &str) -> Option<f64> {
+    snapshot
+        .gauges
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+}
+
+fn snapshot_of<'s>(sources: &'s Sources<'_>, kind: WorkerKind) -> Option<&'s StoredSnapshot> {
+    sources.snapshots.iter().find(|s| s.worker == kind.name())
+}
+
+/// Each worker alive (a snapshot in the last three intervals) or missing,
+/// with its instance, version, uptime, memory and key counter.
+pub(super) fn workers(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let interval_ms = i64::try_from(sources.config.monitor.snapshot_interval().as_millis())
+        .unwrap_or(i64::MAX / 4);
+    writeln!(
+        out,
+        "\nWorkers (alive: a snapshot in the last {})",
+        format_age(3 * interval_ms)
+    )?;
+    for kind in WorkerKind::expected(sources.config) {
+        let worker = kind.name();
+        let Some(s) = snapshot_of(sources, kind) else {
+            writeln!(out, "  {worker:<8} missing  never seen")?;
+            continue;
+        };
+        let age = sources.now - s.timestamp_ms;
+        let state = if age <= 3 * interval_ms {
+            "alive"
+        } else {
+            "missing"
+        };
+        let counter = key_counter(kind, s)
+            .map(|(name, value)| format!("  {name} {value}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {worker:<8} {state:<8} last seen {} ago  {}  v{}  up {}  rss {}{counter}",
+            format_age(age),
+            s.instance,
+            s.version,
+            format_age(i64::try_from(s.uptime_s).unwrap_or(0).saturating_mul(1000)),
+            format_bytes(s.rss_bytes),
+        )?;
+    }
+    Ok(())
+}
+
+/// Each pack, configured or seen on the broker, online or stale.
+pub(super) async fn packs(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nPacks")?;
+    let samples_stream = sources.broker.stream(names::SAMPLES_STREAM.name).await;
+    // The configured packs, and any other the broker has samples of (packs
+    // added on the command line, or by another collector).
+    let mut packs: Vec<PackId> = sources.config.packs.iter().map(|p| p.id.clone()).collect();
+    if let (Some(stream), true) = (&samples_stream, sources.broker.reachable()) {
+        for id in packs_on_broker(stream).await {
+            if !packs.contains(&id) {
+                packs.push(id);
+            }
+        }
+    }
+    if packs.is_empty() {
+        writeln!(out, "  (no packs configured or seen)")?;
+    }
+    for pack in &packs {
+        let last = match &samples_stream {
+            Some(stream) if sources.broker.reachable() => last_sample(stream, pack).await,
+            _ => None,
+        };
+        match last {
+            Some(Ok(sample)) => pack_from_sample(sources, pack, &sample, out)?,
+            Some(Err(error)) => writeln!(
+                out,
+                "  {:<16} unknown last sample unreadable: {error}",
+                pack.as_str()
+            )?,
+            None if sources.broker.reachable() => writeln!(
+                out,
+                "  {:<16} stale   no sample on the broker",
+                pack.as_str()
+            )?,
+            None => pack_from_events(sources, pack, out)?,
+        }
+    }
+    Ok(())
+}
+
+/// A pack's line from its last sample on the broker.
+fn pack_from_sample(
+    sources: &Sources<'_>,
+    pack: &PackId,
+    sample: &Sample,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let stale_after_ms = i64::try_from(sources.config.collect.poll_interval_ms.saturating_mul(3))
+        .unwrap_or(i64::MAX)
+        .max(3_000);
+    let age = sources.now - sample.timestamp_ms;
+    let state = if sample.quality == DataQuality::Stale || age > stale_after_ms {
+        "stale"
+    } else {
+        "online"
+    };
+    writeln!(
+        out,
+        "  {:<16} {state:<7} last sample {} ago (seq {})",
+        pack.as_str(),
+        format_age(age),
+        sample.seq
+    )
+}
+
+/// A pack's line from the monitor's last presence event, when the broker
+/// cannot be asked.
+fn pack_from_events(sources: &Sources<'_>, pack: &PackId, out: &mut dyn Write) -> io::Result<()> {
+    let id = pack.as_str();
+    let presence = sources
+        .monitor
+        .as_ref()
+        .ok()
+        .and_then(|store| store.last_presence(id).ok().flatten());
+    let Some(event) = presence else {
+        return writeln!(out, "  {id:<16} unknown no sample or event known");
+    };
+    let state = if event.kind == "pack_online" {
+        "online"
+    } else {
+        "stale"
+    };
+    writeln!(
+        out,
+        "  {id:<16} {state:<7} since {} ago (last event: {}; sample age unknown)",
+        format_age(sources.now - event.timestamp_ms),
+        event.kind.replace('_', " "),
+    )
+}
+
+/// Each stream's size and its consumers' lags.
+pub(super) async fn streams(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nStreams")?;
+    for spec in STREAMS {
+        let Some(stream) = sources.broker.stream(spec.name).await else {
+            let why = if sources.broker.reachable() {
+                "absent (not created yet)"
+            } else {
+                "unknown (broker unreachable)"
+            };
+            writeln!(out, "  {:<18} {why}", spec.name)?;
+            continue;
+        };
+        let state = &stream.cached_info().state;
+        writeln!(
+            out,
+            "  {:<18} {} messages, {}",
+            spec.name,
+            state.messages,
+            format_bytes(state.bytes)
+        )?;
+        let listing = async {
+            use futures_util::StreamExt as _;
+            Ok::<_, String>(stream.consumers().take(64).collect::<Vec<_>>().await)
+        };
+        let consumers = sources.broker.ask(listing).await.unwrap_or_default();
+        for info in consumers.into_iter().flatten() {
+            writeln!(
+                out,
+                "    {:<26} lag {} (pending {}, unacked {})",
+                info.name,
+                info.num_pending + info.num_ack_pending as u64,
+                info.num_pending,
+                info.num_ack_pending
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The cloud link, from the cloud worker's latest snapshot.
+pub(super) fn cloud_link(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nCloud link")?;
+    let Some(s) = snapshot_of(sources, WorkerKind::Cloud) else {
+        return writeln!(out, "  unknown (no cloud worker snapshot)");
+    };
+    let link = match gauge(s, "link_up") {
+        Some(v) if v > 0.0 => "up",
+        Some(_) => "DOWN",
+        None => "unknown",
+    };
+    let backlog = gauge(s, "backlog").map_or_else(|| "unknown".to_owned(), |b| format!("{b:.0}"));
+    let lag = gauge(s, "upload_lag_ms")
+        .map(|ms| format!(", upload lag {}", format_age(ms as i64)))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  {link}, backlog {backlog}{lag} (as of {} ago)",
+        format_age(sources.now - s.timestamp_ms)
+    )
+}
+
+/// The newest alarms raised and cleared, from the monitor's events.
+pub(super) fn alarms(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nRecent alarms")?;
+    let alarms = sources
+        .monitor
+        .as_ref()
+        .ok()
+        .map(|store| store.recent_events(&["alarm_raised", "alarm_cleared"], RECENT));
+    match alarms {
+        Some(Ok(alarms)) if alarms.is_empty() => writeln!(out, "  none")?,
+        Some(Ok(alarms)) => {
+            for a in alarms {
+                writeln!(
+                    out,
+                    "  {:>10} ago  {:<16} {:<14} {}",
+                    format_age(sources.now - a.timestamp_ms),
+                    a.pack_id,
+                    a.kind.replace('_', " "),
+                    a.detail
+                )?;
+            }
+        }
+        Some(Err(error)) => writeln!(out, "  cannot read: {error}")?,
+        None => writeln!(out, "  unknown (no monitor database)")?,
+    }
+    Ok(())
+}
+
+/// The newest commands, from the control worker's audit (the file
+/// `control.database` names).
+pub(super) fn commands(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nRecent commands")?;
+    let path = sources
+        .config
+        .data_dir
+        .join(&sources.config.control.database);
+    let records =
+        AuditStore::open_read_only(&path).and_then(|store| store.recent_summaries(RECENT));
+    match records {
+        Ok(records) if records.is_empty() => writeln!(out, "  none"),
+        Ok(records) => records
+            .iter()
+            .try_for_each(|r| writeln!(out, "  {}", command_line(r, sources.now))),
+        Err(crate::workers::control::AuditError::NotFound(_)) => {
+            writeln!(out, "  unknown ({} does not exist)", path.display())
+        }
+        Err(error) => writeln!(out, "  cannot read {}: {error}", path.display()),
+    }
+}
+
+/// One audited command: when, which pack and setting, from where, and
+/// what became of it.
+fn command_line(r: &AuditRecord, now: i64) -> String {
+    let at = format!("{} ago", format_age(now - r.received_at_ms));
+    let read_back = r
+        .read_back
+        .map(|v| format!(" read back {v}"))
+        .unwrap_or_default();
+    let detail = match r.detail.as_deref() {
+        None | Some("") => String::new(),
+        Some(detail) => format!(" ({detail})"),
+    };
+    format!(
+        "{at:>10}  {:<16} {} = {} from {}: {}{read_back}{detail}  [{}]",
+        r.pack_id,
+        r.setting,
+        r.value,
+        r.origin,
+        r.outcome.as_deref().unwrap_or("-"),
+        r.command_id,
+    )
+}
