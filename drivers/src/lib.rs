@@ -14,8 +14,10 @@ use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 pub mod can;
 pub mod modbus;
 pub mod profile;
+#[cfg(feature = "sim")]
 pub mod sim;
 
+#[cfg(feature = "sim")]
 pub use sim::SimDriver;
 
 /// Why a poll or a write failed, by kind, so a timeout, a broken link, a
