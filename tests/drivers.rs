@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use packgate::config::{BusConfig, BusKind, Config, DriverKind, PackConfig, SerialParity};
+use packgate::config::{
+    BusConfig, BusLinkConfig, Config, ModbusRtuBusConfig, ModbusTcpBusConfig, PackConfig,
+    SerialParity, SlcanBusConfig,
+};
 use packgate::runtime::{run_workers, Broker, RunReport, WorkerSet};
 use packgate::store::{SampleStore, StoredSample};
 use packgate::workers::collect::PackSet;
@@ -58,33 +61,35 @@ fn serve_rtu_line(
     (client, path)
 }
 
-fn bus(name: &str, kind: BusKind) -> BusConfig {
+fn rtu_bus(name: &str, port: impl Into<std::path::PathBuf>) -> BusConfig {
     BusConfig {
         name: name.into(),
-        kind,
-        port: None,
-        baud_rate: None,
-        parity: SerialParity::None,
-        stop_bits: 1,
-        address: None,
-        interface: None,
-        can_bitrate_bps: None,
-        request_timeout_ms: Some(300),
-        inter_frame_gap_ms: None,
-        reconnect_backoff_max_ms: 500,
+        link: BusLinkConfig::ModbusRtu(ModbusRtuBusConfig {
+            port: port.into(),
+            baud_rate: 9_600,
+            parity: SerialParity::None,
+            stop_bits: 1,
+            request_timeout_ms: Some(300),
+            inter_frame_gap_ms: None,
+            reconnect_backoff_max_ms: 500,
+        }),
+    }
+}
+
+fn tcp_bus(name: &str, address: String) -> BusConfig {
+    BusConfig {
+        name: name.into(),
+        link: BusLinkConfig::ModbusTcp(ModbusTcpBusConfig {
+            address,
+            request_timeout_ms: Some(300),
+            inter_frame_gap_ms: None,
+            reconnect_backoff_max_ms: 500,
+        }),
     }
 }
 
 fn modbus_pack(id: &str, bus: &str, unit: u8) -> PackConfig {
-    PackConfig {
-        id: PackId::new(id).unwrap(),
-        driver: DriverKind::Modbus,
-        bus: Some(bus.into()),
-        unit_id: Some(unit),
-        profile: Some("packgate-sim".into()),
-        cells_in_series: None,
-        sim: None,
-    }
+    PackConfig::modbus(PackId::new(id).unwrap(), bus, unit, "packgate-sim")
 }
 
 fn base_config(broker: &TestBroker, poll_interval_ms: u64) -> Config {
@@ -203,10 +208,8 @@ async fn modbus_tcp_and_rtu_packs_reach_sqlite_with_the_simulator_values() {
     let (client, path) = serve_rtu_line(&rtu_packs, &servers);
 
     let mut config = base_config(&broker, 200);
-    let mut tcp = bus("tcp", BusKind::ModbusTcp);
-    tcp.address = Some(address);
-    let mut rtu = bus("rtu", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let tcp = tcp_bus("tcp", address);
+    let rtu = rtu_bus("rtu", path);
     config.buses = vec![tcp, rtu];
     config.packs = vec![
         modbus_pack("tcp-1", "tcp", 1),
@@ -274,8 +277,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
     let (client, path) = serve_rtu_line(&packs, &servers);
 
     let mut config = base_config(&broker, 1_000);
-    let mut rtu = bus("rs485", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let rtu = rtu_bus("rs485", path);
     config.buses = vec![rtu];
     config.packs = (1..=4)
         .map(|u| modbus_pack(&format!("unit-{u}"), "rs485", u))
@@ -291,7 +293,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
             .lock()
             .unwrap()
             .iter()
-            .any(|e| e.pack_id.as_str() == "unit-4" && e.kind == EventKind::PackOnline)
+            .any(|e| e.pack_id.as_str() == "unit-4" && e.kind.is_pack_online())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -333,9 +335,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
     let offline = dead_events
         .iter()
         .position(|k| matches!(k, EventKind::PackOffline { .. }));
-    let online = dead_events
-        .iter()
-        .rposition(|k| **k == EventKind::PackOnline);
+    let online = dead_events.iter().rposition(|k| k.is_pack_online());
     assert!(
         matches!((offline, online), (Some(off), Some(on)) if off < on),
         "{dead_events:?}"
@@ -369,8 +369,7 @@ async fn exceptions_bad_crc_and_garbage_are_counted_and_the_line_goes_on() {
 
     let mut config = base_config(&broker, 250);
     config.collect.offline_after_failures = 1_000;
-    let mut rtu = bus("rs485", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let rtu = rtu_bus("rs485", path);
     config.buses = vec![rtu];
     config.packs = (1..=4)
         .map(|u| modbus_pack(&format!("unit-{u}"), "rs485", u))
@@ -426,8 +425,7 @@ async fn a_restarted_tcp_server_is_polled_again_by_itself() {
     ));
 
     let mut config = base_config(&broker, 200);
-    let mut tcp = bus("tcp", BusKind::ModbusTcp);
-    tcp.address = Some(address.to_string());
+    let tcp = tcp_bus("tcp", address.to_string());
     config.buses = vec![tcp];
     config.packs = vec![modbus_pack("tcp-1", "tcp", 1)];
     let (shutdown, gateway) = start_gateway(&config).await;
@@ -529,8 +527,7 @@ async fn an_rtu_port_that_vanishes_and_reappears_is_reopened() {
     serve(&line, first.clone());
 
     let mut config = base_config(&broker, 200);
-    let mut rtu = bus("usb", BusKind::ModbusRtu);
-    rtu.port = Some(line.gateway_end.clone());
+    let rtu = rtu_bus("usb", line.gateway_end.clone());
     config.buses = vec![rtu];
     config.packs = vec![modbus_pack("usb-1", "usb", 1)];
     let (shutdown, gateway) = start_gateway(&config).await;
@@ -582,18 +579,18 @@ async fn an_slcan_pack_is_sampled_and_a_missing_frame_marks_it_stale() {
 
     let mut config = base_config(&broker, 500);
     config.collect.request_timeout_ms = 1_500;
-    let mut can = bus("can", BusKind::Slcan);
-    can.port = Some(path.into());
+    let can = BusConfig {
+        name: "can".into(),
+        link: BusLinkConfig::Slcan(SlcanBusConfig {
+            port: path.into(),
+            baud_rate: 115_200,
+            can_bitrate_bps: 500_000,
+            request_timeout_ms: 300,
+            reconnect_backoff_max_ms: 500,
+        }),
+    };
     config.buses = vec![can];
-    config.packs = vec![PackConfig {
-        id: PackId::new("can-1").unwrap(),
-        driver: DriverKind::Can,
-        bus: Some("can".into()),
-        unit_id: None,
-        profile: None,
-        cells_in_series: Some(16),
-        sim: None,
-    }];
+    config.packs = vec![PackConfig::can(PackId::new("can-1").unwrap(), "can", 16)];
     let (shutdown, gateway) = start_gateway(&config).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The measurements frame (0x356: voltage, current, temperature) stops.

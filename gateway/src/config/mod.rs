@@ -2,6 +2,7 @@
 //! keys rejected with the line they are on, defaults built in.
 
 mod packs;
+mod tagged;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +11,11 @@ use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
-pub use packs::{BusConfig, BusKind, DriverKind, PackConfig, SerialParity};
+pub use packs::{
+    BusConfig, BusLinkConfig, CanDriverConfig, DriverConfig, ModbusDriverConfig,
+    ModbusRtuBusConfig, ModbusTcpBusConfig, PackConfig, SerialParity, SimDriverConfig,
+    SlcanBusConfig, SocketcanBusConfig,
+};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -418,7 +423,7 @@ mod tests {
         config.add_sim_packs(3);
         let ids: Vec<_> = config.packs.iter().map(|p| p.id.to_string()).collect();
         assert_eq!(ids, ["sim-01", "sim-02", "sim-03"]);
-        assert_ne!(config.packs[0].sim, config.packs[1].sim);
+        assert_ne!(config.packs[0].driver, config.packs[1].driver);
         config.validate("x").unwrap();
     }
 }
