@@ -340,6 +340,12 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
         matches!((offline, online), (Some(off), Some(on)) if off < on),
         "{dead_events:?}"
     );
+    // The online event names the unit that answered by its serial number.
+    let serial_number = SimUnit::new(4, dead.clone(), 4).serial_number.to_string();
+    assert_eq!(
+        dead_events[online.unwrap()],
+        &EventKind::PackOnlineIdentified { serial_number }
+    );
     assert!(rows(&config, "unit-4")
         .iter()
         .any(|r| r.sample.quality == DataQuality::Fresh));

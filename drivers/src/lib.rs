@@ -1,7 +1,10 @@
 //! packgate's pack drivers.
 //!
 //! A driver owns the conversation with one pack: it turns a poll into a
-//! [`PackReading`] and a validated setting into a write that it reads back.
+//! [`Polled`] reading with its quality, and a validated setting into a
+//! write that it reads back, on the [`BusLink`] its bus owner lends it.
+//! What the device refuses ([`DeviceException`]) is kept apart from what
+//! went wrong on the way ([`DriverError`]).
 //! Drivers know nothing of NATS; the collector stamps readings into samples
 //! and decides what to publish.
 

@@ -1,6 +1,7 @@
 //! The gateway's configuration: one TOML file, every key documented, unknown
 //! keys rejected with the line they are on, defaults built in.
 
+mod buses;
 mod packs;
 mod tagged;
 
@@ -11,11 +12,11 @@ use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
-pub use packs::{
-    BusConfig, BusLinkConfig, CanDriverConfig, DriverConfig, ModbusDriverConfig,
-    ModbusRtuBusConfig, ModbusTcpBusConfig, PackConfig, SerialParity, SimDriverConfig,
-    SlcanBusConfig, SocketcanBusConfig,
+pub use buses::{
+    BusConfig, BusLinkConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, SerialParity, SlcanBusConfig,
+    SocketcanBusConfig,
 };
+pub use packs::{CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use super::bus::{BusContext, BusOwner, WriteRequest};
 use crate::config::{
-    BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, SerialParity,
+    BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, ModbusDriverConfig,
+    SerialParity,
 };
 
 /// The packs of one bus and the link they are reached on: polled in turn
@@ -203,6 +204,23 @@ fn can_driver(
 /// A Modbus bus being assembled: its link, drivers and poll timeout.
 type ModbusGroup = (ModbusLink, Vec<ModbusPackDriver>, Duration);
 
+/// Adds the pack `id` to its Modbus bus, whose poll timeout grows to what
+/// a poll of the pack's profile needs.
+fn add_modbus_pack(
+    group: &mut ModbusGroup,
+    id: &PackId,
+    config: &ModbusDriverConfig,
+) -> Result<(), PackSetError> {
+    let profile = profile::resolve(&config.profile).map_err(|source| PackSetError::Profile {
+        pack: id.clone(),
+        source,
+    })?;
+    let (link, drivers, poll_timeout) = group;
+    *poll_timeout = (*poll_timeout).max(link.poll_timeout(profile.blocks.len()));
+    drivers.push(ModbusPackDriver::new(id.clone(), config.unit_id, profile));
+    Ok(())
+}
+
 impl PackSet {
     /// Builds a driver per configured pack (call inside the runtime: CAN
     /// drivers start their receive task). A simulated pack has no shared
@@ -234,11 +252,6 @@ impl PackSet {
             };
             match (&pack.driver, link) {
                 (DriverConfig::Modbus(m), Some((name, bus))) => {
-                    let profile =
-                        profile::resolve(&m.profile).map_err(|source| PackSetError::Profile {
-                            pack: id.clone(),
-                            source,
-                        })?;
                     let group = match modbus.entry(name) {
                         Entry::Occupied(group) => group.into_mut(),
                         Entry::Vacant(slot) => {
@@ -248,11 +261,7 @@ impl PackSet {
                             slot.insert((link, Vec::new(), Duration::ZERO))
                         }
                     };
-                    let needed = group.0.poll_timeout(profile.blocks.len());
-                    group.2 = group.2.max(needed);
-                    group
-                        .1
-                        .push(ModbusPackDriver::new(id.clone(), m.unit_id, profile));
+                    add_modbus_pack(group, id, m)?;
                 }
                 (DriverConfig::Can(can), Some((name, bus))) => {
                     let can_config = can_driver(bus, can, &config.collect)

@@ -76,6 +76,18 @@ struct Queues {
 }
 
 impl Queues {
+    /// Empty queues holding at most what `overflow` allows.
+    fn new(overflow: Overflow, config: &CollectConfig) -> Self {
+        Self {
+            fresh: VecDeque::new(),
+            retry: BTreeMap::new(),
+            limit: match overflow {
+                Overflow::Backpressure => config.inflight_max * 2,
+                Overflow::DropOldest => config.pending_max,
+            },
+        }
+    }
+
     fn len(&self) -> usize {
         self.fresh.len() + self.retry.len()
     }
@@ -122,18 +134,12 @@ pub(super) async fn run_publisher(
     } else {
         Overflow::DropOldest
     };
-    let mut queues = Queues {
-        fresh: VecDeque::new(),
-        retry: BTreeMap::new(),
-        limit: match overflow {
-            Overflow::Backpressure => config.inflight_max * 2,
-            Overflow::DropOldest => config.pending_max,
-        },
-    };
+    let mut queues = Queues::new(overflow, &config);
     let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut next_order: u64 = 0;
     let mut sending = Sending::new(Duration::from_millis(config.publish_retry_max_ms));
     let mut phase = Phase::Running;
+    let mut report = PublisherReport::default();
 
     loop {
         fill_window(
@@ -191,15 +197,14 @@ pub(super) async fn run_publisher(
                 let unpublished = (queues.len() + inflight.len()) as u64;
                 metrics.unpublished_at_exit.add(unpublished);
                 tracing::error!(unpublished, "broker unreachable at shutdown: messages not published");
-                metrics.pending.set(0);
-                metrics.inflight.set(0);
-                return PublisherReport { unpublished };
+                report.unpublished = unpublished;
+                break;
             }
         }
     }
     metrics.pending.set(0);
     metrics.inflight.set(0);
-    PublisherReport::default()
+    report
 }
 
 /// Sends queued messages while the broker is reachable and the in-flight
