@@ -10,7 +10,6 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use packgate::config::BusKind;
 use packgate_protocol::{AlarmFlags, DataQuality, EventKind};
 use packgate_sim::serve::{serve_modbus_tcp, SimUnit};
 use packgate_sim::{Faults, SimPack};
@@ -44,10 +43,8 @@ async fn modbus_tcp_and_rtu_packs_reach_sqlite_with_the_simulator_values() {
     let (client, path) = serve_rtu_line(&rtu_packs, &servers);
 
     let mut config = base_config(&broker, 200);
-    let mut tcp = bus("tcp", BusKind::ModbusTcp);
-    tcp.address = Some(address);
-    let mut rtu = bus("rtu", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let tcp = tcp_bus("tcp", address);
+    let rtu = rtu_bus("rtu", path);
     config.buses = vec![tcp, rtu];
     config.packs = vec![
         modbus_pack("tcp-1", "tcp", 1),
@@ -115,8 +112,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
     let (client, path) = serve_rtu_line(&packs, &servers);
 
     let mut config = base_config(&broker, 1_000);
-    let mut rtu = bus("rs485", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let rtu = rtu_bus("rs485", path);
     config.buses = vec![rtu];
     config.packs = (1..=4)
         .map(|u| modbus_pack(&format!("unit-{u}"), "rs485", u))
@@ -132,7 +128,7 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
             .lock()
             .unwrap()
             .iter()
-            .any(|e| e.pack_id.as_str() == "unit-4" && e.kind == EventKind::PackOnline)
+            .any(|e| e.pack_id.as_str() == "unit-4" && e.kind.is_pack_online())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -174,12 +170,16 @@ async fn a_dead_unit_on_a_shared_rtu_line_does_not_slow_the_others() {
     let offline = dead_events
         .iter()
         .position(|k| matches!(k, EventKind::PackOffline { .. }));
-    let online = dead_events
-        .iter()
-        .rposition(|k| **k == EventKind::PackOnline);
+    let online = dead_events.iter().rposition(|k| k.is_pack_online());
     assert!(
         matches!((offline, online), (Some(off), Some(on)) if off < on),
         "{dead_events:?}"
+    );
+    // The online event names the unit that answered by its serial number.
+    let serial_number = SimUnit::new(4, dead.clone(), 4).serial_number.to_string();
+    assert_eq!(
+        dead_events[online.unwrap()],
+        &EventKind::PackOnlineIdentified { serial_number }
     );
     assert!(rows(&config, "unit-4")
         .iter()
@@ -210,8 +210,7 @@ async fn exceptions_bad_crc_and_garbage_are_counted_and_the_line_goes_on() {
 
     let mut config = base_config(&broker, 250);
     config.collect.offline_after_failures = 1_000;
-    let mut rtu = bus("rs485", BusKind::ModbusRtu);
-    rtu.port = Some(path.into());
+    let rtu = rtu_bus("rs485", path);
     config.buses = vec![rtu];
     config.packs = (1..=4)
         .map(|u| modbus_pack(&format!("unit-{u}"), "rs485", u))

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use packgate::config::{BusKind, DriverKind, PackConfig};
+use packgate::config::PackConfig;
 use packgate::store::StoredSample;
 use packgate_protocol::{DataQuality, PackId};
 use packgate_sim::serve::{serve_slcan_with, SlcanServerOptions};
@@ -36,18 +36,9 @@ async fn an_slcan_pack_is_sampled_and_a_missing_frame_marks_it_stale() {
 
     let mut config = base_config(&broker, 500);
     config.collect.request_timeout_ms = 1_500;
-    let mut can = bus("can", BusKind::Slcan);
-    can.port = Some(path.into());
+    let can = slcan_bus("can", path);
     config.buses = vec![can];
-    config.packs = vec![PackConfig {
-        id: PackId::new("can-1").unwrap(),
-        driver: DriverKind::Can,
-        bus: Some("can".into()),
-        unit_id: None,
-        profile: None,
-        cells_in_series: Some(16),
-        sim: None,
-    }];
+    config.packs = vec![PackConfig::can(PackId::new("can-1").unwrap(), "can", 16)];
     let (shutdown, gateway) = start_gateway(&config).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The measurements frame (0x356: voltage, current, temperature) stops.

@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use packgate::config::BusKind;
 use packgate_protocol::DataQuality;
 use packgate_sim::serve::{serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit};
 use support::wire::*;
@@ -29,8 +28,7 @@ async fn a_restarted_tcp_server_is_polled_again_by_itself() {
     ));
 
     let mut config = base_config(&broker, 200);
-    let mut tcp = bus("tcp", BusKind::ModbusTcp);
-    tcp.address = Some(address.to_string());
+    let tcp = tcp_bus("tcp", address.to_string());
     config.buses = vec![tcp];
     config.packs = vec![modbus_pack("tcp-1", "tcp", 1)];
     let (shutdown, gateway) = start_gateway(&config).await;
@@ -132,8 +130,7 @@ async fn an_rtu_port_that_vanishes_and_reappears_is_reopened() {
     serve(&line, first.clone());
 
     let mut config = base_config(&broker, 200);
-    let mut rtu = bus("usb", BusKind::ModbusRtu);
-    rtu.port = Some(line.gateway_end.clone());
+    let rtu = rtu_bus("usb", line.gateway_end.clone());
     config.buses = vec![rtu];
     config.packs = vec![modbus_pack("usb-1", "usb", 1)];
     let (shutdown, gateway) = start_gateway(&config).await;

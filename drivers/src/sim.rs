@@ -8,11 +8,7 @@ use futures_util::future::BoxFuture;
 use packgate_protocol::{PackId, PackReading};
 use packgate_sim::{SettingError, SimPack};
 
-use crate::{DriverError, PackDriver, ValidatedSetting};
-
-/// Modbus's "illegal data value" exception code, reported for a setting
-/// value the simulated BMS refuses.
-const ILLEGAL_DATA_VALUE: u8 = 0x03;
+use crate::{DeviceException, DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};
 
 /// Drives a simulated pack in this process. Each poll advances the pack's
 /// physics by the time elapsed since its previous timed advance, measured
@@ -54,34 +50,38 @@ impl SimDriver {
         self.pack.advance_to(now)
     }
 
-    async fn write(&self, setting: &ValidatedSetting) -> Result<f64, DriverError> {
+    async fn write(&self, setting: &ValidatedSetting) -> DriverResult<f64> {
         self.link().await;
         let name = setting.name.0.as_str();
-        self.pack
-            .apply_setting(name, setting.value)
-            .map_err(|e| match e {
-                SettingError::Unknown(name) => DriverError::UnsupportedSetting(name),
-                e @ SettingError::OutOfRange { .. } => DriverError::Exception {
-                    code: ILLEGAL_DATA_VALUE,
-                    message: e.to_string(),
-                },
-            })
+        match self.pack.apply_setting(name, setting.value) {
+            Ok(read_back) => Ok(Ok(read_back)),
+            Err(SettingError::Unknown(name)) => Err(DriverError::UnsupportedSetting(name)),
+            // The simulated BMS refuses the value as a real one would.
+            Err(e @ SettingError::OutOfRange { .. }) => Ok(Err(DeviceException {
+                code: DeviceException::ILLEGAL_DATA_VALUE,
+                message: e.to_string(),
+            })),
+        }
     }
 }
 
 impl PackDriver for SimDriver {
+    /// The simulated pack is in this process: there is no wire.
+    type Link = ();
+
     fn pack_id(&self) -> &PackId {
         &self.pack_id
     }
 
-    fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>> {
-        Box::pin(async move { Ok(self.read().await) })
+    fn poll<'a>(&'a mut self, _link: &'a mut ()) -> BoxFuture<'a, DriverResult<Polled>> {
+        Box::pin(async move { Ok(Ok(Polled::fresh(self.read().await))) })
     }
 
     fn apply_setting<'a>(
         &'a mut self,
+        _link: &'a mut (),
         setting: &'a ValidatedSetting,
-    ) -> BoxFuture<'a, Result<f64, DriverError>> {
+    ) -> BoxFuture<'a, DriverResult<f64>> {
         Box::pin(self.write(setting))
     }
 }
@@ -89,7 +89,7 @@ impl PackDriver for SimDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use packgate_protocol::SettingName;
+    use packgate_protocol::{DataQuality, SettingName};
     use packgate_sim::{
         Faults, LoadProfile, SimPackConfig, CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A,
     };
@@ -104,22 +104,30 @@ mod tests {
     }
 
     async fn poll_within(d: &mut SimDriver, limit: Duration) -> Result<PackReading, DriverError> {
-        timeout(limit, d.poll())
-            .await
-            .unwrap_or(Err(DriverError::Timeout(limit)))
+        match timeout(limit, d.poll(&mut ())).await {
+            Ok(polled) => polled.map(|p| p.unwrap().reading),
+            Err(_) => Err(DriverError::Timeout(limit)),
+        }
+    }
+
+    /// One poll's reading, which must be fresh.
+    async fn read(d: &mut SimDriver) -> PackReading {
+        let polled = d.poll(&mut ()).await.unwrap().unwrap();
+        assert_eq!(polled.quality, DataQuality::Fresh);
+        polled.reading
     }
 
     #[tokio::test(start_paused = true)]
     async fn poll_returns_a_valid_reading_advanced_by_elapsed_time() {
         let mut d = driver(LoadProfile::Constant { current_a: 36.0 });
         assert_eq!(d.pack_id().as_str(), "sim-1");
-        let first = d.poll().await.unwrap();
+        let first = read(&mut d).await;
         first.validate().unwrap();
         assert_eq!(first.soc_pct, 60.0, "the first poll advances nothing");
         assert_eq!(first.cell_voltages_v.0.len(), 16);
 
         tokio::time::sleep(Duration::from_secs(100)).await;
-        let r = d.poll().await.unwrap();
+        let r = read(&mut d).await;
         r.validate().unwrap();
         // 36 A for 100 s is 1 Ah: 1 % of 100 Ah.
         assert!((r.soc_pct - 61.0).abs() < 1e-3, "{}", r.soc_pct);
@@ -129,7 +137,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unresponsive_pack_times_out_then_answers_after_the_fault_clears() {
         let mut d = driver(LoadProfile::default());
-        d.poll().await.unwrap();
+        read(&mut d).await;
         d.pack().set_faults(Faults {
             unresponsive: true,
             ..Faults::default()
@@ -145,7 +153,9 @@ mod tests {
             name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
             value: 20.0,
         };
-        assert!(timeout(limit, d.apply_setting(&write)).await.is_err());
+        assert!(timeout(limit, d.apply_setting(&mut (), &write))
+            .await
+            .is_err());
         // The pack's lock was not left held by the abandoned futures.
         d.pack().set_faults(Faults::default());
         let r = poll_within(&mut d, limit).await.unwrap();
@@ -159,9 +169,11 @@ mod tests {
             response_delay_ms: 750,
             ..Faults::default()
         });
-        assert!(timeout(Duration::from_millis(500), d.poll()).await.is_err());
+        assert!(timeout(Duration::from_millis(500), d.poll(&mut ()))
+            .await
+            .is_err());
         let started = Instant::now();
-        let r = d.poll().await.unwrap();
+        let r = read(&mut d).await;
         assert_eq!(started.elapsed(), Duration::from_millis(750));
         r.validate().unwrap();
     }
@@ -169,24 +181,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn charge_current_limit_is_applied_and_read_back() {
         let mut d = driver(LoadProfile::Constant { current_a: 60.0 });
-        d.poll().await.unwrap();
+        read(&mut d).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(d.poll().await.unwrap().current_a, 60.0);
+        assert_eq!(read(&mut d).await.current_a, 60.0);
 
         let write = ValidatedSetting {
             name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
             value: 15.0,
         };
-        assert_eq!(d.apply_setting(&write).await, Ok(15.0));
+        assert_eq!(d.apply_setting(&mut (), &write).await, Ok(Ok(15.0)));
         assert_eq!(d.pack().setting(CHARGE_CURRENT_LIMIT_A), Some(15.0));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(d.poll().await.unwrap().current_a, 15.0);
+        assert_eq!(read(&mut d).await.current_a, 15.0);
 
         let write = ValidatedSetting {
             name: SettingName(DISCHARGE_CURRENT_LIMIT_A.into()),
             value: 30.0,
         };
-        assert_eq!(d.apply_setting(&write).await, Ok(30.0));
+        assert_eq!(d.apply_setting(&mut (), &write).await, Ok(Ok(30.0)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -197,17 +209,18 @@ mod tests {
             value: 50.0,
         };
         assert_eq!(
-            d.apply_setting(&unknown).await,
+            d.apply_setting(&mut (), &unknown).await,
             Err(DriverError::UnsupportedSetting("soc_pct".into()))
         );
         let refused = ValidatedSetting {
             name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
             value: -5.0,
         };
-        let err = d.apply_setting(&refused).await.unwrap_err();
-        assert!(
-            matches!(err, DriverError::Exception { code: 0x03, .. }),
-            "{err:?}"
-        );
+        let err = d
+            .apply_setting(&mut (), &refused)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, 0x03, "{err:?}");
     }
 }

@@ -126,11 +126,14 @@ async fn can_readings_stale_frames_and_an_unresponsive_pack_over_a_pty() {
     .unwrap();
     assert_eq!(p.stale_ids, vec![0x356]);
     assert!((p.reading.pack_voltage_v - r.pack_voltage_v).abs() <= 0.05);
-    d.poll().await.unwrap();
-    assert_eq!(d.last_quality(), DataQuality::Stale);
+    // The trait's poll gives the reading with the same quality.
+    let polled = d.poll(&mut ()).await.unwrap().unwrap();
+    assert_eq!(polled.quality, DataQuality::Stale);
+    assert_eq!(polled.serial_number, None);
     skip.lock().unwrap().clear();
     poll_until(&mut d, fresh).await.unwrap();
-    assert_eq!(d.last_quality(), DataQuality::Fresh);
+    let polled = d.poll(&mut ()).await.unwrap().unwrap();
+    assert_eq!(polled.quality, DataQuality::Fresh);
 
     // Unresponsive: nothing arrives, Timeout; then it recovers.
     pack.set_faults(Faults {

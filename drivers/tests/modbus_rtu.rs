@@ -1,20 +1,18 @@
 //! Modbus RTU end to end on a real pseudo-terminal pair: the simulator's
-//! RTU slave server with several units on one line, one shared link and
-//! one `ModbusPackDriver` per unit, with the builtin "packgate-sim" profile.
+//! RTU slave server with several units on one line, one link lent to one
+//! `ModbusPackDriver` per unit in turn, with the builtin "packgate-sim" profile.
 
 // Test helpers fail the test by panicking, as the tests themselves do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use packgate_drivers::modbus::{ModbusLink, ModbusPackDriver, RtuLinkConfig};
 use packgate_drivers::profile::Profile;
 use packgate_drivers::{DriverError, DriverErrorKind, PackDriver, ValidatedSetting};
-use packgate_protocol::{PackId, PackReading, SettingName};
+use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 use packgate_sim::serve::{serve_modbus_rtu, CancellationToken, RtuServerOptions, SimUnit};
 use packgate_sim::{Faults, SimPack, SimPackConfig, CHARGE_CURRENT_LIMIT_A};
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_serial::{SerialPort, SerialStream};
 
@@ -32,7 +30,7 @@ fn units(count: u8) -> Vec<SimUnit> {
 }
 
 struct Line {
-    link: Arc<Mutex<ModbusLink>>,
+    link: ModbusLink,
     options: RtuServerOptions,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
@@ -68,7 +66,7 @@ impl Line {
             shutdown.clone(),
         ));
         Line {
-            link: Arc::new(Mutex::new(link)),
+            link,
             options,
             shutdown,
             server,
@@ -79,13 +77,20 @@ impl Line {
     fn driver(&self, unit: &SimUnit) -> ModbusPackDriver {
         let profile = Profile::builtin("packgate-sim").unwrap();
         let id = PackId::new(format!("pack-{}", unit.unit_id)).unwrap();
-        ModbusPackDriver::new(id, unit.unit_id, profile, self.link.clone())
+        ModbusPackDriver::new(id, unit.unit_id, profile)
     }
 
     async fn stop(self) {
         self.shutdown.cancel();
         self.server.await.unwrap().unwrap();
     }
+}
+
+/// One poll that the pack answered: its reading and serial number.
+async fn read(d: &mut ModbusPackDriver, link: &mut ModbusLink) -> (PackReading, Option<String>) {
+    let polled = d.poll(link).await.unwrap().unwrap();
+    assert_eq!(polled.quality, DataQuality::Fresh);
+    (polled.reading, polled.serial_number)
 }
 
 /// The reading polled equals what the pack holds, within the register
@@ -127,21 +132,19 @@ async fn four_units_on_one_line_read_as_the_simulator_holds_them() {
         ..Faults::default()
     });
     units[3].pack.advance(600.0);
-    let line = Line::start(&units, true);
+    let mut line = Line::start(&units, true);
     for _ in 0..2 {
         for unit in &units {
             let mut d = line.driver(unit);
-            let polled = d.poll().await.unwrap();
+            let (polled, serial_number) = read(&mut d, &mut line.link).await;
             assert_matches(&polled, &unit.pack.reading());
-            assert_eq!(
-                d.read_serial_number().await,
-                Some(unit.serial_number.to_string())
-            );
+            assert_eq!(serial_number, Some(unit.serial_number.to_string()));
         }
     }
     assert!(!units[3].pack.reading().alarms.is_empty());
-    let counts = line.link.lock().await.error_counts();
-    assert_eq!((counts.requests, counts.errors(), counts.opens), (16, 0, 1));
+    // The serial number comes with the poll: one request per poll.
+    let counts = line.link.error_counts();
+    assert_eq!((counts.requests, counts.errors(), counts.opens), (8, 0, 1));
     assert_eq!(line.options.stats.crc_errors(), 0);
     line.stop().await;
 }
@@ -149,7 +152,7 @@ async fn four_units_on_one_line_read_as_the_simulator_holds_them() {
 #[tokio::test]
 async fn a_dead_unit_times_out_alone_and_answers_once_it_recovers() {
     let units = units(3);
-    let line = Line::start(&units, false);
+    let mut line = Line::start(&units, false);
     let mut drivers: Vec<_> = units.iter().map(|u| line.driver(u)).collect();
     units[1].pack.set_faults(Faults {
         unresponsive: true,
@@ -158,7 +161,7 @@ async fn a_dead_unit_times_out_alone_and_answers_once_it_recovers() {
     for _ in 0..2 {
         let started = Instant::now();
         assert_eq!(
-            drivers[1].poll().await,
+            drivers[1].poll(&mut line.link).await,
             Err(DriverError::Timeout(REQUEST_TIMEOUT))
         );
         let elapsed = started.elapsed();
@@ -167,21 +170,21 @@ async fn a_dead_unit_times_out_alone_and_answers_once_it_recovers() {
             "{elapsed:?}"
         );
         for i in [0, 2] {
-            let polled = drivers[i].poll().await.unwrap();
+            let (polled, _) = read(&mut drivers[i], &mut line.link).await;
             assert_matches(&polled, &units[i].pack.reading());
         }
     }
     units[1].pack.set_faults(Faults::default());
-    let polled = drivers[1].poll().await.unwrap();
+    let (polled, _) = read(&mut drivers[1], &mut line.link).await;
     assert_matches(&polled, &units[1].pack.reading());
-    assert_eq!(line.link.lock().await.error_counts().timeouts, 2);
+    assert_eq!(line.link.error_counts().timeouts, 2);
     line.stop().await;
 }
 
 #[tokio::test]
 async fn exceptions_bad_crcs_and_garbage_are_typed_and_the_bus_keeps_working() {
     let units = units(4);
-    let line = Line::start(&units, false);
+    let mut line = Line::start(&units, false);
     let mut drivers: Vec<_> = units.iter().map(|u| line.driver(u)).collect();
     units[0].pack.set_faults(Faults {
         exception: Some(0x06),
@@ -196,33 +199,33 @@ async fn exceptions_bad_crcs_and_garbage_are_typed_and_the_bus_keeps_working() {
         ..Faults::default()
     });
     for round in 0..3 {
-        let err = drivers[0].poll().await.unwrap_err();
-        assert!(
-            matches!(&err, DriverError::Exception { code: 0x06, message } if message == "server device busy"),
-            "{err:?}"
+        let refused = drivers[0].poll(&mut line.link).await.unwrap().unwrap_err();
+        assert_eq!(
+            (refused.code, refused.message.as_str()),
+            (0x06, "server device busy")
         );
-        let err = drivers[1].poll().await.unwrap_err();
+        let err = drivers[1].poll(&mut line.link).await.unwrap_err();
         assert!(
             matches!(&err, DriverError::Protocol(reason) if reason.contains("CRC")),
             "{err:?}"
         );
-        let err = drivers[2].poll().await.unwrap_err();
+        let err = drivers[2].poll(&mut line.link).await.unwrap_err();
         assert_eq!(
             err.kind(),
             DriverErrorKind::Protocol,
             "round {round}: {err:?}"
         );
-        let polled = drivers[3].poll().await.unwrap();
+        let (polled, _) = read(&mut drivers[3], &mut line.link).await;
         assert_matches(&polled, &units[3].pack.reading());
     }
     for unit in &units {
         unit.pack.set_faults(Faults::default());
     }
     for (d, unit) in drivers.iter_mut().zip(&units) {
-        let polled = d.poll().await.unwrap();
+        let (polled, _) = read(d, &mut line.link).await;
         assert_matches(&polled, &unit.pack.reading());
     }
-    let counts = line.link.lock().await.error_counts();
+    let counts = line.link.error_counts();
     assert_eq!(
         (
             counts.exceptions,
@@ -238,13 +241,17 @@ async fn exceptions_bad_crcs_and_garbage_are_typed_and_the_bus_keeps_working() {
 #[tokio::test]
 async fn charge_current_limit_is_written_and_read_back_over_rtu() {
     let units = units(2);
-    let line = Line::start(&units, false);
+    let mut line = Line::start(&units, false);
     let mut d = line.driver(&units[0]);
     let write = ValidatedSetting {
         name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
         value: 33.3,
     };
-    let read_back = d.apply_setting(&write).await.unwrap();
+    let read_back = d
+        .apply_setting(&mut line.link, &write)
+        .await
+        .unwrap()
+        .unwrap();
     assert!((read_back - 33.3).abs() < 1e-9, "{read_back}");
     assert_eq!(units[0].pack.setting(CHARGE_CURRENT_LIMIT_A), Some(33.3));
     assert_eq!(units[1].pack.setting(CHARGE_CURRENT_LIMIT_A), Some(100.0));
@@ -258,23 +265,23 @@ async fn a_missing_port_is_a_transport_error_retried_with_backoff() {
         reconnect_backoff_max: Duration::from_millis(400),
         ..RtuLinkConfig::new("/dev/packgate-no-such-port", BAUD_RATE)
     };
-    let link = Arc::new(Mutex::new(ModbusLink::rtu(config)));
+    let mut link = ModbusLink::rtu(config);
     let profile = Profile::builtin("packgate-sim").unwrap();
-    let mut d = ModbusPackDriver::new(PackId::new("gone").unwrap(), 1, profile, link.clone());
+    let mut d = ModbusPackDriver::new(PackId::new("gone").unwrap(), 1, profile);
     let started = Instant::now();
     for _ in 0..3 {
-        let err = d.poll().await.unwrap_err();
+        let err = d.poll(&mut link).await.unwrap_err();
         assert!(
             matches!(&err, DriverError::Transport(reason) if reason.contains("packgate-no-such-port") || reason.contains("next attempt")),
             "{err:?}"
         );
     }
     assert!(started.elapsed() < Duration::from_millis(100));
-    let counts = link.lock().await.error_counts();
+    let counts = link.error_counts();
     assert_eq!((counts.transport, counts.opens), (3, 0));
     // After the backoff another open is tried.
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let err = d.poll().await.unwrap_err();
+    let err = d.poll(&mut link).await.unwrap_err();
     assert!(
         matches!(&err, DriverError::Transport(reason) if reason.contains("packgate-no-such-port")),
         "{err:?}"

@@ -1,22 +1,20 @@
-//! Modbus TCP end to end on loopback: the simulator's server, one shared
-//! link and one `ModbusPackDriver` per unit, with the builtin
+//! Modbus TCP end to end on loopback: the simulator's server, one link
+//! lent to one `ModbusPackDriver` per unit in turn, with the builtin
 //! "packgate-sim" profile.
 
 // Test helpers fail the test by panicking, as the tests themselves do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use packgate_drivers::modbus::{ModbusLink, ModbusPackDriver, TcpLinkConfig};
 use packgate_drivers::profile::Profile;
 use packgate_drivers::{DriverError, DriverErrorKind, PackDriver, ValidatedSetting};
-use packgate_protocol::{PackId, PackReading, SettingName};
+use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 use packgate_sim::serve::{serve_modbus_tcp, CancellationToken, SimUnit};
 use packgate_sim::{Faults, SimPack, SimPackConfig, CHARGE_CURRENT_LIMIT_A};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
@@ -56,20 +54,27 @@ impl Server {
     }
 }
 
-fn link(address: SocketAddr) -> Arc<Mutex<ModbusLink>> {
+fn link(address: SocketAddr) -> ModbusLink {
     let config = TcpLinkConfig {
         request_timeout: REQUEST_TIMEOUT,
         connect_timeout: REQUEST_TIMEOUT,
         reconnect_backoff_max: Duration::from_millis(400),
         ..TcpLinkConfig::new(address.to_string())
     };
-    Arc::new(Mutex::new(ModbusLink::tcp(config)))
+    ModbusLink::tcp(config)
 }
 
-fn driver(unit: &SimUnit, link: &Arc<Mutex<ModbusLink>>) -> ModbusPackDriver {
+fn driver(unit: &SimUnit) -> ModbusPackDriver {
     let profile = Profile::builtin("packgate-sim").unwrap();
     let id = PackId::new(format!("pack-{}", unit.unit_id)).unwrap();
-    ModbusPackDriver::new(id, unit.unit_id, profile, link.clone())
+    ModbusPackDriver::new(id, unit.unit_id, profile)
+}
+
+/// One poll that the pack answered: its reading and serial number.
+async fn read(d: &mut ModbusPackDriver, link: &mut ModbusLink) -> (PackReading, Option<String>) {
+    let polled = d.poll(link).await.unwrap().unwrap();
+    assert_eq!(polled.quality, DataQuality::Fresh);
+    (polled.reading, polled.serial_number)
 }
 
 /// The reading polled equals what the pack holds, within the register
@@ -118,19 +123,16 @@ async fn three_units_read_as_the_simulator_holds_them() {
     });
     units[1].pack.advance(600.0);
     let server = Server::start(any_port(), &units).await;
-    let link = link(server.address);
+    let mut link = link(server.address);
     for unit in &units {
-        let mut d = driver(unit, &link);
-        let polled = d.poll().await.unwrap();
+        let mut d = driver(unit);
+        let (polled, serial_number) = read(&mut d, &mut link).await;
         assert_matches(&polled, &unit.pack.reading());
         polled.validate().unwrap();
-        assert_eq!(
-            d.read_serial_number().await,
-            Some(unit.serial_number.to_string())
-        );
+        assert_eq!(serial_number, Some(unit.serial_number.to_string()));
     }
     assert!(!units[1].pack.reading().alarms.is_empty());
-    let counts = link.lock().await.error_counts();
+    let counts = link.error_counts();
     assert_eq!((counts.errors(), counts.opens), (0, 1));
     server.stop().await;
 }
@@ -139,28 +141,25 @@ async fn three_units_read_as_the_simulator_holds_them() {
 async fn device_faults_become_typed_errors_and_the_link_keeps_working() {
     let units = units(3);
     let server = Server::start(any_port(), &units).await;
-    let link = link(server.address);
-    let mut drivers: Vec<_> = units.iter().map(|u| driver(u, &link)).collect();
+    let mut link = link(server.address);
+    let mut drivers: Vec<_> = units.iter().map(driver).collect();
 
     units[0].pack.set_faults(Faults {
         exception: Some(0x04),
         ..Faults::default()
     });
-    let err = drivers[0].poll().await.unwrap_err();
-    assert!(
-        matches!(err, DriverError::Exception { code: 0x04, .. }),
-        "{err:?}"
-    );
-    drivers[1].poll().await.unwrap();
+    let refused = drivers[0].poll(&mut link).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, 0x04, "{refused:?}");
+    read(&mut drivers[1], &mut link).await;
 
     units[0].pack.set_faults(Faults {
         garbage: true,
         ..Faults::default()
     });
     for _ in 0..5 {
-        let err = drivers[0].poll().await.unwrap_err();
+        let err = drivers[0].poll(&mut link).await.unwrap_err();
         assert_eq!(err.kind(), DriverErrorKind::Protocol, "{err:?}");
-        drivers[1].poll().await.unwrap();
+        read(&mut drivers[1], &mut link).await;
     }
 
     units[2].pack.set_faults(Faults {
@@ -169,28 +168,25 @@ async fn device_faults_become_typed_errors_and_the_link_keeps_working() {
     });
     let started = Instant::now();
     assert_eq!(
-        drivers[2].poll().await,
+        drivers[2].poll(&mut link).await,
         Err(DriverError::Timeout(REQUEST_TIMEOUT))
     );
     assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_millis(150));
-    drivers[1].poll().await.unwrap();
+    read(&mut drivers[1], &mut link).await;
 
     // A unit the gateway does not serve.
     let profile = Profile::builtin("packgate-sim").unwrap();
-    let mut ghost = ModbusPackDriver::new(PackId::new("ghost").unwrap(), 9, profile, link.clone());
-    let err = ghost.poll().await.unwrap_err();
-    assert!(
-        matches!(err, DriverError::Exception { code: 0x0B, .. }),
-        "{err:?}"
-    );
+    let mut ghost = ModbusPackDriver::new(PackId::new("ghost").unwrap(), 9, profile);
+    let refused = ghost.poll(&mut link).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, 0x0B, "{refused:?}");
 
     for unit in &units {
         unit.pack.set_faults(Faults::default());
     }
     for d in &mut drivers {
-        d.poll().await.unwrap();
+        read(d, &mut link).await;
     }
-    let counts = link.lock().await.error_counts();
+    let counts = link.error_counts();
     assert_eq!(
         (counts.exceptions, counts.protocol, counts.timeouts),
         (2, 5, 1)
@@ -203,13 +199,13 @@ async fn a_restarted_server_is_picked_up_by_the_same_driver() {
     let units = units(2);
     let server = Server::start(any_port(), &units).await;
     let address = server.address;
-    let link = link(address);
-    let mut d = driver(&units[0], &link);
-    d.poll().await.unwrap();
+    let mut link = link(address);
+    let mut d = driver(&units[0]);
+    read(&mut d, &mut link).await;
 
     server.stop().await;
     for _ in 0..3 {
-        let err = d.poll().await.unwrap_err();
+        let err = d.poll(&mut link).await.unwrap_err();
         assert!(
             matches!(
                 err.kind(),
@@ -218,13 +214,13 @@ async fn a_restarted_server_is_picked_up_by_the_same_driver() {
             "{err:?}"
         );
     }
-    assert!(!link.lock().await.is_open());
+    assert!(!link.is_open());
 
     let server = Server::start(address, &units).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let reading = loop {
-        match d.poll().await {
-            Ok(reading) => break reading,
+        match d.poll(&mut link).await {
+            Ok(polled) => break polled.unwrap().reading,
             Err(e) if Instant::now() < deadline => {
                 assert_eq!(e.kind(), DriverErrorKind::Transport, "{e:?}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -233,7 +229,7 @@ async fn a_restarted_server_is_picked_up_by_the_same_driver() {
         }
     };
     assert_matches(&reading, &units[0].pack.reading());
-    assert_eq!(link.lock().await.error_counts().opens, 2);
+    assert_eq!(link.error_counts().opens, 2);
     server.stop().await;
 }
 
@@ -241,13 +237,13 @@ async fn a_restarted_server_is_picked_up_by_the_same_driver() {
 async fn settings_are_written_and_read_back() {
     let units = units(2);
     let server = Server::start(any_port(), &units).await;
-    let link = link(server.address);
-    let mut d = driver(&units[1], &link);
+    let mut link = link(server.address);
+    let mut d = driver(&units[1]);
     let write = ValidatedSetting {
         name: SettingName(CHARGE_CURRENT_LIMIT_A.into()),
         value: 42.5,
     };
-    assert_eq!(d.apply_setting(&write).await, Ok(42.5));
+    assert_eq!(d.apply_setting(&mut link, &write).await, Ok(Ok(42.5)));
     assert_eq!(units[1].pack.setting(CHARGE_CURRENT_LIMIT_A), Some(42.5));
     assert_eq!(units[0].pack.setting(CHARGE_CURRENT_LIMIT_A), Some(100.0));
 
@@ -256,7 +252,7 @@ async fn settings_are_written_and_read_back() {
         value: 1.0,
     };
     assert_eq!(
-        d.apply_setting(&unknown).await,
+        d.apply_setting(&mut link, &unknown).await,
         Err(DriverError::UnsupportedSetting("soc_pct".into()))
     );
     server.stop().await;

@@ -247,6 +247,8 @@ mod tests {
             any::<u32>().prop_map(|b| EventKind::AlarmCleared(AlarmFlags(b))),
             Just(EventKind::PackOnline),
             ".{0,40}".prop_map(|reason| EventKind::PackOffline { reason }),
+            "[A-Z0-9]{0,24}"
+                .prop_map(|serial_number| EventKind::PackOnlineIdentified { serial_number }),
         ]
     }
 
@@ -373,6 +375,34 @@ mod tests {
         let mut long = encode(&ev);
         long.push(0);
         assert_eq!(decode::<Event>(&long), Err(DecodeError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn online_events_keep_their_encoding_and_the_serial_number_decodes() {
+        let online = Event {
+            pack_id: PackId::new("p").unwrap(),
+            boot_id: BootId(1),
+            seq: 1,
+            timestamp_ms: 0,
+            kind: EventKind::PackOnline,
+        };
+        // Envelope, then pack id "p", boot 1, seq 1, time 0, variant 2:
+        // the bytes events had before the serial number was added.
+        assert_eq!(encode(&online), [SCHEMA_VERSION, 2, 1, b'p', 1, 1, 0, 2]);
+        let identified = Event {
+            kind: EventKind::pack_online(Some("JK-0042".into())),
+            ..online.clone()
+        };
+        let decoded = decode::<Event>(&encode(&identified)).unwrap();
+        assert_eq!(
+            decoded.kind,
+            EventKind::PackOnlineIdentified {
+                serial_number: "JK-0042".into()
+            }
+        );
+        assert!(decoded.kind.is_pack_online());
+        assert_eq!(decoded.kind.name(), "pack_online");
+        assert_eq!(EventKind::pack_online(None), EventKind::PackOnline);
     }
 
     #[test]

@@ -19,15 +19,43 @@ pub enum EventKind {
         /// The last error seen, for the operator.
         reason: String,
     },
+    /// The pack answers again (or answered for the first time), and its
+    /// driver read its serial number: what [`EventKind::PackOnline`] says,
+    /// with the unit that answered, so a swapped pack shows.
+    ///
+    /// A variant of its own, added last, so the events written before it
+    /// existed (and every event of a driver without serial numbers) keep
+    /// their encoding and still decode.
+    PackOnlineIdentified {
+        /// The serial number as the pack reports it.
+        serial_number: String,
+    },
 }
 
 impl EventKind {
+    /// The event that a pack answers again: with its serial number when the
+    /// driver read one.
+    pub fn pack_online(serial_number: Option<String>) -> Self {
+        match serial_number {
+            Some(serial_number) => EventKind::PackOnlineIdentified { serial_number },
+            None => EventKind::PackOnline,
+        }
+    }
+
+    /// Whether the event says the pack answers (again).
+    pub fn is_pack_online(&self) -> bool {
+        matches!(
+            self,
+            EventKind::PackOnline | EventKind::PackOnlineIdentified { .. }
+        )
+    }
+
     /// Stable lower-case name of the kind.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::AlarmRaised(_) => "alarm_raised",
             EventKind::AlarmCleared(_) => "alarm_cleared",
-            EventKind::PackOnline => "pack_online",
+            EventKind::PackOnline | EventKind::PackOnlineIdentified { .. } => "pack_online",
             EventKind::PackOffline { .. } => "pack_offline",
         }
     }

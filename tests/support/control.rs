@@ -74,8 +74,11 @@ impl TestBus {
                     name: command.setting.clone(),
                     value: command.value,
                 };
-                let outcome = match driver.apply_setting(&setting).await {
-                    Ok(read_back) => CommandOutcome::Applied { read_back },
+                let outcome = match driver.apply_setting(&mut (), &setting).await {
+                    Ok(Ok(read_back)) => CommandOutcome::Applied { read_back },
+                    Ok(Err(exception)) => CommandOutcome::Failed {
+                        error: exception.to_string(),
+                    },
                     Err(error) => CommandOutcome::Failed {
                         error: error.to_string(),
                     },

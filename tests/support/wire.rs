@@ -5,7 +5,10 @@
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use packgate::config::{BusConfig, BusKind, Config, DriverKind, PackConfig, SerialParity};
+use packgate::config::{
+    BusConfig, BusLinkConfig, Config, ModbusRtuBusConfig, ModbusTcpBusConfig, PackConfig,
+    SerialParity, SlcanBusConfig,
+};
 use packgate::runtime::{run_workers, Broker, RunReport, WorkerSet};
 use packgate::store::{SampleStore, StoredSample};
 use packgate::workers::collect::PackSet;
@@ -50,33 +53,51 @@ pub fn serve_rtu_line(
     (client, path)
 }
 
-pub fn bus(name: &str, kind: BusKind) -> BusConfig {
+pub fn rtu_bus(name: &str, port: impl Into<std::path::PathBuf>) -> BusConfig {
     BusConfig {
         name: name.into(),
-        kind,
-        port: None,
-        baud_rate: None,
-        parity: SerialParity::None,
-        stop_bits: 1,
-        address: None,
-        interface: None,
-        can_bitrate_bps: None,
-        request_timeout_ms: Some(300),
-        inter_frame_gap_ms: None,
-        reconnect_backoff_max_ms: 500,
+        link: BusLinkConfig::ModbusRtu(ModbusRtuBusConfig {
+            port: port.into(),
+            baud_rate: 9_600,
+            parity: SerialParity::None,
+            stop_bits: 1,
+            request_timeout_ms: Some(300),
+            inter_frame_gap_ms: None,
+            reconnect_backoff_max_ms: 500,
+        }),
     }
 }
 
-pub fn modbus_pack(id: &str, bus: &str, unit: u8) -> PackConfig {
-    PackConfig {
-        id: PackId::new(id).unwrap(),
-        driver: DriverKind::Modbus,
-        bus: Some(bus.into()),
-        unit_id: Some(unit),
-        profile: Some("packgate-sim".into()),
-        cells_in_series: None,
-        sim: None,
+/// A Modbus TCP bus to `address`, quick to time out and to reconnect.
+pub fn tcp_bus(name: &str, address: String) -> BusConfig {
+    BusConfig {
+        name: name.into(),
+        link: BusLinkConfig::ModbusTcp(ModbusTcpBusConfig {
+            address,
+            request_timeout_ms: Some(300),
+            inter_frame_gap_ms: None,
+            reconnect_backoff_max_ms: 500,
+        }),
     }
+}
+
+/// An slcan bus on `port`.
+pub fn slcan_bus(name: &str, port: impl Into<std::path::PathBuf>) -> BusConfig {
+    BusConfig {
+        name: name.into(),
+        link: BusLinkConfig::Slcan(SlcanBusConfig {
+            port: port.into(),
+            baud_rate: 115_200,
+            can_bitrate_bps: 500_000,
+            request_timeout_ms: 300,
+            reconnect_backoff_max_ms: 500,
+        }),
+    }
+}
+
+/// A Modbus pack answering as `unit` on `bus`, with the simulator's profile.
+pub fn modbus_pack(id: &str, bus: &str, unit: u8) -> PackConfig {
+    PackConfig::modbus(PackId::new(id).unwrap(), bus, unit, "packgate-sim")
 }
 
 pub fn base_config(broker: &TestBroker, poll_interval_ms: u64) -> Config {

@@ -16,9 +16,8 @@
 //!   [`DriverError::Transport`] while the link is down, else
 //!   [`DriverError::Timeout`].
 //!
-//! [`PackDriver::poll`] returns the reading; [`PackDriver::last_quality`]
-//! then says whether it was fresh or partially stale, and
-//! [`CanPackDriver::poll_detailed`] gives both at once with the stale ids.
+//! [`PackDriver::poll`] returns the reading with its quality, fresh or
+//! partially stale; [`CanPackDriver::poll_detailed`] adds the stale ids.
 //! The BMS protocol is read-only: every setting is
 //! [`DriverError::UnsupportedSetting`].
 
@@ -35,7 +34,7 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::slcan::Bitrate;
 use super::state::CanPackState;
 use super::transport::{CanConnector, SlcanSerialConnector, TransportError};
-use crate::{DriverError, PackDriver, ValidatedSetting};
+use crate::{DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};
 
 /// Where the frames come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,12 +58,20 @@ pub enum CanTransportConfig {
     },
 }
 
+/// Serial line rate of an slcan adapter unless configured (USB adapters
+/// ignore it).
+pub const DEFAULT_SLCAN_SERIAL_BAUD: u32 = 115_200;
+
+/// CAN bitrate unless configured, bits per second: what Pylontech-protocol
+/// BMSs and inverters use.
+pub const DEFAULT_CAN_BITRATE_BPS: u32 = 500_000;
+
 fn default_serial_baud() -> u32 {
-    115_200
+    DEFAULT_SLCAN_SERIAL_BAUD
 }
 
 fn default_bitrate_bps() -> u32 {
-    500_000
+    DEFAULT_CAN_BITRATE_BPS
 }
 
 /// Configuration of one CAN pack.
@@ -159,7 +166,6 @@ pub struct CanPackDriver {
     task: JoinHandle<()>,
     stale_after: Duration,
     poll_wait: Duration,
-    last_quality: DataQuality,
 }
 
 fn connector_for(config: &CanDriverConfig) -> Result<Box<dyn CanConnector>, DriverError> {
@@ -229,7 +235,6 @@ impl CanPackDriver {
             task,
             stale_after: Duration::from_millis(config.stale_after_ms),
             poll_wait: Duration::from_millis(config.poll_wait_ms),
-            last_quality: DataQuality::Fresh,
         }
     }
 
@@ -251,7 +256,6 @@ impl CanPackDriver {
             let notified = self.inner.notify.notified();
             if let Some(poll) = self.evaluate() {
                 if poll.quality == DataQuality::Fresh {
-                    self.last_quality = poll.quality;
                     return Ok(poll);
                 }
             }
@@ -260,10 +264,7 @@ impl CanPackDriver {
             }
         }
         match self.evaluate() {
-            Some(poll) => {
-                self.last_quality = poll.quality;
-                Ok(poll)
-            }
+            Some(poll) => Ok(poll),
             None => {
                 let shared = self.inner.lock();
                 match (&shared.stats.link_up, &shared.stats.last_error) {
@@ -339,26 +340,31 @@ async fn receive_loop(
 }
 
 impl PackDriver for CanPackDriver {
+    /// The driver's own receive task holds the CAN link.
+    type Link = ();
+
     fn pack_id(&self) -> &PackId {
         &self.pack_id
     }
 
-    /// The reading of [`CanPackDriver::poll_detailed`]; its quality is
-    /// [`PackDriver::last_quality`].
-    fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>> {
-        Box::pin(async move { self.poll_detailed().await.map(|p| p.reading) })
-    }
-
-    /// Stale when some frame behind the last reading was older than
-    /// `stale_after_ms`.
-    fn last_quality(&self) -> DataQuality {
-        self.last_quality
+    /// The reading of [`CanPackDriver::poll_detailed`] with its quality:
+    /// stale when some frame behind it was older than `stale_after_ms`.
+    fn poll<'a>(&'a mut self, _link: &'a mut ()) -> BoxFuture<'a, DriverResult<Polled>> {
+        Box::pin(async move {
+            let poll = self.poll_detailed().await?;
+            Ok(Ok(Polled {
+                reading: poll.reading,
+                quality: poll.quality,
+                serial_number: None,
+            }))
+        })
     }
 
     fn apply_setting<'a>(
         &'a mut self,
+        _link: &'a mut (),
         setting: &'a ValidatedSetting,
-    ) -> BoxFuture<'a, Result<f64, DriverError>> {
+    ) -> BoxFuture<'a, DriverResult<f64>> {
         let name = setting.name.0.clone();
         Box::pin(async move { Err(DriverError::UnsupportedSetting(name)) })
     }
@@ -406,7 +412,7 @@ mod tests {
             },
         };
         let mut d = CanPackDriver::new(PackId::new("can-1").unwrap(), &config).unwrap();
-        let err = d.poll().await.unwrap_err();
+        let err = d.poll(&mut ()).await.unwrap_err();
         assert!(matches!(err, DriverError::Transport(_)), "{err:?}");
         assert!(!d.stats().link_up);
         let setting = ValidatedSetting {
@@ -414,7 +420,7 @@ mod tests {
             value: 10.0,
         };
         assert_eq!(
-            d.apply_setting(&setting).await,
+            d.apply_setting(&mut (), &setting).await,
             Err(DriverError::UnsupportedSetting(
                 "charge_current_limit_a".into()
             ))

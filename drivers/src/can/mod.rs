@@ -17,6 +17,9 @@ pub mod state;
 pub use state::CanPackState;
 pub mod transport;
 
-pub use driver::{CanDriverConfig, CanPackDriver, CanPoll, CanTransportConfig};
+pub use driver::{
+    CanDriverConfig, CanPackDriver, CanPoll, CanTransportConfig, DEFAULT_CAN_BITRATE_BPS,
+    DEFAULT_SLCAN_SERIAL_BAUD,
+};
 pub use frame::CanFrame;
 pub use pylontech::{decode_frame, BmsFrame, FrameError};

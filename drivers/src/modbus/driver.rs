@@ -1,44 +1,31 @@
-//! [`ModbusPackDriver`]: one pack behind a Modbus unit id on a shared
-//! [`ModbusLink`], read and written through its device [`Profile`].
-
-use std::sync::Arc;
+//! [`ModbusPackDriver`]: one pack behind a Modbus unit id on a
+//! [`ModbusLink`] its bus owner lends it, read and written through its
+//! device [`Profile`].
 
 use futures_util::future::BoxFuture;
-use packgate_protocol::{PackId, PackReading};
-use tokio::sync::Mutex;
+use packgate_protocol::{DataQuality, PackId};
 
 use super::link::ModbusLink;
 use crate::profile::{Profile, ReadFunction};
-use crate::{DriverError, PackDriver, ValidatedSetting};
-
-/// Modbus's "illegal data value": reported, without a request, for a value
-/// the profile cannot encode, as the device itself would.
-const ILLEGAL_DATA_VALUE: u8 = 0x03;
+use crate::{DeviceException, DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};
 
 /// One pack on a Modbus bus. Several drivers share one link (one serial
-/// line or TCP endpoint); a poll holds the link for all its blocks, so the
-/// blocks of one poll are read back to back.
+/// line or TCP endpoint), held by the bus owner and lent for each call, so
+/// the blocks of one poll are read back to back.
 #[derive(Debug)]
 pub struct ModbusPackDriver {
     pack_id: PackId,
     unit_id: u8,
     profile: Profile,
-    link: Arc<Mutex<ModbusLink>>,
 }
 
 impl ModbusPackDriver {
-    /// The pack `pack_id` at unit `unit_id` on `link`, read with `profile`.
-    pub fn new(
-        pack_id: PackId,
-        unit_id: u8,
-        profile: Profile,
-        link: Arc<Mutex<ModbusLink>>,
-    ) -> Self {
+    /// The pack `pack_id` at unit `unit_id`, read with `profile`.
+    pub fn new(pack_id: PackId, unit_id: u8, profile: Profile) -> Self {
         Self {
             pack_id,
             unit_id,
             profile,
-            link,
         }
     }
 
@@ -52,79 +39,91 @@ impl ModbusPackDriver {
         &self.profile
     }
 
-    /// The link, shared with the other packs on the bus.
-    pub fn link(&self) -> &Arc<Mutex<ModbusLink>> {
-        &self.link
-    }
-
     /// Reads every block of the profile, in order, each under the link's
-    /// request timeout.
-    async fn read_blocks(&self) -> Result<Vec<Vec<u16>>, DriverError> {
-        let mut link = self.link.lock().await;
+    /// request timeout; the first refusal ends the poll.
+    async fn read_blocks(&self, link: &mut ModbusLink) -> DriverResult<Vec<Vec<u16>>> {
         let mut blocks = Vec::with_capacity(self.profile.blocks.len());
         for block in &self.profile.blocks {
-            let registers = link
+            match link
                 .read_registers(self.unit_id, block.function, block.start, block.count)
-                .await?;
-            blocks.push(registers);
+                .await?
+            {
+                Ok(registers) => blocks.push(registers),
+                Err(exception) => return Ok(Err(exception)),
+            }
         }
-        Ok(blocks)
+        Ok(Ok(blocks))
     }
 
-    /// The pack's serial number, if the profile maps one and the pack
-    /// answers.
-    pub async fn read_serial_number(&mut self) -> Option<String> {
-        let blocks = self.read_blocks().await.ok()?;
-        self.profile.serial_number(&blocks)
-    }
-
-    async fn read(&self) -> Result<PackReading, DriverError> {
-        let blocks = self.read_blocks().await?;
-        self.profile.decode(&blocks).map_err(|e| {
+    async fn read(&self, link: &mut ModbusLink) -> DriverResult<Polled> {
+        let blocks = match self.read_blocks(link).await? {
+            Ok(blocks) => blocks,
+            Err(exception) => return Ok(Err(exception)),
+        };
+        let reading = self.profile.decode(&blocks).map_err(|e| {
             DriverError::Protocol(format!("decoding with profile {}: {e}", self.profile.name))
-        })
+        })?;
+        Ok(Ok(Polled {
+            reading,
+            quality: DataQuality::Fresh,
+            serial_number: self.profile.serial_number(&blocks),
+        }))
     }
 
-    async fn write(&self, setting: &ValidatedSetting) -> Result<f64, DriverError> {
+    async fn write(&self, link: &mut ModbusLink, setting: &ValidatedSetting) -> DriverResult<f64> {
         let name = setting.name.0.as_str();
         let Some(spec) = self.profile.setting(name) else {
             return Err(DriverError::UnsupportedSetting(name.to_owned()));
         };
-        let values = spec
-            .encode(setting.value)
-            .map_err(|e| DriverError::Exception {
-                code: ILLEGAL_DATA_VALUE,
-                message: e.to_string(),
-            })?;
-        let mut link = self.link.lock().await;
-        link.write_registers(self.unit_id, spec.register, &values)
-            .await?;
-        let read_back = link
+        let values = match spec.encode(setting.value) {
+            Ok(values) => values,
+            Err(e) => {
+                return Ok(Err(DeviceException {
+                    code: DeviceException::ILLEGAL_DATA_VALUE,
+                    message: e.to_string(),
+                }))
+            }
+        };
+        if let Err(exception) = link
+            .write_registers(self.unit_id, spec.register, &values)
+            .await?
+        {
+            return Ok(Err(exception));
+        }
+        let read_back = match link
             .read_registers(
                 self.unit_id,
                 ReadFunction::Holding,
                 spec.read_back_register,
                 spec.register_count(),
             )
-            .await?;
+            .await?
+        {
+            Ok(registers) => registers,
+            Err(exception) => return Ok(Err(exception)),
+        };
         spec.decode(&read_back)
+            .map(Ok)
             .map_err(|e| DriverError::Protocol(format!("read-back of {name}: {e}")))
     }
 }
 
 impl PackDriver for ModbusPackDriver {
+    type Link = ModbusLink;
+
     fn pack_id(&self) -> &PackId {
         &self.pack_id
     }
 
-    fn poll(&mut self) -> BoxFuture<'_, Result<PackReading, DriverError>> {
-        Box::pin(self.read())
+    fn poll<'a>(&'a mut self, link: &'a mut ModbusLink) -> BoxFuture<'a, DriverResult<Polled>> {
+        Box::pin(self.read(link))
     }
 
     fn apply_setting<'a>(
         &'a mut self,
+        link: &'a mut ModbusLink,
         setting: &'a ValidatedSetting,
-    ) -> BoxFuture<'a, Result<f64, DriverError>> {
-        Box::pin(self.write(setting))
+    ) -> BoxFuture<'a, DriverResult<f64>> {
+        Box::pin(self.write(link, setting))
     }
 }

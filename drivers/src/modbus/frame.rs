@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::DriverError;
+use crate::{DeviceException, DriverError, DriverResult};
 
 /// Function code: read holding registers.
 pub const FC_READ_HOLDING: u8 = 0x03;
@@ -172,17 +172,14 @@ pub fn parse_mbap(header: &[u8; MBAP_HEADER_LEN]) -> Result<(u16, u8, usize), Dr
     ))
 }
 
-/// Checks a reply PDU against its request PDU: an exception becomes
-/// [`DriverError::Exception`]; a read reply gives its registers, a write
-/// reply (checked to echo the request) none.
-pub fn check_reply_pdu(request: &[u8], reply: &[u8]) -> Result<Vec<u16>, DriverError> {
+/// Checks a reply PDU against its request PDU: an exception is the inner
+/// [`DeviceException`]; a read reply gives its registers, a write reply
+/// (checked to echo the request) none.
+pub fn check_reply_pdu(request: &[u8], reply: &[u8]) -> DriverResult<Vec<u16>> {
     let function = request.first().copied().unwrap_or(0);
     let protocol = |reason: String| Err(DriverError::Protocol(reason));
     match reply {
-        [fc, code] if *fc == function | 0x80 => Err(DriverError::Exception {
-            code: *code,
-            message: exception_message(*code).to_owned(),
-        }),
+        [fc, code] if *fc == function | 0x80 => Ok(Err(DeviceException::modbus(*code))),
         [fc, ..] if *fc != function => protocol(format!(
             "reply to function {fc:#04x}, expected {function:#04x}"
         )),
@@ -196,12 +193,14 @@ pub fn check_reply_pdu(request: &[u8], reply: &[u8]) -> Result<Vec<u16>, DriverE
                     data.len()
                 ));
             }
-            Ok(data
+            Ok(Ok(data
                 .chunks_exact(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect())
+                .collect()))
         }
-        _ if request.len() >= 5 && reply.len() == 5 && reply[..5] == request[..5] => Ok(Vec::new()),
+        _ if request.len() >= 5 && reply.len() == 5 && reply[..5] == request[..5] => {
+            Ok(Ok(Vec::new()))
+        }
         _ => protocol(format!("malformed reply {reply:02x?}")),
     }
 }
@@ -259,7 +258,7 @@ mod tests {
         let read = read_request(3, 16, 2);
         assert_eq!(
             check_reply_pdu(&read, &[3, 4, 0, 1, 1, 0]),
-            Ok(vec![1, 256])
+            Ok(Ok(vec![1, 256]))
         );
         assert!(matches!(
             check_reply_pdu(&read, &[3, 2, 0, 1]),
@@ -271,16 +270,16 @@ mod tests {
         ));
         assert_eq!(
             check_reply_pdu(&read, &[0x83, 2]),
-            Err(DriverError::Exception {
+            Ok(Err(DeviceException {
                 code: 2,
                 message: "illegal data address".into()
-            })
+            }))
         );
         let write = write_request(100, &[1, 2]);
-        assert_eq!(check_reply_pdu(&write, &[16, 0, 100, 0, 2]), Ok(vec![]));
+        assert_eq!(check_reply_pdu(&write, &[16, 0, 100, 0, 2]), Ok(Ok(vec![])));
         assert!(check_reply_pdu(&write, &[16, 0, 101, 0, 2]).is_err());
         let single = write_request(100, &[7]);
-        assert_eq!(check_reply_pdu(&single, &single), Ok(vec![]));
+        assert_eq!(check_reply_pdu(&single, &single), Ok(Ok(vec![])));
         assert!(check_reply_pdu(&single, &[]).is_err());
     }
 

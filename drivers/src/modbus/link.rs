@@ -13,7 +13,7 @@ use tokio_serial::{DataBits, Parity, SerialPortBuilderExt, SerialStream, StopBit
 
 use super::frame;
 use crate::profile::ReadFunction;
-use crate::{DriverError, DriverErrorKind};
+use crate::{BusLink, DriverError, DriverResult, LinkErrorCounts};
 
 /// Wait before the first reopen attempt after a failed one; it doubles up
 /// to the link's `reconnect_backoff_max`.
@@ -96,40 +96,6 @@ impl TcpLinkConfig {
     }
 }
 
-/// Requests and failures of a link, by kind, since it was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LinkErrorCounts {
-    /// Requests attempted.
-    pub requests: u64,
-    /// No answer in time.
-    pub timeouts: u64,
-    /// Port or connection failures, refused opens included.
-    pub transport: u64,
-    /// Bad CRC, short frames, wrong unit, garbage.
-    pub protocol: u64,
-    /// Modbus exception replies.
-    pub exceptions: u64,
-    /// Times the port was opened or the connection made.
-    pub opens: u64,
-}
-
-impl LinkErrorCounts {
-    /// Total failed requests.
-    pub fn errors(&self) -> u64 {
-        self.timeouts + self.transport + self.protocol + self.exceptions
-    }
-
-    fn count(&mut self, kind: DriverErrorKind) {
-        match kind {
-            DriverErrorKind::Timeout => self.timeouts += 1,
-            DriverErrorKind::Transport => self.transport += 1,
-            DriverErrorKind::Protocol => self.protocol += 1,
-            DriverErrorKind::Exception => self.exceptions += 1,
-            DriverErrorKind::UnsupportedSetting => {}
-        }
-    }
-}
-
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
@@ -139,9 +105,9 @@ enum Endpoint {
     Tcp(TcpLinkConfig),
 }
 
-/// One Modbus bus and its transport. Packs on the bus share it through an
-/// `Arc<tokio::sync::Mutex<ModbusLink>>`; each request holds it for one
-/// exchange, so requests never interleave on the wire.
+/// One Modbus bus and its transport. The bus's owner holds it and lends it
+/// to each pack's driver in turn, so requests never interleave on the
+/// wire.
 pub struct ModbusLink {
     endpoint: Endpoint,
     stream: Option<Box<dyn Stream>>,
@@ -161,6 +127,12 @@ impl fmt::Debug for ModbusLink {
             .field("open", &self.stream.is_some())
             .field("counts", &self.counts)
             .finish_non_exhaustive()
+    }
+}
+
+impl BusLink for ModbusLink {
+    fn error_counts(&self) -> Option<LinkErrorCounts> {
+        Some(self.counts)
     }
 }
 
@@ -217,6 +189,15 @@ impl ModbusLink {
         self.counts
     }
 
+    /// Time one whole poll of a pack with `blocks` register blocks may
+    /// take on this link: each block is one request with its full timeout,
+    /// plus one for the gap and a reopen.
+    pub fn poll_timeout(&self, blocks: usize) -> Duration {
+        let blocks = u32::try_from(blocks).unwrap_or(u32::MAX);
+        self.request_timeout()
+            .saturating_mul(blocks.saturating_add(1))
+    }
+
     /// Reads `count` registers from `start` of unit `unit_id`.
     pub async fn read_registers(
         &mut self,
@@ -224,7 +205,7 @@ impl ModbusLink {
         function: ReadFunction,
         start: u16,
         count: u16,
-    ) -> Result<Vec<u16>, DriverError> {
+    ) -> DriverResult<Vec<u16>> {
         let pdu = frame::read_request(function.code(), start, count);
         self.exchange(unit_id, &pdu).await
     }
@@ -236,13 +217,12 @@ impl ModbusLink {
         unit_id: u8,
         start: u16,
         values: &[u16],
-    ) -> Result<(), DriverError> {
+    ) -> DriverResult<()> {
         let pdu = frame::write_request(start, values);
-        self.exchange(unit_id, &pdu).await.map(drop)
+        Ok(self.exchange(unit_id, &pdu).await?.map(drop))
     }
 
-    async fn exchange(&mut self, unit_id: u8, pdu: &[u8]) -> Result<Vec<u16>, DriverError> {
-        self.counts.requests += 1;
+    async fn exchange(&mut self, unit_id: u8, pdu: &[u8]) -> DriverResult<Vec<u16>> {
         if let Some(at) = self.ready_at {
             sleep_until(at).await;
         }
@@ -253,23 +233,17 @@ impl ModbusLink {
         };
         self.ready_at = Some(Instant::now() + gap);
         match &result {
-            Ok(_) | Err(DriverError::Exception { .. }) => self.backoff = INITIAL_RECONNECT_BACKOFF,
+            Ok(_) => self.backoff = INITIAL_RECONNECT_BACKOFF,
             Err(DriverError::Transport(_)) => self.stream = None,
             // A TCP stream out of step cannot be trusted for the next reply.
             Err(DriverError::Protocol(_)) if is_tcp => self.stream = None,
             Err(_) => {}
         }
-        if let Err(e) = &result {
-            self.counts.count(e.kind());
-        }
+        self.counts.count(&result);
         result
     }
 
-    async fn exchange_on_stream(
-        &mut self,
-        unit_id: u8,
-        pdu: &[u8],
-    ) -> Result<Vec<u16>, DriverError> {
+    async fn exchange_on_stream(&mut self, unit_id: u8, pdu: &[u8]) -> DriverResult<Vec<u16>> {
         let request_timeout = self.request_timeout();
         self.transaction_id = self.transaction_id.wrapping_add(1);
         let transaction_id = self.transaction_id;
@@ -378,7 +352,7 @@ async fn rtu_exchange(
     unit_id: u8,
     pdu: &[u8],
     request_timeout: Duration,
-) -> Result<Vec<u16>, DriverError> {
+) -> DriverResult<Vec<u16>> {
     drain(stream, Duration::ZERO).await?;
     write_frame(stream, &frame::rtu_frame(unit_id, pdu), request_timeout).await?;
     let function = pdu.first().copied().unwrap_or(0);
@@ -428,7 +402,7 @@ async fn tcp_exchange(
     unit_id: u8,
     pdu: &[u8],
     request_timeout: Duration,
-) -> Result<Vec<u16>, DriverError> {
+) -> DriverResult<Vec<u16>> {
     write_frame(
         stream,
         &frame::tcp_frame(transaction_id, unit_id, pdu),

@@ -9,7 +9,6 @@ mod link;
 
 pub use driver::ModbusPackDriver;
 pub use link::{
-    LinkErrorCounts, ModbusLink, RtuLinkConfig, TcpLinkConfig, INITIAL_RECONNECT_BACKOFF,
-    MIN_RTU_INTER_FRAME_GAP,
+    ModbusLink, RtuLinkConfig, TcpLinkConfig, INITIAL_RECONNECT_BACKOFF, MIN_RTU_INTER_FRAME_GAP,
 };
 pub use tokio_serial::{DataBits, Parity, StopBits};

@@ -2,6 +2,7 @@
 //! keys rejected with the line they are on, defaults built in.
 
 mod broker;
+mod buses;
 mod cloud;
 mod collect;
 mod control;
@@ -9,6 +10,7 @@ mod data;
 mod monitor;
 mod outputs;
 mod packs;
+mod tagged;
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +19,17 @@ use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
 pub use broker::{BrokerConfig, StreamLimits, StreamsConfig};
+pub use buses::{
+    BusConfig, BusLinkConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, SerialParity, SlcanBusConfig,
+    SocketcanBusConfig,
+};
 pub use cloud::{CloudConfig, CloudConfigError};
 pub use collect::CollectConfig;
 pub use control::{ControlConfig, ControlConfigError, SiteLimit};
 pub use data::DataConfig;
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
-pub use packs::{BusConfig, BusKind, DriverKind, PackConfig, SerialParity};
+pub use packs::{CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -267,7 +273,7 @@ mod tests {
         config.add_sim_packs(3);
         let ids: Vec<_> = config.packs.iter().map(|p| p.id.to_string()).collect();
         assert_eq!(ids, ["sim-01", "sim-02", "sim-03"]);
-        assert_ne!(config.packs[0].sim, config.packs[1].sim);
+        assert_ne!(config.packs[0].driver, config.packs[1].driver);
         config.validate("x").unwrap();
     }
 }

@@ -1,132 +1,95 @@
-//! The packs to poll and the buses they are reached on.
+//! The packs to poll, each driver with a table of its own (a key that does
+//! not belong to it, or a missing one it needs, is an error naming the
+//! key), and the checks across packs and buses.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 
 use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::buses::{BusConfig, BusLinkConfig};
+use super::tagged;
 use super::ConfigError;
 
-/// How a pack is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriverKind {
-    /// The in-process simulator.
-    Sim,
-    /// Modbus RTU or Modbus TCP, through a device profile.
-    Modbus,
-    /// A BMS broadcasting the Pylontech/SMA-style CAN protocol.
-    Can,
-}
-
-/// The transport of a bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BusKind {
-    /// Modbus RTU on a serial line (RS-485).
-    ModbusRtu,
-    /// Modbus TCP to a device or an RS-485-to-TCP converter.
-    ModbusTcp,
-    /// CAN through an slcan USB adapter on a serial port.
-    Slcan,
-    /// CAN through a SocketCAN interface (built with the `socketcan` feature).
-    Socketcan,
-}
-
-/// Parity of a serial line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SerialParity {
-    /// No parity bit.
-    #[default]
-    None,
-    /// Even parity.
-    Even,
-    /// Odd parity.
-    Odd,
-}
-
-/// One bus: exactly one task owns it, and polls and writes to the packs on
-/// it are serialised by that task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusConfig {
-    /// Name the packs refer to.
-    pub name: String,
-    /// Its transport.
-    pub kind: BusKind,
-    /// Serial device (`modbus_rtu`, `slcan`), such as `/dev/ttyUSB0`.
-    #[serde(default)]
-    pub port: Option<PathBuf>,
-    /// Serial baud rate; default 9600 for `modbus_rtu`, 115200 for `slcan`.
-    #[serde(default)]
-    pub baud_rate: Option<u32>,
-    /// Serial parity (`modbus_rtu`).
-    #[serde(default)]
-    pub parity: SerialParity,
-    /// Serial stop bits, 1 or 2 (`modbus_rtu`).
-    #[serde(default = "one")]
-    pub stop_bits: u8,
-    /// `host:port` (`modbus_tcp`).
-    #[serde(default)]
-    pub address: Option<String>,
-    /// CAN interface (`socketcan`), such as `can0`.
-    #[serde(default)]
-    pub interface: Option<String>,
-    /// CAN bitrate, bits per second (`slcan`); default 500000.
-    #[serde(default)]
-    pub can_bitrate_bps: Option<u32>,
-    /// Time one request may take on this bus, milliseconds; default
-    /// `collect.request_timeout_ms`.
-    #[serde(default)]
-    pub request_timeout_ms: Option<u64>,
-    /// Least silence between the end of one exchange and the next request,
-    /// milliseconds; default 3.5 characters at the baud rate (at least 2 ms)
-    /// for RTU, 0 for TCP.
-    #[serde(default)]
-    pub inter_frame_gap_ms: Option<u64>,
-    /// Longest wait between attempts to reopen a lost port or connection,
-    /// milliseconds.
-    #[serde(default = "default_reconnect_ms")]
-    pub reconnect_backoff_max_ms: u64,
-}
-
-fn one() -> u8 {
-    1
-}
-
-fn default_reconnect_ms() -> u64 {
-    10_000
-}
-
 /// One pack to poll.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PackConfig {
     /// The pack's identity: letters, digits, '-' and '_'. Samples, events
     /// and stores know the pack by this id alone, never by its address.
     pub id: PackId,
-    /// How it is read.
-    pub driver: DriverKind,
-    /// The bus it is on (`modbus`, `can`), by name.
+    /// How it is read (`driver`), with that driver's settings.
+    #[serde(flatten)]
+    pub driver: DriverConfig,
+}
+
+/// How a pack is read, chosen by `driver`, with its settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "driver", rename_all = "snake_case")]
+pub enum DriverConfig {
+    /// `driver = "sim"`: the in-process simulator.
+    Sim(SimDriverConfig),
+    /// `driver = "modbus"`: Modbus RTU or Modbus TCP, through a device
+    /// profile.
+    Modbus(ModbusDriverConfig),
+    /// `driver = "can"`: a BMS broadcasting the Pylontech/SMA-style CAN
+    /// protocol.
+    Can(CanDriverConfig),
+}
+
+/// The `driver` values, as the configuration spells them.
+const DRIVERS: &[&str] = &["sim", "modbus", "can"];
+
+/// A simulated pack.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimDriverConfig {
+    /// Settings of the simulated pack (`[packs.sim]`).
     #[serde(default)]
-    pub bus: Option<String>,
-    /// Its Modbus unit id on the bus, 1 to 247 (`modbus`).
-    #[serde(default)]
-    pub unit_id: Option<u8>,
-    /// Its device profile (`modbus`): a built-in name (see `packgate
-    /// profiles list`) or the path of a profile file.
-    #[serde(default)]
-    pub profile: Option<String>,
+    pub sim: SimPackConfig,
+}
+
+/// A pack behind a Modbus unit id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusDriverConfig {
+    /// The bus it is on, by name: a `modbus_rtu` or `modbus_tcp` bus.
+    pub bus: String,
+    /// Its Modbus unit id on the bus, 1 to 247.
+    pub unit_id: u8,
+    /// Its device profile: a built-in name (see `packgate profiles list`)
+    /// or the path of a profile file.
+    pub profile: String,
+}
+
+/// A BMS on a CAN bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanDriverConfig {
+    /// The bus it is on, by name: an `slcan` or `socketcan` bus.
+    pub bus: String,
     /// Cells in series, for the average cell voltage when the BMS does not
-    /// broadcast its min/max cell (`can`).
+    /// broadcast its min/max cell; 0 when unknown.
     #[serde(default)]
-    pub cells_in_series: Option<u8>,
-    /// Settings of the simulated pack (`sim`).
-    #[serde(default)]
-    pub sim: Option<SimPackConfig>,
+    pub cells_in_series: u8,
+}
+
+impl<'de> Deserialize<'de> for PackConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entry = tagged::split(
+            toml::Table::deserialize(deserializer)?,
+            "id",
+            "driver",
+            DRIVERS,
+        )?;
+        let id = entry.common("id")?;
+        let driver = match entry.tag.as_str() {
+            "sim" => DriverConfig::Sim(entry.variant("driver")?),
+            "modbus" => DriverConfig::Modbus(entry.variant("driver")?),
+            _ => DriverConfig::Can(entry.variant("driver")?),
+        };
+        Ok(PackConfig { id, driver })
+    }
 }
 
 impl PackConfig {
@@ -134,12 +97,39 @@ impl PackConfig {
     pub fn sim(id: PackId, sim: SimPackConfig) -> Self {
         Self {
             id,
-            driver: DriverKind::Sim,
-            bus: None,
-            unit_id: None,
-            profile: None,
-            cells_in_series: None,
-            sim: Some(sim),
+            driver: DriverConfig::Sim(SimDriverConfig { sim }),
+        }
+    }
+
+    /// A pack at `unit_id` on the Modbus bus `bus`, read with `profile`.
+    pub fn modbus(id: PackId, bus: &str, unit_id: u8, profile: &str) -> Self {
+        Self {
+            id,
+            driver: DriverConfig::Modbus(ModbusDriverConfig {
+                bus: bus.to_owned(),
+                unit_id,
+                profile: profile.to_owned(),
+            }),
+        }
+    }
+
+    /// A CAN BMS on the bus `bus`.
+    pub fn can(id: PackId, bus: &str, cells_in_series: u8) -> Self {
+        Self {
+            id,
+            driver: DriverConfig::Can(CanDriverConfig {
+                bus: bus.to_owned(),
+                cells_in_series,
+            }),
+        }
+    }
+
+    /// The bus it is on; none for a simulated pack.
+    pub fn bus(&self) -> Option<&str> {
+        match &self.driver {
+            DriverConfig::Sim(_) => None,
+            DriverConfig::Modbus(m) => Some(&m.bus),
+            DriverConfig::Can(c) => Some(&c.bus),
         }
     }
 }
@@ -148,136 +138,98 @@ type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
 
 fn validate_bus(index: usize, bus: &BusConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
     let key = |field: &str| format!("buses[{index}].{field}");
-    let needs = |present: bool, field: &str| {
-        if present {
-            Ok(())
-        } else {
-            Err(invalid(
-                &key(field),
-                format!("required for kind {:?}", bus.kind),
-            ))
-        }
+    let above_zero = |value: Option<u64>, field: &str| match value {
+        Some(0) => Err(invalid(&key(field), "must be above 0".into())),
+        _ => Ok(()),
     };
-    match bus.kind {
-        BusKind::ModbusRtu | BusKind::Slcan => needs(bus.port.is_some(), "port")?,
-        BusKind::ModbusTcp => needs(bus.address.is_some(), "address")?,
-        BusKind::Socketcan => needs(bus.interface.is_some(), "interface")?,
+    match &bus.link {
+        BusLinkConfig::ModbusRtu(rtu) => {
+            if !matches!(rtu.stop_bits, 1 | 2) {
+                return Err(invalid(&key("stop_bits"), "must be 1 or 2".into()));
+            }
+            above_zero(Some(u64::from(rtu.baud_rate)), "baud_rate")?;
+            above_zero(rtu.request_timeout_ms, "request_timeout_ms")
+        }
+        BusLinkConfig::ModbusTcp(tcp) => above_zero(tcp.request_timeout_ms, "request_timeout_ms"),
+        BusLinkConfig::Slcan(slcan) => {
+            above_zero(Some(u64::from(slcan.baud_rate)), "baud_rate")?;
+            above_zero(Some(slcan.request_timeout_ms), "request_timeout_ms")
+        }
+        BusLinkConfig::Socketcan(can) => {
+            above_zero(Some(can.request_timeout_ms), "request_timeout_ms")
+        }
     }
-    if !matches!(bus.stop_bits, 1 | 2) {
-        return Err(invalid(&key("stop_bits"), "must be 1 or 2".into()));
-    }
-    if bus.baud_rate == Some(0) {
-        return Err(invalid(&key("baud_rate"), "must be above 0".into()));
-    }
-    if bus.request_timeout_ms == Some(0) {
-        return Err(invalid(
-            &key("request_timeout_ms"),
-            "must be above 0".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn validate_pack(
     index: usize,
     pack: &PackConfig,
-    buses: &HashMap<&str, BusKind>,
+    buses: &HashMap<&str, &BusLinkConfig>,
     invalid: Invalid<'_>,
 ) -> Result<(), ConfigError> {
     let key = |field: &str| format!("packs[{index}].{field}");
-    let forbid = |present: bool, field: &str| {
-        if present {
-            Err(invalid(
-                &key(field),
-                format!("not used with driver {:?}", pack.driver),
-            ))
-        } else {
+    let bus = |name: &str| {
+        buses
+            .get(name)
+            .copied()
+            .ok_or_else(|| invalid(&key("bus"), format!("no bus named {name:?} in [[buses]]")))
+    };
+    match &pack.driver {
+        DriverConfig::Sim(sim) => sim
+            .sim
+            .validate()
+            .map_err(|e| invalid(&key("sim"), e.to_string())),
+        DriverConfig::Modbus(modbus) => {
+            let link = bus(&modbus.bus)?;
+            if !link.is_modbus() {
+                return Err(invalid(
+                    &key("bus"),
+                    format!(
+                        "driver = \"modbus\" needs a modbus_rtu or modbus_tcp bus; {:?} is kind = \"{}\"",
+                        modbus.bus,
+                        link.kind()
+                    ),
+                ));
+            }
+            if !(1..=247).contains(&modbus.unit_id) {
+                return Err(invalid(
+                    &key("unit_id"),
+                    format!("{} is not a Modbus unit id (1 to 247)", modbus.unit_id),
+                ));
+            }
+            packgate_drivers::profile::resolve(&modbus.profile)
+                .map(drop)
+                .map_err(|e| invalid(&key("profile"), e.to_string()))
+        }
+        DriverConfig::Can(can) => {
+            let link = bus(&can.bus)?;
+            if link.is_modbus() {
+                return Err(invalid(
+                    &key("bus"),
+                    format!(
+                        "driver = \"can\" needs an slcan or socketcan bus; {:?} is kind = \"{}\"",
+                        can.bus,
+                        link.kind()
+                    ),
+                ));
+            }
             Ok(())
         }
-    };
-    let bus_kind =
-        match (&pack.bus, pack.driver) {
-            (Some(_), DriverKind::Sim) => {
-                return Err(invalid(&key("bus"), "a simulated pack has no bus".into()))
-            }
-            (None, DriverKind::Sim) => None,
-            (None, _) => {
-                return Err(invalid(
-                    &key("bus"),
-                    format!("required for driver {:?}", pack.driver),
-                ))
-            }
-            (Some(name), _) => Some(*buses.get(name.as_str()).ok_or_else(|| {
-                invalid(&key("bus"), format!("no bus named {name:?} in [[buses]]"))
-            })?),
-        };
-    match pack.driver {
-        DriverKind::Sim => {
-            forbid(pack.unit_id.is_some(), "unit_id")?;
-            forbid(pack.profile.is_some(), "profile")?;
-            forbid(pack.cells_in_series.is_some(), "cells_in_series")?;
-            if let Some(sim) = &pack.sim {
-                sim.validate()
-                    .map_err(|e| invalid(&key("sim"), e.to_string()))?;
-            }
-        }
-        DriverKind::Modbus => {
-            forbid(pack.sim.is_some(), "sim")?;
-            forbid(pack.cells_in_series.is_some(), "cells_in_series")?;
-            if !matches!(bus_kind, Some(BusKind::ModbusRtu | BusKind::ModbusTcp)) {
-                return Err(invalid(
-                    &key("bus"),
-                    "a modbus pack needs a modbus_rtu or modbus_tcp bus".into(),
-                ));
-            }
-            match pack.unit_id {
-                Some(1..=247) => {}
-                Some(other) => {
-                    return Err(invalid(
-                        &key("unit_id"),
-                        format!("{other} is not a Modbus unit id (1 to 247)"),
-                    ))
-                }
-                None => {
-                    return Err(invalid(
-                        &key("unit_id"),
-                        "required for driver Modbus".into(),
-                    ))
-                }
-            }
-            let profile = pack
-                .profile
-                .as_deref()
-                .ok_or_else(|| invalid(&key("profile"), "required for driver Modbus".into()))?;
-            packgate_drivers::profile::resolve(profile)
-                .map_err(|e| invalid(&key("profile"), e.to_string()))?;
-        }
-        DriverKind::Can => {
-            forbid(pack.sim.is_some(), "sim")?;
-            forbid(pack.unit_id.is_some(), "unit_id")?;
-            forbid(pack.profile.is_some(), "profile")?;
-            if !matches!(bus_kind, Some(BusKind::Slcan | BusKind::Socketcan)) {
-                return Err(invalid(
-                    &key("bus"),
-                    "a can pack needs an slcan or socketcan bus".into(),
-                ));
-            }
-        }
     }
-    Ok(())
 }
 
-/// Checks the buses and packs: unique names and ids, what each kind needs,
-/// references that resolve, one pack per unit id and per CAN bus.
+/// Checks the buses and packs: unique names and ids, values in range,
+/// references that resolve to a bus of the right kind, one pack per unit
+/// id and per CAN bus.
 pub(super) fn validate(
     buses: &[BusConfig],
     packs: &[PackConfig],
     invalid: Invalid<'_>,
 ) -> Result<(), ConfigError> {
-    let mut kinds = HashMap::new();
+    let mut links = HashMap::new();
     for (index, bus) in buses.iter().enumerate() {
         validate_bus(index, bus, invalid)?;
-        if kinds.insert(bus.name.as_str(), bus.kind).is_some() {
+        if links.insert(bus.name.as_str(), &bus.link).is_some() {
             return Err(invalid(
                 &format!("buses[{index}].name"),
                 format!("bus name {:?} is used twice", bus.name),
@@ -293,19 +245,148 @@ pub(super) fn validate(
                 format!("pack id {} is used twice", pack.id),
             ));
         }
-        validate_pack(index, pack, &kinds, invalid)?;
+        validate_pack(index, pack, &links, invalid)?;
         // Two packs at one address would be read as one: refuse it.
-        if let Some(bus) = &pack.bus {
-            if !addresses.insert((bus.clone(), pack.unit_id)) {
-                let what = match pack.unit_id {
-                    Some(unit) => {
-                        format!("unit id {unit} on bus {bus:?} already belongs to another pack")
-                    }
-                    None => format!("bus {bus:?} already carries another CAN pack"),
-                };
-                return Err(invalid(&format!("packs[{index}].unit_id"), what));
-            }
+        let (bus, unit) = match &pack.driver {
+            DriverConfig::Sim(_) => continue,
+            DriverConfig::Modbus(m) => (&m.bus, Some(m.unit_id)),
+            DriverConfig::Can(c) => (&c.bus, None),
+        };
+        if !addresses.insert((bus.clone(), unit)) {
+            let what = match unit {
+                Some(unit) => {
+                    format!("unit id {unit} on bus {bus:?} already belongs to another pack")
+                }
+                None => format!("bus {bus:?} already carries another CAN pack"),
+            };
+            return Err(invalid(&format!("packs[{index}].unit_id"), what));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::buses::SerialParity;
+    use super::super::Config;
+    use super::*;
+
+    fn error(text: &str) -> String {
+        match Config::from_toml_str(text, "x.toml") {
+            Ok(config) => panic!("accepted: {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const RTU_PACK: &str =
+        "[[packs]]\nid = \"p1\"\ndriver = \"modbus\"\nbus = \"rs485\"\nunit_id = 1\nprofile = \"packgate-sim\"\n";
+
+    #[test]
+    fn every_bus_kind_and_driver_reads_with_its_defaults() {
+        let text = format!(
+            "[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nport = \"/dev/ttyUSB0\"\n\
+             [[buses]]\nname = \"tcp\"\nkind = \"modbus_tcp\"\naddress = \"10.0.0.5:502\"\n\
+             [[buses]]\nname = \"canable\"\nkind = \"slcan\"\nport = \"/dev/ttyACM0\"\n\
+             [[buses]]\nname = \"can0\"\nkind = \"socketcan\"\ninterface = \"can0\"\n\
+             {RTU_PACK}\
+             [[packs]]\nid = \"lv\"\ndriver = \"can\"\nbus = \"canable\"\n\
+             [[packs]]\nid = \"s\"\ndriver = \"sim\"\n"
+        );
+        let config = Config::from_toml_str(&text, "x.toml").unwrap();
+        let BusLinkConfig::ModbusRtu(rtu) = &config.buses[0].link else {
+            panic!("{:?}", config.buses[0]);
+        };
+        assert_eq!((rtu.baud_rate, rtu.stop_bits), (9_600, 1));
+        assert_eq!(rtu.parity, SerialParity::None);
+        assert_eq!(rtu.reconnect_backoff_max_ms, 10_000);
+        let BusLinkConfig::Slcan(slcan) = &config.buses[2].link else {
+            panic!("{:?}", config.buses[2]);
+        };
+        assert_eq!((slcan.baud_rate, slcan.can_bitrate_bps), (115_200, 500_000));
+        assert_eq!(config.buses[3].link.kind(), "socketcan");
+        assert_eq!(
+            config.packs[0],
+            PackConfig::modbus(PackId::new("p1").unwrap(), "rs485", 1, "packgate-sim")
+        );
+        assert_eq!(
+            config.packs[1],
+            PackConfig::can(PackId::new("lv").unwrap(), "canable", 0)
+        );
+        assert_eq!(
+            config.packs[2],
+            PackConfig::sim(PackId::new("s").unwrap(), SimPackConfig::default())
+        );
+        // What check-config prints reads back as the same configuration.
+        let printed = toml::to_string_pretty(&config).unwrap();
+        assert!(printed.contains("kind = \"modbus_rtu\""), "{printed}");
+        assert_eq!(Config::from_toml_str(&printed, "printed").unwrap(), config);
+    }
+
+    #[test]
+    fn a_misplaced_key_names_the_key_the_kind_and_the_line() {
+        let err = error(
+            "[[buses]]\nname = \"tcp\"\nkind = \"modbus_tcp\"\naddress = \"10.0.0.5:502\"\nbaud_rate = 9600\n",
+        );
+        assert!(err.contains("unknown field `baud_rate`"), "{err}");
+        assert!(err.contains("kind = \"modbus_tcp\""), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("ModbusTcp"), "{err}");
+        let err = error(&format!(
+            "[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nport = \"/dev/ttyUSB0\"\n{RTU_PACK}cells_in_series = 16\n"
+        ));
+        assert!(err.contains("unknown field `cells_in_series`"), "{err}");
+        assert!(err.contains("driver = \"modbus\""), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_key_names_the_key() {
+        let err = error("[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nbaud_rate = 9600\n");
+        assert!(err.contains("missing field `port`"), "{err}");
+        assert!(err.contains("kind = \"modbus_rtu\""), "{err}");
+        let err = error("[[buses]]\nkind = \"modbus_tcp\"\naddress = \"h:502\"\n");
+        assert!(err.contains("missing field `name`"), "{err}");
+        let err = error("[[buses]]\nname = \"a\"\nport = \"/dev/ttyUSB0\"\n");
+        assert!(err.contains("missing field `kind`"), "{err}");
+        let err = error("[[packs]]\nid = \"p\"\ndriver = \"modbus\"\nbus = \"x\"\nunit_id = 1\n");
+        assert!(err.contains("missing field `profile`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_kind_lists_the_known_ones() {
+        let err = error("[[buses]]\nname = \"a\"\nkind = \"modbus\"\n");
+        assert!(
+            err.contains("unknown kind = \"modbus\", expected one of modbus_rtu, modbus_tcp, slcan, socketcan"),
+            "{err}"
+        );
+        let err = error("[[packs]]\nid = \"a\"\ndriver = \"victron\"\n");
+        assert!(err.contains("unknown driver = \"victron\""), "{err}");
+    }
+
+    #[test]
+    fn references_and_values_are_checked_in_config_words() {
+        let err = error(&format!(
+            "[[buses]]\nname = \"rs485\"\nkind = \"slcan\"\nport = \"/dev/ttyACM0\"\n{RTU_PACK}"
+        ));
+        assert!(err.contains("packs[0].bus"), "{err}");
+        assert!(
+            err.contains("driver = \"modbus\" needs a modbus_rtu or modbus_tcp bus"),
+            "{err}"
+        );
+        assert!(err.contains("kind = \"slcan\""), "{err}");
+        let err = error(RTU_PACK);
+        assert!(err.contains("no bus named \"rs485\""), "{err}");
+        let err = error(
+            "[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nport = \"/dev/ttyUSB0\"\nstop_bits = 3\n",
+        );
+        assert!(err.contains("buses[0].stop_bits: must be 1 or 2"), "{err}");
+        let err = error(&format!(
+            "[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nport = \"/dev/ttyUSB0\"\n{}",
+            RTU_PACK.replace("unit_id = 1", "unit_id = 248")
+        ));
+        assert!(
+            err.contains("packs[0].unit_id: 248 is not a Modbus unit id"),
+            "{err}"
+        );
+    }
 }

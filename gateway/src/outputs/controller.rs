@@ -90,7 +90,9 @@ impl OutputController {
                 pack.online = Some(true);
             }
             EventKind::AlarmCleared(flags) => pack.alarms = pack.alarms.difference(*flags),
-            EventKind::PackOnline => pack.online = Some(true),
+            EventKind::PackOnline | EventKind::PackOnlineIdentified { .. } => {
+                pack.online = Some(true)
+            }
             // The last known alarms stay: an offline pack is not known to
             // have recovered.
             EventKind::PackOffline { .. } => pack.online = Some(false),

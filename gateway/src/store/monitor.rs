@@ -145,6 +145,7 @@ pub fn event_detail(kind: &EventKind) -> String {
     match kind {
         EventKind::AlarmRaised(flags) | EventKind::AlarmCleared(flags) => flags.names().join(","),
         EventKind::PackOnline => String::new(),
+        EventKind::PackOnlineIdentified { serial_number } => serial_number.clone(),
         EventKind::PackOffline { reason } => reason.clone(),
     }
 }

@@ -135,4 +135,14 @@ impl BatchPuller {
         }
         Some(batch)
     }
+
+    /// Messages the broker still holds for this consumer, not yet
+    /// delivered; `None` when it does not answer within a second.
+    pub(crate) async fn undelivered(&mut self) -> Option<u64> {
+        let info = tokio::time::timeout(Duration::from_secs(1), self.consumer.info()).await;
+        match info {
+            Ok(Ok(info)) => Some(info.num_pending),
+            _ => None,
+        }
+    }
 }

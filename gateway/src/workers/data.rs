@@ -172,9 +172,18 @@ async fn run(
     while let Some(mut batch) = batches.next_batch(&shutdown).await {
         commit_batch(&mut batch, &store, &metrics, &mut failing).await;
     }
-    let drain_until = tokio::time::Instant::now() + Duration::from_millis(config.shutdown_drain_ms);
-    while let Some(mut batch) = batches.drain_batch(drain_until).await {
-        commit_batch(&mut batch, &store, &metrics, &mut failing).await;
+    // Take what stopped sources flushed last: until the broker holds
+    // nothing more for us, within `shutdown_drain_ms`.
+    let until = tokio::time::Instant::now() + Duration::from_millis(config.shutdown_drain_ms);
+    loop {
+        if let Some(mut batch) = batches.drain_batch(until).await {
+            commit_batch(&mut batch, &store, &metrics, &mut failing).await;
+            continue;
+        }
+        if tokio::time::Instant::now() >= until || batches.undelivered().await.unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = retention.await;
     Ok(())

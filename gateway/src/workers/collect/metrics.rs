@@ -60,9 +60,7 @@ impl CollectMetrics {
             DriverErrorKind::Timeout => self.polls_timeout.inc(),
             DriverErrorKind::Transport => self.polls_transport.inc(),
             DriverErrorKind::Protocol => self.polls_protocol.inc(),
-            DriverErrorKind::Exception | DriverErrorKind::UnsupportedSetting => {
-                self.polls_exception.inc()
-            }
+            DriverErrorKind::UnsupportedSetting => self.polls_exception.inc(),
         }
     }
 }

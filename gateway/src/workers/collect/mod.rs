@@ -7,6 +7,9 @@ pub mod clock;
 mod metrics;
 mod packs;
 mod publisher;
+mod sending;
+mod slot;
+mod state;
 mod writes;
 
 use std::sync::Arc;
@@ -113,6 +116,15 @@ impl Collector {
         let (tx, rx) = mpsc::channel(capacity);
         let bus_count = packs.buses.len().max(1) as u32;
         let mut routes = std::collections::HashMap::new();
+        let cx = bus::BusContext::new(
+            config,
+            boot_id,
+            clock,
+            tx,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        );
+        let now = tokio::time::Instant::now();
         let buses = packs
             .buses
             .into_iter()
@@ -120,26 +132,16 @@ impl Collector {
             .map(|(index, bus)| {
                 // A few writes may wait per bus; more are refused, not queued.
                 let (write_tx, write_rx) = mpsc::channel(8);
-                for driver in &bus.drivers {
-                    routes.insert(driver.pack_id().clone(), write_tx.clone());
+                for pack in bus.pack_ids() {
+                    routes.insert(pack, write_tx.clone());
                 }
                 // Spread the buses over the period, so many packs make an
                 // even load instead of a burst once a second.
                 let phase = config.poll_interval() / bus_count * index as u32;
-                tokio::spawn(bus::run_bus(
-                    bus,
-                    write_rx,
-                    phase,
-                    boot_id,
-                    config.clone(),
-                    clock.clone(),
-                    tx.clone(),
-                    Arc::clone(&metrics),
-                    shutdown.clone(),
-                ))
+                bus.spawn(write_rx, now + phase, cx.clone())
             })
             .collect();
-        drop(tx);
+        drop(cx);
         let writes = tokio::spawn(writes::run_write_router(
             client.clone(),
             routes,

@@ -2,29 +2,92 @@
 //! on one serial line, TCP endpoint or CAN interface shares one link and
 //! one owner task.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use packgate_drivers::can::{CanDriverConfig, CanPackDriver, CanTransportConfig};
+use packgate_drivers::can::{CanDriverConfig as CanConfig, CanPackDriver, CanTransportConfig};
 use packgate_drivers::modbus::{
     DataBits, ModbusLink, ModbusPackDriver, Parity, RtuLinkConfig, StopBits, TcpLinkConfig,
 };
 use packgate_drivers::{profile, DriverError, PackDriver, SimDriver};
 use packgate_protocol::PackId;
 use packgate_sim::SimPack;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::config::{BusConfig, BusKind, Config, DriverKind, SerialParity};
+use super::bus::{BusContext, BusOwner, WriteRequest};
+use crate::config::{
+    BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, ModbusDriverConfig,
+    SerialParity,
+};
 
-/// The packs of one bus: polled in turn by one owner task.
+/// The packs of one bus and the link they are reached on: polled in turn
+/// by one owner task, which holds the link.
 #[derive(Debug)]
 pub struct Bus {
     /// A name for logs: the configured bus name, or `sim:<pack>`.
     pub name: String,
-    /// The packs on it.
-    pub drivers: Vec<Box<dyn PackDriver>>,
     /// Time one whole poll of one pack may take (all its requests).
     pub poll_timeout: Duration,
+    packs: BusPacks,
+}
+
+/// A bus's link and drivers, by transport.
+#[derive(Debug)]
+enum BusPacks {
+    /// Packs on one Modbus line or endpoint.
+    Modbus(ModbusLink, Vec<ModbusPackDriver>),
+    /// A CAN BMS (its driver's receive task holds the CAN link).
+    Can(CanPackDriver),
+    /// A simulated pack.
+    Sim(SimDriver),
+}
+
+impl Bus {
+    /// The packs on it, in polling order.
+    pub fn pack_ids(&self) -> Vec<PackId> {
+        match &self.packs {
+            BusPacks::Modbus(_, drivers) => drivers.iter().map(|d| d.pack_id().clone()).collect(),
+            BusPacks::Can(driver) => vec![driver.pack_id().clone()],
+            BusPacks::Sim(driver) => vec![driver.pack_id().clone()],
+        }
+    }
+
+    /// Number of packs on it.
+    pub fn pack_count(&self) -> usize {
+        match &self.packs {
+            BusPacks::Modbus(_, drivers) => drivers.len(),
+            BusPacks::Can(_) | BusPacks::Sim(_) => 1,
+        }
+    }
+
+    /// Starts its owner task: the first round at `start`, then every
+    /// period, serving `writes` between polls.
+    pub(super) fn spawn(
+        self,
+        writes: mpsc::Receiver<WriteRequest>,
+        start: Instant,
+        cx: BusContext,
+    ) -> JoinHandle<()> {
+        let Bus {
+            name,
+            poll_timeout,
+            packs,
+        } = self;
+        match packs {
+            BusPacks::Modbus(link, drivers) => tokio::spawn(
+                BusOwner::new(name, link, drivers, poll_timeout).run(writes, start, cx),
+            ),
+            BusPacks::Can(driver) => tokio::spawn(
+                BusOwner::new(name, (), vec![driver], poll_timeout).run(writes, start, cx),
+            ),
+            BusPacks::Sim(driver) => tokio::spawn(
+                BusOwner::new(name, (), vec![driver], poll_timeout).run(writes, start, cx),
+            ),
+        }
+    }
 }
 
 /// The drivers built from the configuration, grouped into buses, and the
@@ -67,60 +130,95 @@ pub enum PackSetError {
     },
 }
 
-fn modbus_link(bus: &BusConfig, default_timeout: Duration) -> ModbusLink {
-    let timeout = bus
-        .request_timeout_ms
-        .map_or(default_timeout, Duration::from_millis);
-    let backoff = Duration::from_millis(bus.reconnect_backoff_max_ms);
-    if bus.kind == BusKind::ModbusTcp {
-        let mut link = TcpLinkConfig::new(bus.address.clone().unwrap_or_default());
-        link.request_timeout = timeout;
-        link.reconnect_backoff_max = backoff;
-        if let Some(gap) = bus.inter_frame_gap_ms {
-            link.inter_frame_gap = Duration::from_millis(gap);
+fn modbus_link(bus: &BusLinkConfig, default_timeout: Duration) -> Option<ModbusLink> {
+    let millis = Duration::from_millis;
+    match bus {
+        BusLinkConfig::ModbusTcp(tcp) => {
+            let mut link = TcpLinkConfig::new(tcp.address.clone());
+            link.request_timeout = tcp.request_timeout_ms.map_or(default_timeout, millis);
+            link.reconnect_backoff_max = millis(tcp.reconnect_backoff_max_ms);
+            if let Some(gap) = tcp.inter_frame_gap_ms {
+                link.inter_frame_gap = millis(gap);
+            }
+            Some(ModbusLink::tcp(link))
         }
-        return ModbusLink::tcp(link);
+        BusLinkConfig::ModbusRtu(rtu) => {
+            let mut link = RtuLinkConfig::new(rtu.port.display().to_string(), rtu.baud_rate);
+            link.parity = match rtu.parity {
+                SerialParity::None => Parity::None,
+                SerialParity::Even => Parity::Even,
+                SerialParity::Odd => Parity::Odd,
+            };
+            link.data_bits = DataBits::Eight;
+            link.stop_bits = if rtu.stop_bits == 2 {
+                StopBits::Two
+            } else {
+                StopBits::One
+            };
+            link.request_timeout = rtu.request_timeout_ms.map_or(default_timeout, millis);
+            link.reconnect_backoff_max = millis(rtu.reconnect_backoff_max_ms);
+            if let Some(gap) = rtu.inter_frame_gap_ms {
+                link.inter_frame_gap = millis(gap);
+            }
+            Some(ModbusLink::rtu(link))
+        }
+        BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_) => None,
     }
-    let path = bus
-        .port
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mut link = RtuLinkConfig::new(path, bus.baud_rate.unwrap_or(9_600));
-    link.parity = match bus.parity {
-        SerialParity::None => Parity::None,
-        SerialParity::Even => Parity::Even,
-        SerialParity::Odd => Parity::Odd,
-    };
-    link.data_bits = DataBits::Eight;
-    link.stop_bits = if bus.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    link.request_timeout = timeout;
-    link.reconnect_backoff_max = backoff;
-    if let Some(gap) = bus.inter_frame_gap_ms {
-        link.inter_frame_gap = Duration::from_millis(gap);
-    }
-    ModbusLink::rtu(link)
 }
 
-fn can_transport(bus: &BusConfig) -> CanTransportConfig {
-    match bus.kind {
-        BusKind::Socketcan => CanTransportConfig::Socketcan {
-            interface: bus.interface.clone().unwrap_or_default(),
-        },
-        _ => CanTransportConfig::Slcan {
-            path: bus
-                .port
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            serial_baud: bus.baud_rate.unwrap_or(115_200),
-            bitrate_bps: bus.can_bitrate_bps.unwrap_or(500_000),
-        },
-    }
+/// The CAN driver's settings for a pack on `bus`; none for a Modbus bus.
+fn can_driver(
+    bus: &BusLinkConfig,
+    pack: &CanDriverConfig,
+    collect: &CollectConfig,
+) -> Option<CanConfig> {
+    let (transport, io_timeout_ms, max_backoff_ms) = match bus {
+        BusLinkConfig::Socketcan(can) => (
+            CanTransportConfig::Socketcan {
+                interface: can.interface.clone(),
+            },
+            can.request_timeout_ms,
+            can.reconnect_backoff_max_ms,
+        ),
+        BusLinkConfig::Slcan(slcan) => (
+            CanTransportConfig::Slcan {
+                path: slcan.port.display().to_string(),
+                serial_baud: slcan.baud_rate,
+                bitrate_bps: slcan.can_bitrate_bps,
+            },
+            slcan.request_timeout_ms,
+            slcan.reconnect_backoff_max_ms,
+        ),
+        BusLinkConfig::ModbusRtu(_) | BusLinkConfig::ModbusTcp(_) => return None,
+    };
+    Some(CanConfig {
+        cells_in_series: pack.cells_in_series,
+        stale_after_ms: (collect.poll_interval_ms * 5 / 2).max(2_500),
+        poll_wait_ms: collect.request_timeout_ms / 2,
+        io_timeout_ms,
+        max_backoff_ms,
+        transport,
+    })
+}
+
+/// A Modbus bus being assembled: its link, drivers and poll timeout.
+type ModbusGroup = (ModbusLink, Vec<ModbusPackDriver>, Duration);
+
+/// Adds the pack `id` to its Modbus bus, whose poll timeout grows to what
+/// a poll of the pack's profile needs.
+fn add_modbus_pack(
+    group: &mut ModbusGroup,
+    id: &PackId,
+    config: &ModbusDriverConfig,
+) -> Result<(), PackSetError> {
+    let profile = profile::resolve(&config.profile).map_err(|source| PackSetError::Profile {
+        pack: id.clone(),
+        source,
+    })?;
+    let (link, drivers, poll_timeout) = group;
+    *poll_timeout = (*poll_timeout).max(link.poll_timeout(profile.blocks.len()));
+    drivers.push(ModbusPackDriver::new(id.clone(), config.unit_id, profile));
+    Ok(())
 }
 
 impl PackSet {
@@ -129,92 +227,83 @@ impl PackSet {
     /// wire, so each is a bus of its own.
     pub fn from_config(config: &Config) -> Result<Self, PackSetError> {
         let default_timeout = config.collect.request_timeout();
-        let bus_configs: HashMap<&str, &BusConfig> =
-            config.buses.iter().map(|b| (b.name.as_str(), b)).collect();
+        let links: HashMap<&str, &BusLinkConfig> = config
+            .buses
+            .iter()
+            .map(|b| (b.name.as_str(), &b.link))
+            .collect();
         let mut set = PackSet::default();
         // Modbus packs grouped by bus name, in configuration order.
-        let mut modbus: BTreeMap<&str, (Arc<tokio::sync::Mutex<ModbusLink>>, Bus)> =
-            BTreeMap::new();
+        let mut modbus: BTreeMap<&str, ModbusGroup> = BTreeMap::new();
         for pack in &config.packs {
-            let bus_config = pack.bus.as_deref().and_then(|name| bus_configs.get(name));
-            match (pack.driver, bus_config) {
-                (DriverKind::Sim, _) => {
-                    let sim = SimPack::new(&pack.sim.clone().unwrap_or_default());
-                    set.sims.insert(pack.id.clone(), sim.clone());
-                    set.buses.push(Bus {
-                        name: format!("sim:{}", pack.id),
-                        drivers: vec![Box::new(SimDriver::new(pack.id.clone(), sim))],
-                        poll_timeout: default_timeout,
-                    });
-                }
-                (DriverKind::Modbus, Some(bus)) => {
-                    let profile = profile::resolve(pack.profile.as_deref().unwrap_or_default())
-                        .map_err(|source| PackSetError::Profile {
-                            pack: pack.id.clone(),
-                            source,
-                        })?;
-                    let (link, group) = modbus.entry(bus.name.as_str()).or_insert_with(|| {
-                        let link = modbus_link(bus, default_timeout);
-                        (
-                            Arc::new(tokio::sync::Mutex::new(link)),
-                            Bus {
-                                name: bus.name.clone(),
-                                drivers: Vec::new(),
-                                poll_timeout: Duration::ZERO,
-                            },
-                        )
-                    });
-                    let request_timeout = link
-                        .try_lock()
-                        .map_or(default_timeout, |l| l.request_timeout());
-                    // Every block is one request; allow each its full
-                    // timeout, plus one for the gap and the reopen.
-                    let blocks = u32::try_from(profile.blocks.len()).unwrap_or(u32::MAX);
-                    let needed = request_timeout.saturating_mul(blocks.saturating_add(1));
-                    group.poll_timeout = group.poll_timeout.max(needed);
-                    let unit = pack.unit_id.unwrap_or(1);
-                    group.drivers.push(Box::new(ModbusPackDriver::new(
-                        pack.id.clone(),
-                        unit,
-                        profile,
-                        Arc::clone(link),
-                    )));
-                }
-                (DriverKind::Can, Some(bus)) => {
-                    let can = CanDriverConfig {
-                        cells_in_series: pack.cells_in_series.unwrap_or(0),
-                        stale_after_ms: (config.collect.poll_interval_ms * 5 / 2).max(2_500),
-                        poll_wait_ms: config.collect.request_timeout_ms / 2,
-                        io_timeout_ms: bus.request_timeout_ms.unwrap_or(1_000),
-                        max_backoff_ms: bus.reconnect_backoff_max_ms,
-                        transport: can_transport(bus),
+            let id = &pack.id;
+            let missing = |what: &str| PackSetError::Config {
+                pack: id.clone(),
+                reason: what.to_owned(),
+            };
+            let link = match pack.bus() {
+                Some(name) => Some((
+                    name,
+                    *links
+                        .get(name)
+                        .ok_or_else(|| missing(&format!("bus {name:?} is not defined")))?,
+                )),
+                None => None,
+            };
+            match (&pack.driver, link) {
+                (DriverConfig::Modbus(m), Some((name, bus))) => {
+                    let group = match modbus.entry(name) {
+                        Entry::Occupied(group) => group.into_mut(),
+                        Entry::Vacant(slot) => {
+                            let link = modbus_link(bus, default_timeout).ok_or_else(|| {
+                                missing(&format!("bus {name:?} is not a Modbus bus"))
+                            })?;
+                            slot.insert((link, Vec::new(), Duration::ZERO))
+                        }
                     };
-                    let driver = CanPackDriver::new(pack.id.clone(), &can).map_err(|source| {
+                    add_modbus_pack(group, id, m)?;
+                }
+                (DriverConfig::Can(can), Some((name, bus))) => {
+                    let can_config = can_driver(bus, can, &config.collect)
+                        .ok_or_else(|| missing(&format!("bus {name:?} is not a CAN bus")))?;
+                    let driver = CanPackDriver::new(id.clone(), &can_config).map_err(|source| {
                         PackSetError::Driver {
-                            pack: pack.id.clone(),
+                            pack: id.clone(),
                             source,
                         }
                     })?;
                     set.buses.push(Bus {
-                        name: bus.name.clone(),
-                        drivers: vec![Box::new(driver)],
+                        name: name.to_owned(),
                         poll_timeout: default_timeout,
+                        packs: BusPacks::Can(driver),
                     });
                 }
-                (_, None) => {
-                    return Err(PackSetError::Config {
-                        pack: pack.id.clone(),
-                        reason: format!("bus {:?} is not defined", pack.bus),
-                    })
+                (DriverConfig::Sim(sim), _) => {
+                    let pack = SimPack::new(&sim.sim);
+                    set.sims.insert(id.clone(), pack.clone());
+                    set.buses.push(Bus {
+                        name: format!("sim:{id}"),
+                        poll_timeout: default_timeout,
+                        packs: BusPacks::Sim(SimDriver::new(id.clone(), pack)),
+                    });
                 }
+                (_, None) => return Err(missing("no bus configured")),
             }
         }
-        set.buses.extend(modbus.into_values().map(|(_, bus)| bus));
+        set.buses.extend(
+            modbus
+                .into_iter()
+                .map(|(name, (link, drivers, timeout))| Bus {
+                    name: name.to_owned(),
+                    poll_timeout: timeout,
+                    packs: BusPacks::Modbus(link, drivers),
+                }),
+        );
         Ok(set)
     }
 
     /// Number of packs.
     pub fn pack_count(&self) -> usize {
-        self.buses.iter().map(|b| b.drivers.len()).sum()
+        self.buses.iter().map(Bus::pack_count).sum()
     }
 }

@@ -17,6 +17,7 @@ use packgate_protocol::{encode, names};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::sending::{Overflow, Phase, Sending};
 use super::{CollectMetrics, Outgoing};
 use crate::config::CollectConfig;
 
@@ -75,6 +76,18 @@ struct Queues {
 }
 
 impl Queues {
+    /// Empty queues holding at most what `overflow` allows.
+    fn new(overflow: Overflow, config: &CollectConfig) -> Self {
+        Self {
+            fresh: VecDeque::new(),
+            retry: BTreeMap::new(),
+            limit: match overflow {
+                Overflow::Backpressure => config.inflight_max * 2,
+                Overflow::DropOldest => config.pending_max,
+            },
+        }
+    }
+
     fn len(&self) -> usize {
         self.fresh.len() + self.retry.len()
     }
@@ -116,111 +129,132 @@ pub(super) async fn run_publisher(
 ) -> PublisherReport {
     // Polling as fast as possible (benchmarks) is paced by the broker:
     // the buses wait for room instead of the queue dropping the oldest.
-    let backpressure = config.poll_interval_ms == 0;
-    let mut queues = Queues {
-        fresh: VecDeque::new(),
-        retry: BTreeMap::new(),
-        limit: if backpressure {
-            config.inflight_max * 2
-        } else {
-            config.pending_max
-        },
+    let overflow = if config.poll_interval_ms == 0 {
+        Overflow::Backpressure
+    } else {
+        Overflow::DropOldest
     };
+    let mut queues = Queues::new(overflow, &config);
     let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut next_order: u64 = 0;
-    let mut retry_at: Option<Instant> = None;
-    let mut retry_delay = Duration::from_millis(50);
-    let retry_max = Duration::from_millis(config.publish_retry_max_ms.max(50));
-    let mut flush_deadline: Option<Instant> = None;
-    let mut failing = false;
+    let mut sending = Sending::new(Duration::from_millis(config.publish_retry_max_ms));
+    let mut phase = Phase::Running;
+    let mut report = PublisherReport::default();
 
     loop {
-        // Fill the window while the broker is reachable.
-        while retry_at.is_none() && inflight.len() < config.inflight_max {
-            if client.connection_state() != async_nats::connection::State::Connected {
-                retry_at = Some(Instant::now() + retry_delay);
-                break;
-            }
-            let Some(item) = queues.next() else { break };
-            let publish = PublishMessage::build()
-                .payload(item.payload.clone())
-                .message_id(&item.msg_id);
-            match js.send_publish(item.subject.clone(), publish).await {
-                Ok(ack) => inflight.push(Box::pin(async move { (item, ack.await) })),
-                Err(error) => {
-                    metrics.publish_failures.inc();
-                    if !failing {
-                        tracing::warn!(%error, "publish failed; retrying with backoff");
-                        failing = true;
-                    }
-                    queues.retry.insert(item.order, item);
-                    retry_at = Some(Instant::now() + retry_delay);
-                    retry_delay = (retry_delay * 2).min(retry_max);
-                }
-            }
-        }
+        fill_window(
+            &mut queues,
+            &mut inflight,
+            &mut sending,
+            &js,
+            &client,
+            &config,
+            &metrics,
+        )
+        .await;
         metrics.pending.set(queues.len() as i64);
         metrics.inflight.set(inflight.len() as i64);
-        if flush_deadline.is_some() && queues.len() == 0 && inflight.is_empty() {
+        let flushing = matches!(phase, Phase::Flushing { .. });
+        if flushing && queues.len() == 0 && inflight.is_empty() {
             break;
         }
+        let room = overflow == Overflow::DropOldest || queues.len() < queues.limit;
+        let deadline = match phase {
+            Phase::Flushing { deadline } => Some(deadline),
+            Phase::Running => None,
+        };
 
         tokio::select! {
             biased;
             Some((item, result)) = inflight.next(), if !inflight.is_empty() => match result {
                 Ok(ack) => {
-                    if failing {
+                    if sending.acked() {
                         tracing::info!("publishing again");
-                        failing = false;
                     }
-                    retry_delay = Duration::from_millis(50);
-                    match item.polled_at {
-                        Some(polled_at) => {
-                            metrics.publish_latency.record_us(polled_at.elapsed().as_micros() as u64);
-                            if ack.duplicate {
-                                metrics.samples_duplicate.inc();
-                            } else {
-                                metrics.samples_published.inc();
-                            }
-                        }
-                        None => metrics.events_published.inc(),
-                    }
+                    record_ack(&item, &ack, &metrics);
                 }
                 Err(error) => {
                     metrics.publish_failures.inc();
-                    if !failing {
+                    if sending.failed(Instant::now()) {
                         tracing::warn!(%error, msg_id = %item.msg_id, "publish not acknowledged; retrying");
-                        failing = true;
                     }
                     queues.retry.insert(item.order, item);
-                    if retry_at.is_none() {
-                        retry_at = Some(Instant::now() + retry_delay);
-                        retry_delay = (retry_delay * 2).min(retry_max);
-                    }
                 }
             },
-            received = rx.recv(), if flush_deadline.is_none()
-                && !(backpressure && queues.len() >= queues.limit) => match received {
+            received = rx.recv(), if !flushing && room => match received {
                 Some(outgoing) => {
                     next_order += 1;
                     queues.push(Item::from_outgoing(next_order, outgoing), &metrics);
                 }
-                None => flush_deadline = Some(Instant::now() + FLUSH_TIMEOUT),
+                None => {
+                    phase = Phase::Flushing {
+                        deadline: Instant::now() + FLUSH_TIMEOUT,
+                    };
+                }
             },
-            () = sleep_until_opt(retry_at), if retry_at.is_some() => retry_at = None,
-            () = sleep_until_opt(flush_deadline), if flush_deadline.is_some() => {
+            () = sleep_until_opt(sending.resume_at()), if sending.resume_at().is_some() => sending.resume(),
+            () = sleep_until_opt(deadline), if deadline.is_some() => {
                 let unpublished = (queues.len() + inflight.len()) as u64;
                 metrics.unpublished_at_exit.add(unpublished);
                 tracing::error!(unpublished, "broker unreachable at shutdown: messages not published");
-                metrics.pending.set(0);
-                metrics.inflight.set(0);
-                return PublisherReport { unpublished };
+                report.unpublished = unpublished;
+                break;
             }
         }
     }
     metrics.pending.set(0);
     metrics.inflight.set(0);
-    PublisherReport::default()
+    report
+}
+
+/// Sends queued messages while the broker is reachable and the in-flight
+/// window has room.
+async fn fill_window(
+    queues: &mut Queues,
+    inflight: &mut FuturesUnordered<AckFuture>,
+    sending: &mut Sending,
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    config: &CollectConfig,
+    metrics: &CollectMetrics,
+) {
+    while sending.may_send() && inflight.len() < config.inflight_max {
+        if client.connection_state() != async_nats::connection::State::Connected {
+            sending.disconnected(Instant::now());
+            break;
+        }
+        let Some(item) = queues.next() else { break };
+        let publish = PublishMessage::build()
+            .payload(item.payload.clone())
+            .message_id(&item.msg_id);
+        match js.send_publish(item.subject.clone(), publish).await {
+            Ok(ack) => inflight.push(Box::pin(async move { (item, ack.await) })),
+            Err(error) => {
+                metrics.publish_failures.inc();
+                if sending.failed(Instant::now()) {
+                    tracing::warn!(%error, "publish failed; retrying with backoff");
+                }
+                queues.retry.insert(item.order, item);
+            }
+        }
+    }
+}
+
+/// Counts an acknowledged message.
+fn record_ack(item: &Item, ack: &PublishAck, metrics: &CollectMetrics) {
+    match item.polled_at {
+        Some(polled_at) => {
+            metrics
+                .publish_latency
+                .record_us(polled_at.elapsed().as_micros() as u64);
+            if ack.duplicate {
+                metrics.samples_duplicate.inc();
+            } else {
+                metrics.samples_published.inc();
+            }
+        }
+        None => metrics.events_published.inc(),
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

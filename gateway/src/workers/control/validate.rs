@@ -10,7 +10,7 @@ use packgate_drivers::ValidatedSetting;
 use packgate_protocol::{Command, PackId};
 
 use crate::config::SiteLimit;
-use crate::config::{DriverKind, PackConfig};
+use crate::config::{DriverConfig, PackConfig};
 
 /// The profile a simulated pack answers to: its settings are the ones the
 /// simulator implements.
@@ -122,10 +122,10 @@ pub fn pack_table(packs: &[PackConfig]) -> Result<PackTable, ProfileError> {
     let mut profiles: HashMap<&str, Vec<SettingBounds>> = HashMap::new();
     let mut table = PackTable::with_capacity(packs.len());
     for pack in packs {
-        let name = match (pack.driver, pack.profile.as_deref()) {
-            (DriverKind::Sim, _) => Some(SIM_PROFILE),
-            (DriverKind::Modbus, Some(name)) => Some(name),
-            (DriverKind::Modbus, None) | (DriverKind::Can, _) => None,
+        let name = match &pack.driver {
+            DriverConfig::Sim(_) => Some(SIM_PROFILE),
+            DriverConfig::Modbus(modbus) => Some(modbus.profile.as_str()),
+            DriverConfig::Can(_) => None,
         };
         let settings = match name {
             None => Vec::new(),
@@ -238,13 +238,8 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn table() -> PackTable {
-        let mut modbus = PackConfig::sim(PackId::new("jk").unwrap(), SimPackConfig::default());
-        modbus.driver = DriverKind::Modbus;
-        modbus.sim = None;
-        modbus.profile = Some("jk-bms-pb".into());
-        let mut can = PackConfig::sim(PackId::new("can").unwrap(), SimPackConfig::default());
-        can.driver = DriverKind::Can;
-        can.sim = None;
+        let modbus = PackConfig::modbus(PackId::new("jk").unwrap(), "rs485", 1, "jk-bms-pb");
+        let can = PackConfig::can(PackId::new("can").unwrap(), "can0", 16);
         let sim = PackConfig::sim(PackId::new("sim").unwrap(), SimPackConfig::default());
         pack_table(&[modbus, can, sim]).unwrap()
     }
@@ -301,9 +296,12 @@ mod tests {
 
     #[test]
     fn a_missing_profile_is_an_error() {
-        let mut pack = PackConfig::sim(PackId::new("x").unwrap(), SimPackConfig::default());
-        pack.driver = DriverKind::Modbus;
-        pack.profile = Some("/nowhere/profile.toml".into());
+        let pack = PackConfig::modbus(
+            PackId::new("x").unwrap(),
+            "rs485",
+            1,
+            "/nowhere/profile.toml",
+        );
         assert!(pack_table(&[pack]).is_err());
     }
 
