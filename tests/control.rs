@@ -128,11 +128,35 @@ async fn control_answers_a_repeated_id_with_the_same_reply_and_writes_once() {
         matches!(reply.outcome, CommandOutcome::Applied { .. }),
         "{reply:?}"
     );
-    // Again, even with another value: the stored reply, nothing written.
+    // Again: the stored reply, nothing written.
+    assert_eq!(rig.send(&first).await, reply);
+    // With another value: refused, saying what the id did, nothing written.
     let mut again = first.clone();
     again.value = 70.0;
-    assert_eq!(rig.send(&again).await, reply);
-    assert_eq!(rig.send(&first).await, reply);
+    let refused = rig.send(&again).await;
+    assert_eq!(refused.command_id, first.id);
+    let CommandOutcome::Rejected { reason } = &refused.outcome else {
+        panic!("{refused:?}");
+    };
+    for needle in [
+        "\"once\" was already used",
+        "charge_current_limit_a = 40 on pack sim-01",
+        "applied, read back 40",
+        "= 70",
+        "not applied",
+    ] {
+        assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
+    }
+    // Audited under a key of its own; the id's row keeps the first.
+    let reused: Vec<_> = rig
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r.command_id.starts_with("reused-"))
+        .collect();
+    assert_eq!(reused.len(), 1);
+    assert_eq!(reused[0].value, 70.0);
+    assert_eq!(reused[0].detail.as_deref(), Some(reason.as_str()));
+    assert_eq!(rig.audit("once").value, 40.0);
     assert_eq!(bus.requests(), 1);
     assert_eq!(bus.charge_limit(), 40.0);
 
@@ -197,14 +221,43 @@ async fn control_rejects_and_counts_malformed_requests() {
         };
         assert!(reason.contains("malformed command"), "{reason}");
     }
-    assert_eq!(rig.metrics.malformed.get(), 3);
+    // Each audited, under a generated key (they carry no id).
+    let unreadable: Vec<_> = rig
+        .audit_rows()
+        .into_iter()
+        .filter(|r| r.command_id.starts_with("unreadable-"))
+        .collect();
+    assert_eq!(unreadable.len(), 3);
+    for row in &unreadable {
+        assert_eq!(row.outcome.as_deref(), Some("rejected"));
+        assert_eq!(row.origin, "unknown");
+        assert!(row.detail.as_deref().unwrap().contains("malformed"));
+    }
+    // A damaged command that still begins with its id: the reply and the
+    // audit row carry that id.
+    let whole = encode(&command("cut-short", "sim-01", CHARGE, 10.0));
+    let message = tokio::time::timeout(
+        Duration::from_secs(5),
+        rig.client.request(
+            names::CONTROL_SUBJECT,
+            whole[..whole.len() - 4].to_vec().into(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let answer = decode::<CommandReply>(&message.payload).unwrap();
+    assert_eq!(answer.command_id.0, "cut-short");
+    assert!(matches!(answer.outcome, CommandOutcome::Rejected { .. }));
+    assert_eq!(rig.audit("cut-short").outcome.as_deref(), Some("rejected"));
+    assert_eq!(rig.metrics.malformed.get(), 4);
     let counters = rig.metrics.counters();
     assert!(
-        counters.contains(&("malformed".to_owned(), 3)),
+        counters.contains(&("malformed".to_owned(), 4)),
         "{counters:?}"
     );
     assert!(
-        counters.contains(&("commands_received".to_owned(), 4)),
+        counters.contains(&("commands_received".to_owned(), 5)),
         "{counters:?}"
     );
     // The worker goes on.
@@ -212,5 +265,32 @@ async fn control_rejects_and_counts_malformed_requests() {
         .send(&command("after", "nobody-here", CHARGE, 1.0))
         .await;
     assert!(matches!(ok.outcome, CommandOutcome::Rejected { .. }));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_audits_non_finite_values_and_answers_with_their_id() {
+    let rig = Rig::start().await;
+    let bus = TestBus::start(&rig.client, &pack("sim-01"), APPLY).await;
+    for (id, value) in [("nan", f64::NAN), ("inf", f64::INFINITY)] {
+        let sent = command(id, "sim-01", CHARGE, value);
+        let reply = rig.send(&sent).await;
+        assert_eq!(reply.command_id, sent.id);
+        let CommandOutcome::Rejected { reason } = &reply.outcome else {
+            panic!("{reply:?}");
+        };
+        assert!(reason.contains("not a finite number"), "{reason}");
+        let row = rig.audit(id);
+        assert_eq!(row.outcome.as_deref(), Some("rejected"));
+        assert_eq!(row.detail.as_deref(), Some(reason.as_str()));
+        assert_eq!(row.pack_id, "sim-01");
+        assert_eq!(row.reply.as_ref(), Some(&reply));
+        // A repeat is answered from the audit.
+        assert_eq!(rig.send(&sent).await, reply);
+    }
+    assert!(rig.audit("nan").value.is_nan());
+    assert_eq!(rig.audit("inf").value, f64::INFINITY);
+    assert_eq!(bus.requests(), 0);
+    assert_eq!(bus.charge_limit(), 100.0);
     rig.stop().await;
 }

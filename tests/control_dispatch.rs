@@ -123,3 +123,103 @@ async fn control_writes_through_the_real_collector() {
     collector.finish().await;
     rig.stop().await;
 }
+
+/// Sends `command` straight to `subject`, as a process that went around
+/// the control worker would; the bus owner's reply.
+async fn write_request(
+    client: &async_nats::Client,
+    subject: &str,
+    command: &packgate_protocol::Command,
+) -> Option<packgate_protocol::CommandReply> {
+    let sent = client.request(
+        subject.to_owned(),
+        packgate_protocol::encode(command).into(),
+    );
+    match tokio::time::timeout(Duration::from_secs(5), sent).await {
+        Ok(Ok(message)) => Some(packgate_protocol::decode(&message.payload).unwrap()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_owner_refuses_writes_that_went_around_the_control_worker() {
+    // No control worker: requests go straight to the bus subject, on an
+    // open broker (permissions are tested apart).
+    let broker = support::TestBroker::start().await;
+    let mut config = support::sim_config(&broker.url(), broker.dir.path(), 2, 1000);
+    config.control.site_limits.insert(
+        CHARGE.into(),
+        packgate::config::SiteLimit {
+            min: 0.0,
+            max: 80.0,
+        },
+    );
+    let client = async_nats::connect(broker.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    packgate::broker::ensure_streams(&js, &config.streams)
+        .await
+        .unwrap();
+    let packs = PackSet::from_config(&config).unwrap();
+    let sims = packs.sims.clone();
+    let stop = CancellationToken::new();
+    let collector = Collector::start(&config.collect, packs, js, client.clone(), stop.clone());
+    let subject = packgate_protocol::names::bus_write_subject(&pack("sim-01"));
+
+    // A valid request is written (once the router subscribed).
+    let mut applied = None;
+    for attempt in 0..50 {
+        let valid = command(&format!("valid-{attempt}"), "sim-01", CHARGE, 50.0);
+        if let Some(reply) = write_request(&client, &subject, &valid).await {
+            applied = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let applied = applied.expect("the collector serves writes");
+    assert_eq!(applied.outcome, CommandOutcome::Applied { read_back: 50.0 });
+    let sim_01 = &sims[&pack("sim-01")];
+    let sim_02 = &sims[&pack("sim-02")];
+    let untouched = SimPack::new(&SimPackConfig::default());
+    assert_eq!(sim_01.setting(CHARGE), Some(50.0));
+
+    let mut expired = command("expired", "sim-01", CHARGE, 60.0);
+    expired.issued_at_ms -= 120_000;
+    expired.expires_at_ms = now_ms() - 1_000;
+    let mut far = command("far", "sim-01", CHARGE, 60.0);
+    far.expires_at_ms = now_ms() + 2 * 3_600_000;
+    let cases = [
+        (command("site", "sim-01", CHARGE, 150.0), "site limit"),
+        (
+            command("profile", "sim-01", DISCHARGE, 2500.0),
+            "profile's bounds",
+        ),
+        (
+            command("unwritable", "sim-01", "soc_pct", 5.0),
+            "not writable",
+        ),
+        (expired, "expired"),
+        (far, "expires in"),
+        // The subject names sim-01, the payload sim-02.
+        (
+            command("other-pack", "sim-02", CHARGE, 60.0),
+            "names pack sim-02",
+        ),
+    ];
+    for (sent, needle) in &cases {
+        let reply = write_request(&client, &subject, sent)
+            .await
+            .expect("a reply");
+        assert_eq!(reply.command_id, sent.id);
+        let CommandOutcome::Rejected { reason } = &reply.outcome else {
+            panic!("{}: not refused: {reply:?}", sent.id.0);
+        };
+        assert!(reason.contains(needle), "{}: {reason}", sent.id.0);
+        assert!(reason.contains("bus owner"), "{reason}");
+    }
+    assert_eq!(sim_01.setting(CHARGE), Some(50.0));
+    assert_eq!(sim_01.setting(DISCHARGE), untouched.setting(DISCHARGE));
+    assert_eq!(sim_02.setting(CHARGE), untouched.setting(CHARGE));
+    assert_eq!(collector.metrics.writes_refused.get(), cases.len() as u64);
+    stop.cancel();
+    collector.finish().await;
+}

@@ -122,6 +122,11 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A rig whose configuration `change` adjusts first.
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> Self {
         let broker = TestBroker::start().await;
         let mut config = sim_config(&broker.url(), broker.dir.path(), 2, 1000);
         config.control.default_deadline_ms = DEADLINE_MS;
@@ -132,6 +137,7 @@ impl Rig {
                 max: 80.0,
             },
         );
+        change(&mut config);
         let client = async_nats::connect(broker.url()).await.unwrap();
         let metrics = Arc::new(ControlMetrics::default());
         let shutdown = CancellationToken::new();
@@ -183,6 +189,15 @@ impl Rig {
             .lookup(&CommandId(id.into()))
             .unwrap()
             .unwrap_or_else(|| panic!("no audit row for {id}"))
+    }
+
+    /// Every audit row, newest first.
+    pub fn audit_rows(&self) -> Vec<packgate::workers::control::AuditRecord> {
+        let path = self.config.data_dir.join(&self.config.control.database);
+        AuditStore::open_read_only(&path)
+            .unwrap()
+            .recent_summaries(100_000)
+            .unwrap()
     }
 
     pub async fn stop(self) {

@@ -37,10 +37,23 @@ pub struct ControlConfig {
     pub site_limits: BTreeMap<String, SiteLimit>,
     /// Audit rows older than this are deleted, days; 0 keeps everything.
     pub audit_retention_days: u32,
+    /// Largest the audit database may grow, bytes: past it the oldest
+    /// completed rows are deleted (whatever their age) and the file shrinks
+    /// back. Its write-ahead log comes on top (a few MB at most).
+    pub audit_max_bytes: u64,
+    /// Commands each origin (the cloud, the box) may send per second on
+    /// average; more are refused with a `rejected` reply, counted
+    /// (`rate_limited`) and not audited one by one.
+    pub commands_per_s_per_origin: u32,
+    /// Commands each origin may send at once before the rate applies.
+    pub command_burst_per_origin: u32,
     /// Most commands handled at once; more wait for a free slot, so one
     /// slow pack does not hold up commands to the others.
     pub max_in_flight: usize,
 }
+
+/// Smallest `audit_max_bytes` accepted: room for many thousand commands.
+pub const MIN_AUDIT_BYTES: u64 = 1 << 20;
 
 impl Default for ControlConfig {
     fn default() -> Self {
@@ -51,6 +64,9 @@ impl Default for ControlConfig {
             max_clock_skew_ms: 5_000,
             site_limits: BTreeMap::new(),
             audit_retention_days: 365,
+            audit_max_bytes: 64 << 20,
+            commands_per_s_per_origin: 10,
+            command_burst_per_origin: 50,
             max_in_flight: 16,
         }
     }
@@ -87,6 +103,18 @@ impl ControlConfig {
         }
         if self.max_command_ttl_s == 0 {
             return Err(invalid("max_command_ttl_s", "must be above 0"));
+        }
+        if self.audit_max_bytes < MIN_AUDIT_BYTES {
+            return Err(invalid(
+                "audit_max_bytes",
+                &format!("must be at least {MIN_AUDIT_BYTES} (1 MiB)"),
+            ));
+        }
+        if self.commands_per_s_per_origin == 0 {
+            return Err(invalid("commands_per_s_per_origin", "must be at least 1"));
+        }
+        if self.command_burst_per_origin == 0 {
+            return Err(invalid("command_burst_per_origin", "must be at least 1"));
         }
         if self.max_in_flight == 0 {
             return Err(invalid("max_in_flight", "must be at least 1"));
@@ -150,6 +178,18 @@ mod tests {
             "control.default_deadline_ms"
         );
         config.default_deadline_ms = 1;
+        config.audit_max_bytes = MIN_AUDIT_BYTES - 1;
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "control.audit_max_bytes"
+        );
+        config.audit_max_bytes = MIN_AUDIT_BYTES;
+        config.commands_per_s_per_origin = 0;
+        assert_eq!(
+            config.validate().unwrap_err().key,
+            "control.commands_per_s_per_origin"
+        );
+        config.commands_per_s_per_origin = 1;
         config
             .site_limits
             .insert("x".into(), SiteLimit { min: 2.0, max: 1.0 });

@@ -25,7 +25,7 @@ pub use buses::{
 };
 pub use cloud::{CloudConfig, CloudConfigError};
 pub use collect::CollectConfig;
-pub use control::{ControlConfig, ControlConfigError, SiteLimit};
+pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES};
 pub use data::DataConfig;
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};

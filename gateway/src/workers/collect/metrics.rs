@@ -35,6 +35,10 @@ crate::worker_metrics! {
             /// Wall-clock jumps seen (a step the monotonic clock does not account
             /// for); samples stamped during the hold after one are clock-untrusted.
             clock_jumps,
+            /// Write requests the bus owner refused on its own check (malformed,
+            /// out of bounds, expired, or sent for another pack than the
+            /// command names); nothing was written.
+            writes_refused,
         }
         gauges {
             /// Messages waiting to be published.

@@ -115,6 +115,7 @@ impl Collector {
         let capacity = (packs.pack_count() * 2).clamp(64, 16_384);
         let (tx, rx) = mpsc::channel(capacity);
         let bus_count = packs.buses.len().max(1) as u32;
+        let write_check = packs.write_check;
         let mut routes = std::collections::HashMap::new();
         let cx = bus::BusContext::new(
             config,
@@ -145,6 +146,8 @@ impl Collector {
         let writes = tokio::spawn(writes::run_write_router(
             client.clone(),
             routes,
+            write_check,
+            Arc::clone(&metrics),
             shutdown.clone(),
         ));
         let publisher = tokio::spawn(publisher::run_publisher(

@@ -22,6 +22,7 @@ use crate::config::{
     BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, ModbusDriverConfig,
     SerialParity,
 };
+use crate::workers::control::validate::{pack_settings, PackTable, Policy, WriteCheck};
 
 /// The packs of one bus and the link they are reached on: polled in turn
 /// by one owner task, which holds the link.
@@ -98,6 +99,10 @@ pub struct PackSet {
     pub buses: Vec<Bus>,
     /// Handles of the simulated packs, by pack id.
     pub sims: HashMap<PackId, SimPack>,
+    /// What every write request is checked against before it is written:
+    /// the packs' profile bounds and the `[control]` section's site limits
+    /// and expiry rules (the default refuses every write).
+    pub write_check: WriteCheck,
 }
 
 /// Why the drivers could not be built.
@@ -235,8 +240,14 @@ impl PackSet {
         let mut set = PackSet::default();
         // Modbus packs grouped by bus name, in configuration order.
         let mut modbus: BTreeMap<&str, ModbusGroup> = BTreeMap::new();
+        let mut writable = PackTable::with_capacity(config.packs.len());
         for pack in &config.packs {
             let id = &pack.id;
+            let settings = pack_settings(pack).map_err(|source| PackSetError::Profile {
+                pack: id.clone(),
+                source,
+            })?;
+            writable.insert(id.clone(), settings);
             let missing = |what: &str| PackSetError::Config {
                 pack: id.clone(),
                 reason: what.to_owned(),
@@ -299,6 +310,7 @@ impl PackSet {
                     packs: BusPacks::Modbus(link, drivers),
                 }),
         );
+        set.write_check = WriteCheck::new(writable, Policy::of(&config.control));
         Ok(set)
     }
 

@@ -2,8 +2,16 @@
 //! pack's bus: requests arrive on `packgate.bus.<pack>.write`, go to that
 //! bus's bounded queue, and the outcome goes back as the reply. A pack this
 //! collector does not own is left to the collector that does.
+//!
+//! Only the control worker may publish on these subjects, and it has
+//! validated each command already; the router checks every request again
+//! all the same ([`WriteCheck`]: the subject's pack is the command's, the
+//! value is within the profile's bounds and the site limits, the command
+//! has not expired), and refuses one that fails with a `Rejected` reply,
+//! a counter (`writes_refused`) and a log line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +23,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::bus::WriteRequest;
+use super::CollectMetrics;
+use crate::telemetry::events::LogLimiter;
+use crate::telemetry::now_ms;
+use crate::workers::control::validate::WriteCheck;
+
+/// Refused write requests log one line per interval, with the count.
+static REFUSED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// Longest the router waits for a bus to report an outcome; the bus applies
 /// each write under its own timeout, so this only bounds a stuck bus.
@@ -40,10 +55,30 @@ async fn reply(
     }
 }
 
-/// Serves write requests until `shutdown`.
+/// Counts, logs and answers a refused write request.
+async fn refuse(
+    client: &async_nats::Client,
+    to: async_nats::Subject,
+    id: CommandId,
+    reason: String,
+    metrics: &CollectMetrics,
+) {
+    metrics.writes_refused.inc();
+    if let Some(held_back) = REFUSED_LOG.allow() {
+        tracing::warn!(command = %id.0, %reason, held_back, "write request refused by the bus owner");
+    }
+    let outcome = CommandOutcome::Rejected {
+        reason: format!("refused by the bus owner: {reason}"),
+    };
+    reply(client, to, id, outcome).await;
+}
+
+/// Serves write requests until `shutdown`, checking each with `check`.
 pub(super) async fn run_write_router(
     client: async_nats::Client,
     routes: HashMap<PackId, mpsc::Sender<WriteRequest>>,
+    check: WriteCheck,
+    metrics: Arc<CollectMetrics>,
     shutdown: CancellationToken,
 ) {
     let subject = names::BUS_WRITE_SUBJECTS.to_owned();
@@ -70,20 +105,37 @@ pub(super) async fn run_write_router(
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
-        let Some(route) = pack_of(&message.subject).and_then(|pack| routes.get(&pack)) else {
+        let Some((pack, route)) =
+            pack_of(&message.subject).and_then(|pack| routes.get(&pack).map(|route| (pack, route)))
+        else {
             continue;
         };
-        let command = match decode::<Command>(&message.payload) {
+        let mut command = match decode::<Command>(&message.payload) {
             Ok(command) => command,
             Err(error) => {
-                let outcome = CommandOutcome::Rejected {
-                    reason: format!("malformed write request: {error}"),
-                };
-                reply(&client, reply_to, CommandId(String::new()), outcome).await;
+                let reason = format!("malformed write request: {error}");
+                refuse(
+                    &client,
+                    reply_to,
+                    CommandId(String::new()),
+                    reason,
+                    &metrics,
+                )
+                .await;
                 continue;
             }
         };
         let id = command.id.clone();
+        match check.check(&pack, &command, now_ms()) {
+            Ok(setting) => {
+                command.setting = setting.name;
+                command.value = setting.value;
+            }
+            Err(rejection) => {
+                refuse(&client, reply_to, id, rejection.to_string(), &metrics).await;
+                continue;
+            }
+        }
         let (tx, rx) = oneshot::channel();
         if let Err(error) = route.try_send(WriteRequest { command, reply: tx }) {
             let reason = match error {

@@ -13,18 +13,25 @@ use packgate_protocol::{
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+mod retention;
+
 /// The schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const V1: &str = "
+/// The write-ahead log is truncated back to this after a checkpoint.
+const WAL_SIZE_LIMIT_BYTES: i64 = 4 << 20;
+
+/// The table of version 2: `value` is NULL where the command's value was
+/// not a number (or the request did not decode).
+const COMMANDS_V2: &str = "
 CREATE TABLE commands (
     command_id TEXT PRIMARY KEY,
     pack_id TEXT NOT NULL,
     setting TEXT NOT NULL,
-    value REAL NOT NULL,
+    value REAL,
     origin TEXT NOT NULL,
     issued_at_ms INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL,
@@ -36,6 +43,18 @@ CREATE TABLE commands (
     reply BLOB
 );
 CREATE INDEX commands_received ON commands (received_at_ms);
+";
+
+/// Version 1 had `value REAL NOT NULL`; SQLite cannot drop a constraint,
+/// so the table is copied.
+const V1_TO_V2: &str = "
+DROP INDEX commands_received;
+ALTER TABLE commands RENAME TO commands_v1;
+";
+
+const V1_COPY: &str = "
+INSERT INTO commands SELECT * FROM commands_v1;
+DROP TABLE commands_v1;
 ";
 
 /// Why an audit operation failed.
@@ -86,9 +105,10 @@ pub struct AuditRecord {
     pub pack_id: String,
     /// The setting.
     pub setting: String,
-    /// The value asked for.
+    /// The value asked for; NaN when it was not a number or the request
+    /// did not decode.
     pub value: f64,
-    /// `cloud` or `local`.
+    /// `cloud` or `local`; `unknown` for a request that did not decode.
     pub origin: String,
     /// When it was issued, ms since the epoch.
     pub issued_at_ms: i64,
@@ -161,6 +181,12 @@ impl AuditStore {
             .map_err(at_open)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(at_open)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+            .map_err(at_open)?;
+        // Takes effect when a new file's tables are created; an older file
+        // is converted once, below.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(at_open)?;
         // One IMMEDIATE transaction re-reading the version, so two
         // processes opening a new file at once do not both create it.
         let tx = conn
@@ -170,10 +196,11 @@ impl AuditStore {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(at_open)?;
         match version {
-            0 => {
-                tx.execute_batch(V1).map_err(at_open)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(at_open)?;
+            0 => tx.execute_batch(COMMANDS_V2).map_err(at_open)?,
+            1 => {
+                tx.execute_batch(V1_TO_V2).map_err(at_open)?;
+                tx.execute_batch(COMMANDS_V2).map_err(at_open)?;
+                tx.execute_batch(V1_COPY).map_err(at_open)?;
             }
             SCHEMA_VERSION => {}
             found => {
@@ -183,7 +210,12 @@ impl AuditStore {
                 })
             }
         }
+        if version != SCHEMA_VERSION {
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(at_open)?;
+        }
         tx.commit().map_err(at_open)?;
+        enable_incremental_vacuum(&conn).map_err(at_open)?;
         Ok(Self { conn })
     }
 
@@ -202,7 +234,8 @@ impl AuditStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(at_open)?;
-        if version != SCHEMA_VERSION {
+        // Version 1 differs only in a constraint: readable as it is.
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(AuditError::UnsupportedSchema {
                 path: path.to_owned(),
                 found: version,
@@ -227,7 +260,8 @@ impl AuditStore {
                 &command.id.0,
                 command.pack_id.as_str(),
                 &command.setting.0,
-                command.value,
+                // SQLite has no NaN: it is stored as NULL.
+                Some(command.value).filter(|v| !v.is_nan()),
                 origin_name(command.origin),
                 command.issued_at_ms,
                 command.expires_at_ms,
@@ -241,6 +275,27 @@ impl AuditStore {
             // Deleted by retention between the two statements: try again.
             None => self.begin(command, received_at_ms),
         }
+    }
+
+    /// Writes the row of a request that did not decode as a command, under
+    /// `key` (its own id where one could be read, else a generated one):
+    /// no pack, setting or value, origin `unknown`. False when the key is
+    /// already taken.
+    pub fn begin_unreadable(
+        &self,
+        key: &CommandId,
+        received_at_ms: i64,
+    ) -> Result<bool, AuditError> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO commands (command_id, pack_id, setting, value, origin,
+                     issued_at_ms, expires_at_ms, received_at_ms)
+                 VALUES (?1, '', '', NULL, 'unknown', 0, 0, ?2)
+                 ON CONFLICT (command_id) DO NOTHING",
+            )?
+            .execute((&key.0, received_at_ms))?;
+        Ok(inserted == 1)
     }
 
     /// Completes a command's row with its reply (and overwrites an earlier
@@ -352,21 +407,6 @@ impl AuditStore {
         }
         Ok(out)
     }
-
-    /// Retention: deletes at most `max_rows` completed commands received
-    /// before `cutoff_ms`, oldest first. Returns the rows deleted.
-    pub fn prune_older_than(&self, cutoff_ms: i64, max_rows: usize) -> Result<usize, AuditError> {
-        let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
-        Ok(self
-            .conn
-            .prepare_cached(
-                "DELETE FROM commands WHERE rowid IN (
-                     SELECT rowid FROM commands
-                     WHERE received_at_ms < ?1 AND outcome IS NOT NULL
-                     ORDER BY received_at_ms LIMIT ?2)",
-            )?
-            .execute((cutoff_ms, limit))?)
-    }
 }
 
 /// A row as read, before the reply is decoded.
@@ -382,7 +422,7 @@ impl RawRecord {
                 command_id: row.get(0)?,
                 pack_id: row.get(1)?,
                 setting: row.get(2)?,
-                value: row.get(3)?,
+                value: row.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
                 origin: row.get(4)?,
                 issued_at_ms: row.get(5)?,
                 expires_at_ms: row.get(6)?,
@@ -408,6 +448,18 @@ impl RawRecord {
         }
         Ok(record)
     }
+}
+
+/// Turns on incremental vacuum (so deleted rows give their space back to
+/// the file system), converting a file made without it once.
+fn enable_incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+    if mode != INCREMENTAL {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -173,3 +173,108 @@ fn summaries_list_rows_whose_reply_is_damaged() {
     assert_eq!(rows[1].reply, None);
     assert_eq!(reader.recent_summaries(1).unwrap().len(), 1);
 }
+
+#[test]
+fn non_finite_values_and_unreadable_requests_have_rows() {
+    let (_dir, store) = store();
+    let mut nan = command("nan");
+    nan.value = f64::NAN;
+    let mut inf = command("inf");
+    inf.value = f64::INFINITY;
+    assert_eq!(store.begin(&nan, 1).unwrap(), Begin::New);
+    assert_eq!(store.begin(&inf, 1).unwrap(), Begin::New);
+    assert!(store.lookup(&nan.id).unwrap().unwrap().value.is_nan());
+    assert_eq!(store.lookup(&inf.id).unwrap().unwrap().value, f64::INFINITY);
+
+    let key = CommandId("unreadable-1".into());
+    assert!(store.begin_unreadable(&key, 5).unwrap());
+    assert!(
+        !store.begin_unreadable(&key, 6).unwrap(),
+        "the key is taken"
+    );
+    assert!(!store.begin_unreadable(&nan.id, 6).unwrap());
+    let refused = reply(
+        "unreadable-1",
+        CommandOutcome::Rejected {
+            reason: "malformed".into(),
+        },
+    );
+    store.complete(&refused, 7).unwrap();
+    let row = store.lookup(&key).unwrap().unwrap();
+    assert_eq!(row.origin, "unknown");
+    assert_eq!(row.pack_id, "");
+    assert!(row.value.is_nan());
+    assert_eq!(row.reply, Some(refused));
+}
+
+#[test]
+fn a_version_1_store_is_converted_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE commands (
+                command_id TEXT PRIMARY KEY, pack_id TEXT NOT NULL,
+                setting TEXT NOT NULL, value REAL NOT NULL, origin TEXT NOT NULL,
+                issued_at_ms INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL,
+                received_at_ms INTEGER NOT NULL, completed_at_ms INTEGER,
+                outcome TEXT, read_back REAL, detail TEXT, reply BLOB);
+             CREATE INDEX commands_received ON commands (received_at_ms);
+             INSERT INTO commands VALUES
+                ('old', 'sim-01', 'x', 4.5, 'local', 1, 2, 3, 4, 'timed_out', NULL, NULL, NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    // Readable as it is, then converted by the writer.
+    let reader = AuditStore::open_read_only(&path).unwrap();
+    assert_eq!(reader.recent(5).unwrap()[0].value, 4.5);
+    drop(reader);
+    let store = AuditStore::open(&path).unwrap();
+    assert_eq!(store.recent(5).unwrap()[0].command_id, "old");
+    let mut nan = command("nan");
+    nan.value = f64::NAN;
+    assert_eq!(store.begin(&nan, 10).unwrap(), Begin::New);
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let vacuum: i64 = store
+        .conn
+        .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(vacuum, 2, "incremental");
+}
+
+#[test]
+fn the_store_is_kept_within_its_size_oldest_rows_first() {
+    let (dir, store) = store();
+    let path = dir.path().join("control.db");
+    // 400 commands with 10 kB ids: about 8 MB with their replies.
+    for n in 0..400_i64 {
+        let id = format!("{n:05}-{}", "x".repeat(10_000));
+        store.begin(&command(&id), n).unwrap();
+        store
+            .complete(&reply(&id, CommandOutcome::TimedOut), n)
+            .unwrap();
+    }
+    // One still in flight, the oldest of all: never deleted.
+    store.begin(&command("in-flight"), -1).unwrap();
+    assert!(store.used_bytes().unwrap() > 4 << 20);
+    let max = 1 << 20;
+    let deleted = store.prune_to_size(max, 100_000).unwrap();
+    assert!(deleted > 300, "{deleted}");
+    assert!(store.used_bytes().unwrap() <= max);
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(on_disk <= max + 64 * 1024, "the file is {on_disk} bytes");
+    let left = store.recent_summaries(1_000).unwrap();
+    assert!(left.iter().any(|r| r.command_id == "in-flight"));
+    // The newest stay, the oldest went.
+    assert!(left.iter().any(|r| r.command_id.starts_with("00399-")));
+    assert!(!left.iter().any(|r| r.command_id.starts_with("00000-")));
+    assert_eq!(left.len(), 400 + 1 - deleted);
+    // Within the size already: nothing more.
+    assert_eq!(store.prune_to_size(max, 100_000).unwrap(), 0);
+}

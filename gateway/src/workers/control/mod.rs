@@ -15,6 +15,12 @@
 //! writing and reading back, else `Failed { error }`, `TimedOut` or
 //! `Rejected { reason }`.
 //!
+//! Each origin (the cloud, the box) has a token bucket
+//! (`commands_per_s_per_origin`, `command_burst_per_origin`); a command
+//! over it is refused, counted (`rate_limited`) and not audited. Every
+//! other command and refusal is audited (see the `handler` module), and the audit
+//! store is kept under `audit_max_bytes` by deleting its oldest rows.
+//!
 //! [`CONTROL_SUBJECT`]: packgate_protocol::names::CONTROL_SUBJECT
 //! [`bus_write_subject`]: packgate_protocol::names::bus_write_subject
 //! [`Command`]: packgate_protocol::Command
@@ -22,6 +28,10 @@
 
 pub mod audit;
 mod client;
+mod dispatch;
+mod handler;
+mod intake;
+mod limit;
 pub mod validate;
 mod worker;
 
@@ -58,7 +68,8 @@ crate::worker_metrics! {
             commands_received,
             /// Commands written and read back.
             applied,
-            /// Commands refused (validation, or by the bus).
+            /// Commands refused (validation, malformed, a reused id, or by the
+            /// bus); each audited.
             rejected,
             /// Commands whose dispatch or write failed.
             failed,
@@ -72,8 +83,12 @@ crate::worker_metrics! {
             audit_failures,
             /// Replies that could not be sent to the requester.
             reply_failures,
-            /// Audit rows removed by retention.
+            /// Audit rows removed by retention (age) or to keep the store
+            /// within its size.
             rows_pruned,
+            /// Commands refused because their origin sent more than its rate
+            /// (`commands_per_s_per_origin`); not audited.
+            rate_limited,
         }
         gauges {
             /// Commands being handled now.

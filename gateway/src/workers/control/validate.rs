@@ -2,6 +2,11 @@
 //! setting is writable in its profile, the value is within the profile's
 //! bounds and the site's, and the command is neither expired nor from the
 //! far future. Pure: the caller passes the clock.
+//!
+//! The control worker checks every command here before it dispatches it,
+//! and the bus owner of the collect worker checks every write request here
+//! again before it writes ([`WriteCheck`]): a request that reached the bus
+//! subject some other way is held to the same rules.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,8 +14,7 @@ use packgate_drivers::profile::{self, Profile, ProfileError};
 use packgate_drivers::ValidatedSetting;
 use packgate_protocol::{Command, PackId};
 
-use crate::config::SiteLimit;
-use crate::config::{DriverConfig, PackConfig};
+use crate::config::{ControlConfig, DriverConfig, PackConfig, SiteLimit};
 
 /// The profile a simulated pack answers to: its settings are the ones the
 /// simulator implements.
@@ -33,8 +37,11 @@ pub struct SettingBounds {
 /// pack) has an empty list.
 pub type PackTable = HashMap<PackId, Vec<SettingBounds>>;
 
-/// The rules a command is checked against, besides the pack table.
-#[derive(Debug, Clone, PartialEq)]
+/// The rules a command is checked against, besides the pack table. The
+/// default has no site limits and accepts no expiry at all (every command
+/// is refused as expiring too far ahead): a policy must come from the
+/// configuration to let anything through.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Site-wide bounds per setting name.
     pub site_limits: BTreeMap<String, SiteLimit>,
@@ -44,10 +51,31 @@ pub struct Policy {
     pub max_skew_ms: i64,
 }
 
+impl Policy {
+    /// The policy of the `[control]` section.
+    pub fn of(control: &ControlConfig) -> Self {
+        let ms = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        Self {
+            site_limits: control.site_limits.clone(),
+            max_ttl_ms: ms(control.max_command_ttl_s.saturating_mul(1000)),
+            max_skew_ms: ms(control.max_clock_skew_ms),
+        }
+    }
+}
+
 /// Why a command is refused; the text names the problem and is sent back
 /// to the requester.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
+    /// A write request whose subject names one pack and whose command
+    /// names another.
+    #[error("the request was sent for pack {subject} but the command names pack {command}")]
+    WrongPack {
+        /// The pack of the subject the request arrived on.
+        subject: PackId,
+        /// The pack the command names.
+        command: PackId,
+    },
     /// No configured pack has this id.
     #[error("unknown pack {0}")]
     UnknownPack(PackId),
@@ -116,18 +144,31 @@ pub enum Rejection {
     },
 }
 
+/// The profile a pack's writes are checked against: the modbus pack's
+/// own, the simulator's for a sim pack, none for a CAN pack.
+fn profile_name(pack: &PackConfig) -> Option<&str> {
+    match &pack.driver {
+        DriverConfig::Sim(_) => Some(SIM_PROFILE),
+        DriverConfig::Modbus(modbus) => Some(modbus.profile.as_str()),
+        DriverConfig::Can(_) => None,
+    }
+}
+
+/// The writable settings of one configured pack, from its profile.
+pub fn pack_settings(pack: &PackConfig) -> Result<Vec<SettingBounds>, ProfileError> {
+    match profile_name(pack) {
+        None => Ok(Vec::new()),
+        Some(name) => Ok(bounds_of(&profile::resolve(name)?)),
+    }
+}
+
 /// Builds the pack table from the configured packs: a modbus pack's
 /// profile settings, the simulator's for a sim pack, none for a CAN pack.
 pub fn pack_table(packs: &[PackConfig]) -> Result<PackTable, ProfileError> {
     let mut profiles: HashMap<&str, Vec<SettingBounds>> = HashMap::new();
     let mut table = PackTable::with_capacity(packs.len());
     for pack in packs {
-        let name = match &pack.driver {
-            DriverConfig::Sim(_) => Some(SIM_PROFILE),
-            DriverConfig::Modbus(modbus) => Some(modbus.profile.as_str()),
-            DriverConfig::Can(_) => None,
-        };
-        let settings = match name {
+        let settings = match profile_name(pack) {
             None => Vec::new(),
             Some(name) => match profiles.get(name) {
                 Some(settings) => settings.clone(),
@@ -227,6 +268,40 @@ pub fn validate(
         name: command.setting.clone(),
         value,
     })
+}
+
+/// What a bus owner checks a write request against before it writes: the
+/// same rules as the control worker (profile bounds, site limits, expiry),
+/// and that the request's subject and its command name the same pack. The
+/// default knows no pack, so it refuses every write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteCheck {
+    table: PackTable,
+    policy: Policy,
+}
+
+impl WriteCheck {
+    /// The check of a pack table and a policy.
+    pub fn new(table: PackTable, policy: Policy) -> Self {
+        Self { table, policy }
+    }
+
+    /// Checks a write request for `subject_pack` carrying `command`, at
+    /// `now_ms`; the setting to write, or why not.
+    pub fn check(
+        &self,
+        subject_pack: &PackId,
+        command: &Command,
+        now_ms: i64,
+    ) -> Result<ValidatedSetting, Rejection> {
+        if &command.pack_id != subject_pack {
+            return Err(Rejection::WrongPack {
+                subject: subject_pack.clone(),
+                command: command.pack_id.clone(),
+            });
+        }
+        validate(command, now_ms, &self.table, &self.policy)
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +427,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("site limit 0 to 80 A"), "{err}");
+    }
+
+    #[test]
+    fn the_write_check_wants_the_subjects_pack_and_the_same_rules() {
+        let check = WriteCheck::new(table(), policy());
+        let ok = command("sim", "charge_current_limit_a", 50.0);
+        let sim = PackId::new("sim").unwrap();
+        assert_eq!(check.check(&sim, &ok, NOW).unwrap().value, 50.0);
+        let other = PackId::new("jk").unwrap();
+        let err = check.check(&other, &ok, NOW).unwrap_err();
+        assert!(matches!(err, Rejection::WrongPack { .. }), "{err}");
+        assert!(err.to_string().contains("pack jk"), "{err}");
+        let over = command("sim", "charge_current_limit_a", 150.0);
+        assert!(matches!(
+            check.check(&sim, &over, NOW).unwrap_err(),
+            Rejection::OutsideSiteLimit { .. }
+        ));
+        // The default refuses everything.
+        assert!(WriteCheck::default().check(&sim, &ok, NOW).is_err());
     }
 
     #[test]
