@@ -255,3 +255,72 @@ async fn a_broker_that_is_not_up_yet_is_waited_for() {
     server.stop().await;
     assert!(stored, "nothing stored after the broker came up");
 }
+
+/// `packgate command` against a broker with a control worker for sim-01.
+#[allow(clippy::unwrap_used)] // test code: a failed start should fail loudly
+async fn send(rig: &support::control::Rig, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args(["command", "--nats-url"])
+        .arg(rig.broker.url())
+        .arg("--data-dir")
+        .arg(&rig.config.data_dir)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_takes_negative_values_rounds_read_backs_and_names_a_reused_id() {
+    use support::control::{pack, Rig, TestBus, APPLY, CHARGE};
+    let rig = Rig::start().await;
+    let bus = TestBus::start(&rig.client, &pack("sim-01"), APPLY).await;
+    let set = |id: &'static str, value: &'static str| {
+        ["--pack", "sim-01", "--id", id, "set", CHARGE, value]
+    };
+
+    // A negative value needs no `--`: it reaches the worker, whose profile
+    // refuses it.
+    let (ok, _, stderr) = send(&rig, &set("neg", "-5")).await;
+    assert!(!ok);
+    assert!(stderr.contains("profile's bounds"), "{stderr}");
+
+    // The read-back value is shown rounded.
+    let (ok, stdout, stderr) = send(&rig, &set("dup", "61.3")).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "dup: applied, read back 61.3");
+    assert!((bus.charge_limit() - 61.3).abs() < 1e-9);
+
+    // The same id again for the same command: its result, said plainly.
+    let (ok, stdout, stderr) = send(&rig, &set("dup", "61.3")).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("already used for the same command"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.trim(), "dup: applied, read back 61.3");
+
+    // The same id for another value: refused, saying what the id did.
+    let (ok, stdout, stderr) = send(&rig, &set("dup", "22")).await;
+    assert!(!ok, "{stdout}");
+    for needle in [
+        "already used",
+        "61.3",
+        "applied, read back 61.3",
+        "22",
+        "not applied",
+    ] {
+        assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    }
+    assert!((bus.charge_limit() - 61.3).abs() < 1e-9);
+
+    // Not a number: refused by the worker, with this command's id.
+    let (ok, _, stderr) = send(&rig, &set("nan", "NaN")).await;
+    assert!(!ok);
+    assert!(stderr.contains("nan: rejected"), "{stderr}");
+    assert!(stderr.contains("not a finite number"), "{stderr}");
+    assert_eq!(rig.audit("nan").outcome.as_deref(), Some("rejected"));
+    rig.stop().await;
+}

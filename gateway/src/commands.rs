@@ -220,13 +220,17 @@ pub(crate) async fn command(
     ttl_s: u64,
     id: Option<String>,
 ) -> anyhow::Result<()> {
+    use packgate::workers::control::format_value;
     use packgate_protocol::{
         Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
     };
     let config = target.source.load()?;
-    let client = connect_client(&config, &broker_url(target, &config)?, "packgate-command").await?;
     let now = packgate::telemetry::now_ms();
     let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));
+    // A row for this id means it was used before: say so, whatever the
+    // reply (the control worker answers a repeat from that row).
+    let used_before = earlier_use(&config, &id);
+    let client = connect_client(&config, &broker_url(target, &config)?, "packgate-command").await?;
     let ttl_ms = i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let command = PackCommand {
         id: CommandId(id.clone()),
@@ -239,13 +243,39 @@ pub(crate) async fn command(
     };
     let wait = config.control.default_deadline() + Duration::from_secs(2);
     let reply = packgate::workers::control::send_command(&client, &command, wait).await?;
+    // The same command again: its first result. (Another command under a
+    // used id is refused by the control worker, which says what the id did.)
+    if let Some(earlier) = used_before.filter(|row| {
+        row.pack_id == command.pack_id.as_str()
+            && row.setting == command.setting.0
+            && row.value.to_bits() == command.value.to_bits()
+    }) {
+        eprintln!(
+            "{id}: this id was already used for the same command ({} = {} on pack {}); \
+             this is its result, nothing was written again",
+            earlier.setting,
+            format_value(earlier.value),
+            earlier.pack_id,
+        );
+    }
     match reply.outcome {
-        CommandOutcome::Applied { read_back } => println!("{id}: applied, read back {read_back}"),
+        CommandOutcome::Applied { read_back } => {
+            println!("{id}: applied, read back {}", format_value(read_back));
+        }
         CommandOutcome::Rejected { reason } => bail!("{id}: rejected: {reason}"),
         CommandOutcome::Failed { error } => bail!("{id}: failed: {error}"),
         CommandOutcome::TimedOut => bail!("{id}: timed out"),
     }
     Ok(())
+}
+
+/// The audit row of `id`, if the audit store on this box has one.
+fn earlier_use(config: &Config, id: &str) -> Option<packgate::workers::control::AuditRecord> {
+    use packgate::workers::control::AuditStore;
+    use packgate_protocol::CommandId;
+    let path = config.data_dir.join(&config.control.database);
+    let store = AuditStore::open_read_only(&path).ok()?;
+    store.lookup(&CommandId(id.to_owned())).ok()?
 }
 
 pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()> {

@@ -165,7 +165,8 @@ enum SetAction {
     Set {
         /// The setting, as named in the pack's profile.
         setting: String,
-        /// The value, in the setting's unit.
+        /// The value, in the setting's unit (negative values need no `--`).
+        #[arg(allow_negative_numbers = true)]
         value: f64,
     },
 }

@@ -36,6 +36,23 @@ pub enum ControlClientError {
     },
 }
 
+/// A setting's value for people: at most six significant digits, without
+/// trailing zeros (`61.3`, not `61.300000000000004`; `1500`, not `1500.0`).
+pub fn format_value(value: f64) -> String {
+    if !value.is_finite() || value == 0.0 {
+        return format!("{value}");
+    }
+    let magnitude = value.abs().log10().floor();
+    // Whole digits beyond the sixth are kept, never rounded away.
+    let decimals = (5.0 - magnitude).clamp(0.0, 12.0) as usize;
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 /// Sends `command` to the control worker and waits up to `timeout` for its
 /// reply. Give the command's deadline (default 5 s) plus a margin; a
 /// repeat of the same command (same id) is answered with the first reply.
@@ -71,4 +88,23 @@ pub async fn send_command(
         });
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_are_shown_to_six_significant_digits() {
+        assert_eq!(format_value(61.300000000000004), "61.3");
+        assert_eq!(format_value(21.0), "21");
+        assert_eq!(format_value(1500.0), "1500");
+        assert_eq!(format_value(-5.0), "-5");
+        assert_eq!(format_value(0.0), "0");
+        assert_eq!(format_value(0.000123456789), "0.000123457");
+        assert_eq!(format_value(1234567.0), "1234567");
+        assert_eq!(format_value(3.25), "3.25");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "inf");
+    }
 }

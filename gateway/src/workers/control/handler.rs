@@ -17,6 +17,7 @@ use packgate_protocol::{encode, Command, CommandId, CommandOutcome, CommandReply
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit::{AuditError, AuditRecord, AuditStore, Begin};
+use super::client::format_value;
 use super::intake::{self, Request};
 use super::limit::{RateLimiter, Source};
 use super::validate::{validate, PackTable, Policy};
@@ -282,11 +283,11 @@ impl Handler {
              this request ({} = {} on pack {}) was not applied: send it with a new id",
             command.id.0,
             first.setting,
-            first.value,
+            format_value(first.value),
             first.pack_id,
             what_it_did(first),
             command.setting.0,
-            command.value,
+            format_value(command.value),
             command.pack_id,
         );
         let outcome = CommandOutcome::Rejected { reason };
@@ -363,7 +364,9 @@ fn same_command(record: &AuditRecord, command: &Command) -> bool {
 fn what_it_did(record: &AuditRecord) -> String {
     let detail = record.detail.as_deref().unwrap_or("");
     match (record.outcome.as_deref(), record.read_back) {
-        (Some("applied"), Some(read_back)) => format!("applied, read back {read_back}"),
+        (Some("applied"), Some(read_back)) => {
+            format!("applied, read back {}", format_value(read_back))
+        }
         (Some("timed_out"), _) => "timed out".to_owned(),
         (Some(outcome), _) => format!("{outcome}: {detail}"),
         (None, _) => "still in progress".to_owned(),

@@ -37,7 +37,7 @@ mod worker;
 
 pub use crate::config::{ControlConfig, ControlConfigError, SiteLimit};
 pub use audit::{AuditError, AuditRecord, AuditStore};
-pub use client::{send_command, ControlClientError};
+pub use client::{format_value, send_command, ControlClientError};
 pub use worker::{run_control, ControlWorker, QUEUE_GROUP};
 
 use packgate_drivers::profile::ProfileError;
