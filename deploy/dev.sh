@@ -4,7 +4,11 @@
 #
 #   ./deploy/dev.sh sim     build and run the gateway on simulated packs,
 #                           showing live samples (Ctrl-C stops it cleanly)
-#   ./deploy/dev.sh test    fmt check, clippy, every test
+#   ./deploy/dev.sh test    fmt check, clippy, every test, a short run of
+#                           every fuzz target
+#   ./deploy/dev.sh fuzz TARGET [SECONDS]
+#                           one fuzz target for SECONDS (default 3600)
+#   ./deploy/dev.sh fuzz-smoke   only the short run of every fuzz target
 #   ./deploy/dev.sh bench   the end-to-end benchmark (extra args pass on)
 #   ./deploy/dev.sh cross   ARM builds, .deb packages, qemu tests
 #                           (deploy/cross.sh aarch64|armv7|all|deb|test-aarch64)
@@ -103,6 +107,84 @@ cmd_test() {
     cargo clippy --workspace --all-targets -- -D warnings
     log "cargo test"
     cargo test --workspace
+    cmd_fuzz_smoke
+}
+
+# The fuzz targets (fuzz/, outside the workspace) need cargo-fuzz and the
+# compiler's nightly flags: a nightly toolchain when rustup has or can fetch
+# one, else stable with RUSTC_BOOTSTRAP=1. libFuzzer is C++ (c++ from
+# build-essential). Sets FUZZ_CARGO; fails when nothing can build them.
+FUZZ_CARGO=()
+FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}"
+fuzz_setup() {
+    [ ${#FUZZ_CARGO[@]} -gt 0 ] && return 0
+    command -v c++ >/dev/null || return 1
+    if ! command -v cargo-fuzz >/dev/null; then
+        log "cargo install cargo-fuzz"
+        cargo install --locked cargo-fuzz >/dev/null 2>&1 || return 1
+    fi
+    if command -v rustup >/dev/null; then
+        if ! rustup run nightly rustc -V >/dev/null 2>&1; then
+            log "rustup toolchain install nightly --profile minimal"
+            rustup toolchain install nightly --profile minimal >/dev/null 2>&1 || true
+        fi
+        if rustup run nightly rustc -V >/dev/null 2>&1; then
+            FUZZ_CARGO=(cargo +nightly)
+            return 0
+        fi
+    fi
+    if RUSTC_BOOTSTRAP=1 rustc -Z unstable-options -V >/dev/null 2>&1; then
+        FUZZ_CARGO=(env RUSTC_BOOTSTRAP=1 cargo)
+        return 0
+    fi
+    return 1
+}
+
+# Runs fuzz target $1 for $2 seconds on its seeds (fuzz/corpus/$1, never
+# written) and what earlier runs found (fuzz/target/corpus/$1). Prints one
+# summary line; on a crash, the log's end and where the reproducer is.
+fuzz_run() {
+    local target=$1 seconds=$2
+    local work=fuzz/target/corpus/$target log=fuzz/target/logs/$target.log
+    mkdir -p "$work" fuzz/target/logs
+    local start=$SECONDS
+    if ! "${FUZZ_CARGO[@]}" fuzz run -s "$FUZZ_SANITIZER" "$target" "$work" "fuzz/corpus/$target" -- \
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        log "fuzz target $target failed: reproducer in fuzz/artifacts/$target/, log in $log"
+        return 1
+    fi
+    local runs last
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    last=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' || true)
+    printf '%s: %s runs in %d s, %s, no crash\n' "$target" "${runs:-?}" $((SECONDS - start)) "${last:-?}"
+}
+
+# Builds every fuzz target and runs each for FUZZ_SMOKE_SECONDS (5). A
+# crash fails; a machine that cannot build fuzz targets at all skips.
+cmd_fuzz_smoke() {
+    if ! fuzz_setup; then
+        log "fuzz targets skipped: no toolchain here builds them (see Fuzzing in the README)"
+        return 0
+    fi
+    log "fuzz targets: build, and run each for ${FUZZ_SMOKE_SECONDS:-5} s"
+    mkdir -p fuzz/target/logs
+    if ! "${FUZZ_CARGO[@]}" fuzz build -s "$FUZZ_SANITIZER" >fuzz/target/logs/build.log 2>&1; then
+        tail -n 40 fuzz/target/logs/build.log >&2
+        log "fuzz targets do not build (log in fuzz/target/logs/build.log)"
+        return 1
+    fi
+    local target
+    for target in $("${FUZZ_CARGO[@]}" fuzz list); do
+        fuzz_run "$target" "${FUZZ_SMOKE_SECONDS:-5}" >/dev/null
+    done
+}
+
+cmd_fuzz() {
+    local target=${1:?usage: dev.sh fuzz TARGET [SECONDS]} seconds=${2:-3600}
+    ensure_deps
+    fuzz_setup || { log "no toolchain here builds fuzz targets (see Fuzzing in the README)"; exit 1; }
+    fuzz_run "$target" "$seconds"
 }
 
 cmd_bench() {
@@ -114,7 +196,9 @@ cmd_bench() {
 case "${1:-}" in
     sim) shift; cmd_sim "$@" ;;
     test) shift; cmd_test "$@" ;;
+    fuzz) shift; cmd_fuzz "$@" ;;
+    fuzz-smoke) shift; ensure_deps; cmd_fuzz_smoke ;;
     bench) shift; cmd_bench "$@" ;;
     cross) shift; exec ./deploy/cross.sh "$@" ;;
-    *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
