@@ -73,6 +73,27 @@ async fn refuse(
     reply(client, to, id, outcome).await;
 }
 
+/// Subscribes to every bus-write subject, retrying until `shutdown`;
+/// `None` on shutdown.
+async fn subscribe(
+    client: &async_nats::Client,
+    shutdown: &CancellationToken,
+) -> Option<async_nats::Subscriber> {
+    let subject = names::BUS_WRITE_SUBJECTS.to_owned();
+    loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(subscriber) => return Some(subscriber),
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to write requests; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
 /// Serves write requests until `shutdown`, checking each with `check`.
 pub(super) async fn run_write_router(
     client: async_nats::Client,
@@ -81,18 +102,8 @@ pub(super) async fn run_write_router(
     metrics: Arc<CollectMetrics>,
     shutdown: CancellationToken,
 ) {
-    let subject = names::BUS_WRITE_SUBJECTS.to_owned();
-    let mut requests = loop {
-        match client.subscribe(subject.clone()).await {
-            Ok(subscriber) => break subscriber,
-            Err(error) => {
-                tracing::warn!(%error, "cannot subscribe to write requests; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        }
+    let Some(mut requests) = subscribe(&client, &shutdown).await else {
+        return;
     };
     loop {
         let message = tokio::select! {
@@ -114,14 +125,8 @@ pub(super) async fn run_write_router(
             Ok(command) => command,
             Err(error) => {
                 let reason = format!("malformed write request: {error}");
-                refuse(
-                    &client,
-                    reply_to,
-                    CommandId(String::new()),
-                    reason,
-                    &metrics,
-                )
-                .await;
+                let id = CommandId(String::new());
+                refuse(&client, reply_to, id, reason, &metrics).await;
                 continue;
             }
         };
