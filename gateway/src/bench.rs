@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::broker::EmbeddedBroker;
 use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;
@@ -95,7 +96,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
     let broker = Broker::open(&config, "packgate-bench")
         .await
         .map_err(RunError::from)?;
-    let broker_pid = broker.server.as_ref().and_then(|s| s.pid());
+    let broker_pid = broker.server.as_ref().and_then(EmbeddedBroker::pid);
     let shutdown = CancellationToken::new();
     let cpu_before = process::usage(None).cpu_s;
     let stop = shutdown.clone();

@@ -17,4 +17,5 @@ pub mod sd_notify;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod watchdog;
 pub mod workers;

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::connect::{connect_as, jetstream_context};
 use crate::broker::{
-    ensure_streams, BrokerCredentials, BrokerError, BrokerUser, NatsServer, NatsServerOptions,
+    ensure_streams, BrokerCredentials, BrokerError, BrokerUser, EmbeddedBroker, NatsServerOptions,
 };
 use crate::config::{BrokerConfig, Config};
 use crate::retry::{retry_until_shutdown, Backoff};
@@ -34,7 +34,7 @@ pub struct Broker {
     /// The URL connected to, password redacted.
     pub url: String,
     /// Our own nats-server, when none was configured.
-    pub server: Option<NatsServer>,
+    pub server: Option<EmbeddedBroker>,
     /// The broker users' passwords; `None` for an open broker.
     pub credentials: Option<BrokerCredentials>,
     connect_url: String,
@@ -70,7 +70,7 @@ impl Broker {
                     Duration::from_millis(config.broker.embedded_startup_timeout_ms);
                 options.config_text = credentials.as_ref().map(|c| c.authorization_block());
                 options.lock_store = true;
-                let server = NatsServer::start(options).await?;
+                let server = EmbeddedBroker::start(options).await?;
                 tracing::info!(url = %server.url(), pid = ?server.pid(), "started embedded nats-server");
                 let _ = std::fs::write(config.data_dir.join(BROKER_URL_FILE), server.url());
                 (server.url(), Some(server))
@@ -138,33 +138,44 @@ impl Broker {
         }
     }
 
+    /// Fires when our own broker died for good (never, for an external
+    /// one: its service manager restarts it and the client reconnects).
+    pub fn lost(&self) -> CancellationToken {
+        self.server
+            .as_ref()
+            .map_or_else(CancellationToken::new, EmbeddedBroker::lost)
+    }
+
     /// Flushes the connection and stops our own server, if any.
     pub async fn close(mut self, data_dir: &Path) {
         // Drain closes the connection for every clone of the client, so
         // stopping our own server below is not seen as a lost broker.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.drain()).await;
         drop(self.client);
-        if let Some(server) = self.server.as_mut() {
+        if let Some(server) = self.server.take() {
             server.stop().await;
             let _ = std::fs::remove_file(data_dir.join(BROKER_URL_FILE));
         }
     }
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
+/// Cancels `token` on SIGINT, SIGTERM or SIGHUP (the terminal closed):
+/// each stops the gateway cleanly, its own broker with it.
 pub fn cancel_on_signals(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
+        let (term, hangup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(term), Ok(hangup)) => (term, hangup),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM and SIGHUP");
+                return;
+            }
+        };
+        let (mut term, mut hangup) = (term, hangup);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = hangup.recv() => tracing::info!("SIGHUP: shutting down"),
         }
         token.cancel();
     });

@@ -265,7 +265,10 @@ pub async fn run_workers(
         .iter()
         .flat_map(|(_, s)| s.handles.iter().cloned())
         .collect();
-    feed_watchdog(broker, &shutdown, &handles).await;
+    let broker_lost = crate::watchdog::supervise(broker, &shutdown, &handles, &metrics).await;
+    if broker_lost {
+        shutdown.cancel();
+    }
 
     let mut first_error = None;
     for (stage, mut running) in stages {
@@ -291,6 +294,9 @@ pub async fn run_workers(
         for client in connections {
             let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
         }
+    }
+    if broker_lost {
+        first_error.get_or_insert(RunError::Broker(BrokerError::Lost));
     }
     match first_error {
         Some(error) => Err(error),
@@ -334,42 +340,4 @@ async fn keep_consumers(
             }
         }
     }
-}
-
-/// Tells systemd (when it started us with `Type=notify`) that the gateway
-/// is ready, then pets its watchdog while the broker is connected and
-/// every worker task is running, until `shutdown`. A stuck or failed
-/// worker stops the petting, and systemd restarts the service.
-async fn feed_watchdog(broker: &Broker, shutdown: &CancellationToken, tasks: &[AbortHandle]) {
-    let notifier = match crate::sd_notify::Notifier::from_env() {
-        Ok(notifier) => notifier,
-        Err(error) => {
-            tracing::warn!(%error, "cannot talk to systemd's notify socket");
-            None
-        }
-    };
-    let Some(notifier) = notifier else {
-        shutdown.cancelled().await;
-        return;
-    };
-    if let Err(error) = notifier.ready() {
-        tracing::warn!(%error, "cannot notify systemd");
-    }
-    let every = crate::sd_notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
-    let mut ticks = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = ticks.tick() => {
-                let connected = broker.client.connection_state() == async_nats::connection::State::Connected;
-                let running = tasks.iter().all(|task| !task.is_finished());
-                if connected && running {
-                    let _ = notifier.watchdog();
-                } else {
-                    let _ = notifier.status(if connected { "a worker stopped" } else { "broker unreachable" });
-                }
-            }
-        }
-    }
-    let _ = notifier.stopping();
 }

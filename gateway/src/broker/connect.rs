@@ -32,6 +32,9 @@ pub enum BrokerError {
     /// The broker credentials cannot be read or created.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    /// The embedded broker died and could not be started again.
+    #[error("the embedded nats-server died and could not be started again")]
+    Lost,
     /// Shutdown came before the broker was ready.
     #[error("shut down before the broker was ready")]
     Interrupted,

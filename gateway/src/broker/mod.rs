@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod connect;
+pub mod embedded;
 pub mod server;
 pub mod setup;
 
 pub use auth::{BrokerCredentials, BrokerUser, CredentialsError};
 pub use connect::{connect, BrokerError};
+pub use embedded::EmbeddedBroker;
 pub use server::{NatsServer, NatsServerOptions};
 pub use setup::{ensure_consumer, ensure_streams, SetupAction};

@@ -316,6 +316,12 @@ impl NatsServer {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// How the server exited, if it has (it is reaped then); `None` while
+    /// it runs or when it was stopped on purpose.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

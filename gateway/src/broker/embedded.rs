@@ -1,0 +1,117 @@
+//! The embedded broker under supervision: our own nats-server child,
+//! restarted on the same store and port when it dies, so the gateway's
+//! pending publishes drain into it again; when it cannot be restarted the
+//! broker is declared lost and the process stops (the service manager
+//! restarts it), never running on without a broker in silence.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::server::{NatsServer, NatsServerOptions, ServerError};
+
+/// How often the child is checked.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Our own nats-server, watched and restarted.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    server: Arc<Mutex<NatsServer>>,
+    url: String,
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU64>,
+    lost: CancellationToken,
+    stop: CancellationToken,
+    watch: JoinHandle<()>,
+}
+
+impl EmbeddedBroker {
+    /// Starts the server and its watch.
+    pub async fn start(options: NatsServerOptions) -> Result<Self, ServerError> {
+        let server = NatsServer::start(options).await?;
+        let url = server.url();
+        let pid = Arc::new(AtomicU32::new(server.pid().unwrap_or(0)));
+        let server = Arc::new(Mutex::new(server));
+        let restarts = Arc::new(AtomicU64::new(0));
+        let (lost, stop) = (CancellationToken::new(), CancellationToken::new());
+        let watch = tokio::spawn(watch(
+            Arc::clone(&server),
+            Arc::clone(&pid),
+            Arc::clone(&restarts),
+            lost.clone(),
+            stop.clone(),
+        ));
+        Ok(Self {
+            server,
+            url,
+            pid,
+            restarts,
+            lost,
+            stop,
+            watch,
+        })
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The server's process id (of its latest start).
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|pid| *pid != 0)
+    }
+
+    /// Times the server died and was started again.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Fires when the server died and could not be started again.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Stops the watch, then the server (SIGTERM, then SIGKILL).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.watch.await;
+        self.server.lock().await.stop().await;
+    }
+}
+
+async fn watch(
+    server: Arc<Mutex<NatsServer>>,
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU64>,
+    lost: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        let mut server = server.lock().await;
+        let Some(status) = server.exit_status() else {
+            continue;
+        };
+        tracing::error!(%status, "the embedded nats-server died; starting it again on the same store");
+        match server.restart().await {
+            Ok(()) => {
+                restarts.fetch_add(1, Ordering::Relaxed);
+                pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
+                tracing::warn!(pid = ?server.pid(), "embedded nats-server running again");
+            }
+            Err(error) => {
+                tracing::error!(%error, "the embedded nats-server cannot be started again; stopping");
+                lost.cancel();
+                return;
+            }
+        }
+    }
+}
