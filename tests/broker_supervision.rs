@@ -50,7 +50,11 @@ async fn a_killed_embedded_broker_is_restarted_and_nothing_is_lost() {
         let (config, shutdown) = (config.clone(), shutdown.clone());
         let packs = PackSet::from_config(&config).unwrap();
         let set = WorkerSet::of(&[WorkerKind::Collect, WorkerKind::Data]);
-        async move { run_workers(&config, set, packs, &broker, shutdown).await.map(|r| (r, broker)) }
+        async move {
+            run_workers(&config, set, packs, &broker, shutdown)
+                .await
+                .map(|r| (r, broker))
+        }
     };
     let run = tokio::spawn(run);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -58,7 +62,10 @@ async fn a_killed_embedded_broker_is_restarted_and_nothing_is_lost() {
     // Polling goes on while the broker is away and after it is back.
     tokio::time::sleep(Duration::from_secs(4)).await;
     shutdown.cancel();
-    let (report, broker) = run.await.unwrap().expect("the run survives the broker's death");
+    let (report, broker) = run
+        .await
+        .unwrap()
+        .expect("the run survives the broker's death");
     let server = broker.server.as_ref().unwrap();
     assert_eq!(server.restarts(), 1);
     assert_ne!(server.pid(), Some(first_pid));
@@ -115,10 +122,19 @@ async fn the_embedded_broker_dies_with_its_gateway_and_never_runs_twice() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success(), "a second gateway ran on the same store");
+    assert!(
+        !output.status.success(),
+        "a second gateway ran on the same store"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("in use by another packgate process"), "{stderr}");
-    assert!(listening(port), "the refused start disturbed the running broker");
+    assert!(
+        stderr.contains("in use by another packgate process"),
+        "{stderr}"
+    );
+    assert!(
+        listening(port),
+        "the refused start disturbed the running broker"
+    );
 
     // Killed outright, the gateway takes its broker with it.
     signal(gateway.id(), libc::SIGKILL);

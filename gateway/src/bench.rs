@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::broker::EmbeddedBroker;
+use crate::config::Config;
 use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;

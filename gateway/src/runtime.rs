@@ -164,7 +164,10 @@ impl Broker {
 pub fn cancel_on_signals(token: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     tokio::spawn(async move {
-        let (term, hangup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        let (term, hangup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
             (Ok(term), Ok(hangup)) => (term, hangup),
             (Err(error), _) | (_, Err(error)) => {
                 tracing::error!(%error, "cannot listen for SIGTERM and SIGHUP");

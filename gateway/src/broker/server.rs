@@ -319,7 +319,9 @@ impl NatsServer {
     /// How the server exited, if it has (it is reaped then); `None` while
     /// it runs or when it was stopped on purpose.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
