@@ -7,7 +7,14 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{Command, CommandReply, Event, MetricsSnapshot, Sample};
+use crate::limits::{
+    check_f64, check_len, check_seq, RuleError, MAX_COMMAND_ID_LEN, MAX_INSTANCE_LEN,
+    MAX_METRICS_PER_SNAPSHOT, MAX_METRIC_NAME_LEN, MAX_REASON_LEN, MAX_SERIAL_NUMBER_LEN,
+    MAX_SETTING_NAME_LEN, MAX_VERSION_LEN, MAX_WORKER_NAME_LEN,
+};
+use crate::{
+    Command, CommandOutcome, CommandReply, Event, EventKind, MetricsSnapshot, Sample, SampleError,
+};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u8 = 1;
@@ -75,7 +82,32 @@ pub enum DecodeError {
     /// Bytes left over after the message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
-    /// Decoded, but the values break the message's rules.
+    /// Decoded, but a string field is longer than its cap (see
+    /// [`crate::limits`]).
+    #[error("invalid {kind:?}: field {field} is {len} bytes long; at most {max} are accepted")]
+    TooLong {
+        /// The message kind.
+        kind: MessageKind,
+        /// The field.
+        field: &'static str,
+        /// Its length, bytes.
+        len: usize,
+        /// The cap, bytes.
+        max: usize,
+    },
+    /// Decoded, but a number cannot be stored (a sequence number beyond
+    /// SQLite's integer) or is not physically possible (NaN, infinity, a
+    /// value outside its physical range).
+    #[error("invalid {kind:?}: field {field} is out of range: {detail}")]
+    OutOfRange {
+        /// The message kind.
+        kind: MessageKind,
+        /// The field.
+        field: &'static str,
+        /// The value and the range it breaks.
+        detail: String,
+    },
+    /// Decoded, but the values break another of the message's rules.
     #[error("invalid {kind:?}: {reason}")]
     Invalid {
         /// The message kind.
@@ -94,7 +126,27 @@ impl DecodeError {
             DecodeError::WrongKind { .. } => "wrong_kind",
             DecodeError::Malformed { .. } => "malformed",
             DecodeError::TrailingBytes(_) => "trailing_bytes",
+            DecodeError::TooLong { .. } => "too_long",
+            DecodeError::OutOfRange { .. } => "out_of_range",
             DecodeError::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The error of a decoded `kind` message breaking `rule`.
+    fn broken(kind: MessageKind, rule: RuleError) -> Self {
+        match rule {
+            RuleError::TooLong { field, len, max } => DecodeError::TooLong {
+                kind,
+                field,
+                len,
+                max,
+            },
+            RuleError::OutOfRange { field, detail } => DecodeError::OutOfRange {
+                kind,
+                field,
+                detail,
+            },
+            RuleError::Invalid(reason) => DecodeError::Invalid { kind, reason },
         }
     }
 }
@@ -104,40 +156,110 @@ pub trait WireMessage: Serialize + DeserializeOwned {
     /// Its kind byte.
     const KIND: MessageKind;
 
-    /// Rules the values must keep beyond their types.
-    fn check(&self) -> Result<(), String> {
+    /// Rules the values must keep beyond their types: string caps,
+    /// storable and physically possible numbers (see [`crate::limits`]).
+    fn check(&self) -> Result<(), RuleError> {
         Ok(())
     }
 }
 
 impl WireMessage for Sample {
     const KIND: MessageKind = MessageKind::Sample;
-    fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
+    fn check(&self) -> Result<(), RuleError> {
+        self.validate().map_err(|error| match error.field() {
+            Some(field) if !matches!(error, SampleError::ZeroSequence) => RuleError::OutOfRange {
+                field,
+                detail: error.to_string(),
+            },
+            _ => RuleError::Invalid(error.to_string()),
+        })
     }
 }
 
 impl WireMessage for Event {
     const KIND: MessageKind = MessageKind::Event;
+    fn check(&self) -> Result<(), RuleError> {
+        check_seq("seq", self.seq)?;
+        match &self.kind {
+            EventKind::PackOffline { reason } => check_len("reason", reason, MAX_REASON_LEN),
+            EventKind::PackOnlineIdentified { serial_number } => {
+                check_len("serial_number", serial_number, MAX_SERIAL_NUMBER_LEN)
+            }
+            EventKind::AlarmRaised(_) | EventKind::AlarmCleared(_) | EventKind::PackOnline => {
+                Ok(())
+            }
+        }
+    }
 }
 
 impl WireMessage for Command {
     const KIND: MessageKind = MessageKind::Command;
-    fn check(&self) -> Result<(), String> {
-        if self.value.is_finite() {
-            Ok(())
-        } else {
-            Err("value is not a finite number".to_owned())
+    fn check(&self) -> Result<(), RuleError> {
+        if self.id.0.is_empty() {
+            return Err(RuleError::Invalid("the command id is empty".to_owned()));
         }
+        check_len("id", &self.id.0, MAX_COMMAND_ID_LEN)?;
+        check_len("setting", &self.setting.0, MAX_SETTING_NAME_LEN)?;
+        check_f64("value", self.value, f64::MIN, f64::MAX)
     }
 }
 
 impl WireMessage for CommandReply {
     const KIND: MessageKind = MessageKind::CommandReply;
+    fn check(&self) -> Result<(), RuleError> {
+        check_len("command_id", &self.command_id.0, MAX_COMMAND_ID_LEN)?;
+        match &self.outcome {
+            CommandOutcome::Applied { read_back } => {
+                check_f64("read_back", *read_back, f64::MIN, f64::MAX)
+            }
+            CommandOutcome::Rejected { reason } => check_len("reason", reason, MAX_REASON_LEN),
+            CommandOutcome::Failed { error } => check_len("error", error, MAX_REASON_LEN),
+            CommandOutcome::TimedOut => Ok(()),
+        }
+    }
 }
 
 impl WireMessage for MetricsSnapshot {
     const KIND: MessageKind = MessageKind::MetricsSnapshot;
+    fn check(&self) -> Result<(), RuleError> {
+        check_len("worker", &self.worker, MAX_WORKER_NAME_LEN)?;
+        check_len("instance", &self.instance, MAX_INSTANCE_LEN)?;
+        check_len("version", &self.version, MAX_VERSION_LEN)?;
+        for (field, n) in [("uptime_s", self.uptime_s), ("rss_bytes", self.rss_bytes)] {
+            if i64::try_from(n).is_err() {
+                return Err(RuleError::OutOfRange {
+                    field,
+                    detail: format!("{n} exceeds the largest storable integer"),
+                });
+            }
+        }
+        check_f64("cpu_s", self.cpu_s, 0.0, f64::MAX)?;
+        for (field, count) in [
+            ("counters", self.counters.len()),
+            ("gauges", self.gauges.len()),
+            ("latencies", self.latencies.len()),
+        ] {
+            if count > MAX_METRICS_PER_SNAPSHOT {
+                return Err(RuleError::Invalid(format!(
+                    "{count} {field}; a snapshot carries at most {MAX_METRICS_PER_SNAPSHOT}"
+                )));
+            }
+        }
+        for (name, _) in &self.counters {
+            check_len("counters", name, MAX_METRIC_NAME_LEN)?;
+        }
+        for (name, value) in &self.gauges {
+            check_len("gauges", name, MAX_METRIC_NAME_LEN)?;
+            check_f64("gauges", *value, f64::MIN, f64::MAX)?;
+        }
+        for latency in &self.latencies {
+            check_len("latencies", &latency.name, MAX_METRIC_NAME_LEN)?;
+            for value in [latency.p50_ms, latency.p99_ms, latency.max_ms] {
+                check_f64("latencies", value, 0.0, f64::MAX)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Encodes a message in the current schema version.
@@ -176,12 +298,15 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
-    message.check().map_err(|reason| DecodeError::Invalid {
-        kind: M::KIND,
-        reason,
-    })?;
+    message
+        .check()
+        .map_err(|rule| DecodeError::broken(M::KIND, rule))?;
     Ok(message)
 }
+
+#[cfg(test)]
+#[path = "codec_limits_tests.rs"]
+mod limits_tests;
 
 #[cfg(test)]
 mod tests {
@@ -191,7 +316,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn finite_f32() -> impl Strategy<Value = f32> {
-        -1.0e6f32..1.0e6f32
+        -1.0e4f32..1.0e4f32
     }
 
     fn pack_id() -> impl Strategy<Value = PackId> {
@@ -226,7 +351,7 @@ mod tests {
         fn sample()(
             pack_id in pack_id(),
             boot in any::<u64>(),
-            seq in 1u64..,
+            seq in 1u64..=limits::MAX_STORABLE_SEQ,
             timestamp_ms in any::<i64>(),
             stale in any::<bool>(),
             reading in reading(),
@@ -253,14 +378,14 @@ mod tests {
     }
 
     prop_compose! {
-        fn event()(pack_id in pack_id(), boot in any::<u64>(), seq in any::<u64>(),
+        fn event()(pack_id in pack_id(), boot in any::<u64>(), seq in 1..=limits::MAX_STORABLE_SEQ,
                    timestamp_ms in any::<i64>(), kind in event_kind()) -> Event {
             Event { pack_id, boot_id: BootId(boot), seq, timestamp_ms, kind }
         }
     }
 
     prop_compose! {
-        fn command()(id in ".{1,40}", pack_id in pack_id(), setting in "[a-z_]{1,30}",
+        fn command()(id in ".{1,32}", pack_id in pack_id(), setting in "[a-z_]{1,30}",
                      value in -1.0e9f64..1.0e9, cloud in any::<bool>(),
                      issued_at_ms in any::<i64>(), expires_at_ms in any::<i64>()) -> Command {
             Command {
@@ -282,7 +407,8 @@ mod tests {
 
     prop_compose! {
         fn metrics()(worker in "[a-z]{1,10}", instance in ".{0,20}", timestamp_ms in any::<i64>(),
-                     uptime_s in any::<u64>(), rss_bytes in any::<u64>(), cpu_s in 0.0f64..1.0e6,
+                     uptime_s in 0..=limits::MAX_STORABLE_SEQ, rss_bytes in 0..=limits::MAX_STORABLE_SEQ,
+                     cpu_s in 0.0f64..1.0e6,
                      counters in prop::collection::vec(("[a-z_]{1,20}", any::<u64>()), 0..8),
                      gauges in prop::collection::vec(("[a-z_]{1,20}", -1.0e9f64..1.0e9), 0..8),
                      count in any::<u64>(), p50 in 0.0f64..1e4, p99 in 0.0f64..1e4) -> MetricsSnapshot {
@@ -311,7 +437,7 @@ mod tests {
         }
 
         #[test]
-        fn reply_round_trips(id in ".{1,40}", outcome in outcome()) {
+        fn reply_round_trips(id in ".{1,32}", outcome in outcome()) {
             let reply = CommandReply { command_id: CommandId(id), outcome };
             prop_assert_eq!(decode::<CommandReply>(&encode(&reply)), Ok(reply));
         }

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod sample;
@@ -17,6 +18,7 @@ pub use codec::{decode, encode, DecodeError, MessageKind, WireMessage, SCHEMA_VE
 pub use command::{Command, CommandId, CommandOrigin, CommandOutcome, CommandReply, SettingName};
 pub use event::{Event, EventKind};
 pub use ids::{BootId, IdError, PackId};
+pub use limits::RuleError;
 pub use metrics::{LatencySummary, MetricsSnapshot};
 pub use sample::{
     AlarmFlags, BalancingState, CellVoltages, ClockQuality, DataQuality, PackReading, Sample,
