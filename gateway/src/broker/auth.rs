@@ -107,6 +107,12 @@ impl BrokerUser {
                         p.subscribe.push(names::max_deliveries_advisory_subject(
                             &names::DATA_CONSUMER,
                         ));
+                        // ... and reads that one sample back by its stream
+                        // sequence to keep its content.
+                        p.publish.push(format!(
+                            "$JS.API.STREAM.MSG.GET.{}",
+                            names::DATA_CONSUMER.stream
+                        ));
                     }
                     WorkerKind::Control => {
                         p.publish.push(names::BUS_WRITE_SUBJECTS.to_owned());

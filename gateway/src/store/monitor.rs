@@ -478,10 +478,19 @@ mod tests {
     fn one_row_the_database_refuses_does_not_hold_back_its_batch() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = MonitorStore::open(&dir.path().join("monitor.db")).unwrap();
-        let mut bad = snapshot("data", 200);
-        // NaN is bound as NULL, which `cpu_s NOT NULL` refuses.
-        bad.cpu_s = f64::NAN;
-        let snapshots = [snapshot("data", 100), bad, snapshot("data", 300)];
+        // A rule of the database (here a trigger) refuses one row.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON snapshots WHEN NEW.timestamp_ms = 200
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap();
+        let snapshots = [
+            snapshot("data", 100),
+            snapshot("data", 200),
+            snapshot("data", 300),
+        ];
         let events = [event(1, 100, EventKind::PackOnline)];
         assert!(store
             .insert_batch(&snapshots, &events)

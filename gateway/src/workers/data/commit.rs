@@ -103,6 +103,7 @@ impl InternalEvent<DataMetrics> for DataEvent<'_> {
                 inserted,
                 duplicates,
             } => {
+                metrics.last_commit_ms.set(now_ms());
                 metrics.samples_stored.add(inserted as u64);
                 metrics.samples_duplicate.add(duplicates as u64);
                 metrics.batches_committed.inc();

@@ -1,8 +1,9 @@
 //! Samples the broker gave up delivering: after the consumer's last
 //! allowed delivery it sends a max-deliveries advisory and delivers the
 //! message no more. The stream still holds it; the data worker counts it,
-//! logs it at ERROR with its stream sequence, and records that sequence in
-//! the dead-letter table so it can be inspected (and replayed) by hand.
+//! logs it at ERROR with its stream sequence, reads it back from the
+//! stream and records it in the dead-letter table so it can be inspected
+//! (and replayed) by hand.
 
 use std::sync::{Arc, Mutex};
 
@@ -48,33 +49,90 @@ fn letter_of(payload: &[u8], spec: &ConsumerSpec, at_ms: i64) -> Option<(DeadLet
     Some((letter, advisory.deliveries))
 }
 
-/// Listens for the data consumer's max-deliveries advisories until
-/// `shutdown`: each is counted, logged at ERROR and recorded.
+/// Reads the given-up message back from its stream so that its subject
+/// and payload are kept with the letter; left without them (logged) when
+/// the stream no longer holds it.
+async fn keep_content(js: &async_nats::jetstream::Context, letter: &mut DeadLetter) {
+    let read = async {
+        let stream = js
+            .get_stream(&letter.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .get_raw_message(letter.stream_seq)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(READ_BACK_TIMEOUT, read).await {
+        Ok(Ok(message)) => {
+            let full = DeadLetter::of_message(
+                &letter.stream,
+                letter.stream_seq,
+                message.subject.as_str(),
+                &message.payload,
+                &letter.error_kind,
+                std::mem::take(&mut letter.error),
+                letter.dead_at_ms,
+            );
+            *letter = full;
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, stream_seq = letter.stream_seq, "cannot read back a sample given up on");
+        }
+        Err(_) => {
+            tracing::warn!(
+                stream_seq = letter.stream_seq,
+                "reading back a sample given up on timed out"
+            );
+        }
+    }
+}
+
+/// Longest wait for a given-up message read back from its stream.
+const READ_BACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Subscribes to the data consumer's max-deliveries advisories, before the
+/// first pull so that none is missed (the broker does not keep them);
+/// `None`, logged, when the broker refuses.
+pub(super) async fn subscribe_given_up(
+    client: &async_nats::Client,
+) -> Option<async_nats::Subscriber> {
+    let subject = names::max_deliveries_advisory_subject(&names::DATA_CONSUMER);
+    let subscribed = client.subscribe(subject.clone()).await;
+    match subscribed {
+        Ok(subscriber) => {
+            // The subscription reaches the broker before any pull.
+            let _ = client.flush().await;
+            Some(subscriber)
+        }
+        Err(error) => {
+            tracing::error!(%error, subject, "cannot watch for samples the broker gives up on");
+            None
+        }
+    }
+}
+
+/// Reads the data consumer's max-deliveries advisories from `advisories`
+/// until `shutdown`: each is counted, logged at ERROR and recorded.
 pub(super) async fn watch_given_up(
-    client: async_nats::Client,
+    mut advisories: async_nats::Subscriber,
+    js: async_nats::jetstream::Context,
     store: Arc<Mutex<SampleStore>>,
     metrics: Arc<DataMetrics>,
     shutdown: CancellationToken,
 ) {
     let spec = &names::DATA_CONSUMER;
-    let subject = names::max_deliveries_advisory_subject(spec);
-    let mut advisories = match client.subscribe(subject.clone()).await {
-        Ok(subscriber) => subscriber,
-        Err(error) => {
-            tracing::error!(%error, subject, "cannot watch for samples the broker gives up on");
-            return;
-        }
-    };
     loop {
         let advisory = tokio::select! {
             next = advisories.next() => next,
             () = shutdown.cancelled() => break,
         };
         let Some(advisory) = advisory else { break };
-        let Some((letter, deliveries)) = letter_of(&advisory.payload, spec, now_ms()) else {
+        let Some((mut letter, deliveries)) = letter_of(&advisory.payload, spec, now_ms()) else {
             tracing::debug!(subject = %advisory.subject, "unreadable advisory ignored");
             continue;
         };
+        keep_content(&js, &mut letter).await;
         metrics.max_deliveries.inc();
         tracing::error!(
             stream = letter.stream,

@@ -76,7 +76,11 @@ crate::worker_metrics! {
             /// Rows removed by retention.
             rows_pruned,
         }
-        gauges {}
+        gauges {
+            /// When a batch was last committed, ms since the Unix epoch (0:
+            /// never); with the consumer's lag, tells a stalled worker.
+            last_commit_ms,
+        }
         latencies {
             /// From poll to commit.
             poll_to_commit: "poll_to_commit",
@@ -182,18 +186,23 @@ async fn run(
         Arc::clone(&metrics),
         shutdown.clone(),
     ));
+    let given_up = given_up::subscribe_given_up(&client)
+        .await
+        .map(|advisories| {
+            tokio::spawn(given_up::watch_given_up(
+                advisories,
+                js.clone(),
+                Arc::clone(&store),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            ))
+        });
     let mut batches = BatchPuller::new(
         consumer,
         config.batch_max_samples,
         Duration::from_millis(config.batch_linger_ms),
         names::SAMPLES_STREAM.name,
     );
-    let given_up = tokio::spawn(given_up::watch_given_up(
-        client,
-        Arc::clone(&store),
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    ));
     let mut committer = Committer {
         store,
         metrics,
@@ -216,7 +225,9 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = retention.await;
-    let _ = given_up.await;
+    if let Some(given_up) = given_up {
+        let _ = given_up.await;
+    }
     Ok(())
 }
 
