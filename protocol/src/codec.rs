@@ -352,7 +352,7 @@ mod tests {
             pack_id in pack_id(),
             boot in any::<u64>(),
             seq in 1u64..=limits::MAX_STORABLE_SEQ,
-            timestamp_ms in any::<i64>(),
+            timestamp_ms in 0..=limits::MAX_TIMESTAMP_MS,
             stale in any::<bool>(),
             reading in reading(),
             untrusted in any::<bool>(),

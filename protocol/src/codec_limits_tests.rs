@@ -239,6 +239,17 @@ proptest! {
     }
 
     #[test]
+    fn timestamps_outside_the_calendar_are_out_of_range(
+        timestamp_ms in prop_oneof![i64::MIN..0, MAX_TIMESTAMP_MS + 1..],
+    ) {
+        let mut s = sample();
+        s.timestamp_ms = timestamp_ms;
+        let decoded = decode::<Sample>(&encode(&s));
+        let rejected = matches!(decoded, Err(DecodeError::OutOfRange { field: "timestamp_ms", .. }));
+        prop_assert!(rejected);
+    }
+
+    #[test]
     fn impossible_readings_are_out_of_range(
         which in 0usize..6,
         value in prop_oneof![

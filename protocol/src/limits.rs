@@ -31,6 +31,10 @@ pub const MAX_VERSION_LEN: usize = 64;
 pub const MAX_METRIC_NAME_LEN: usize = 64;
 /// Most counters, gauges or latencies (each) in one snapshot.
 pub const MAX_METRICS_PER_SNAPSHOT: usize = 256;
+/// Latest timestamp a sample may carry, ms since the Unix epoch: the last
+/// millisecond of the year 9999, where dates stop being readable by the
+/// stores' and dashboards' date functions. The earliest is the epoch.
+pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 /// Largest sequence number (of a sample or an event) a store can keep:
 /// SQLite's INTEGER is a signed 64-bit number.
 pub const MAX_STORABLE_SEQ: u64 = i64::MAX as u64;

@@ -43,6 +43,10 @@ pub enum SampleError {
     /// ([`MAX_STORABLE_SEQ`](crate::limits::MAX_STORABLE_SEQ)).
     #[error("sequence number {0} exceeds the largest storable one")]
     SequenceTooLarge(u64),
+    /// A timestamp before the Unix epoch or after the year 9999
+    /// ([`MAX_TIMESTAMP_MS`](crate::limits::MAX_TIMESTAMP_MS)).
+    #[error("timestamp {0} ms is outside 0..={max}", max = crate::limits::MAX_TIMESTAMP_MS)]
+    TimestampOutOfRange(i64),
     /// A value outside what a battery pack can physically read.
     #[error("field {field} = {value} is not physically possible (allowed {min}..={max})")]
     OutOfRange {
@@ -63,6 +67,7 @@ impl SampleError {
         match self {
             SampleError::NotFinite(field) | SampleError::OutOfRange { field, .. } => Some(field),
             SampleError::ZeroSequence | SampleError::SequenceTooLarge(_) => Some("seq"),
+            SampleError::TimestampOutOfRange(_) => Some("timestamp_ms"),
             SampleError::CellCount(_) | SampleError::TemperatureCount(_) => None,
         }
     }
@@ -399,6 +404,9 @@ impl Sample {
         if self.seq > crate::limits::MAX_STORABLE_SEQ {
             return Err(SampleError::SequenceTooLarge(self.seq));
         }
+        if !(0..=crate::limits::MAX_TIMESTAMP_MS).contains(&self.timestamp_ms) {
+            return Err(SampleError::TimestampOutOfRange(self.timestamp_ms));
+        }
         self.reading.validate()
     }
 }
@@ -489,6 +497,13 @@ mod tests {
         };
         assert_eq!(s.validate(), Err(SampleError::SequenceTooLarge(1 << 63)));
         s.seq = i64::MAX as u64;
+        assert_eq!(s.validate(), Ok(()));
+        for bad in [-1, i64::MIN, crate::limits::MAX_TIMESTAMP_MS + 1, i64::MAX] {
+            s.timestamp_ms = bad;
+            assert_eq!(s.validate(), Err(SampleError::TimestampOutOfRange(bad)));
+            assert_eq!(s.validate().unwrap_err().field(), Some("timestamp_ms"));
+        }
+        s.timestamp_ms = crate::limits::MAX_TIMESTAMP_MS;
         assert_eq!(s.validate(), Ok(()));
     }
 

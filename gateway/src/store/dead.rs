@@ -10,7 +10,10 @@ use super::{InsertOutcome, SampleStore, StoreError};
 
 /// Most bytes of a dead message's payload kept (a sample is a few hundred
 /// bytes; a larger payload is cut, its full length recorded).
-pub const MAX_DEAD_LETTER_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const MAX_DEAD_LETTER_PAYLOAD_BYTES: usize = 4 * 1024;
+/// Most dead letters kept: past it the oldest go, so a flood of bad
+/// messages costs at most a few megabytes of the data disk.
+pub const MAX_DEAD_LETTER_ROWS: usize = 1000;
 /// Most bytes of the error text kept with a dead message.
 pub const MAX_DEAD_LETTER_ERROR_BYTES: usize = 1024;
 
@@ -116,7 +119,8 @@ impl SampleStore {
 
     /// Records messages that will never be stored, in one transaction; a
     /// message already recorded (same stream and sequence) is left as it
-    /// was. Returns the rows newly recorded.
+    /// was, and past [`MAX_DEAD_LETTER_ROWS`] the oldest are deleted.
+    /// Returns the rows newly recorded.
     pub fn record_dead_letters(&mut self, letters: &[DeadLetter]) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let mut recorded = 0;
@@ -139,6 +143,11 @@ impl SampleStore {
                 ])?;
             }
         }
+        tx.execute(
+            "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters
+                 ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+            [as_i64(MAX_DEAD_LETTER_ROWS as u64)],
+        )?;
         tx.commit()?;
         Ok(recorded)
     }
@@ -274,5 +283,23 @@ mod tests {
             Some(MAX_DEAD_LETTER_PAYLOAD_BYTES + 10)
         );
         assert_eq!(kept[0].error.len(), MAX_DEAD_LETTER_ERROR_BYTES);
+    }
+
+    #[test]
+    fn only_the_newest_dead_letters_are_kept() {
+        let (_dir, mut store) = store();
+        let letters: Vec<_> = (1..=MAX_DEAD_LETTER_ROWS as u64 + 5)
+            .map(|seq| DeadLetter::of_message("S", seq, "s", b"x", "malformed", "e".into(), 0))
+            .collect();
+        let (first, rest) = letters.split_at(3);
+        assert_eq!(store.record_dead_letters(first).unwrap(), 3);
+        assert_eq!(store.record_dead_letters(rest).unwrap(), rest.len());
+        let kept = store.dead_letters(usize::MAX).unwrap();
+        assert_eq!(kept.len(), MAX_DEAD_LETTER_ROWS);
+        assert_eq!(kept[0].stream_seq, 6);
+        assert_eq!(
+            kept.last().map(|l| l.stream_seq),
+            Some(MAX_DEAD_LETTER_ROWS as u64 + 5)
+        );
     }
 }

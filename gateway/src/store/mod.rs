@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use packgate_protocol::PackId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-pub use dead::{DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES};
+pub use dead::{
+    DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_DEAD_LETTER_ROWS,
+};
 pub use row::StoredSample;
 pub use samples::InsertOutcome;
 

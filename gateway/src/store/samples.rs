@@ -290,7 +290,7 @@ pub(super) mod tests {
             "[a-zA-Z0-9_-]{1,64}",
             any::<u64>(),
             1..=i64::MAX as u64,
-            any::<i64>(),
+            0..=packgate_protocol::limits::MAX_TIMESTAMP_MS,
             any::<bool>(),
             (
                 physical(MAX_PACK_VOLTAGE_V),
