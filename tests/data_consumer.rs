@@ -189,3 +189,34 @@ async fn status_shows_a_data_worker_that_does_not_store_as_not_healthy() {
     );
     assert!(text.contains("Broker: reachable"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_redelivers_without_end_is_bounded_at_start() {
+    let broker = TestBroker::start().await;
+    let config = sim_config(&broker.url(), broker.dir.path(), 1, 1000);
+    let js = jetstream::new(async_nats::connect(broker.url()).await.unwrap());
+    ensure_streams(&js, &config.streams).await.unwrap();
+    // As an earlier release made it.
+    let stream = js.get_stream(names::SAMPLES_STREAM.name).await.unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(names::DATA_CONSUMER.durable.to_owned()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: names::DATA_CONSUMER.ack_wait,
+            max_deliver: -1,
+            max_ack_pending: names::DATA_CONSUMER.max_ack_pending,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, action) = ensure_consumer(&js, &names::DATA_CONSUMER).await.unwrap();
+    assert_eq!(action, packgate::broker::SetupAction::Updated);
+    let info = stream
+        .consumer_info(names::DATA_CONSUMER.durable)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.config.max_deliver,
+        packgate::broker::setup::MAX_DELIVERIES
+    );
+}
