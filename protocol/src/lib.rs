@@ -12,6 +12,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+mod rules;
 pub mod sample;
 
 pub use codec::{decode, encode, DecodeError, MessageKind, WireMessage, SCHEMA_VERSION};

@@ -76,6 +76,27 @@ pub struct Isolated {
     pub rejected: Vec<(usize, String)>,
 }
 
+impl StoreError {
+    /// Whether the failure belongs to one row (a sample that cannot be
+    /// stored, a constraint, a value too big), so storing the other rows
+    /// of its batch one by one succeeds; never a failure of the file or
+    /// the disk (full, busy, I/O), which passes for every row alike.
+    pub fn is_row_fault(&self) -> bool {
+        match self {
+            StoreError::InvalidSample { .. } => true,
+            StoreError::Sqlite(source) => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TooBig
+                        | rusqlite::ErrorCode::TypeMismatch
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -93,21 +93,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the failure belongs to one row (a sample that cannot be
-    /// stored, a constraint, a value too big), so storing the other rows
-    /// of its batch one by one succeeds; never a failure of the file or
-    /// the disk (full, busy, I/O), which passes for every row alike.
-    pub fn is_row_fault(&self) -> bool {
-        match self {
-            StoreError::InvalidSample { .. } => true,
-            StoreError::Sqlite(source) => matches!(
-                source.sqlite_error_code(),
-                Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch)
-            ),
-            _ => false,
-        }
-    }
-
     /// Whether the failure is for want of room: the disk, the file-size
     /// limit or the file's page limit.
     pub fn is_disk_full(&self) -> bool {
