@@ -278,82 +278,14 @@ async fn commit_batch(
     metrics: &MonitorMetrics,
     shutdown: &CancellationToken,
 ) {
-    let mut snapshots = Vec::new();
-    let mut events = Vec::new();
-    let (mut kept_snapshots, mut kept_events) = (Vec::new(), Vec::new());
-    for message in batch.drain(..) {
-        match decoder(&message.payload) {
-            Ok(Record::Snapshot(snapshot)) => {
-                snapshots.push(snapshot);
-                kept_snapshots.push(message);
-            }
-            Ok(Record::Event(event)) => {
-                events.push(event);
-                kept_events.push(message);
-            }
-            Err(error) => {
-                metrics.messages_malformed.inc();
-                if let Some(held_back) = MALFORMED_LOG.allow() {
-                    tracing::warn!(
-                        subject = %message.subject,
-                        %error,
-                        kind = error.kind_name(),
-                        held_back,
-                        "malformed message on a monitored stream: terminated"
-                    );
-                }
-                ack(&message, AckKind::Term, metrics).await;
-            }
-        }
-    }
-    // Numbered as the store numbers refused rows: snapshots, then events.
-    let mut kept = kept_snapshots;
-    kept.append(&mut kept_events);
+    let (snapshots, events, kept) = decode_batch(batch, decoder, metrics).await;
     if kept.is_empty() {
         return;
     }
-    let (snapshots, events) = (Arc::new(snapshots), Arc::new(events));
-    let mut last_progress = tokio::time::Instant::now();
-    let (outcome, refused) = loop {
-        let (store, snapshots, events) = (
-            Arc::clone(store),
-            Arc::clone(&snapshots),
-            Arc::clone(&events),
-        );
-        let committed = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert_isolating(&snapshots, &events)
-        })
-        .await;
-        match committed {
-            Ok(Ok(done)) => break done,
-            Ok(Err(error)) => {
-                metrics.store_failures.inc();
-                tracing::error!(%error, messages = kept.len(), "cannot commit to the monitor database; retried");
-            }
-            Err(error) => {
-                metrics.store_failures.inc();
-                tracing::error!(%error, "monitor store task failed");
-            }
-        }
-        if shutdown.is_cancelled() {
-            for message in &kept {
-                ack(message, AckKind::Nak(None), metrics).await;
-            }
-            return;
-        }
-        if last_progress.elapsed() >= RETRY_PROGRESS_EVERY {
-            for message in &kept {
-                ack(message, AckKind::Progress, metrics).await;
-            }
-            last_progress = tokio::time::Instant::now();
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY_PAUSE) => {}
-            () = shutdown.cancelled() => {}
-        }
+    let Some((outcome, refused)) =
+        store_retrying(snapshots, events, &kept, store, metrics, shutdown).await
+    else {
+        return;
     };
     metrics.snapshots_stored.add(outcome.snapshots as u64);
     metrics.events_stored.add(outcome.events as u64);
@@ -376,6 +308,102 @@ async fn commit_batch(
             AckKind::Ack
         };
         ack(message, kind, metrics).await;
+    }
+}
+
+/// Decodes a batch: the snapshots, the events and their messages
+/// (snapshots first, then events, as the store numbers refused rows); a
+/// message that does not decode is counted, logged and terminated.
+async fn decode_batch(
+    batch: &mut Vec<jetstream::Message>,
+    decoder: Decoder,
+    metrics: &MonitorMetrics,
+) -> (Vec<MetricsSnapshot>, Vec<Event>, Vec<jetstream::Message>) {
+    let mut snapshots = Vec::new();
+    let mut events = Vec::new();
+    let (mut kept, mut kept_events) = (Vec::new(), Vec::new());
+    for message in batch.drain(..) {
+        match decoder(&message.payload) {
+            Ok(Record::Snapshot(snapshot)) => {
+                snapshots.push(snapshot);
+                kept.push(message);
+            }
+            Ok(Record::Event(event)) => {
+                events.push(event);
+                kept_events.push(message);
+            }
+            Err(error) => {
+                metrics.messages_malformed.inc();
+                if let Some(held_back) = MALFORMED_LOG.allow() {
+                    tracing::warn!(
+                        subject = %message.subject,
+                        %error,
+                        kind = error.kind_name(),
+                        held_back,
+                        "malformed message on a monitored stream: terminated"
+                    );
+                }
+                ack(&message, AckKind::Term, metrics).await;
+            }
+        }
+    }
+    kept.append(&mut kept_events);
+    (snapshots, events, kept)
+}
+
+/// Stores the rows, retrying while the file or the disk fails, with
+/// progress signalled for `kept`; `None` when `shutdown` came first (the
+/// messages are handed back).
+async fn store_retrying(
+    snapshots: Vec<MetricsSnapshot>,
+    events: Vec<Event>,
+    kept: &[jetstream::Message],
+    store: &SharedStore,
+    metrics: &MonitorMetrics,
+    shutdown: &CancellationToken,
+) -> Option<(BatchOutcome, Vec<usize>)> {
+    let (snapshots, events) = (Arc::new(snapshots), Arc::new(events));
+    let mut last_progress = tokio::time::Instant::now();
+    loop {
+        let (store, snapshots, events) = (
+            Arc::clone(store),
+            Arc::clone(&snapshots),
+            Arc::clone(&events),
+        );
+        let committed = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert_isolating(&snapshots, &events)
+        })
+        .await;
+        match committed {
+            Ok(Ok(done)) => return Some(done),
+            Ok(Err(error)) => {
+                metrics.store_failures.inc();
+                tracing::error!(%error, messages = kept.len(), "cannot commit to the monitor database; retried");
+            }
+            Err(error) => {
+                metrics.store_failures.inc();
+                tracing::error!(%error, "monitor store task failed");
+            }
+        }
+        if shutdown.is_cancelled() {
+            for message in kept {
+                ack(message, AckKind::Nak(None), metrics).await;
+            }
+            return None;
+        }
+        if last_progress.elapsed() >= RETRY_PROGRESS_EVERY {
+            for message in kept {
+                ack(message, AckKind::Progress, metrics).await;
+            }
+            last_progress = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
+            () = shutdown.cancelled() => {}
+        }
     }
 }
 
