@@ -223,3 +223,37 @@ async fn a_sample_the_broker_gives_up_on_is_recorded_and_the_rest_flows() {
     assert_eq!(letters[0].payload.as_ref(), Some(&payload));
     consumer_idle(&js).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_the_dead_letters() {
+    let broker = TestBroker::start().await;
+    let config = sim_config(&broker.url(), broker.dir.path(), 1, 100);
+    let mut store = SampleStore::open(&config.database_path()).unwrap();
+    let status_text = || async {
+        let mut out = Vec::new();
+        packgate::cli::status::status(&config, None, &mut out)
+            .await
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(status_text().await.contains("dead letters: none"));
+    let letters: Vec<_> = (1..=3)
+        .map(|seq| {
+            packgate::store::DeadLetter::of_message(
+                names::SAMPLES_STREAM.name,
+                seq,
+                "packgate.samples.p1",
+                b"junk",
+                "malformed",
+                "junk".into(),
+                0,
+            )
+        })
+        .collect();
+    store.record_dead_letters(&letters).unwrap();
+    let text = status_text().await;
+    assert!(
+        text.contains("dead letters: 3 samples could never be stored"),
+        "{text}"
+    );
+}

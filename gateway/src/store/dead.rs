@@ -173,9 +173,9 @@ impl SampleStore {
         Ok(recorded)
     }
 
-    /// The messages recorded as never storable, oldest first, at most
-    /// `limit`; none for a file written before the table existed.
-    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    /// Whether the file has the `dead_letters` table (not one written
+    /// before it existed and opened read-only since).
+    fn has_dead_letters(&self) -> Result<bool, StoreError> {
         let exists: Option<i64> = self
             .conn
             .query_row(
@@ -184,7 +184,24 @@ impl SampleStore {
                 |row| row.get(0),
             )
             .optional()?;
-        if exists.is_none() {
+        Ok(exists.is_some())
+    }
+
+    /// How many messages are recorded as never storable.
+    pub fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        if !self.has_dead_letters()? {
+            return Ok(0);
+        }
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM dead_letters", [], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The messages recorded as never storable, oldest first, at most
+    /// `limit`; none for a file written before the table existed.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        if !self.has_dead_letters()? {
             return Ok(Vec::new());
         }
         let mut stmt = self.conn.prepare_cached(
@@ -317,6 +334,10 @@ mod tests {
         assert_eq!(store.record_dead_letters(rest).unwrap(), rest.len());
         let kept = store.dead_letters(usize::MAX).unwrap();
         assert_eq!(kept.len(), MAX_DEAD_LETTER_ROWS);
+        assert_eq!(
+            store.dead_letter_count().unwrap(),
+            MAX_DEAD_LETTER_ROWS as u64
+        );
         assert_eq!(kept[0].stream_seq, 6);
         assert_eq!(
             kept.last().map(|l| l.stream_seq),

@@ -60,7 +60,8 @@ ALTER TABLE samples ADD COLUMN clock_trusted INTEGER NOT NULL DEFAULT 1;
 /// broker gave up delivering, kept for inspection: one row per stream
 /// message, the payload cut to
 /// [`MAX_DEAD_LETTER_PAYLOAD_BYTES`](super::MAX_DEAD_LETTER_PAYLOAD_BYTES)
-/// (NULL when only the stream sequence is known).
+/// (NULL when only the stream sequence is known); only the newest
+/// [`MAX_DEAD_LETTER_ROWS`](super::MAX_DEAD_LETTER_ROWS) are kept.
 const V3: &str = "
 CREATE TABLE dead_letters (
     id INTEGER PRIMARY KEY,

@@ -82,6 +82,7 @@ pub async fn status(
     sections::workers(&mut sources, out).await?;
     sections::packs(&mut sources, out).await?;
     sections::streams(&mut sources, out).await?;
+    sections::dead_letters(&sources, out)?;
     sections::cloud_link(&sources, out)?;
     sections::alarms(&sources, out)?;
     sections::commands(&sources, out)?;

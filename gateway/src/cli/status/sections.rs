@@ -9,6 +9,7 @@ use packgate_protocol::{DataQuality, PackId, Sample};
 use super::broker::{last_sample, packs_on_broker, ConsumerView};
 use super::format::{format_age, format_bytes};
 use super::{Sources, RECENT};
+use crate::store::SampleStore;
 use crate::workers::control::{AuditRecord, AuditStore};
 use crate::workers::monitor::StoredSnapshot;
 use crate::workers::WorkerKind;
@@ -270,6 +271,29 @@ pub(super) async fn streams(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
         }
     }
     Ok(())
+}
+
+/// How many samples could never be stored (kept in the sample database's
+/// `dead_letters` table).
+pub(super) fn dead_letters(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let path = sources.config.database_path();
+    if !path.exists() {
+        return Ok(());
+    }
+    let count = SampleStore::open_read_only(&path).and_then(|store| store.dead_letter_count());
+    match count {
+        Ok(0) => writeln!(out, "  dead letters: none"),
+        Ok(n) => writeln!(
+            out,
+            "  dead letters: {n} samples could never be stored (table dead_letters of {})",
+            path.display()
+        ),
+        Err(error) => writeln!(
+            out,
+            "  dead letters: cannot read {}: {error}",
+            path.display()
+        ),
+    }
 }
 
 /// The cloud link, from the cloud worker's latest snapshot.
