@@ -227,6 +227,29 @@ async fn each_broker_user_can_do_only_its_own_job() {
             !may_sample,
             "{user} and a sample"
         );
+        // The data worker hears when the broker gives up on a sample and
+        // reads that one back; no other worker does either.
+        let is_data = user == BrokerUser::Worker(WorkerKind::Data);
+        let advisory = names::max_deliveries_advisory_subject(&names::DATA_CONSUMER);
+        let _advisories = attacker.client.subscribe(advisory.clone()).await.unwrap();
+        assert_eq!(
+            attacker.refused(&advisory).await,
+            !is_data,
+            "{user} and the max-deliveries advisory"
+        );
+        let get = format!("$JS.API.STREAM.MSG.GET.{}", names::SAMPLES_STREAM.name);
+        assert_eq!(
+            attacker.api_answered(&get, r#"{"seq":1}"#).await,
+            is_data || user == BrokerUser::Operator,
+            "{user} and reading a stored sample"
+        );
+        let get_events = format!("$JS.API.STREAM.MSG.GET.{}", names::EVENTS_STREAM.name);
+        if is_data {
+            assert!(
+                !attacker.api_answered(&get_events, r#"{"seq":1}"#).await,
+                "{user} read a stored event"
+            );
+        }
         let may_reset = user == BrokerUser::Operator;
         assert_eq!(
             attacker.publish_refused(names::OUTPUTS_RESET_SUBJECT).await,

@@ -80,6 +80,8 @@ pub struct RunReport {
     pub monitor: Option<Arc<MonitorMetrics>>,
     /// The cloud worker's counters, if it ran.
     pub cloud: Option<Arc<CloudMetrics>>,
+    /// Consumers found vanished or changed while running, and set up again.
+    pub consumers_recreated: u64,
 }
 
 impl RunReport {
@@ -102,6 +104,7 @@ impl RunReport {
             collect,
             publisher,
             workers,
+            consumers_recreated: 0,
         }
     }
 }
@@ -285,7 +288,7 @@ pub async fn run_workers(
         tracing::debug!(?stage, "stage stopped");
     }
     keeper_stop.cancel();
-    let _ = keeper.await;
+    let consumers_recreated = keeper.await.unwrap_or(0);
     snapshots_stop.cancel();
     for task in snapshots {
         let _ = task.await;
@@ -300,7 +303,10 @@ pub async fn run_workers(
     }
     match first_error {
         Some(error) => Err(error),
-        None => Ok(RunReport::of(metrics)),
+        None => Ok(RunReport {
+            consumers_recreated,
+            ..RunReport::of(metrics)
+        }),
     }
 }
 
@@ -310,29 +316,34 @@ const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// Recreates, with the same settings and a WARN, any consumer of
 /// `consumers` that vanished (deleted by hand, or lost with the broker's
 /// store), so a worker never stops storing in silence; until `stop`.
+/// Returns how many times one was set up again.
 async fn keep_consumers(
     js: async_nats::jetstream::Context,
     consumers: Vec<ConsumerSpec>,
     stop: CancellationToken,
-) {
+) -> u64 {
+    let mut recreated = 0;
     if consumers.is_empty() {
-        return;
+        return recreated;
     }
     loop {
         tokio::select! {
             () = tokio::time::sleep(CONSUMER_CHECK_EVERY) => {}
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return recreated,
         }
         for spec in &consumers {
             let check =
                 tokio::time::timeout(CONSUMER_CHECK_EVERY, ensure_consumer(&js, spec)).await;
             match check {
                 Ok(Ok((_, SetupAction::Unchanged))) => {}
-                Ok(Ok((_, action))) => tracing::warn!(
-                    consumer = spec.durable,
-                    ?action,
-                    "a consumer had vanished or changed: set up again"
-                ),
+                Ok(Ok((_, action))) => {
+                    recreated += 1;
+                    tracing::warn!(
+                        consumer = spec.durable,
+                        ?action,
+                        "a consumer had vanished or changed: set up again"
+                    );
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(consumer = spec.durable, %error, "consumer check failed")
                 }

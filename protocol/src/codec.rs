@@ -7,7 +7,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{Command, CommandReply, Event, MetricsSnapshot, Sample};
+use crate::limits::RuleError;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u8 = 1;
@@ -75,7 +75,32 @@ pub enum DecodeError {
     /// Bytes left over after the message.
     #[error("{0} trailing bytes after the message")]
     TrailingBytes(usize),
-    /// Decoded, but the values break the message's rules.
+    /// Decoded, but a string field is longer than its cap (see
+    /// [`crate::limits`]).
+    #[error("invalid {kind:?}: field {field} is {len} bytes long; at most {max} are accepted")]
+    TooLong {
+        /// The message kind.
+        kind: MessageKind,
+        /// The field.
+        field: &'static str,
+        /// Its length, bytes.
+        len: usize,
+        /// The cap, bytes.
+        max: usize,
+    },
+    /// Decoded, but a number cannot be stored (a sequence number beyond
+    /// SQLite's integer) or is not physically possible (NaN, infinity, a
+    /// value outside its physical range).
+    #[error("invalid {kind:?}: field {field} is out of range: {detail}")]
+    OutOfRange {
+        /// The message kind.
+        kind: MessageKind,
+        /// The field.
+        field: &'static str,
+        /// The value and the range it breaks.
+        detail: String,
+    },
+    /// Decoded, but the values break another of the message's rules.
     #[error("invalid {kind:?}: {reason}")]
     Invalid {
         /// The message kind.
@@ -94,7 +119,27 @@ impl DecodeError {
             DecodeError::WrongKind { .. } => "wrong_kind",
             DecodeError::Malformed { .. } => "malformed",
             DecodeError::TrailingBytes(_) => "trailing_bytes",
+            DecodeError::TooLong { .. } => "too_long",
+            DecodeError::OutOfRange { .. } => "out_of_range",
             DecodeError::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The error of a decoded `kind` message breaking `rule`.
+    fn broken(kind: MessageKind, rule: RuleError) -> Self {
+        match rule {
+            RuleError::TooLong { field, len, max } => DecodeError::TooLong {
+                kind,
+                field,
+                len,
+                max,
+            },
+            RuleError::OutOfRange { field, detail } => DecodeError::OutOfRange {
+                kind,
+                field,
+                detail,
+            },
+            RuleError::Invalid(reason) => DecodeError::Invalid { kind, reason },
         }
     }
 }
@@ -104,40 +149,11 @@ pub trait WireMessage: Serialize + DeserializeOwned {
     /// Its kind byte.
     const KIND: MessageKind;
 
-    /// Rules the values must keep beyond their types.
-    fn check(&self) -> Result<(), String> {
+    /// Rules the values must keep beyond their types: string caps,
+    /// storable and physically possible numbers (see [`crate::limits`]).
+    fn check(&self) -> Result<(), RuleError> {
         Ok(())
     }
-}
-
-impl WireMessage for Sample {
-    const KIND: MessageKind = MessageKind::Sample;
-    fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
-    }
-}
-
-impl WireMessage for Event {
-    const KIND: MessageKind = MessageKind::Event;
-}
-
-impl WireMessage for Command {
-    const KIND: MessageKind = MessageKind::Command;
-    fn check(&self) -> Result<(), String> {
-        if self.value.is_finite() {
-            Ok(())
-        } else {
-            Err("value is not a finite number".to_owned())
-        }
-    }
-}
-
-impl WireMessage for CommandReply {
-    const KIND: MessageKind = MessageKind::CommandReply;
-}
-
-impl WireMessage for MetricsSnapshot {
-    const KIND: MessageKind = MessageKind::MetricsSnapshot;
 }
 
 /// Encodes a message in the current schema version.
@@ -176,12 +192,15 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
-    message.check().map_err(|reason| DecodeError::Invalid {
-        kind: M::KIND,
-        reason,
-    })?;
+    message
+        .check()
+        .map_err(|rule| DecodeError::broken(M::KIND, rule))?;
     Ok(message)
 }
+
+#[cfg(test)]
+#[path = "codec_limits_tests.rs"]
+mod limits_tests;
 
 #[cfg(test)]
 mod tests {
@@ -191,7 +210,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn finite_f32() -> impl Strategy<Value = f32> {
-        -1.0e6f32..1.0e6f32
+        -1.0e4f32..1.0e4f32
     }
 
     fn pack_id() -> impl Strategy<Value = PackId> {
@@ -226,8 +245,8 @@ mod tests {
         fn sample()(
             pack_id in pack_id(),
             boot in any::<u64>(),
-            seq in 1u64..,
-            timestamp_ms in any::<i64>(),
+            seq in 1u64..=limits::MAX_STORABLE_SEQ,
+            timestamp_ms in 0..=limits::MAX_TIMESTAMP_MS,
             stale in any::<bool>(),
             reading in reading(),
             untrusted in any::<bool>(),
@@ -253,14 +272,14 @@ mod tests {
     }
 
     prop_compose! {
-        fn event()(pack_id in pack_id(), boot in any::<u64>(), seq in any::<u64>(),
+        fn event()(pack_id in pack_id(), boot in any::<u64>(), seq in 1..=limits::MAX_STORABLE_SEQ,
                    timestamp_ms in any::<i64>(), kind in event_kind()) -> Event {
             Event { pack_id, boot_id: BootId(boot), seq, timestamp_ms, kind }
         }
     }
 
     prop_compose! {
-        fn command()(id in ".{1,40}", pack_id in pack_id(), setting in "[a-z_]{1,30}",
+        fn command()(id in ".{1,32}", pack_id in pack_id(), setting in "[a-z_]{1,30}",
                      value in -1.0e9f64..1.0e9, cloud in any::<bool>(),
                      issued_at_ms in any::<i64>(), expires_at_ms in any::<i64>()) -> Command {
             Command {
@@ -282,7 +301,8 @@ mod tests {
 
     prop_compose! {
         fn metrics()(worker in "[a-z]{1,10}", instance in ".{0,20}", timestamp_ms in any::<i64>(),
-                     uptime_s in any::<u64>(), rss_bytes in any::<u64>(), cpu_s in 0.0f64..1.0e6,
+                     uptime_s in 0..=limits::MAX_STORABLE_SEQ, rss_bytes in 0..=limits::MAX_STORABLE_SEQ,
+                     cpu_s in 0.0f64..1.0e6,
                      counters in prop::collection::vec(("[a-z_]{1,20}", any::<u64>()), 0..8),
                      gauges in prop::collection::vec(("[a-z_]{1,20}", -1.0e9f64..1.0e9), 0..8),
                      count in any::<u64>(), p50 in 0.0f64..1e4, p99 in 0.0f64..1e4) -> MetricsSnapshot {
@@ -311,7 +331,7 @@ mod tests {
         }
 
         #[test]
-        fn reply_round_trips(id in ".{1,40}", outcome in outcome()) {
+        fn reply_round_trips(id in ".{1,32}", outcome in outcome()) {
             let reply = CommandReply { command_id: CommandId(id), outcome };
             prop_assert_eq!(decode::<CommandReply>(&encode(&reply)), Ok(reply));
         }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{BootId, PackId};
+use crate::limits::{truncate, MAX_REASON_LEN, MAX_SERIAL_NUMBER_LEN};
 use crate::sample::AlarmFlags;
 
 /// What happened.
@@ -34,11 +35,22 @@ pub enum EventKind {
 
 impl EventKind {
     /// The event that a pack answers again: with its serial number when the
-    /// driver read one.
+    /// driver read one, cut to
+    /// [`MAX_SERIAL_NUMBER_LEN`](crate::limits::MAX_SERIAL_NUMBER_LEN).
     pub fn pack_online(serial_number: Option<String>) -> Self {
         match serial_number {
-            Some(serial_number) => EventKind::PackOnlineIdentified { serial_number },
+            Some(serial_number) => EventKind::PackOnlineIdentified {
+                serial_number: truncate(serial_number, MAX_SERIAL_NUMBER_LEN),
+            },
             None => EventKind::PackOnline,
+        }
+    }
+
+    /// The event that a pack stopped answering, with the last error cut to
+    /// [`MAX_REASON_LEN`](crate::limits::MAX_REASON_LEN).
+    pub fn pack_offline(reason: String) -> Self {
+        EventKind::PackOffline {
+            reason: truncate(reason, MAX_REASON_LEN),
         }
     }
 

@@ -9,14 +9,17 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod names;
+mod rules;
 pub mod sample;
 
 pub use codec::{decode, encode, DecodeError, MessageKind, WireMessage, SCHEMA_VERSION};
 pub use command::{Command, CommandId, CommandOrigin, CommandOutcome, CommandReply, SettingName};
 pub use event::{Event, EventKind};
 pub use ids::{BootId, IdError, PackId};
+pub use limits::RuleError;
 pub use metrics::{LatencySummary, MetricsSnapshot};
 pub use sample::{
     AlarmFlags, BalancingState, CellVoltages, ClockQuality, DataQuality, PackReading, Sample,

@@ -132,6 +132,16 @@ pub const DATA_CONSUMER: ConsumerSpec = ConsumerSpec {
     max_ack_pending: 20_000,
 };
 
+/// Subject of the advisory the broker sends when it gives up on a message
+/// of `spec`'s consumer after its last allowed delivery:
+/// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<durable>`.
+pub fn max_deliveries_advisory_subject(spec: &ConsumerSpec) -> String {
+    format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        spec.stream, spec.durable
+    )
+}
+
 /// The monitor's consumer of metrics snapshots.
 pub const MONITOR_METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
     durable: "packgate-monitor-metrics",

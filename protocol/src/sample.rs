@@ -9,6 +9,21 @@ pub const MAX_CELLS: usize = 32;
 /// Most temperature sensors a sample can carry.
 pub const MAX_TEMPERATURE_SENSORS: usize = 16;
 
+/// Largest pack voltage, volts, either sign, that any pack can read: far
+/// above any battery packgate polls (a few hundred volts at most), so only
+/// a broken decoder or writer exceeds it.
+pub const MAX_PACK_VOLTAGE_V: f32 = 10_000.0;
+/// Largest pack current, amperes, either sign.
+pub const MAX_CURRENT_A: f32 = 100_000.0;
+/// Range of a cell voltage, volts: no electrochemical cell reads beyond
+/// 100 V, and a reversed cell reads at most a few volts below zero.
+pub const CELL_VOLTAGE_RANGE_V: (f32, f32) = (-10.0, 100.0);
+/// Range of a temperature, degrees Celsius: nothing reads below absolute
+/// zero, and no sensor of a pack survives 1000 degrees.
+pub const TEMPERATURE_RANGE_C: (f32, f32) = (-273.15, 1000.0);
+/// Range of the state of charge and of health, percent.
+pub const PERCENT_RANGE: (f32, f32) = (0.0, 100.0);
+
 /// Why a sample or reading is not well-formed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SampleError {
@@ -24,6 +39,52 @@ pub enum SampleError {
     /// Sequence numbers start at 1.
     #[error("sequence number 0 is reserved")]
     ZeroSequence,
+    /// A sequence number beyond what a store can keep
+    /// ([`MAX_STORABLE_SEQ`](crate::limits::MAX_STORABLE_SEQ)).
+    #[error("sequence number {0} exceeds the largest storable one")]
+    SequenceTooLarge(u64),
+    /// A timestamp before the Unix epoch or after the year 9999
+    /// ([`MAX_TIMESTAMP_MS`](crate::limits::MAX_TIMESTAMP_MS)).
+    #[error("timestamp {0} ms is outside 0..={max}", max = crate::limits::MAX_TIMESTAMP_MS)]
+    TimestampOutOfRange(i64),
+    /// A value outside what a battery pack can physically read.
+    #[error("field {field} = {value} is not physically possible (allowed {min}..={max})")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: f32,
+        /// Lowest value allowed.
+        min: f32,
+        /// Highest value allowed.
+        max: f32,
+    },
+}
+
+impl SampleError {
+    /// The field a range error is about, `None` for a count error.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            SampleError::NotFinite(field) | SampleError::OutOfRange { field, .. } => Some(field),
+            SampleError::ZeroSequence | SampleError::SequenceTooLarge(_) => Some("seq"),
+            SampleError::TimestampOutOfRange(_) => Some("timestamp_ms"),
+            SampleError::CellCount(_) | SampleError::TemperatureCount(_) => None,
+        }
+    }
+}
+
+/// Checks that `value` lies in `min..=max` (a NaN does not).
+fn in_range(field: &'static str, value: f32, (min, max): (f32, f32)) -> Result<(), SampleError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(SampleError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
 }
 
 /// Voltages of the series cells, in volts, cell 1 first.
@@ -252,7 +313,9 @@ impl PackReading {
         self.temperatures_c.max_c().unwrap_or(0.0)
     }
 
-    /// Checks the counts and that every value is a finite number.
+    /// Checks the counts, that every value is a finite number, and that
+    /// each is physically possible (see [`MAX_PACK_VOLTAGE_V`] and the
+    /// other bounds of this module).
     pub fn validate(&self) -> Result<(), SampleError> {
         let cells = self.cell_voltages_v.0.len();
         if !(1..=MAX_CELLS).contains(&cells) {
@@ -278,6 +341,25 @@ impl PackReading {
         }
         if !self.temperatures_c.0.iter().all(|v| v.is_finite()) {
             return Err(SampleError::NotFinite("temperatures_c"));
+        }
+        self.check_physical()
+    }
+
+    /// The bounds no real pack can break.
+    fn check_physical(&self) -> Result<(), SampleError> {
+        in_range(
+            "pack_voltage_v",
+            self.pack_voltage_v,
+            (-MAX_PACK_VOLTAGE_V, MAX_PACK_VOLTAGE_V),
+        )?;
+        in_range("current_a", self.current_a, (-MAX_CURRENT_A, MAX_CURRENT_A))?;
+        in_range("soc_pct", self.soc_pct, PERCENT_RANGE)?;
+        in_range("soh_pct", self.soh_pct, PERCENT_RANGE)?;
+        for &v in &self.cell_voltages_v.0 {
+            in_range("cell_voltages_v", v, CELL_VOLTAGE_RANGE_V)?;
+        }
+        for &t in &self.temperatures_c.0 {
+            in_range("temperatures_c", t, TEMPERATURE_RANGE_C)?;
         }
         Ok(())
     }
@@ -314,20 +396,30 @@ impl Sample {
         format!("{}:{}:{}", self.pack_id, self.boot_id, self.seq)
     }
 
-    /// Checks the reading and the sequence number.
+    /// Checks the reading and the sequence number (from 1, and storable).
     pub fn validate(&self) -> Result<(), SampleError> {
         if self.seq == 0 {
             return Err(SampleError::ZeroSequence);
+        }
+        if self.seq > crate::limits::MAX_STORABLE_SEQ {
+            return Err(SampleError::SequenceTooLarge(self.seq));
+        }
+        if !(0..=crate::limits::MAX_TIMESTAMP_MS).contains(&self.timestamp_ms) {
+            return Err(SampleError::TimestampOutOfRange(self.timestamp_ms));
         }
         self.reading.validate()
     }
 }
 
 #[cfg(test)]
+#[path = "sample_bounds_tests.rs"]
+mod bounds_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn reading() -> PackReading {
+    pub(super) fn reading() -> PackReading {
         PackReading {
             pack_voltage_v: 52.8,
             current_a: -12.5,

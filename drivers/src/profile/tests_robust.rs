@@ -36,7 +36,17 @@ fn garbage_registers_never_panic() {
                 })
                 .collect();
             if let Ok(reading) = profile.decode(&blocks) {
-                assert_eq!(reading.validate(), Ok(()), "{}", profile.name);
+                // Well-formed always; garbage may well be physically
+                // impossible, which the collector then treats as a failed poll.
+                let checked = reading.validate();
+                assert!(
+                    matches!(
+                        checked,
+                        Ok(()) | Err(packgate_protocol::SampleError::OutOfRange { .. })
+                    ),
+                    "{}: {checked:?}",
+                    profile.name
+                );
             }
             let _ = profile.serial_number(&blocks);
         }

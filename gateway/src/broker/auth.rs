@@ -100,7 +100,20 @@ impl BrokerUser {
                         p.subscribe.push(names::BUS_WRITE_SUBJECTS.to_owned());
                         p.allow_responses = true;
                     }
-                    WorkerKind::Data => p.consume(&names::DATA_CONSUMER),
+                    WorkerKind::Data => {
+                        p.consume(&names::DATA_CONSUMER);
+                        // Told when the broker gives up on a sample, so it
+                        // is counted and recorded, never gone silently.
+                        p.subscribe.push(names::max_deliveries_advisory_subject(
+                            &names::DATA_CONSUMER,
+                        ));
+                        // ... and reads that one sample back by its stream
+                        // sequence to keep its content.
+                        p.publish.push(format!(
+                            "$JS.API.STREAM.MSG.GET.{}",
+                            names::DATA_CONSUMER.stream
+                        ));
+                    }
                     WorkerKind::Control => {
                         p.publish.push(names::BUS_WRITE_SUBJECTS.to_owned());
                         p.subscribe.push(names::CONTROL_SUBJECT.to_owned());

@@ -104,15 +104,30 @@ pub async fn ensure_streams(
     Ok(actions)
 }
 
+/// Most deliveries of one message to a consumer before the broker gives up
+/// on it (and sends a max-deliveries advisory; the stream keeps the
+/// message).
+///
+/// The workers never spend deliveries on a failure they can outlast: a
+/// store that is full or busy, or a cloud that is down, keeps its batch in
+/// hand with progress acks and retries it, which counts no delivery. A
+/// message that can never be stored is terminated at once. So a delivery
+/// is spent only when a worker lets a message go unacked: it stopped or
+/// crashed holding it, an ack was lost, or it shut down mid-retry. Twenty
+/// of those in a row for the same message means the message itself stops
+/// the worker (a crash loop on one poison message): giving up then lets
+/// every later message through, and the data worker records the sequence
+/// it gave up on. Twenty keeps a message through many more restarts than
+/// any outage or upgrade makes.
+pub const MAX_DELIVERIES: i64 = 20;
+
 fn consumer_config(spec: &ConsumerSpec) -> consumer::pull::Config {
     consumer::pull::Config {
         durable_name: Some(spec.durable.to_owned()),
         deliver_policy: consumer::DeliverPolicy::All,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: spec.ack_wait,
-        // Redeliver without end: a message is only ever given up on by an
-        // explicit Term (it cannot be decoded), never by a delivery count.
-        max_deliver: -1,
+        max_deliver: MAX_DELIVERIES,
         max_ack_pending: spec.max_ack_pending,
         ..Default::default()
     }

@@ -6,6 +6,7 @@
 //! stored twice. The API is synchronous: the async worker calls it from
 //! `spawn_blocking`.
 
+mod dead;
 pub mod monitor;
 mod row;
 mod samples;
@@ -16,6 +17,10 @@ use std::path::{Path, PathBuf};
 use packgate_protocol::PackId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+pub use dead::{
+    DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES,
+    MAX_DEAD_LETTER_ROWS,
+};
 pub use row::StoredSample;
 pub use samples::InsertOutcome;
 
@@ -71,6 +76,9 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The blocking task that ran the store operation failed.
+    #[error("sample store task failed: {0}")]
+    Task(String),
     /// A stored row that does not read back into a sample (edited or
     /// damaged by another tool).
     #[error("stored row {row_id} has a bad {column}: {reason}")]
@@ -297,7 +305,7 @@ mod tests {
         assert_eq!(pragma(&store, "auto_vacuum"), "Integer(2)");
         assert_eq!(pragma(&store, "synchronous"), "Integer(1)");
         assert_eq!(pragma(&store, "busy_timeout"), "Integer(5000)");
-        assert_eq!(pragma(&store, "user_version"), "Integer(2)");
+        assert_eq!(pragma(&store, "user_version"), "Integer(3)");
         drop(store);
         // Reopening an up-to-date file changes nothing.
         let again = SampleStore::open(&dir.path().join("samples.db")).unwrap();
@@ -327,7 +335,7 @@ mod tests {
                     err,
                     StoreError::UnsupportedSchema {
                         found: 9,
-                        supported: 2,
+                        supported: 3,
                         ..
                     }
                 ),
@@ -457,7 +465,7 @@ mod tests {
         drop(reader);
         // The writer migrates it in place, keeping the row.
         let mut writer = SampleStore::open(&path).unwrap();
-        assert_eq!(pragma(&writer, "user_version"), "Integer(2)");
+        assert_eq!(pragma(&writer, "user_version"), "Integer(3)");
         let mut untrusted = sample("p1", 1, 2, 7);
         untrusted.clock = ClockQuality::Untrusted;
         writer.insert_batch(&[untrusted.clone()], 8).unwrap();

@@ -67,6 +67,25 @@ pub enum MonitorStoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+impl MonitorStoreError {
+    /// Whether the failure belongs to one row (a constraint such as a
+    /// missing value, a value too big), so storing the other rows of its
+    /// batch one by one succeeds; never a failure of the file or the disk.
+    pub fn is_row_fault(&self) -> bool {
+        match self {
+            MonitorStoreError::Sqlite(source) => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TooBig
+                        | rusqlite::ErrorCode::TypeMismatch
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// What one committed batch held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -248,6 +267,45 @@ impl MonitorStore {
         Ok(outcome)
     }
 
+    /// Stores a batch like [`MonitorStore::insert_batch`]; when it fails for
+    /// a reason that belongs to one row ([`MonitorStoreError::is_row_fault`]),
+    /// stores the rows one by one, so the good ones are committed. Returns
+    /// what was stored and the rows refused, snapshots numbered first
+    /// (`0..snapshots.len()`), then events.
+    pub fn insert_isolating(
+        &mut self,
+        snapshots: &[MetricsSnapshot],
+        events: &[Event],
+    ) -> Result<(BatchOutcome, Vec<usize>), MonitorStoreError> {
+        match self.insert_batch(snapshots, events) {
+            Ok(outcome) => return Ok((outcome, Vec::new())),
+            Err(error) if error.is_row_fault() => {}
+            Err(error) => return Err(error),
+        }
+        let mut total = BatchOutcome::default();
+        let mut refused = Vec::new();
+        let rows = snapshots
+            .iter()
+            .map(|s| (Some(s), None))
+            .chain(events.iter().map(|e| (None, Some(e))));
+        for (index, (snapshot, event)) in rows.enumerate() {
+            let one = self.insert_batch(
+                snapshot.map(std::slice::from_ref).unwrap_or_default(),
+                event.map(std::slice::from_ref).unwrap_or_default(),
+            );
+            match one {
+                Ok(outcome) => {
+                    total.snapshots += outcome.snapshots;
+                    total.events += outcome.events;
+                    total.duplicates += outcome.duplicates;
+                }
+                Err(error) if error.is_row_fault() => refused.push(index),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok((total, refused))
+    }
+
     /// Retention: deletes at most `max_rows` snapshots and `max_rows`
     /// events older than `cutoff_ms`; returns the rows deleted.
     pub fn prune_older_than(
@@ -414,5 +472,33 @@ mod tests {
 
         assert_eq!(store.prune_older_than(160, 100).unwrap(), 3);
         assert_eq!(reader.snapshot_count("data").unwrap(), 1);
+    }
+
+    #[test]
+    fn one_row_the_database_refuses_does_not_hold_back_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MonitorStore::open(&dir.path().join("monitor.db")).unwrap();
+        // A rule of the database (here a trigger) refuses one row.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON snapshots WHEN NEW.timestamp_ms = 200
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap();
+        let snapshots = [
+            snapshot("data", 100),
+            snapshot("data", 200),
+            snapshot("data", 300),
+        ];
+        let events = [event(1, 100, EventKind::PackOnline)];
+        assert!(store
+            .insert_batch(&snapshots, &events)
+            .unwrap_err()
+            .is_row_fault());
+        let (outcome, refused) = store.insert_isolating(&snapshots, &events).unwrap();
+        assert_eq!(refused, vec![1]);
+        assert_eq!((outcome.snapshots, outcome.events), (2, 1));
+        assert_eq!(store.snapshot_count("data").unwrap(), 2);
     }
 }

@@ -137,7 +137,10 @@ pub(super) mod tests {
     use proptest::prelude::*;
     use tempfile::TempDir;
 
-    use packgate_protocol::sample::ClockQuality;
+    use packgate_protocol::sample::{
+        ClockQuality, CELL_VOLTAGE_RANGE_V, MAX_CURRENT_A, MAX_PACK_VOLTAGE_V, PERCENT_RANGE,
+        TEMPERATURE_RANGE_C,
+    };
     use packgate_protocol::{
         AlarmFlags, BalancingState, CellVoltages, DataQuality, PackReading, Temperatures,
     };
@@ -272,11 +275,14 @@ pub(super) mod tests {
         assert!(rate > 50_000.0, "{rate:.0} rows/s");
     }
 
-    fn finite() -> impl Strategy<Value = f32> {
-        prop_oneof![
-            -1000.0f32..1000.0,
-            any::<f32>().prop_filter("finite", |v| v.is_finite()),
-        ]
+    /// Any physically possible value in `min..=max`, the edges included.
+    fn within((min, max): (f32, f32)) -> impl Strategy<Value = f32> {
+        prop_oneof![Just(min), Just(max), min..=max]
+    }
+
+    /// Any physically possible value of magnitude at most `max`.
+    fn physical(max: f32) -> impl Strategy<Value = f32> {
+        within((-max, max))
     }
 
     fn valid_sample() -> impl Strategy<Value = Sample> {
@@ -284,11 +290,16 @@ pub(super) mod tests {
             "[a-zA-Z0-9_-]{1,64}",
             any::<u64>(),
             1..=i64::MAX as u64,
-            any::<i64>(),
+            0..=packgate_protocol::limits::MAX_TIMESTAMP_MS,
             any::<bool>(),
-            (finite(), finite(), finite(), finite()),
-            proptest::collection::vec(finite(), 1..=32),
-            proptest::collection::vec(finite(), 1..=16),
+            (
+                physical(MAX_PACK_VOLTAGE_V),
+                physical(MAX_CURRENT_A),
+                within(PERCENT_RANGE),
+                within(PERCENT_RANGE),
+            ),
+            proptest::collection::vec(within(CELL_VOLTAGE_RANGE_V), 1..=32),
+            proptest::collection::vec(within(TEMPERATURE_RANGE_C), 1..=16),
             (any::<u32>(), any::<u32>(), any::<bool>(), any::<bool>()),
             any::<bool>(),
         )

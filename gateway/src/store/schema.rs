@@ -10,13 +10,13 @@ use super::StoreError;
 
 /// The schema version this build writes; files with another (higher or
 /// negative) one are refused rather than misread.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for another connection's lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` takes a file from version `n` to `n + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// Version 1: one row per sample, flat columns so dashboards (Grafana's
 /// SQLite plugin, the sqlite3 shell) can read it without packgate.
@@ -53,6 +53,28 @@ CREATE INDEX samples_time ON samples (timestamp_ms);
 /// read as trusted.
 const V2: &str = "
 ALTER TABLE samples ADD COLUMN clock_trusted INTEGER NOT NULL DEFAULT 1;
+";
+
+/// Version 3: messages of the samples stream that can never be stored
+/// (they do not decode, or their values cannot be stored), or that the
+/// broker gave up delivering, kept for inspection: one row per stream
+/// message, the payload cut to
+/// [`MAX_DEAD_LETTER_PAYLOAD_BYTES`](super::MAX_DEAD_LETTER_PAYLOAD_BYTES)
+/// (NULL when only the stream sequence is known); only the newest
+/// [`MAX_DEAD_LETTER_ROWS`](super::MAX_DEAD_LETTER_ROWS) are kept.
+const V3: &str = "
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    stream TEXT NOT NULL,
+    stream_seq INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    payload BLOB,
+    payload_len INTEGER,
+    error_kind TEXT NOT NULL,
+    error TEXT NOT NULL,
+    dead_at_ms INTEGER NOT NULL,
+    UNIQUE (stream, stream_seq)
+);
 ";
 
 /// Reads the file's schema version.

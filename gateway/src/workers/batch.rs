@@ -90,7 +90,9 @@ impl BatchPuller {
             match first {
                 Some(Ok(message)) => batch.push(message),
                 Some(Err(error)) => {
-                    tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+                    if self.reopen_after(&error, shutdown).await {
+                        return None;
+                    }
                     continue;
                 }
                 None => {
@@ -109,6 +111,33 @@ impl BatchPuller {
                 }
             }
             return Some(batch);
+        }
+    }
+
+    /// Handles an error of the pull stream: a consumer that was deleted,
+    /// a broker that does not answer for it or missed heartbeats leave the
+    /// pull dead, so it is dropped and opened again after a pause (the
+    /// supervisor recreates a deleted consumer meanwhile); anything else is
+    /// a hiccup. Returns whether `shutdown` fired during the pause.
+    async fn reopen_after(
+        &mut self,
+        error: &jetstream::consumer::pull::MessagesError,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        use jetstream::consumer::pull::MessagesErrorKind as Kind;
+        match error.kind() {
+            Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat => {
+                tracing::warn!(%error, stream = self.what, "pull lost; opening it again");
+                self.messages = None;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => false,
+                    () = shutdown.cancelled() => true,
+                }
+            }
+            _ => {
+                tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+                false
+            }
         }
     }
 

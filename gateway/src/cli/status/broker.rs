@@ -94,6 +94,57 @@ impl BrokerView {
     }
 }
 
+/// What the broker says of one durable consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConsumerView {
+    /// The broker does not answer.
+    Unknown,
+    /// Neither it nor its stream exists.
+    Missing,
+    /// It exists, with this many messages not yet acked (undelivered
+    /// and unacked).
+    Lag(u64),
+}
+
+impl BrokerView {
+    /// Fetches a durable consumer's state; a consumer or stream the broker
+    /// does not have is [`ConsumerView::Missing`] without marking the
+    /// broker unreachable.
+    pub(super) async fn consumer(&mut self, spec: &names::ConsumerSpec) -> ConsumerView {
+        use jetstream::context::ConsumerInfoErrorKind as Kind;
+        let Some(stream) = self.stream(spec.stream).await else {
+            return if self.reachable() {
+                ConsumerView::Missing
+            } else {
+                ConsumerView::Unknown
+            };
+        };
+        let info = tokio::time::timeout(BROKER_TIMEOUT, stream.consumer_info(spec.durable)).await;
+        match info {
+            Ok(Ok(info)) => {
+                let unacked = u64::try_from(info.num_ack_pending).unwrap_or(0);
+                ConsumerView::Lag(info.num_pending.saturating_add(unacked))
+            }
+            Ok(Err(error))
+                if matches!(
+                    error.kind(),
+                    Kind::NotFound | Kind::StreamNotFound | Kind::JetStream(_)
+                ) =>
+            {
+                ConsumerView::Missing
+            }
+            Ok(Err(error)) => {
+                self.fail(error.to_string());
+                ConsumerView::Unknown
+            }
+            Err(_) => {
+                self.fail(format!("no answer within {BROKER_TIMEOUT:?}"));
+                ConsumerView::Unknown
+            }
+        }
+    }
+}
+
 /// The packs with samples on the broker, from the stream's subjects (at
 /// most a thousand).
 pub(super) async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<PackId> {

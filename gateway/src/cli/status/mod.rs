@@ -1,5 +1,7 @@
 //! `packgate status`: the health of the gateway at a glance. Each worker
-//! alive or missing (from the monitor's snapshots), each pack online or
+//! alive, stalled (its consumer missing, or samples waiting while it
+//! stores nothing) or missing (from the monitor's snapshots and the
+//! broker), each pack online or
 //! stale with the age of its last sample (from the broker, or from the
 //! monitor's events when the broker is unreachable), stream sizes and
 //! consumer lags, the cloud link, recent alarms and recent commands (from
@@ -77,9 +79,10 @@ pub async fn status(
         snapshots,
         broker: BrokerView::new(client.as_ref()),
     };
-    sections::workers(&sources, out)?;
+    sections::workers(&mut sources, out).await?;
     sections::packs(&mut sources, out).await?;
     sections::streams(&mut sources, out).await?;
+    sections::dead_letters(&sources, out)?;
     sections::cloud_link(&sources, out)?;
     sections::alarms(&sources, out)?;
     sections::commands(&sources, out)?;

@@ -3,12 +3,13 @@
 
 use std::io::{self, Write};
 
-use packgate_protocol::names::{self, STREAMS};
+use packgate_protocol::names::{self, ConsumerSpec, STREAMS};
 use packgate_protocol::{DataQuality, PackId, Sample};
 
-use super::broker::{last_sample, packs_on_broker};
+use super::broker::{last_sample, packs_on_broker, ConsumerView};
 use super::format::{format_age, format_bytes};
 use super::{Sources, RECENT};
+use crate::store::SampleStore;
 use crate::workers::control::{AuditRecord, AuditStore};
 use crate::workers::monitor::StoredSnapshot;
 use crate::workers::WorkerKind;
@@ -43,34 +44,95 @@ fn snapshot_of<'s>(sources: &'s Sources<'_>, kind: WorkerKind) -> Option<&'s Sto
     sources.snapshots.iter().find(|s| s.worker == kind.name())
 }
 
-/// Each worker alive (a snapshot in the last three intervals) or missing,
-/// with its instance, version, uptime, memory and key counter.
-pub(super) fn workers(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+/// The durable consumers a worker reads from.
+fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
+    match kind {
+        WorkerKind::Data => &[names::DATA_CONSUMER],
+        WorkerKind::Monitor => &[
+            names::MONITOR_METRICS_CONSUMER,
+            names::MONITOR_EVENTS_CONSUMER,
+        ],
+        WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
+        WorkerKind::Collect | WorkerKind::Control | WorkerKind::Outputs => &[],
+    }
+}
+
+/// Why a worker that sends snapshots is still not doing its work: one of
+/// its consumers is missing on the broker, or (the data worker) samples
+/// wait in its consumer while nothing was committed for `stall_ms`.
+async fn stall_reasons(
+    sources: &mut Sources<'_>,
+    kind: WorkerKind,
+    s: &StoredSnapshot,
+    stall_ms: i64,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for spec in consumers_of(kind) {
+        match sources.broker.consumer(spec).await {
+            ConsumerView::Missing => reasons.push(format!("consumer {} missing", spec.durable)),
+            ConsumerView::Lag(lag) if kind == WorkerKind::Data && lag > 0 => {
+                // Since the last commit, or since the start if none yet.
+                let up_ms = i64::try_from(s.uptime_s)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000);
+                let last = gauge(s, "last_commit_ms")
+                    .map(|ms| ms as i64)
+                    .filter(|ms| *ms > 0)
+                    .unwrap_or(s.timestamp_ms.saturating_sub(up_ms));
+                let idle = sources.now.saturating_sub(last);
+                if idle > stall_ms {
+                    reasons.push(format!(
+                        "lag {lag}, nothing stored for {}",
+                        format_age(idle)
+                    ));
+                }
+            }
+            ConsumerView::Lag(_) | ConsumerView::Unknown => {}
+        }
+    }
+    reasons
+}
+
+/// Each worker alive (a snapshot in the last three intervals), stalled
+/// (alive, but a consumer of its is missing, or it stores nothing while
+/// samples wait) or missing, with its instance, version, uptime, memory
+/// and key counter.
+pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
     let interval_ms = i64::try_from(sources.config.monitor.snapshot_interval().as_millis())
         .unwrap_or(i64::MAX / 4);
     writeln!(
         out,
-        "\nWorkers (alive: a snapshot in the last {})",
+        "\nWorkers (alive: a snapshot in the last {}; stalled: alive but not working)",
         format_age(3 * interval_ms)
     )?;
     for kind in WorkerKind::expected(sources.config) {
         let worker = kind.name();
-        let Some(s) = snapshot_of(sources, kind) else {
+        let Some(s) = snapshot_of(sources, kind).cloned() else {
             writeln!(out, "  {worker:<8} missing  never seen")?;
             continue;
         };
         let age = sources.now - s.timestamp_ms;
-        let state = if age <= 3 * interval_ms {
-            "alive"
+        let reasons = if age <= 3 * interval_ms {
+            stall_reasons(sources, kind, &s, 3 * interval_ms).await
         } else {
-            "missing"
+            Vec::new()
         };
-        let counter = key_counter(kind, s)
+        let state = match (age <= 3 * interval_ms, reasons.is_empty()) {
+            (true, true) => "alive",
+            (true, false) => "stalled",
+            (false, _) => "missing",
+        };
+        let counter = key_counter(kind, &s)
             .map(|(name, value)| format!("  {name} {value}"))
             .unwrap_or_default();
+        let why = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!("  NOT healthy: {}", reasons.join("; "))
+        };
         writeln!(
             out,
-            "  {worker:<8} {state:<8} last seen {} ago  {}  v{}  up {}  rss {}{counter}",
+            "  {worker:<8} {state:<8} last seen {} ago  {}  v{}  up {}  rss {}{counter}{why}",
             format_age(age),
             s.instance,
             s.version,
@@ -209,6 +271,29 @@ pub(super) async fn streams(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
         }
     }
     Ok(())
+}
+
+/// How many samples could never be stored (kept in the sample database's
+/// `dead_letters` table).
+pub(super) fn dead_letters(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
+    let path = sources.config.database_path();
+    if !path.exists() {
+        return Ok(());
+    }
+    let count = SampleStore::open_read_only(&path).and_then(|store| store.dead_letter_count());
+    match count {
+        Ok(0) => writeln!(out, "  dead letters: none"),
+        Ok(n) => writeln!(
+            out,
+            "  dead letters: {n} samples could never be stored (table dead_letters of {})",
+            path.display()
+        ),
+        Err(error) => writeln!(
+            out,
+            "  dead letters: cannot read {}: {error}",
+            path.display()
+        ),
+    }
 }
 
 /// The cloud link, from the cloud worker's latest snapshot.

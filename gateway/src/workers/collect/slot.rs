@@ -193,9 +193,7 @@ impl<D: PackDriver> PackSlot<D> {
         if change == Change::Offline {
             cx.metrics.packs_offline.add(1);
             tracing::warn!(%pack, error = %failure, failures, ?link, "pack offline; polling with backoff");
-            let kind = EventKind::PackOffline {
-                reason: failure.to_string(),
-            };
+            let kind = EventKind::pack_offline(failure.to_string());
             out.push(self.event(cx.boot_id, stamp.wall_ms, kind));
         }
         if let Some(last) = self.last_reading.clone() {

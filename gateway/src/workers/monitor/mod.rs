@@ -1,8 +1,9 @@
 //! The monitor worker: reads every worker's metrics snapshots and every
 //! pack event from their streams through durable pull consumers, commits
 //! each batch to its own SQLite database in one transaction and acks after
-//! the commit. A message that cannot be decoded is counted, logged and
-//! terminated. Old rows go after `retention_days`.
+//! the commit. A message that cannot be decoded, or that the database
+//! refuses as one row, is counted, logged and terminated alone; the rest of
+//! its batch is stored. Old rows go after `retention_days`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,11 @@ static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
 const BATCH_MAX: usize = 200;
 /// Longest a received message waits for its batch to fill.
 const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// Pause between attempts at a failing commit.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// How often a batch kept in hand while the database fails tells the broker
+/// it is still being worked on (well within the consumers' `ack_wait`).
+const RETRY_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// How often retention runs.
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 /// Rows deleted per retention step, so the writer is never held long.
@@ -69,9 +75,11 @@ crate::worker_metrics! {
             duplicates,
             /// Messages that could not be decoded, terminated.
             messages_malformed,
+            /// Decoded messages the database refused as one row, terminated.
+            rows_refused,
             /// Batches committed.
             batches_committed,
-            /// Commits that failed (the batch is redelivered).
+            /// Commits that failed (the batch is kept and retried).
             store_failures,
             /// Acks that could not be sent.
             ack_failures,
@@ -239,7 +247,7 @@ async fn consume(
     };
     let mut batches = BatchPuller::new(consumer, BATCH_MAX, BATCH_LINGER, spec.stream);
     while let Some(mut batch) = batches.next_batch(&shutdown).await {
-        commit_batch(&mut batch, decoder, &store, &metrics).await;
+        commit_batch(&mut batch, decoder, &store, &metrics, &shutdown).await;
     }
 }
 
@@ -258,21 +266,72 @@ async fn ack(message: &jetstream::Message, kind: AckKind, metrics: &MonitorMetri
     }
 }
 
-/// Decodes, commits and acks one batch; on a failed commit nothing is
-/// acked and the messages come back after a delay.
+/// Decodes, commits and acks one batch. A message that does not decode,
+/// or a row the database refuses, is counted, logged and terminated alone;
+/// the rest of the batch is stored. A failure of the file or the disk
+/// keeps the batch in hand (progress is signalled, so no delivery is
+/// spent) and retries it; on `shutdown` it is handed back.
 async fn commit_batch(
     batch: &mut Vec<jetstream::Message>,
     decoder: Decoder,
     store: &SharedStore,
     metrics: &MonitorMetrics,
+    shutdown: &CancellationToken,
 ) {
+    let (snapshots, events, kept) = decode_batch(batch, decoder, metrics).await;
+    if kept.is_empty() {
+        return;
+    }
+    let Some((outcome, refused)) =
+        store_retrying(snapshots, events, &kept, store, metrics, shutdown).await
+    else {
+        return;
+    };
+    metrics.snapshots_stored.add(outcome.snapshots as u64);
+    metrics.events_stored.add(outcome.events as u64);
+    metrics.duplicates.add(outcome.duplicates as u64);
+    metrics.rows_refused.add(refused.len() as u64);
+    metrics.batches_committed.inc();
+    if !refused.is_empty() {
+        if let Some(held_back) = MALFORMED_LOG.allow() {
+            tracing::warn!(
+                refused = refused.len(),
+                held_back,
+                "the monitor database refused messages: terminated, the rest stored"
+            );
+        }
+    }
+    for (index, message) in kept.iter().enumerate() {
+        let kind = if refused.contains(&index) {
+            AckKind::Term
+        } else {
+            AckKind::Ack
+        };
+        ack(message, kind, metrics).await;
+    }
+}
+
+/// Decodes a batch: the snapshots, the events and their messages
+/// (snapshots first, then events, as the store numbers refused rows); a
+/// message that does not decode is counted, logged and terminated.
+async fn decode_batch(
+    batch: &mut Vec<jetstream::Message>,
+    decoder: Decoder,
+    metrics: &MonitorMetrics,
+) -> (Vec<MetricsSnapshot>, Vec<Event>, Vec<jetstream::Message>) {
     let mut snapshots = Vec::new();
     let mut events = Vec::new();
-    let mut kept = Vec::with_capacity(batch.len());
+    let (mut kept, mut kept_events) = (Vec::new(), Vec::new());
     for message in batch.drain(..) {
         match decoder(&message.payload) {
-            Ok(Record::Snapshot(snapshot)) => snapshots.push(snapshot),
-            Ok(Record::Event(event)) => events.push(event),
+            Ok(Record::Snapshot(snapshot)) => {
+                snapshots.push(snapshot);
+                kept.push(message);
+            }
+            Ok(Record::Event(event)) => {
+                events.push(event);
+                kept_events.push(message);
+            }
             Err(error) => {
                 metrics.messages_malformed.inc();
                 if let Some(held_back) = MALFORMED_LOG.allow() {
@@ -285,43 +344,65 @@ async fn commit_batch(
                     );
                 }
                 ack(&message, AckKind::Term, metrics).await;
-                continue;
             }
         }
-        kept.push(message);
     }
-    if kept.is_empty() {
-        return;
-    }
-    let store = Arc::clone(store);
-    let committed = tokio::task::spawn_blocking(move || {
-        store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert_batch(&snapshots, &events)
-    })
-    .await;
-    match committed {
-        Ok(Ok(outcome)) => {
-            metrics.snapshots_stored.add(outcome.snapshots as u64);
-            metrics.events_stored.add(outcome.events as u64);
-            metrics.duplicates.add(outcome.duplicates as u64);
-            metrics.batches_committed.inc();
-            for message in &kept {
-                ack(message, AckKind::Ack, metrics).await;
+    kept.append(&mut kept_events);
+    (snapshots, events, kept)
+}
+
+/// Stores the rows, retrying while the file or the disk fails, with
+/// progress signalled for `kept`; `None` when `shutdown` came first (the
+/// messages are handed back).
+async fn store_retrying(
+    snapshots: Vec<MetricsSnapshot>,
+    events: Vec<Event>,
+    kept: &[jetstream::Message],
+    store: &SharedStore,
+    metrics: &MonitorMetrics,
+    shutdown: &CancellationToken,
+) -> Option<(BatchOutcome, Vec<usize>)> {
+    let (snapshots, events) = (Arc::new(snapshots), Arc::new(events));
+    let mut last_progress = tokio::time::Instant::now();
+    loop {
+        let (store, snapshots, events) = (
+            Arc::clone(store),
+            Arc::clone(&snapshots),
+            Arc::clone(&events),
+        );
+        let committed = tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert_isolating(&snapshots, &events)
+        })
+        .await;
+        match committed {
+            Ok(Ok(done)) => return Some(done),
+            Ok(Err(error)) => {
+                metrics.store_failures.inc();
+                tracing::error!(%error, messages = kept.len(), "cannot commit to the monitor database; retried");
+            }
+            Err(error) => {
+                metrics.store_failures.inc();
+                tracing::error!(%error, "monitor store task failed");
             }
         }
-        Ok(Err(error)) => {
-            metrics.store_failures.inc();
-            tracing::error!(%error, messages = kept.len(), "cannot commit to the monitor database; retried");
-            for message in &kept {
-                ack(message, AckKind::Nak(Some(Duration::from_secs(2))), metrics).await;
+        if shutdown.is_cancelled() {
+            for message in kept {
+                ack(message, AckKind::Nak(None), metrics).await;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            return None;
         }
-        Err(error) => {
-            metrics.store_failures.inc();
-            tracing::error!(%error, "monitor store task failed");
+        if last_progress.elapsed() >= RETRY_PROGRESS_EVERY {
+            for message in kept {
+                ack(message, AckKind::Progress, metrics).await;
+            }
+            last_progress = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
+            () = shutdown.cancelled() => {}
         }
     }
 }

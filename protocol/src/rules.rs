@@ -1,0 +1,112 @@
+//! The rules of each message kind beyond its types, checked by
+//! [`decode`](crate::decode): string caps, storable and physically
+//! possible numbers (see [`crate::limits`]).
+
+use crate::codec::{MessageKind, WireMessage};
+use crate::limits::{
+    check_f64, check_len, check_seq, RuleError, MAX_COMMAND_ID_LEN, MAX_INSTANCE_LEN,
+    MAX_METRICS_PER_SNAPSHOT, MAX_METRIC_NAME_LEN, MAX_REASON_LEN, MAX_SERIAL_NUMBER_LEN,
+    MAX_SETTING_NAME_LEN, MAX_VERSION_LEN, MAX_WORKER_NAME_LEN,
+};
+use crate::{
+    Command, CommandOutcome, CommandReply, Event, EventKind, MetricsSnapshot, Sample, SampleError,
+};
+
+impl WireMessage for Sample {
+    const KIND: MessageKind = MessageKind::Sample;
+    fn check(&self) -> Result<(), RuleError> {
+        self.validate().map_err(|error| match error.field() {
+            Some(field) if !matches!(error, SampleError::ZeroSequence) => RuleError::OutOfRange {
+                field,
+                detail: error.to_string(),
+            },
+            _ => RuleError::Invalid(error.to_string()),
+        })
+    }
+}
+
+impl WireMessage for Event {
+    const KIND: MessageKind = MessageKind::Event;
+    fn check(&self) -> Result<(), RuleError> {
+        check_seq("seq", self.seq)?;
+        match &self.kind {
+            EventKind::PackOffline { reason } => check_len("reason", reason, MAX_REASON_LEN),
+            EventKind::PackOnlineIdentified { serial_number } => {
+                check_len("serial_number", serial_number, MAX_SERIAL_NUMBER_LEN)
+            }
+            EventKind::AlarmRaised(_) | EventKind::AlarmCleared(_) | EventKind::PackOnline => {
+                Ok(())
+            }
+        }
+    }
+}
+
+impl WireMessage for Command {
+    const KIND: MessageKind = MessageKind::Command;
+    fn check(&self) -> Result<(), RuleError> {
+        if self.id.0.is_empty() {
+            return Err(RuleError::Invalid("the command id is empty".to_owned()));
+        }
+        check_len("id", &self.id.0, MAX_COMMAND_ID_LEN)?;
+        check_len("setting", &self.setting.0, MAX_SETTING_NAME_LEN)?;
+        check_f64("value", self.value, f64::MIN, f64::MAX)
+    }
+}
+
+impl WireMessage for CommandReply {
+    const KIND: MessageKind = MessageKind::CommandReply;
+    fn check(&self) -> Result<(), RuleError> {
+        check_len("command_id", &self.command_id.0, MAX_COMMAND_ID_LEN)?;
+        match &self.outcome {
+            CommandOutcome::Applied { read_back } => {
+                check_f64("read_back", *read_back, f64::MIN, f64::MAX)
+            }
+            CommandOutcome::Rejected { reason } => check_len("reason", reason, MAX_REASON_LEN),
+            CommandOutcome::Failed { error } => check_len("error", error, MAX_REASON_LEN),
+            CommandOutcome::TimedOut => Ok(()),
+        }
+    }
+}
+
+impl WireMessage for MetricsSnapshot {
+    const KIND: MessageKind = MessageKind::MetricsSnapshot;
+    fn check(&self) -> Result<(), RuleError> {
+        check_len("worker", &self.worker, MAX_WORKER_NAME_LEN)?;
+        check_len("instance", &self.instance, MAX_INSTANCE_LEN)?;
+        check_len("version", &self.version, MAX_VERSION_LEN)?;
+        for (field, n) in [("uptime_s", self.uptime_s), ("rss_bytes", self.rss_bytes)] {
+            if i64::try_from(n).is_err() {
+                return Err(RuleError::OutOfRange {
+                    field,
+                    detail: format!("{n} exceeds the largest storable integer"),
+                });
+            }
+        }
+        check_f64("cpu_s", self.cpu_s, 0.0, f64::MAX)?;
+        for (field, count) in [
+            ("counters", self.counters.len()),
+            ("gauges", self.gauges.len()),
+            ("latencies", self.latencies.len()),
+        ] {
+            if count > MAX_METRICS_PER_SNAPSHOT {
+                return Err(RuleError::Invalid(format!(
+                    "{count} {field}; a snapshot carries at most {MAX_METRICS_PER_SNAPSHOT}"
+                )));
+            }
+        }
+        for (name, _) in &self.counters {
+            check_len("counters", name, MAX_METRIC_NAME_LEN)?;
+        }
+        for (name, value) in &self.gauges {
+            check_len("gauges", name, MAX_METRIC_NAME_LEN)?;
+            check_f64("gauges", *value, f64::MIN, f64::MAX)?;
+        }
+        for latency in &self.latencies {
+            check_len("latencies", &latency.name, MAX_METRIC_NAME_LEN)?;
+            for value in [latency.p50_ms, latency.p99_ms, latency.max_ms] {
+                check_f64("latencies", value, 0.0, f64::MAX)?;
+            }
+        }
+        Ok(())
+    }
+}
