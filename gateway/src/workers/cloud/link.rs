@@ -143,13 +143,13 @@ async fn options(
                 })?;
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.clone());
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
     }
     if let Some(token) = &config.token {
-        options = options.token(token.clone());
+        options = options.token(token.expose().to_owned());
     }
     if let Some(seed) = &config.nkey_seed {
-        options = options.nkey(seed.clone());
+        options = options.nkey(seed.expose().to_owned());
     }
     if let Some(ca) = &config.tls_ca_file {
         options = options.add_root_certificates(ca.clone());
