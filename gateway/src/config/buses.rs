@@ -205,6 +205,8 @@ impl BusLinkConfig {
 }
 
 type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
+/// Checks that the value of a key is in `min..=max`: (key, value, min, max).
+type InRange<'a> = &'a dyn Fn(&str, u64, u64, u64) -> Result<(), ConfigError>;
 
 /// Longest request timeout of a bus, milliseconds (ten minutes).
 const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
@@ -267,7 +269,31 @@ impl BusConfig {
                 ))
             }
         };
-        let (timeout, backoff, gap) = match &self.link {
+        let (timeout, backoff, gap) = self.check_link(&key, &in_range, invalid)?;
+        if let Some(timeout) = timeout {
+            in_range("request_timeout_ms", timeout, 1, MAX_REQUEST_TIMEOUT_MS)?;
+        }
+        if let Some(gap) = gap {
+            in_range("inter_frame_gap_ms", gap, 0, MAX_INTER_FRAME_GAP_MS)?;
+        }
+        in_range(
+            "reconnect_backoff_max_ms",
+            backoff,
+            MIN_RECONNECT_BACKOFF_MS,
+            MAX_RECONNECT_BACKOFF_MS,
+        )
+    }
+
+    /// Checks the values only this kind of bus has; returns its request
+    /// timeout, reconnect backoff and inter-frame gap, for the checks all
+    /// kinds share.
+    fn check_link(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        in_range: InRange<'_>,
+        invalid: Invalid<'_>,
+    ) -> Result<(Option<u64>, u64, Option<u64>), ConfigError> {
+        Ok(match &self.link {
             BusLinkConfig::ModbusRtu(rtu) => {
                 if !matches!(rtu.stop_bits, 1 | 2) {
                     return Err(invalid(&key("stop_bits"), "must be 1 or 2".into()));
@@ -324,19 +350,7 @@ impl BusConfig {
                     None,
                 )
             }
-        };
-        if let Some(timeout) = timeout {
-            in_range("request_timeout_ms", timeout, 1, MAX_REQUEST_TIMEOUT_MS)?;
-        }
-        if let Some(gap) = gap {
-            in_range("inter_frame_gap_ms", gap, 0, MAX_INTER_FRAME_GAP_MS)?;
-        }
-        in_range(
-            "reconnect_backoff_max_ms",
-            backoff,
-            MIN_RECONNECT_BACKOFF_MS,
-            MAX_RECONNECT_BACKOFF_MS,
-        )
+        })
     }
 
     /// What only one bus may hold, with the key that names it: a serial

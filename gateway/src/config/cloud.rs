@@ -112,6 +112,28 @@ fn is_name_token(token: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Refuses a secret that is the placeholder a printed configuration
+/// shows: a file made from `check-config` output must not connect with
+/// it.
+fn check_secrets(config: &CloudConfig) -> Result<(), CloudConfigError> {
+    for (key, secret) in [
+        ("cloud.password", &config.password),
+        ("cloud.token", &config.token),
+        ("cloud.nkey_seed", &config.nkey_seed),
+    ] {
+        if secret.as_ref().is_some_and(Secret::is_redacted_placeholder) {
+            return Err(CloudConfigError {
+                key,
+                reason: format!(
+                    "{:?} is how a secret is printed, not a secret: put the real one here",
+                    Secret::REDACTED
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl CloudConfig {
     /// Checks ranges and cross-field rules. The URLs and gateway id are
     /// required only when the worker is enabled.
@@ -148,18 +170,7 @@ impl CloudConfig {
                 "at most one kind of authentication: user/password, token, nkey_seed or creds_file",
             );
         }
-        for (key, secret) in [
-            ("cloud.password", &self.password),
-            ("cloud.token", &self.token),
-            ("cloud.nkey_seed", &self.nkey_seed),
-        ] {
-            if secret.as_ref().is_some_and(Secret::is_redacted_placeholder) {
-                return invalid(
-                    key,
-                    "\"***\" is how a secret is printed, not a secret: put the real one here",
-                );
-            }
-        }
+        check_secrets(self)?;
         if self.user.is_some() != self.password.is_some() {
             return invalid("cloud.password", "user and password go together");
         }

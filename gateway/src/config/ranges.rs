@@ -3,7 +3,7 @@
 //! gateway polls. Every duration has a ceiling, so no configured value can
 //! overflow the arithmetic of the workers that use it.
 
-use super::{Config, ConfigError};
+use super::{CollectConfig, Config, ConfigError};
 
 /// The most packs one gateway polls (configured plus `--sim`): 1000 packs
 /// keep a one-second period on two cores (the README's benchmark); many
@@ -76,117 +76,115 @@ fn wide(value: usize) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
 
-/// Checks the ranges of the sections above and the number of packs.
-pub(super) fn validate(config: &Config, invalid: Invalid<'_>) -> Result<(), ConfigError> {
-    let c = &config.collect;
-    if c.poll_interval_ms == 0 {
-        return Err(invalid(
-            "collect.poll_interval_ms",
-            format!(
-                "0 (as fast as possible) is for `packgate bench` only; a real gateway polls \
-                 every {MIN_POLL_INTERVAL_MS} ms or slower"
-            ),
-        ));
-    }
-    let (d, m, b) = (&config.data, &config.monitor, &config.broker);
-    check(
-        &[
-            Range {
-                note: "a day",
-                ..range(
-                    "collect.poll_interval_ms",
-                    c.poll_interval_ms,
-                    MIN_POLL_INTERVAL_MS,
-                    DAY_MS,
-                )
-            },
-            range(
-                "collect.request_timeout_ms",
-                c.request_timeout_ms,
-                1,
-                TEN_MINUTES_MS,
-            ),
-            range(
-                "collect.offline_after_failures",
-                u64::from(c.offline_after_failures),
-                1,
-                1_000_000,
-            ),
-            range(
-                "collect.offline_backoff_max_ms",
-                c.offline_backoff_max_ms,
-                0,
+/// The ranges of the `[collect]` keys.
+fn collect_ranges(c: &CollectConfig) -> Vec<Range> {
+    vec![
+        Range {
+            note: "a day",
+            ..range(
+                "collect.poll_interval_ms",
+                c.poll_interval_ms,
+                MIN_POLL_INTERVAL_MS,
                 DAY_MS,
-            ),
-            range("collect.inflight_max", wide(c.inflight_max), 1, 65_536),
-            Range {
-                note: "and at least collect.inflight_max",
-                ..range(
-                    "collect.pending_max",
-                    wide(c.pending_max),
-                    wide(c.inflight_max),
-                    1_000_000,
-                )
-            },
-            range(
-                "collect.publish_retry_max_ms",
-                c.publish_retry_max_ms,
-                1,
-                TEN_MINUTES_MS,
-            ),
-            range(
-                "data.batch_max_samples",
-                wide(d.batch_max_samples),
-                1,
-                100_000,
-            ),
-            range("data.batch_linger_ms", d.batch_linger_ms, 0, 60_000),
-            range(
-                "data.retention_days",
-                u64::from(d.retention_days),
-                0,
-                HUNDRED_YEARS_DAYS,
-            ),
-            range(
-                "data.retention_interval_s",
-                d.retention_interval_s,
-                0,
-                86_400,
-            ),
-            range("data.shutdown_drain_ms", d.shutdown_drain_ms, 0, HOUR_MS),
-            range(
-                "monitor.retention_days",
-                u64::from(m.retention_days),
-                0,
-                HUNDRED_YEARS_DAYS,
-            ),
-            range(
-                "monitor.snapshot_interval_s",
-                m.snapshot_interval_s,
-                0,
-                86_400,
-            ),
-            range(
-                "broker.connect_timeout_ms",
-                b.connect_timeout_ms,
-                1,
-                TEN_MINUTES_MS,
-            ),
-            range(
-                "broker.request_timeout_ms",
-                b.request_timeout_ms,
-                1,
-                TEN_MINUTES_MS,
-            ),
-            range(
-                "broker.embedded_startup_timeout_ms",
-                b.embedded_startup_timeout_ms,
-                1,
-                TEN_MINUTES_MS,
-            ),
-        ],
-        invalid,
-    )?;
+            )
+        },
+        range(
+            "collect.request_timeout_ms",
+            c.request_timeout_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+        range(
+            "collect.offline_after_failures",
+            u64::from(c.offline_after_failures),
+            1,
+            1_000_000,
+        ),
+        range(
+            "collect.offline_backoff_max_ms",
+            c.offline_backoff_max_ms,
+            0,
+            DAY_MS,
+        ),
+        range("collect.inflight_max", wide(c.inflight_max), 1, 65_536),
+        Range {
+            note: "and at least collect.inflight_max",
+            ..range(
+                "collect.pending_max",
+                wide(c.pending_max),
+                wide(c.inflight_max),
+                1_000_000,
+            )
+        },
+        range(
+            "collect.publish_retry_max_ms",
+            c.publish_retry_max_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+    ]
+}
+
+/// The ranges of the `[data]`, `[monitor]` and `[broker]` keys.
+fn store_and_broker_ranges(config: &Config) -> Vec<Range> {
+    let (d, m, b) = (&config.data, &config.monitor, &config.broker);
+    vec![
+        range(
+            "data.batch_max_samples",
+            wide(d.batch_max_samples),
+            1,
+            100_000,
+        ),
+        range("data.batch_linger_ms", d.batch_linger_ms, 0, 60_000),
+        range(
+            "data.retention_days",
+            u64::from(d.retention_days),
+            0,
+            HUNDRED_YEARS_DAYS,
+        ),
+        range(
+            "data.retention_interval_s",
+            d.retention_interval_s,
+            0,
+            86_400,
+        ),
+        range("data.shutdown_drain_ms", d.shutdown_drain_ms, 0, HOUR_MS),
+        range(
+            "monitor.retention_days",
+            u64::from(m.retention_days),
+            0,
+            HUNDRED_YEARS_DAYS,
+        ),
+        range(
+            "monitor.snapshot_interval_s",
+            m.snapshot_interval_s,
+            0,
+            86_400,
+        ),
+        range(
+            "broker.connect_timeout_ms",
+            b.connect_timeout_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+        range(
+            "broker.request_timeout_ms",
+            b.request_timeout_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+        range(
+            "broker.embedded_startup_timeout_ms",
+            b.embedded_startup_timeout_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+    ]
+}
+
+/// Checks each stream's size and age (its size against the disk is
+/// checked where the disk is known, `Config::fit_streams_to_disk`).
+fn check_streams(config: &Config, invalid: Invalid<'_>) -> Result<(), ConfigError> {
     for (name, limits) in [
         ("samples", &config.streams.samples),
         ("events", &config.streams.events),
@@ -212,6 +210,23 @@ pub(super) fn validate(config: &Config, invalid: Invalid<'_>) -> Result<(), Conf
             ));
         }
     }
+    Ok(())
+}
+
+/// Checks the ranges of the sections above and the number of packs.
+pub(super) fn validate(config: &Config, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+    if config.collect.poll_interval_ms == 0 {
+        return Err(invalid(
+            "collect.poll_interval_ms",
+            format!(
+                "0 (as fast as possible) is for `packgate bench` only; a real gateway polls \
+                 every {MIN_POLL_INTERVAL_MS} ms or slower"
+            ),
+        ));
+    }
+    check(&collect_ranges(&config.collect), invalid)?;
+    check(&store_and_broker_ranges(config), invalid)?;
+    check_streams(config, invalid)?;
     if config.packs.len() > MAX_PACKS {
         return Err(invalid(
             "packs",
