@@ -70,6 +70,32 @@ fn check_config_never_prints_cloud_secrets() {
 }
 
 #[test]
+fn check_config_never_prints_a_password_or_token_in_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_config(
+        dir.path(),
+        "[broker]\nurl = \"nats://collect:pw-5be2d1@127.0.0.1:4222\"\n\
+         [cloud]\nenabled = true\ngateway_id = \"site-1\"\n\
+         urls = [\"tls://tok-90c4aa@cloud.example:4222\"]\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for secret in ["pw-5be2d1", "tok-90c4aa"] {
+        assert!(!stdout.contains(secret), "{stdout}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    }
+    assert!(
+        stdout.contains("url = \"nats://collect:***@127.0.0.1:4222\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"tls://***:***@cloud.example:4222\""),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_config_refuses_values_that_would_overflow_or_spin() {
     refused(
         "[collect]\ninflight_max = 18446744073709551615\n",

@@ -1,6 +1,7 @@
 //! The `[cloud]` section of the configuration: where the cloud is, how to
 //! authenticate, and how fast and in what batches to upload.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,14 +20,17 @@ pub struct CloudConfigError {
 }
 
 /// The uplink to the cloud: a remote NATS server or cluster with JetStream.
-/// Its secrets show as `***` in `Debug`, logs and `check-config`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its secrets, and the passwords and tokens in its URLs, show as `***`
+/// in `Debug`, logs and `check-config`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloudConfig {
     /// Whether the cloud worker runs at all.
     pub enabled: bool,
     /// URLs of the cloud servers (`nats://`, `tls://`); the client picks
-    /// one and moves to another when it fails.
+    /// one and moves to another when it fails. A password or token in one
+    /// is never printed.
+    #[serde(serialize_with = "super::secret::serialize_urls")]
     pub urls: Vec<String>,
     /// This gateway's id in the cloud: one subject token (letters, digits,
     /// `-` and `_`), unique among the gateways of the cloud account.
@@ -100,6 +104,13 @@ impl Default for CloudConfig {
             stream_name: "PACKGATE_CLOUD".to_owned(),
             create_stream: false,
         }
+    }
+}
+
+/// What serialisation shows: no secret.
+impl fmt::Debug for CloudConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        super::secret::debug_as_serialised("CloudConfig", self, f)
     }
 }
 

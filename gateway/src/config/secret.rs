@@ -64,6 +64,42 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Serialises a URL with the password or token in it replaced by `***`
+/// (`serialize_with` of a config field holding one).
+pub(super) fn serialize_url<S: Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    url.as_deref()
+        .map(crate::broker::connect::redact_url)
+        .serialize(serializer)
+}
+
+/// [`serialize_url`] for a list of URLs.
+pub(super) fn serialize_urls<S: Serializer>(
+    urls: &[String],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    urls.iter()
+        .map(|url| crate::broker::connect::redact_url(url))
+        .collect::<Vec<_>>()
+        .serialize(serializer)
+}
+
+/// Writes `value` as its serialised form (JSON), under `name`: the `Debug`
+/// of a config section with secrets, so that it shows exactly what its
+/// serialisation shows and nothing its serialisation hides.
+pub(super) fn debug_as_serialised<T: Serialize>(
+    name: &str,
+    value: &T,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    match serde_json::to_string(value) {
+        Ok(json) => write!(f, "{name} {json}"),
+        Err(_) => write!(f, "{name} {{ .. }}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -86,5 +122,44 @@ mod tests {
         let back: Holder = toml::from_str(&printed).unwrap();
         assert!(back.password.is_redacted_placeholder());
         assert!(!holder.password.is_redacted_placeholder());
+    }
+
+    #[derive(Serialize)]
+    struct Urls {
+        #[serde(serialize_with = "serialize_url")]
+        url: Option<String>,
+        #[serde(serialize_with = "serialize_urls")]
+        urls: Vec<String>,
+    }
+
+    impl fmt::Debug for Urls {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            debug_as_serialised("Urls", self, f)
+        }
+    }
+
+    #[test]
+    fn urls_show_their_user_but_never_their_password_or_token() {
+        let urls = Urls {
+            url: Some("nats://collect:s3cret@127.0.0.1:4222".into()),
+            urls: vec!["tls://t0ken@cloud:4222".into(), "tls://cloud2:4222".into()],
+        };
+        let printed = toml::to_string(&urls).unwrap();
+        assert!(
+            printed.contains("url = \"nats://collect:***@127.0.0.1:4222\""),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\"tls://***:***@cloud:4222\""),
+            "{printed}"
+        );
+        assert!(printed.contains("\"tls://cloud2:4222\""), "{printed}");
+        let debug = format!("{urls:?}");
+        assert!(debug.starts_with("Urls {"), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("t0ken"),
+            "{debug}"
+        );
+        assert!(debug.contains("cloud2"), "{debug}");
     }
 }
