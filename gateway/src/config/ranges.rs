@@ -1,7 +1,8 @@
 //! The allowed range of every number of the `[collect]`, `[data]`,
-//! `[monitor]`, `[broker]` and `[streams]` sections, and the most packs one
-//! gateway polls. Every duration has a ceiling, so no configured value can
-//! overflow the arithmetic of the workers that use it.
+//! `[monitor]`, `[broker]`, `[streams]`, `[control]` and `[outputs]`
+//! sections, and the most packs one gateway polls. Every duration has a
+//! ceiling, so no configured value can overflow the arithmetic of the
+//! workers that use it.
 
 use super::{CollectConfig, Config, ConfigError};
 
@@ -182,6 +183,46 @@ fn store_and_broker_ranges(config: &Config) -> Vec<Range> {
     ]
 }
 
+/// The ranges of the `[control]` and `[outputs]` numbers (their other rules
+/// are their sections' own).
+fn control_and_output_ranges(config: &Config) -> Vec<Range> {
+    let c = &config.control;
+    let mut ranges = vec![
+        range(
+            "control.default_deadline_ms",
+            c.default_deadline_ms,
+            1,
+            TEN_MINUTES_MS,
+        ),
+        Range {
+            note: "30 days",
+            ..range(
+                "control.max_command_ttl_s",
+                c.max_command_ttl_s,
+                1,
+                2_592_000,
+            )
+        },
+        range("control.max_clock_skew_ms", c.max_clock_skew_ms, 0, DAY_MS),
+        range(
+            "control.audit_retention_days",
+            u64::from(c.audit_retention_days),
+            0,
+            HUNDRED_YEARS_DAYS,
+        ),
+        range("control.max_in_flight", wide(c.max_in_flight), 1, 4_096),
+    ];
+    if let Some(led) = &config.outputs.status_led {
+        ranges.push(range(
+            "outputs.status_led.blink_period_ms",
+            led.blink_period_ms,
+            100,
+            60_000,
+        ));
+    }
+    ranges
+}
+
 /// Checks each stream's size and age (its size against the disk is
 /// checked where the disk is known, `Config::fit_streams_to_disk`).
 fn check_streams(config: &Config, invalid: Invalid<'_>) -> Result<(), ConfigError> {
@@ -226,6 +267,7 @@ pub(super) fn validate(config: &Config, invalid: Invalid<'_>) -> Result<(), Conf
     }
     check(&collect_ranges(&config.collect), invalid)?;
     check(&store_and_broker_ranges(config), invalid)?;
+    check(&control_and_output_ranges(config), invalid)?;
     check_streams(config, invalid)?;
     if config.packs.len() > MAX_PACKS {
         return Err(invalid(

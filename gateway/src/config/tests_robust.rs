@@ -83,6 +83,10 @@ fn every_duration_has_a_ceiling() {
         ("monitor", "snapshot_interval_s"),
         ("broker", "request_timeout_ms"),
         ("cloud", "upload_interval_ms"),
+        ("control", "default_deadline_ms"),
+        ("control", "max_command_ttl_s"),
+        ("control", "max_clock_skew_ms"),
+        ("control", "max_in_flight"),
     ] {
         refused_at(
             &format!("[{section}]\n{key} = 9223372036854775807\n"),

@@ -2,7 +2,7 @@
 //! settings writing one register, and the cell and temperature arrays
 //! reading one register as two different things.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{invalid, Invalid};
 use crate::profile::decode::{ArrayCount, ArrayField};
@@ -35,7 +35,7 @@ pub(super) fn check_arrays(
     cells: &ArrayField,
     temperatures: &ArrayField,
 ) -> Result<(), Invalid> {
-    let cell_registers: Vec<_> = array_registers(blocks, cells);
+    let cell_registers: HashSet<_> = array_registers(blocks, cells).into_iter().collect();
     let shared = array_registers(blocks, temperatures)
         .into_iter()
         .find(|register| cell_registers.contains(register));
