@@ -98,8 +98,9 @@ impl Config {
     /// `held_bytes` are already taken by the broker's own store (they are
     /// the streams' room too). Refuses streams larger together than the
     /// filesystem, naming the largest; shrinks them in proportion (none
-    /// below 1 MiB) when they only outgrow the free space and `shrink` is
-    /// set, returning what it shrank.
+    /// below 1 MiB) to three quarters of the free space (the rest is for
+    /// the databases) when they outgrow that and `shrink` is set,
+    /// returning what it shrank.
     pub fn fit_streams_to_disk(
         &mut self,
         space: DiskSpace,
@@ -135,7 +136,10 @@ impl Config {
                 ),
             });
         }
+        // The streams get three quarters of the room; the rest is for the
+        // databases and logs on the same filesystem.
         let room = space.available_bytes.saturating_add(held_bytes);
+        let room = room - room / 4;
         if wanted <= room || !shrink {
             return Ok(Vec::new());
         }
@@ -255,7 +259,8 @@ mod tests {
         let total = (c.streams.samples.max_bytes
             + c.streams.events.max_bytes
             + c.streams.metrics.max_bytes) as u64;
-        assert!(total <= 5 * GIB + (1 << 20), "{total}");
+        assert!(total <= 5 * GIB * 3 / 4 + (1 << 20), "{total}");
+        assert!(total >= 5 * GIB * 3 / 4 - 4, "{total}");
         assert_eq!(c.streams.samples.max_bytes, clamps[0].clamped_bytes);
         assert!((c.streams.samples.max_bytes - 4 * c.streams.events.max_bytes).abs() < 4);
         assert_eq!(c.streams.metrics.max_bytes, 1 << 20);
