@@ -63,6 +63,28 @@ pub(super) fn line_of(text: &str, key: &str) -> Option<usize> {
     Some(text.get(..offset)?.matches('\n').count() + 1)
 }
 
+/// The 1-based line and column (in characters) of byte `offset` of
+/// `text`.
+pub(super) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// The key written on the line of byte `offset` of `text` (what is left
+/// of its `=`), never its value; none on a line without one.
+pub(super) fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset).unwrap_or(text);
+    let start = before.rfind('\n').map_or(0, |at| at + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_start_matches('{').trim();
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +109,21 @@ mod tests {
         );
         assert_eq!(line_of(TEXT, "streams.samples.max_bytes"), None);
         assert_eq!(line_of("not toml [", "a"), None);
+    }
+
+    #[test]
+    fn counts_lines_and_characters_from_one() {
+        assert_eq!(line_and_column("a\nbc = 1\n", 0), (1, 1));
+        assert_eq!(line_and_column("a\nbc = 1\n", 5), (2, 4));
+        assert_eq!(line_and_column("é\nx", 3), (2, 1));
+        assert_eq!(line_and_column("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn names_the_key_of_a_line_but_not_its_value() {
+        let text = "[cloud]\npasword = \"hunter2\"\n";
+        assert_eq!(key_on_line(text, 12).as_deref(), Some("pasword"));
+        assert_eq!(key_on_line(text, 0), None);
+        assert_eq!(key_on_line("# a = b\n", 2), None);
     }
 }

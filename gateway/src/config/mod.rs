@@ -54,13 +54,22 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML is malformed or holds an unknown key or a wrong type; the
-    /// message names the key, line and column.
-    #[error("{origin}: {source}")]
+    /// message names the key, line and column. The offending line itself
+    /// is not quoted: it may hold a secret (`pasword = "..."`).
+    #[error(
+        "{origin}: TOML parse error{}{}: {message}",
+        .line.map(|(line, column)| format!(" at line {line}, column {column}")).unwrap_or_default(),
+        .key.as_ref().map(|key| format!(", key {key}")).unwrap_or_default()
+    )]
     Parse {
         /// Where the text came from.
         origin: String,
-        /// The parser's error, with line and column.
-        source: Box<toml::de::Error>,
+        /// The 1-based line and column of the error, when the parser knows.
+        line: Option<(usize, usize)>,
+        /// The key written on that line, when there is one.
+        key: Option<String>,
+        /// The parser's message, naming the key.
+        message: String,
     },
     /// A value is out of its allowed range or contradicts another.
     #[error(
@@ -161,9 +170,15 @@ impl Config {
     /// Parses a configuration from TOML text; `origin` names the text in
     /// errors (a path, or "built-in").
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             origin: origin.to_owned(),
-            source: Box::new(source),
+            line: error
+                .span()
+                .map(|span| lines::line_and_column(text, span.start)),
+            key: error
+                .span()
+                .and_then(|span| lines::key_on_line(text, span.start)),
+            message: error.message().trim_end().to_owned(),
         })?;
         config
             .validate(origin)

@@ -238,3 +238,14 @@ fn cloud_secrets_load_but_are_never_printed() {
         assert!(err.contains("line "), "{err}");
     }
 }
+
+#[test]
+fn a_misspelt_secret_key_is_refused_without_quoting_its_line() {
+    let err = refused("[cloud]\nuser = \"gw\"\npasword = \"hunter2\"\n");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("line 3, column 1"), "{err}");
+    assert!(err.contains("unknown field `pasword`"), "{err}");
+    let err = refused("[cloud]\ntoken = [\"hunter2\"]\n");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}
