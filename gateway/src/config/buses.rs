@@ -354,12 +354,14 @@ impl BusConfig {
     }
 
     /// What only one bus may hold, with the key that names it: a serial
-    /// port, a CAN interface, a TCP endpoint.
+    /// port (the device itself, when it exists: `/dev/serial/by-id/...` and
+    /// `/dev/ttyUSB0` may be one), a CAN interface, a TCP endpoint.
     fn resource(&self) -> (&'static str, String) {
         match &self.link {
             BusLinkConfig::ModbusRtu(ModbusRtuBusConfig { port, .. })
             | BusLinkConfig::Slcan(SlcanBusConfig { port, .. }) => {
-                ("port", port.display().to_string())
+                let device = std::fs::canonicalize(port).unwrap_or_else(|_| port.clone());
+                ("port", device.display().to_string())
             }
             BusLinkConfig::ModbusTcp(tcp) => ("address", tcp.address.to_ascii_lowercase()),
             BusLinkConfig::Socketcan(can) => ("interface", can.interface.clone()),

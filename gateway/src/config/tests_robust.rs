@@ -249,3 +249,20 @@ fn a_misspelt_secret_key_is_refused_without_quoting_its_line() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn two_names_of_one_serial_device_are_one_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("ttyUSB7");
+    std::fs::write(&device, "").unwrap();
+    let by_id = dir.path().join("usb-FTDI_FT232R-if00-port0");
+    std::os::unix::fs::symlink(&device, &by_id).unwrap();
+    let bus = |name: &str, port: &std::path::Path| {
+        format!(
+            "[[buses]]\nname = \"{name}\"\nkind = \"modbus_rtu\"\nport = {:?}\n",
+            port.display().to_string()
+        )
+    };
+    let err = refused_at(&(bus("a", &device) + &bus("b", &by_id)), "buses[1].port", 8);
+    assert!(err.contains("already buses[0] (\"a\")"), "{err}");
+}
