@@ -247,6 +247,16 @@ fn sim_has_a_documented_maximum() {
         stderr.contains("1000000000 simulated packs; one gateway polls at most 1000"),
         "{stderr}"
     );
+    let out = packgate()
+        .args(["bench", "--packs", "1000000000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("one gateway polls at most 1000"),
+        "{stderr}"
+    );
     // Configured and simulated packs count together.
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[[packs]]\nid = \"p\"\ndriver = \"sim\"\n").unwrap();

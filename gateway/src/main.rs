@@ -143,8 +143,8 @@ enum Action {
     },
     /// Measure the whole pipeline with simulated packs.
     Bench {
-        /// Simulated packs.
-        #[arg(long, default_value_t = 100)]
+        /// Simulated packs, at most 1000.
+        #[arg(long, default_value_t = 100, value_parser = parse_sim_count)]
         packs: usize,
         /// Seconds of polling.
         #[arg(long, default_value_t = 10)]
