@@ -254,6 +254,10 @@ impl ConfigArgs {
         };
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
+            // The file's streams, against the filesystem they now go on.
+            if self.config.is_some() {
+                config.fit_streams_to_data_dir("--data-dir")?;
+            }
         }
         Ok(config)
     }
