@@ -292,7 +292,7 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
         config.broker.nats_server_path = path.into();
     }
     config.collect.poll_interval_ms = 100;
-    config.add_sim_packs(2);
+    config.add_sim_packs(2).unwrap();
     let broker = Broker::open(&config, "test").await.unwrap();
     let url = broker.server.as_ref().unwrap().url();
     let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))

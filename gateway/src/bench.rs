@@ -64,6 +64,9 @@ pub enum BenchError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// More packs than one gateway polls.
+    #[error(transparent)]
+    Packs(#[from] crate::config::ConfigError),
     /// The database could not be read back.
     #[error("cannot read the results back: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -85,7 +88,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         ..Config::default()
     };
     config.broker.nats_server_path = options.nats_server_path.clone();
-    config.add_sim_packs(options.packs);
+    config.add_sim_packs(options.packs)?;
     config.collect.poll_interval_ms = if options.rate_hz > 0.0 {
         ((1000.0 / options.rate_hz).round() as u64).max(10)
     } else {

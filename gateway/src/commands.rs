@@ -1,6 +1,7 @@
 //! The handlers of the `packgate` subcommands that are more than a call
 //! into the library.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{BrokerArgs, ConfigArgs, GatewayArgs, ProfilesCommand};
 
+/// Standard output, locked. Commands write through it with `write!` and
+/// pass the error up: a reader that went away (`| head -1`) then ends the
+/// command quietly (see `main`), where `println!` would panic.
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
 pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
     use packgate_drivers::profile::Profile;
     match what {
@@ -29,11 +37,11 @@ pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
                 let description = Profile::builtin(name)
                     .map(|p| p.description)
                     .unwrap_or_default();
-                println!("{name:<16} {description}");
+                writeln!(stdout(), "{name:<16} {description}")?;
             }
         }
         ProfilesCommand::Show { name } => match Profile::builtin_source(name) {
-            Some(text) => print!("{text}"),
+            Some(text) => write!(stdout(), "{text}")?,
             None => bail!(
                 "no built-in profile {name:?}; built-in: {}",
                 Profile::builtin_names().join(", ")
@@ -41,13 +49,14 @@ pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
         },
         ProfilesCommand::Check { file } => {
             let profile = Profile::load(file)?;
-            println!(
+            writeln!(
+                stdout(),
                 "{}: valid profile {:?}, {} register blocks, {} writable settings",
                 file.display(),
                 profile.name,
                 profile.blocks.len(),
                 profile.settings.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -120,8 +129,13 @@ pub(crate) async fn run_one(args: &GatewayArgs, kind: WorkerKind) -> anyhow::Res
 /// default filled in.
 pub(crate) fn check_config(file: &Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
-    println!("{}: valid, {} packs", file.display(), config.packs.len());
-    print!("{}", toml::to_string_pretty(&config)?);
+    writeln!(
+        stdout(),
+        "{}: valid, {} packs",
+        file.display(),
+        config.packs.len()
+    )?;
+    write!(stdout(), "{}", toml::to_string_pretty(&config)?)?;
     Ok(())
 }
 
@@ -137,7 +151,7 @@ pub(crate) async fn reset_alarm(target: &BrokerArgs) -> anyhow::Result<()> {
     .await
     .context("no gateway with outputs answered within 5 s")?
     .context("no gateway with outputs is running")?;
-    println!("alarm relay reset");
+    writeln!(stdout(), "alarm relay reset")?;
     Ok(())
 }
 
@@ -148,7 +162,7 @@ pub(crate) fn broker_users(credentials: &Path, out: &Path) -> anyhow::Result<()>
     packgate::broker::auth::write_private(out, &credentials.authorization_block())
         .with_context(|| format!("writing {}", out.display()))?;
     let users: Vec<_> = BrokerUser::all().iter().map(|u| u.name()).collect();
-    println!("{}: users {}", out.display(), users.join(", "));
+    writeln!(stdout(), "{}: users {}", out.display(), users.join(", "))?;
     Ok(())
 }
 
@@ -303,7 +317,11 @@ pub(crate) fn query_samples(
         .with_context(|| format!("opening {}", path.display()))?;
     let rows = store.latest(pack, limit)?;
     if rows.is_empty() {
-        eprintln!("no samples of pack {pack} in {}", path.display());
+        let _ = writeln!(
+            std::io::stderr(),
+            "no samples of pack {pack} in {}",
+            path.display()
+        );
     }
     let mut stdout = std::io::stdout().lock();
     write_samples(&mut stdout, &rows, format)?;
@@ -323,24 +341,28 @@ pub(crate) async fn bench(
         rate_hz: rate,
         nats_server_path: nats_server,
     };
-    eprintln!(
+    let _ =
+        writeln!(std::io::stderr(),
         "bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s"
     );
     let r = run_bench(&options).await?;
-    println!("samples published   {:>12}", r.published);
-    println!("samples stored      {:>12}", r.stored);
-    println!("lost                {:>12}", r.lost);
-    println!("duplicated          {:>12}", r.duplicated);
-    println!("samples/s stored    {:>12.0}", r.samples_per_s);
-    println!(
+    writeln!(stdout(), "samples published   {:>12}", r.published)?;
+    writeln!(stdout(), "samples stored      {:>12}", r.stored)?;
+    writeln!(stdout(), "lost                {:>12}", r.lost)?;
+    writeln!(stdout(), "duplicated          {:>12}", r.duplicated)?;
+    writeln!(stdout(), "samples/s stored    {:>12.0}", r.samples_per_s)?;
+    writeln!(
+        stdout(),
         "poll to commit, ms  p50 {:.1}  p99 {:.1}  max {:.1}",
-        r.latency_ms_p50, r.latency_ms_p99, r.latency_ms_max
-    );
-    println!("CPU s / 1k samples  {:>12.4}", r.cpu_s_per_1k);
-    println!("gateway peak RSS MB {:>12.1}", r.gateway_rss_mb);
-    println!("broker peak RSS MB  {:>12.1}", r.broker_rss_mb);
+        r.latency_ms_p50,
+        r.latency_ms_p99,
+        r.latency_ms_max
+    )?;
+    writeln!(stdout(), "CPU s / 1k samples  {:>12.4}", r.cpu_s_per_1k)?;
+    writeln!(stdout(), "gateway peak RSS MB {:>12.1}", r.gateway_rss_mb)?;
+    writeln!(stdout(), "broker peak RSS MB  {:>12.1}", r.broker_rss_mb)?;
     if json {
-        println!("{}", serde_json::to_string(&r)?);
+        writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;
     }
     Ok(())
 }

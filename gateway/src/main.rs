@@ -8,12 +8,14 @@ use commands::{
 };
 
 use std::future::Future;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use packgate::cli::render::OutputFormat;
-use packgate::config::Config;
+use packgate::config::{Config, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
@@ -141,8 +143,8 @@ enum Action {
     },
     /// Measure the whole pipeline with simulated packs.
     Bench {
-        /// Simulated packs.
-        #[arg(long, default_value_t = 100)]
+        /// Simulated packs, at most 1000.
+        #[arg(long, default_value_t = 100, value_parser = parse_sim_count)]
         packs: usize,
         /// Seconds of polling.
         #[arg(long, default_value_t = 10)]
@@ -197,6 +199,18 @@ enum CanCommand {
     },
 }
 
+/// `--sim N`: a count up to [`MAX_PACKS`], refused before anything is
+/// allocated for it.
+fn parse_sim_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count <= MAX_PACKS => Ok(count),
+        Ok(count) => Err(format!(
+            "{count} simulated packs; one gateway polls at most {MAX_PACKS}"
+        )),
+        Err(e) => Err(format!("{text:?} is not a number of packs: {e}")),
+    }
+}
+
 fn parse_fault(text: &str) -> Result<(u8, packgate_sim::Faults), String> {
     packgate::cli::sim::parse_fault(text).map_err(|e| e.to_string())
 }
@@ -241,6 +255,10 @@ impl ConfigArgs {
         };
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
+            // The file's streams, against the filesystem they now go on.
+            if self.config.is_some() {
+                config.fit_streams_to_data_dir("--data-dir")?;
+            }
         }
         Ok(config)
     }
@@ -260,8 +278,9 @@ struct BrokerArgs {
 struct GatewayArgs {
     #[command(flatten)]
     broker: BrokerArgs,
-    /// Add N simulated packs (sim-01, sim-02...).
-    #[arg(long, num_args = 0..=1, default_missing_value = "4")]
+    /// Add N simulated packs (sim-01, sim-02...); at most 1000 packs in
+    /// all, configured and simulated.
+    #[arg(long, num_args = 0..=1, default_missing_value = "4", value_parser = parse_sim_count)]
     sim: Option<usize>,
 }
 
@@ -272,20 +291,49 @@ impl GatewayArgs {
             config.broker.url = Some(url.clone());
         }
         if let Some(count) = self.sim {
-            config.add_sim_packs(count);
+            config.add_sim_packs(count)?;
         }
         config.validate("command line")?;
         Ok(config)
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     // A full disk (or file-size limit) must be an error we count, not a
     // signal that kills the gateway.
     packgate::platform::ignore_sigxfsz();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`packgate ... | head -1`):
+        // nothing more to say, and nobody to say it to.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Written, not `eprintln!`: a closed stderr must not panic.
+            let _ = writeln!(std::io::stderr(), "Error: {error:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone.
+/// Every output of the commands is written with `write!`/`writeln!` and
+/// its error passed up, never `println!` (which panics on it): this is
+/// how a closed pipe ends a command quietly. SIGPIPE keeps Rust's
+/// disposition (ignored), so a long-running gateway whose socket or child
+/// pipe breaks gets an error it handles instead of being killed.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs one subcommand to its end.
+fn run(action: Action) -> anyhow::Result<()> {
+    match action {
         Action::Run(args) => block_on(run_gateway(&args, WorkerSet::all(), "packgate")),
         Action::Collect(args) => block_on(run_one(&args, WorkerKind::Collect)),
         Action::Data(args) => block_on(run_one(&args, WorkerKind::Data)),

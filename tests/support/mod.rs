@@ -53,7 +53,7 @@ pub fn sim_config(url: &str, data_dir: &Path, packs: usize, poll_interval_ms: u6
     config.broker.request_timeout_ms = 2_000;
     config.collect.poll_interval_ms = poll_interval_ms;
     config.data.shutdown_drain_ms = 10_000;
-    config.add_sim_packs(packs);
+    config.add_sim_packs(packs).unwrap();
     config
 }
 

@@ -50,7 +50,8 @@ pub enum Bitrate {
 }
 
 impl Bitrate {
-    const ALL: [(Bitrate, u32); 9] = [
+    /// Every bitrate with its bits per second, slowest first.
+    pub const ALL: [(Bitrate, u32); 9] = [
         (Bitrate::Kbps10, 10_000),
         (Bitrate::Kbps20, 20_000),
         (Bitrate::Kbps50, 50_000),

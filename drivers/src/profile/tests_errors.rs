@@ -341,3 +341,49 @@ fn load_reports_unreadable_files() {
         "{err}"
     );
 }
+
+#[test]
+fn two_settings_on_one_register_are_refused() {
+    let setting = |name: &str, register: u16, ty: &str| {
+        format!(
+            "[[settings]]\nname = \"{name}\"\nregister = {register}\ntype = \"{ty}\"\nmin = 0.0\nmax = 5.0\n"
+        )
+    };
+    let same = minimal(CURRENT) + &setting("a", 100, "u16") + &setting("b", 100, "u16");
+    assert_eq!(invalid_path(&same), "settings[1].register");
+    // A u32 at 99 covers 99 and 100.
+    let wide = minimal(CURRENT) + &setting("a", 99, "u32") + &setting("b", 100, "u16");
+    assert_eq!(invalid_path(&wide), "settings[1].register");
+    let apart = minimal(CURRENT) + &setting("a", 98, "u32") + &setting("b", 100, "u16");
+    assert!(profile(&apart).is_ok());
+}
+
+#[test]
+fn overlapping_arrays_are_refused() {
+    // Temperatures from offset 12 while 4 cells read 10..=13.
+    let cells = |text: String| {
+        text.replace(
+            "offset = 10\ntype = \"u16\"\ncount = 1",
+            "offset = 10\ntype = \"u16\"\ncount = 4",
+        )
+    };
+    let overlapping = cells(minimal(CURRENT)).replace("offset = 20", "offset = 12");
+    assert_eq!(invalid_path(&overlapping), "temperatures.offset");
+    // Interleaved by stride, they share nothing: accepted.
+    let interleaved = minimal(CURRENT)
+        .replace(
+            "offset = 10\ntype = \"u16\"\ncount = 1",
+            "offset = 10\ntype = \"u16\"\nstride = 2\ncount = 4",
+        )
+        .replace(
+            "offset = 20\ntype = \"u16\"\ncount = 1",
+            "offset = 11\ntype = \"u16\"\nstride = 2\ncount = 4",
+        );
+    assert!(profile(&interleaved).is_ok(), "{:?}", profile(&interleaved));
+    // Two blocks over one register range count as one register.
+    let two_blocks = cells(minimal(CURRENT)).replace(
+        "[temperatures]\nblock = 0\noffset = 20",
+        "[[blocks]]\nfunction = 3\nstart = 10\ncount = 5\n[temperatures]\nblock = 1\noffset = 3",
+    );
+    assert_eq!(invalid_path(&two_blocks), "temperatures.offset");
+}

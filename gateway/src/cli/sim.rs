@@ -101,6 +101,15 @@ fn open_line(
     Ok((port, spec.to_owned(), None))
 }
 
+/// Prints where a served device is. A reader that went away
+/// (`packgate sim ... | head -1`, to learn a pty's path) does not stop the
+/// simulator: the devices are what it is for, so a failed write is
+/// ignored (never `println!`, which would panic on it).
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Serves the simulated packs until `shutdown`, printing where each
 /// transport can be reached.
 pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
@@ -132,17 +141,17 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
         let local = listener
             .local_addr()
             .map_err(io_error("reading the bound address"))?;
-        println!("modbus-tcp {local} units 1..={}", packs.len());
+        announce(format_args!("modbus-tcp {local} units 1..={}", packs.len()));
         tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
     }
     if let Some(spec) = &options.modbus_rtu {
         let (port, path, client) = open_line(spec, options.baud_rate)?;
         keep_open.extend(client);
-        println!(
+        announce(format_args!(
             "modbus-rtu {path} {} baud units 1..={}",
             options.baud_rate,
             packs.len()
-        );
+        ));
         let rtu = RtuServerOptions {
             baud_rate: options.baud_rate,
             ..RtuServerOptions::default()
@@ -152,7 +161,7 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
     if let Some(spec) = &options.slcan {
         let (port, path, client) = open_line(spec, 115_200)?;
         keep_open.extend(client);
-        println!("slcan {path} pack 1");
+        announce(format_args!("slcan {path} pack 1"));
         let pack = packs[0].1.clone();
         tasks.spawn(packgate_sim::serve::serve_slcan(
             port,

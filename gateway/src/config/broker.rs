@@ -5,13 +5,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// How to reach the local NATS broker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How to reach the local NATS broker. A password or token in its URL
+/// shows as `***` in `Debug`, logs and `check-config`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// URL of a running nats-server, such as `nats://127.0.0.1:4222`. When
     /// absent, packgate starts its own nats-server child process on a free
-    /// loopback port with its store under `data_dir/nats`.
+    /// loopback port with its store under `data_dir/nats`. A password or
+    /// token in it is never printed.
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: Option<String>,
     /// The nats-server executable for the embedded broker: a name looked up
     /// on PATH, or a path.
@@ -42,6 +45,13 @@ impl Default for BrokerConfig {
             request_timeout_ms: 5_000,
             embedded_startup_timeout_ms: 10_000,
         }
+    }
+}
+
+/// What serialisation shows: no password.
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::secret::debug_as_serialised("BrokerConfig", self, f)
     }
 }
 

@@ -2,12 +2,14 @@
 //! with a table of its own, so a key that does not belong to it, or a
 //! missing one it needs, is an error naming the key.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
+use packgate_drivers::can::slcan::Bitrate;
 use packgate_drivers::can::{DEFAULT_CAN_BITRATE_BPS, DEFAULT_SLCAN_SERIAL_BAUD};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::tagged;
+use super::{tagged, ConfigError};
 
 /// One bus: exactly one task owns it, and polls and writes to the packs on
 /// it are serialised by that task.
@@ -200,4 +202,202 @@ impl BusLinkConfig {
             BusLinkConfig::ModbusRtu(_) | BusLinkConfig::ModbusTcp(_)
         )
     }
+}
+
+type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
+/// Checks that the value of a key is in `min..=max`: (key, value, min, max).
+type InRange<'a> = &'a dyn Fn(&str, u64, u64, u64) -> Result<(), ConfigError>;
+
+/// Longest request timeout of a bus, milliseconds (ten minutes).
+const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
+/// Longest reconnect backoff of a bus, milliseconds (a day).
+const MAX_RECONNECT_BACKOFF_MS: u64 = 86_400_000;
+/// Shortest reconnect backoff of a bus, milliseconds: less reopens a lost
+/// port in a busy loop.
+const MIN_RECONNECT_BACKOFF_MS: u64 = 10;
+/// Longest inter-frame gap, milliseconds.
+const MAX_INTER_FRAME_GAP_MS: u64 = 10_000;
+/// Fastest serial line, baud.
+const MAX_BAUD_RATE: u32 = 4_000_000;
+/// Longest bus name.
+const MAX_NAME_LEN: usize = 64;
+
+/// Why `address` is not a `host:port` a TCP connection can be opened to;
+/// none when it is. The host is not resolved here.
+fn address_problem(address: &str) -> Option<&'static str> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Some("is not host:port (such as 10.0.0.5:502)");
+    };
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_err() => {
+            return Some("has no valid IPv6 address in its brackets");
+        }
+        Some(_) => {}
+        None if host.contains(':') => {
+            return Some("is not host:port (an IPv6 address goes in brackets: [::1]:502)");
+        }
+        None if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            return Some("has no valid host before the port");
+        }
+        None => {}
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Some("has no port 1 to 65535 after the host"),
+        Ok(_) => None,
+    }
+}
+
+impl BusConfig {
+    /// Checks this bus's own values; `index` is its place in `[[buses]]`.
+    fn validate(&self, index: usize, invalid: Invalid<'_>) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("buses[{index}].{field}");
+        let name = &self.name;
+        if name.trim().is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                &key("name"),
+                format!("{name:?}: a bus needs a name of 1 to {MAX_NAME_LEN} printable characters"),
+            ));
+        }
+        let in_range = |field: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    &key(field),
+                    format!("{value} is out of range: must be {min} to {max}"),
+                ))
+            }
+        };
+        let (timeout, backoff, gap) = self.check_link(&key, &in_range, invalid)?;
+        if let Some(timeout) = timeout {
+            in_range("request_timeout_ms", timeout, 1, MAX_REQUEST_TIMEOUT_MS)?;
+        }
+        if let Some(gap) = gap {
+            in_range("inter_frame_gap_ms", gap, 0, MAX_INTER_FRAME_GAP_MS)?;
+        }
+        in_range(
+            "reconnect_backoff_max_ms",
+            backoff,
+            MIN_RECONNECT_BACKOFF_MS,
+            MAX_RECONNECT_BACKOFF_MS,
+        )
+    }
+
+    /// Checks the values only this kind of bus has; returns its request
+    /// timeout, reconnect backoff and inter-frame gap, for the checks all
+    /// kinds share.
+    fn check_link(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        in_range: InRange<'_>,
+        invalid: Invalid<'_>,
+    ) -> Result<(Option<u64>, u64, Option<u64>), ConfigError> {
+        Ok(match &self.link {
+            BusLinkConfig::ModbusRtu(rtu) => {
+                if !matches!(rtu.stop_bits, 1 | 2) {
+                    return Err(invalid(&key("stop_bits"), "must be 1 or 2".into()));
+                }
+                in_range("baud_rate", rtu.baud_rate.into(), 1, MAX_BAUD_RATE.into())?;
+                (
+                    rtu.request_timeout_ms,
+                    rtu.reconnect_backoff_max_ms,
+                    rtu.inter_frame_gap_ms,
+                )
+            }
+            BusLinkConfig::ModbusTcp(tcp) => {
+                if let Some(problem) = address_problem(&tcp.address) {
+                    return Err(invalid(
+                        &key("address"),
+                        format!("{:?} {problem}", tcp.address),
+                    ));
+                }
+                (
+                    tcp.request_timeout_ms,
+                    tcp.reconnect_backoff_max_ms,
+                    tcp.inter_frame_gap_ms,
+                )
+            }
+            BusLinkConfig::Slcan(slcan) => {
+                in_range("baud_rate", slcan.baud_rate.into(), 1, MAX_BAUD_RATE.into())?;
+                if Bitrate::from_bps(slcan.can_bitrate_bps).is_none() {
+                    let known: Vec<String> = Bitrate::ALL
+                        .iter()
+                        .map(|(_, bps)| bps.to_string())
+                        .collect();
+                    return Err(invalid(
+                        &key("can_bitrate_bps"),
+                        format!(
+                            "{} is not an slcan bitrate; one of {}",
+                            slcan.can_bitrate_bps,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                (
+                    Some(slcan.request_timeout_ms),
+                    slcan.reconnect_backoff_max_ms,
+                    None,
+                )
+            }
+            BusLinkConfig::Socketcan(can) => {
+                if can.interface.trim().is_empty() {
+                    return Err(invalid(&key("interface"), "must name an interface".into()));
+                }
+                (
+                    Some(can.request_timeout_ms),
+                    can.reconnect_backoff_max_ms,
+                    None,
+                )
+            }
+        })
+    }
+
+    /// What only one bus may hold, with the key that names it: a serial
+    /// port (the device itself, when it exists: `/dev/serial/by-id/...` and
+    /// `/dev/ttyUSB0` may be one), a CAN interface, a TCP endpoint.
+    fn resource(&self) -> (&'static str, String) {
+        match &self.link {
+            BusLinkConfig::ModbusRtu(ModbusRtuBusConfig { port, .. })
+            | BusLinkConfig::Slcan(SlcanBusConfig { port, .. }) => {
+                let device = std::fs::canonicalize(port).unwrap_or_else(|_| port.clone());
+                ("port", device.display().to_string())
+            }
+            BusLinkConfig::ModbusTcp(tcp) => ("address", tcp.address.to_ascii_lowercase()),
+            BusLinkConfig::Socketcan(can) => ("interface", can.interface.clone()),
+        }
+    }
+}
+
+/// Checks every bus, that no two share a name, and that no two hold one
+/// serial port, CAN interface or TCP endpoint (the second could never open
+/// it, or two owners would talk over each other on one wire). Returns the
+/// links by name.
+pub(super) fn validate<'a>(
+    buses: &'a [BusConfig],
+    invalid: Invalid<'_>,
+) -> Result<HashMap<&'a str, &'a BusLinkConfig>, ConfigError> {
+    let mut links = HashMap::new();
+    let mut held: HashMap<String, usize> = HashMap::new();
+    for (index, bus) in buses.iter().enumerate() {
+        bus.validate(index, invalid)?;
+        if links.insert(bus.name.as_str(), &bus.link).is_some() {
+            return Err(invalid(
+                &format!("buses[{index}].name"),
+                format!("bus name {:?} is used twice", bus.name),
+            ));
+        }
+        let (field, resource) = bus.resource();
+        if let Some(first) = held.insert(format!("{field}={resource}"), index) {
+            return Err(invalid(
+                &format!("buses[{index}].{field}"),
+                format!(
+                    "{resource:?} is already buses[{first}] ({:?}): one bus per {field}; \
+                     put all its packs on that bus",
+                    buses[first].name
+                ),
+            ));
+        }
+    }
+    Ok(links)
 }

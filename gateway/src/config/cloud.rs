@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::secret::Secret;
+
 /// A rule of the `[cloud]` section that a value breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -18,25 +20,29 @@ pub struct CloudConfigError {
 }
 
 /// The uplink to the cloud: a remote NATS server or cluster with JetStream.
+/// Its secrets, and the passwords and tokens in its URLs, show as `***`
+/// in `Debug`, logs and `check-config`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloudConfig {
     /// Whether the cloud worker runs at all.
     pub enabled: bool,
     /// URLs of the cloud servers (`nats://`, `tls://`); the client picks
-    /// one and moves to another when it fails.
+    /// one and moves to another when it fails. A password or token in one
+    /// is never printed.
+    #[serde(serialize_with = "super::secret::serialize_urls")]
     pub urls: Vec<String>,
     /// This gateway's id in the cloud: one subject token (letters, digits,
     /// `-` and `_`), unique among the gateways of the cloud account.
     pub gateway_id: String,
     /// User name, with `password`.
     pub user: Option<String>,
-    /// Password of `user`.
-    pub password: Option<String>,
-    /// Authentication token.
-    pub token: Option<String>,
-    /// NKey seed (`SU...`).
-    pub nkey_seed: Option<String>,
+    /// Password of `user` (never printed).
+    pub password: Option<Secret>,
+    /// Authentication token (never printed).
+    pub token: Option<Secret>,
+    /// NKey seed (`SU...`; never printed).
+    pub nkey_seed: Option<Secret>,
     /// A `.creds` file (user JWT and NKey seed).
     pub creds_file: Option<PathBuf>,
     /// PEM file of the CA certificates the servers' certificates are checked
@@ -101,31 +107,10 @@ impl Default for CloudConfig {
     }
 }
 
-/// Secrets are never printed.
+/// What serialisation shows: no secret.
 impl fmt::Debug for CloudConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
-        f.debug_struct("CloudConfig")
-            .field("enabled", &self.enabled)
-            .field("urls", &self.urls)
-            .field("gateway_id", &self.gateway_id)
-            .field("user", &self.user)
-            .field("password", &redacted(&self.password))
-            .field("token", &redacted(&self.token))
-            .field("nkey_seed", &redacted(&self.nkey_seed))
-            .field("creds_file", &self.creds_file)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_client_cert_file", &self.tls_client_cert_file)
-            .field("tls_client_key_file", &self.tls_client_key_file)
-            .field("require_tls", &self.require_tls)
-            .field("batch_max_samples", &self.batch_max_samples)
-            .field("upload_interval_ms", &self.upload_interval_ms)
-            .field("max_rate_per_s", &self.max_rate_per_s)
-            .field("retry_backoff_max_ms", &self.retry_backoff_max_ms)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .field("stream_name", &self.stream_name)
-            .field("create_stream", &self.create_stream)
-            .finish()
+        super::secret::debug_as_serialised("CloudConfig", self, f)
     }
 }
 
@@ -136,6 +121,28 @@ fn is_name_token(token: &str) -> bool {
         && token
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Refuses a secret that is the placeholder a printed configuration
+/// shows: a file made from `check-config` output must not connect with
+/// it.
+fn check_secrets(config: &CloudConfig) -> Result<(), CloudConfigError> {
+    for (key, secret) in [
+        ("cloud.password", &config.password),
+        ("cloud.token", &config.token),
+        ("cloud.nkey_seed", &config.nkey_seed),
+    ] {
+        if secret.as_ref().is_some_and(Secret::is_redacted_placeholder) {
+            return Err(CloudConfigError {
+                key,
+                reason: format!(
+                    "{:?} is how a secret is printed, not a secret: put the real one here",
+                    Secret::REDACTED
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl CloudConfig {
@@ -174,6 +181,7 @@ impl CloudConfig {
                 "at most one kind of authentication: user/password, token, nkey_seed or creds_file",
             );
         }
+        check_secrets(self)?;
         if self.user.is_some() != self.password.is_some() {
             return invalid("cloud.password", "user and password go together");
         }
@@ -186,17 +194,26 @@ impl CloudConfig {
         if !(1..=100_000).contains(&self.batch_max_samples) {
             return invalid("cloud.batch_max_samples", "must be 1 to 100000");
         }
-        if self.upload_interval_ms < 10 {
-            return invalid("cloud.upload_interval_ms", "must be at least 10");
+        if !(10..=3_600_000).contains(&self.upload_interval_ms) {
+            return invalid(
+                "cloud.upload_interval_ms",
+                "must be 10 to 3600000 (an hour)",
+            );
         }
-        if self.max_rate_per_s == 0 {
-            return invalid("cloud.max_rate_per_s", "must be at least 1");
+        if !(1..=1_000_000).contains(&self.max_rate_per_s) {
+            return invalid("cloud.max_rate_per_s", "must be 1 to 1000000");
         }
-        if self.retry_backoff_max_ms < 100 {
-            return invalid("cloud.retry_backoff_max_ms", "must be at least 100");
+        if !(100..=86_400_000).contains(&self.retry_backoff_max_ms) {
+            return invalid(
+                "cloud.retry_backoff_max_ms",
+                "must be 100 to 86400000 (a day)",
+            );
         }
-        if self.request_timeout_ms < 100 {
-            return invalid("cloud.request_timeout_ms", "must be at least 100");
+        if !(100..=600_000).contains(&self.request_timeout_ms) {
+            return invalid(
+                "cloud.request_timeout_ms",
+                "must be 100 to 600000 (ten minutes)",
+            );
         }
         if !is_name_token(&self.stream_name) {
             return invalid(
@@ -293,12 +310,49 @@ mod tests {
     }
 
     #[test]
-    fn secrets_stay_out_of_debug() {
-        let c = CloudConfig {
-            user: Some("u".into()),
-            password: Some("hunter2".into()),
-            ..enabled()
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
+    fn secrets_stay_out_of_debug_and_printing() {
+        for c in [
+            CloudConfig {
+                user: Some("u".into()),
+                password: Some("hunter2".into()),
+                ..enabled()
+            },
+            CloudConfig {
+                token: Some("hunter2".into()),
+                ..enabled()
+            },
+            CloudConfig {
+                nkey_seed: Some("hunter2".into()),
+                ..enabled()
+            },
+        ] {
+            c.validate().unwrap();
+            assert!(!format!("{c:?}").contains("hunter2"));
+            let printed = toml::to_string_pretty(&c).unwrap();
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("\"***\""), "{printed}");
+            // Fed back in, the placeholder is refused, naming its key.
+            let back: CloudConfig = toml::from_str(&printed).unwrap();
+            assert!(back.validate().unwrap_err().key.starts_with("cloud."));
+        }
+    }
+
+    #[test]
+    fn durations_have_a_ceiling() {
+        let bad = |c: CloudConfig| c.validate().unwrap_err().key;
+        assert_eq!(
+            bad(CloudConfig {
+                upload_interval_ms: u64::MAX,
+                ..enabled()
+            }),
+            "cloud.upload_interval_ms"
+        );
+        assert_eq!(
+            bad(CloudConfig {
+                request_timeout_ms: u64::MAX,
+                ..enabled()
+            }),
+            "cloud.request_timeout_ms"
+        );
     }
 }

@@ -7,10 +7,16 @@ mod cloud;
 mod collect;
 mod control;
 mod data;
+mod disk;
+mod lines;
 mod monitor;
 mod outputs;
 mod packs;
+mod ranges;
+mod secret;
 mod tagged;
+#[cfg(test)]
+mod tests_robust;
 
 use std::path::{Path, PathBuf};
 
@@ -27,9 +33,14 @@ pub use cloud::{CloudConfig, CloudConfigError};
 pub use collect::CollectConfig;
 pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES};
 pub use data::DataConfig;
+pub use disk::{bytes_under, disk_space, DiskSpace, StreamClamp};
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use packs::{CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig};
+pub use ranges::{
+    MAX_PACKS, MAX_STREAM_AGE_S, MAX_STREAM_BYTES, MIN_POLL_INTERVAL_MS, MIN_STREAM_BYTES,
+};
+pub use secret::Secret;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,24 +54,69 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML is malformed or holds an unknown key or a wrong type; the
-    /// message names the key, line and column.
-    #[error("{origin}: {source}")]
+    /// message names the key, line and column. The offending line itself
+    /// is not quoted: it may hold a secret (`pasword = "..."`).
+    #[error(
+        "{origin}: TOML parse error{}{}: {message}",
+        .line.map(|(line, column)| format!(" at line {line}, column {column}")).unwrap_or_default(),
+        .key.as_ref().map(|key| format!(", key {key}")).unwrap_or_default()
+    )]
     Parse {
         /// Where the text came from.
         origin: String,
-        /// The parser's error, with line and column.
-        source: Box<toml::de::Error>,
+        /// The 1-based line and column of the error, when the parser knows.
+        line: Option<(usize, usize)>,
+        /// The key written on that line, when there is one.
+        key: Option<String>,
+        /// The parser's message, naming the key.
+        message: String,
     },
     /// A value is out of its allowed range or contradicts another.
-    #[error("{origin}: {key}: {reason}")]
+    #[error(
+        "{origin}: {}{key}: {reason}",
+        .line.map(|line| format!("line {line}: ")).unwrap_or_default()
+    )]
     Invalid {
         /// Where the text came from.
         origin: String,
-        /// The dotted key at fault.
+        /// The line of the key (or of its section, when the file leaves
+        /// the key to its default); none when not read from a text.
+        line: Option<usize>,
+        /// The dotted key at fault, as the file spells it
+        /// (`packs[1].unit_id`).
         key: String,
         /// Why.
         reason: String,
     },
+    /// More simulated packs were asked for than one gateway polls.
+    #[error("--sim {asked}: at most {MAX_PACKS} packs, configured and simulated together ({configured} configured)")]
+    TooManySimPacks {
+        /// Simulated packs asked for.
+        asked: usize,
+        /// Packs already configured.
+        configured: usize,
+    },
+}
+
+impl ConfigError {
+    /// The error with the line of its key in `text`, when it is an
+    /// [`ConfigError::Invalid`] whose key `text` gives.
+    fn at_line_in(self, text: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                origin,
+                line: None,
+                key,
+                reason,
+            } => ConfigError::Invalid {
+                line: lines::line_of(text, &key),
+                origin,
+                key,
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 /// The whole configuration of one gateway.
@@ -114,36 +170,60 @@ impl Config {
     /// Parses a configuration from TOML text; `origin` names the text in
     /// errors (a path, or "built-in").
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             origin: origin.to_owned(),
-            source: Box::new(source),
+            line: error
+                .span()
+                .map(|span| lines::line_and_column(text, span.start)),
+            key: error
+                .span()
+                .and_then(|span| lines::key_on_line(text, span.start)),
+            message: error.message().trim_end().to_owned(),
         })?;
-        config.validate(origin)?;
+        config
+            .validate(origin)
+            .map_err(|error| error.at_line_in(text))?;
         Ok(config)
     }
 
-    /// Reads and parses a configuration file.
+    /// Reads, parses and checks a configuration file, and fits its streams
+    /// to the filesystem of its `data_dir` (see
+    /// [`Config::fit_streams_to_data_dir`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        let origin = path.display().to_string();
+        let mut config = Self::from_toml_str(&text, &origin)?;
+        config
+            .fit_streams_to_data_dir(&origin)
+            .map_err(|error| error.at_line_in(&text))?;
+        Ok(config)
     }
 
     /// Adds `count` simulated packs named `sim-01`, `sim-02`... each with
-    /// its own seed, after the configured ones.
-    pub fn add_sim_packs(&mut self, count: usize) {
+    /// its own seed, after the configured ones; refused (nothing added)
+    /// past [`MAX_PACKS`] in all.
+    pub fn add_sim_packs(&mut self, count: usize) -> Result<(), ConfigError> {
+        let configured = self.packs.len();
+        if count > MAX_PACKS.saturating_sub(configured) {
+            return Err(ConfigError::TooManySimPacks {
+                asked: count,
+                configured,
+            });
+        }
         let width = count.to_string().len().max(2);
         for n in 1..=count {
             let id = format!("sim-{n:0width$}");
             if let Ok(id) = PackId::new(id) {
                 self.packs.push(PackConfig::sim(
                     id,
-                    SimPackConfig::default().with_seed(n as u64),
+                    SimPackConfig::default().with_seed(u64::try_from(n).unwrap_or(u64::MAX)),
                 ));
             }
         }
+        Ok(())
     }
 
     /// The database file of the data worker.
@@ -155,61 +235,17 @@ impl Config {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
             origin: origin.to_owned(),
+            line: None,
             key: key.to_owned(),
             reason,
         };
-        let c = &self.collect;
-        if c.poll_interval_ms != 0 && c.poll_interval_ms < 10 {
-            return Err(invalid(
-                "collect.poll_interval_ms",
-                "must be 0 (as fast as possible) or at least 10".into(),
-            ));
-        }
-        if c.request_timeout_ms == 0 {
-            return Err(invalid(
-                "collect.request_timeout_ms",
-                "must be above 0".into(),
-            ));
-        }
-        if c.inflight_max == 0 || c.pending_max < c.inflight_max {
-            return Err(invalid(
-                "collect.pending_max",
-                format!(
-                    "must be at least collect.inflight_max ({}), which must be above 0",
-                    c.inflight_max
-                ),
-            ));
-        }
-        if c.offline_after_failures == 0 {
-            return Err(invalid(
-                "collect.offline_after_failures",
-                "must be at least 1".into(),
-            ));
-        }
-        if self.data.batch_max_samples == 0 {
-            return Err(invalid(
-                "data.batch_max_samples",
-                "must be at least 1".into(),
-            ));
-        }
-        for (name, limits) in [
-            ("samples", &self.streams.samples),
-            ("events", &self.streams.events),
-            ("metrics", &self.streams.metrics),
-        ] {
-            if limits.max_bytes < 1024 * 1024 {
-                return Err(invalid(
-                    &format!("streams.{name}.max_bytes"),
-                    "must be at least 1 MiB".into(),
-                ));
-            }
-        }
+        ranges::validate(self, &invalid)?;
         self.control
             .validate()
-            .map_err(|e| invalid("control", e.to_string()))?;
+            .map_err(|e| invalid(&e.key, e.reason))?;
         self.cloud
             .validate()
-            .map_err(|e| invalid("cloud", e.to_string()))?;
+            .map_err(|e| invalid(e.key, e.reason))?;
         self.outputs
             .validate()
             .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
@@ -270,7 +306,7 @@ mod tests {
     #[test]
     fn sim_packs_get_distinct_ids_and_seeds() {
         let mut config = Config::default();
-        config.add_sim_packs(3);
+        config.add_sim_packs(3).unwrap();
         let ids: Vec<_> = config.packs.iter().map(|p| p.id.to_string()).collect();
         assert_eq!(ids, ["sim-01", "sim-02", "sim-03"]);
         assert_ne!(config.packs[0].driver, config.packs[1].driver);

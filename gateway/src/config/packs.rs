@@ -136,31 +136,6 @@ impl PackConfig {
 
 type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
 
-fn validate_bus(index: usize, bus: &BusConfig, invalid: Invalid<'_>) -> Result<(), ConfigError> {
-    let key = |field: &str| format!("buses[{index}].{field}");
-    let above_zero = |value: Option<u64>, field: &str| match value {
-        Some(0) => Err(invalid(&key(field), "must be above 0".into())),
-        _ => Ok(()),
-    };
-    match &bus.link {
-        BusLinkConfig::ModbusRtu(rtu) => {
-            if !matches!(rtu.stop_bits, 1 | 2) {
-                return Err(invalid(&key("stop_bits"), "must be 1 or 2".into()));
-            }
-            above_zero(Some(u64::from(rtu.baud_rate)), "baud_rate")?;
-            above_zero(rtu.request_timeout_ms, "request_timeout_ms")
-        }
-        BusLinkConfig::ModbusTcp(tcp) => above_zero(tcp.request_timeout_ms, "request_timeout_ms"),
-        BusLinkConfig::Slcan(slcan) => {
-            above_zero(Some(u64::from(slcan.baud_rate)), "baud_rate")?;
-            above_zero(Some(slcan.request_timeout_ms), "request_timeout_ms")
-        }
-        BusLinkConfig::Socketcan(can) => {
-            above_zero(Some(can.request_timeout_ms), "request_timeout_ms")
-        }
-    }
-}
-
 fn validate_pack(
     index: usize,
     pack: &PackConfig,
@@ -226,16 +201,7 @@ pub(super) fn validate(
     packs: &[PackConfig],
     invalid: Invalid<'_>,
 ) -> Result<(), ConfigError> {
-    let mut links = HashMap::new();
-    for (index, bus) in buses.iter().enumerate() {
-        validate_bus(index, bus, invalid)?;
-        if links.insert(bus.name.as_str(), &bus.link).is_some() {
-            return Err(invalid(
-                &format!("buses[{index}].name"),
-                format!("bus name {:?} is used twice", bus.name),
-            ));
-        }
-    }
+    let links = super::buses::validate(buses, invalid)?;
     let mut ids = HashSet::new();
     let mut addresses = HashSet::new();
     for (index, pack) in packs.iter().enumerate() {

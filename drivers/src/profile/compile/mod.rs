@@ -12,6 +12,7 @@ use super::value::{NumberType, WordOrder};
 use super::{ReadFunction, RegisterBlock};
 
 mod arrays;
+mod overlaps;
 
 /// Most registers one Modbus read returns.
 pub(crate) const MAX_BLOCK_REGISTERS: u16 = 125;
@@ -110,6 +111,8 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
         }
         settings.push(setting);
     }
+    overlaps::check_arrays(&blocks, &decoder.cells, &decoder.temperatures)?;
+    overlaps::check_settings(&settings)?;
     Ok(Compiled {
         blocks,
         decoder,

@@ -143,13 +143,13 @@ async fn options(
                 })?;
     }
     if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.clone());
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
     }
     if let Some(token) = &config.token {
-        options = options.token(token.clone());
+        options = options.token(token.expose().to_owned());
     }
     if let Some(seed) = &config.nkey_seed {
-        options = options.nkey(seed.clone());
+        options = options.nkey(seed.expose().to_owned());
     }
     if let Some(ca) = &config.tls_ca_file {
         options = options.add_root_certificates(ca.clone());
@@ -161,7 +161,7 @@ async fn options(
         options = options.require_tls(true);
     }
     let max = config.retry_backoff_max();
-    let urls = config.urls.join(",");
+    let urls = shown_urls(&config.urls);
     let burst = Arc::new(Mutex::new(AuthBurst::default()));
     Ok(options
         .name(packgate_protocol::names::cloud::connection_name(
@@ -194,6 +194,15 @@ async fn options(
         }))
 }
 
+/// The URLs as logs and errors show them: a password or token in one
+/// replaced by `***`.
+fn shown_urls(urls: &[String]) -> String {
+    urls.iter()
+        .map(|url| crate::broker::connect::redact_url(url))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Opens the cloud connection. It returns at once: the first connection is
 /// made in the background and retried without end, like every later one.
 pub(crate) async fn open(
@@ -207,7 +216,7 @@ pub(crate) async fn open(
         .connect(config.urls.clone())
         .await
         .map_err(|e| CloudError::Connect {
-            urls: config.urls.join(","),
+            urls: shown_urls(&config.urls),
             reason: e.to_string(),
         })?;
     let js = jetstream::context::ContextBuilder::new()
@@ -221,6 +230,19 @@ pub(crate) async fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_hide_passwords_and_tokens() {
+        let urls = [
+            "tls://site-7:pw-1e2f@cloud-a:4222".to_owned(),
+            "tls://tok-3c4d@cloud-b:4222".to_owned(),
+            "tls://cloud-c:4222".to_owned(),
+        ];
+        assert_eq!(
+            shown_urls(&urls),
+            "tls://site-7:***@cloud-a:4222,tls://***:***@cloud-b:4222,tls://cloud-c:4222"
+        );
+    }
 
     #[test]
     fn auth_errors_are_recognised() {

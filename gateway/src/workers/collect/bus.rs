@@ -18,6 +18,7 @@ use super::slot::PackSlot;
 use super::state::OfflinePolicy;
 use super::{CollectMetrics, Outgoing};
 use crate::config::CollectConfig;
+use crate::telemetry::events::LogLimiter;
 use crate::telemetry::now_ms;
 
 /// What every bus owner of one collector shares.
@@ -35,6 +36,9 @@ pub(super) struct BusContext {
     pub(super) tx: mpsc::Sender<Outgoing>,
     /// The collector's counters.
     pub(super) metrics: Arc<CollectMetrics>,
+    /// One WARN per interval for all buses that cannot keep the period
+    /// (the lines held back are counted in the next).
+    pub(super) late_log: Arc<LogLimiter>,
     /// Fires when polling stops.
     pub(super) shutdown: CancellationToken,
 }
@@ -56,6 +60,7 @@ impl BusContext {
             clock,
             tx,
             metrics,
+            late_log: Arc::new(LogLimiter::default()),
             shutdown,
         }
     }
@@ -117,6 +122,14 @@ async fn apply_write<D: PackDriver>(
         }
     };
     let _ = write.reply.send(outcome);
+}
+
+/// Where in the period the `index`-th of `count` buses starts, so many
+/// buses make an even load instead of a burst once a period.
+pub(super) fn phase(period: Duration, index: usize, count: usize) -> Duration {
+    let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
+    let index = u32::try_from(index).unwrap_or(u32::MAX).min(count - 1);
+    (period / count).saturating_mul(index)
 }
 
 /// The `tick`-th instant of a schedule that starts at `start`.
@@ -235,20 +248,120 @@ impl<D: PackDriver> BusOwner<D> {
     }
 
     /// The tick after `tick` and its instant. A round that overran skips
-    /// the missed ticks (counted): never a burst of polls to catch up.
+    /// the missed ticks: never a burst of polls to catch up. The missed
+    /// ticks are counted (`late_ticks`) and a WARN, one per interval for
+    /// all buses, names the bus and how late it is.
     fn next_tick(&self, start: Instant, tick: u64, cx: &BusContext) -> (u64, Instant) {
-        let tick = tick + 1;
+        let tick = tick.saturating_add(1);
         let next = tick_instant(start, cx.period, tick);
         let now = Instant::now();
         if next > now {
             return (tick, next);
         }
-        let behind = u64::try_from((now - next).as_nanos() / cx.period.as_nanos())
+        let late = now - next;
+        let behind = u64::try_from(late.as_nanos() / cx.period.as_nanos().max(1))
             .unwrap_or(u64::MAX)
             .saturating_add(1);
         cx.metrics.late_ticks.add(behind);
-        tracing::debug!(bus = %self.name, missed = behind, "poll round overran its period");
+        if let Some(held_back) = cx.late_log.allow() {
+            tracing::warn!(
+                bus = %self.name,
+                late_ms = late.as_millis(),
+                missed_ticks = behind,
+                period_ms = cx.period.as_millis(),
+                packs = self.slots.len(),
+                held_back,
+                "bus {} cannot keep its poll period: {} ms late, {} poll round(s) skipped \
+                 (too many packs on it, slow answers, or an overloaded box)",
+                self.name,
+                late.as_millis(),
+                behind
+            );
+        }
         let tick = tick.saturating_add(behind);
         (tick, tick_instant(start, cx.period, tick))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use packgate_drivers::SimDriver;
+
+    use super::super::clock::SystemClock;
+    use super::*;
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn phases_spread_buses_over_the_period_without_overflow() {
+        let second = Duration::from_secs(1);
+        assert_eq!(phase(second, 0, 4), Duration::ZERO);
+        assert_eq!(phase(second, 3, 4), Duration::from_millis(750));
+        assert_eq!(phase(second, 5, 0), Duration::ZERO);
+        let huge = Duration::from_millis(u64::MAX);
+        assert!(phase(huge, usize::MAX, usize::MAX) < huge);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overrun_is_counted_and_warned_naming_the_bus_and_how_late() {
+        let (tx, _rx) = mpsc::channel(8);
+        let metrics = Arc::new(CollectMetrics::default());
+        let cx = BusContext::new(
+            &CollectConfig::default(),
+            super::super::new_boot_id(),
+            SharedClock::new(Arc::new(SystemClock)),
+            tx,
+            Arc::clone(&metrics),
+            CancellationToken::new(),
+        );
+        let owner: BusOwner<SimDriver> =
+            BusOwner::new("rs485-a".into(), (), Vec::new(), Duration::from_secs(1));
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let _logs = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        // On time: nothing counted, nothing said.
+        assert_eq!(owner.next_tick(start, 0, &cx), (1, start + second));
+        assert_eq!(metrics.late_ticks.get(), 0);
+        // The first round took 3.5 periods: ticks 1, 2 and 3 are skipped.
+        tokio::time::advance(Duration::from_millis(3_500)).await;
+        assert_eq!(owner.next_tick(start, 0, &cx), (4, start + second * 4));
+        assert_eq!(metrics.late_ticks.get(), 3);
+        // Late again: counted, but the WARN waits for its interval.
+        tokio::time::advance(Duration::from_millis(3_000)).await;
+        assert_eq!(owner.next_tick(start, 4, &cx), (7, start + second * 7));
+        assert_eq!(metrics.late_ticks.get(), 5);
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(
+            logged.contains(
+                "bus rs485-a cannot keep its poll period: 2500 ms late, 3 poll round(s) skipped"
+            ),
+            "{logged}"
+        );
     }
 }

@@ -114,7 +114,7 @@ impl Collector {
         // publisher in normal running.
         let capacity = (packs.pack_count() * 2).clamp(64, 16_384);
         let (tx, rx) = mpsc::channel(capacity);
-        let bus_count = packs.buses.len().max(1) as u32;
+        let bus_count = packs.buses.len().max(1);
         let write_check = packs.write_check;
         let mut routes = std::collections::HashMap::new();
         let cx = bus::BusContext::new(
@@ -138,7 +138,7 @@ impl Collector {
                 }
                 // Spread the buses over the period, so many packs make an
                 // even load instead of a burst once a second.
-                let phase = config.poll_interval() / bus_count * index as u32;
+                let phase = bus::phase(config.poll_interval(), index, bus_count);
                 bus.spawn(write_rx, now + phase, cx.clone())
             })
             .collect();

@@ -171,6 +171,13 @@ fn modbus_link(bus: &BusLinkConfig, default_timeout: Duration) -> Option<ModbusL
     }
 }
 
+/// How old a CAN BMS's frames may be before its reading is stale: two and
+/// a half poll periods, at least 2.5 s (BMSs broadcast about once a
+/// second); saturating, whatever the period.
+fn can_stale_after_ms(poll_interval_ms: u64) -> u64 {
+    (poll_interval_ms.saturating_mul(5) / 2).max(2_500)
+}
+
 /// The CAN driver's settings for a pack on `bus`; none for a Modbus bus.
 fn can_driver(
     bus: &BusLinkConfig,
@@ -198,7 +205,7 @@ fn can_driver(
     };
     Some(CanConfig {
         cells_in_series: pack.cells_in_series,
-        stale_after_ms: (collect.poll_interval_ms * 5 / 2).max(2_500),
+        stale_after_ms: can_stale_after_ms(collect.poll_interval_ms),
         poll_wait_ms: collect.request_timeout_ms / 2,
         io_timeout_ms,
         max_backoff_ms,
@@ -317,5 +324,18 @@ impl PackSet {
     /// Number of packs.
     pub fn pack_count(&self) -> usize {
         self.buses.iter().map(Bus::pack_count).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_can_staleness_never_overflows() {
+        assert_eq!(can_stale_after_ms(1_000), 2_500);
+        assert_eq!(can_stale_after_ms(2_000), 5_000);
+        assert_eq!(can_stale_after_ms(9_000_000_000_000_000_000), u64::MAX / 2);
+        assert_eq!(can_stale_after_ms(u64::MAX), u64::MAX / 2);
     }
 }

@@ -82,7 +82,7 @@ impl Queues {
             fresh: VecDeque::new(),
             retry: BTreeMap::new(),
             limit: match overflow {
-                Overflow::Backpressure => config.inflight_max * 2,
+                Overflow::Backpressure => config.inflight_max.saturating_mul(2),
                 Overflow::DropOldest => config.pending_max,
             },
         }

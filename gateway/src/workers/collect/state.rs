@@ -123,11 +123,17 @@ impl PackState {
             PackState::Offline { backoff, .. } => (Change::None, backoff),
             _ => (Change::Offline, Duration::ZERO),
         };
-        let backoff = (previous * 2).clamp(policy.backoff_floor, policy.backoff_ceiling);
+        let backoff = previous
+            .saturating_mul(2)
+            .clamp(policy.backoff_floor, policy.backoff_ceiling);
         *self = PackState::Offline {
             failures,
             backoff,
-            retry_at: now + backoff,
+            // The backoff is bounded by the configuration (a day at most);
+            // should it not be, the pack waits a day rather than panic.
+            retry_at: now
+                .checked_add(backoff)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400)),
         };
         change
     }
