@@ -20,6 +20,42 @@ pub fn ignore_sigxfsz() {
     }
 }
 
+/// Bytes free for an unprivileged writer on the filesystem holding `path`.
+// The field types differ between targets (u32 on 32-bit ARM).
+#[allow(clippy::useless_conversion)]
+pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    #[allow(unsafe_code)]
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to
+    // writable memory the size of a `statvfs`, which the call fills on
+    // success; it is read only then.
+    let stat = unsafe {
+        if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat.assume_init()
+    };
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
+/// Bytes held by the files under `dir` (0 when it does not exist).
+pub fn bytes_under(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => bytes_under(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -34,5 +70,17 @@ mod tests {
         };
         assert_eq!(rc, 0);
         assert_eq!(handler, libc::SIG_IGN);
+    }
+
+    #[test]
+    fn free_bytes_and_bytes_under_read_a_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("sub/b"), [0u8; 24]).unwrap();
+        assert_eq!(super::bytes_under(dir.path()), 1024);
+        assert_eq!(super::bytes_under(&dir.path().join("missing")), 0);
+        assert!(super::free_bytes(dir.path()).unwrap() > 0);
+        assert!(super::free_bytes(&dir.path().join("missing")).is_err());
     }
 }

@@ -5,6 +5,7 @@
 //! restarts it), never running on without a broker in silence.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 pub struct EmbeddedBroker {
     server: Arc<Mutex<NatsServer>>,
     url: String,
+    store_dir: PathBuf,
     pid: Arc<AtomicU32>,
     restarts: Arc<AtomicU64>,
     lost: CancellationToken,
@@ -34,6 +36,7 @@ impl EmbeddedBroker {
     pub async fn start(options: NatsServerOptions) -> Result<Self, ServerError> {
         let server = NatsServer::start(options).await?;
         let url = server.url();
+        let store_dir = server.store_dir().to_owned();
         let pid = Arc::new(AtomicU32::new(server.pid().unwrap_or(0)));
         let server = Arc::new(Mutex::new(server));
         let restarts = Arc::new(AtomicU64::new(0));
@@ -48,6 +51,7 @@ impl EmbeddedBroker {
         Ok(Self {
             server,
             url,
+            store_dir,
             pid,
             restarts,
             lost,
@@ -59,6 +63,11 @@ impl EmbeddedBroker {
     /// The client URL.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The directory of its JetStream store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store_dir.clone()
     }
 
     /// The server's process id (of its latest start).

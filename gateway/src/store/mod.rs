@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use packgate_protocol::PackId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::config::Durability;
+
 pub use row::StoredSample;
 pub use samples::InsertOutcome;
 
@@ -147,6 +149,19 @@ impl SampleStore {
             conn,
             columns: row::SELECT_COLUMNS,
         })
+    }
+
+    /// Sets how hard commits are synced to the disk (`synchronous`);
+    /// `fast` is what [`SampleStore::open`] starts with.
+    pub fn set_durability(&self, durability: Durability) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
+        Ok(())
+    }
+
+    /// The `synchronous` setting in force: 1 NORMAL, 2 FULL.
+    pub fn synchronous(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
     }
 
     /// Opens an existing store for reading only (`packgate query`), with a
