@@ -176,7 +176,7 @@ cmd_fuzz_smoke() {
     fi
     local target
     for target in $("${FUZZ_CARGO[@]}" fuzz list); do
-        fuzz_run "$target" "${FUZZ_SMOKE_SECONDS:-5}" >/dev/null
+        fuzz_run "$target" "${FUZZ_SMOKE_SECONDS:-5}"
     done
 }
 

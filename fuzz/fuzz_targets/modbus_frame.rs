@@ -10,11 +10,10 @@ use packgate_drivers::modbus::frame::{
     check_reply_pdu, check_rtu_reply, crc16, expected_reply_len, parse_mbap, FC_READ_HOLDING,
     FC_READ_INPUT, MBAP_HEADER_LEN,
 };
-use packgate_drivers::DriverError;
 
 fn check_pdu(request: &[u8], pdu: &[u8]) {
     match check_reply_pdu(request, pdu) {
-        Ok(registers) => {
+        Ok(Ok(registers)) => {
             let function = request.first().copied().unwrap_or(0);
             if matches!(function, FC_READ_HOLDING | FC_READ_INPUT) {
                 let count = request
@@ -25,7 +24,12 @@ fn check_pdu(request: &[u8], pdu: &[u8]) {
                 assert!(registers.is_empty());
             }
         }
-        Err(DriverError::Exception { message, .. }) => assert!(!message.is_empty()),
+        // A device's refusal keeps its code, which is never 0, and says
+        // what it means.
+        Ok(Err(exception)) => {
+            assert!(!exception.message.is_empty());
+            assert_eq!(pdu.get(1), Some(&exception.code));
+        }
         Err(_) => {}
     }
 }
