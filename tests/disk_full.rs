@@ -1,6 +1,6 @@
-//! A full disk under a running gateway: the data directory (and the
-//! broker's store) on a small tmpfs, filled to the last byte while packs
-//! are polled, then freed. Nothing published may be lost or stored twice,
+//! A full disk under a running gateway: the data directory (and, with the
+//! embedded broker, its store) on a small tmpfs, filled to the last byte
+//! while packs are polled, then freed. Nothing published may be lost or stored twice,
 //! the gateway must recover by itself, and the service manager's watchdog
 //! must not be fed while samples go nowhere.
 //!
@@ -26,6 +26,8 @@ use support::*;
 const DISK_MB: u32 = 48;
 /// How long the disk stays full.
 const FULL_FOR: Duration = Duration::from_secs(8);
+/// Longer than the data worker's delay before a refused batch comes back.
+const REDELIVERY_WAIT: Duration = Duration::from_secs(5);
 /// The watchdog interval given to the gateway.
 const WATCHDOG: Duration = Duration::from_millis(500);
 
@@ -80,8 +82,8 @@ impl Notifications {
     }
 }
 
-/// A gateway (and, with `external_broker`, a nats-server of its own)
-/// in a private mount namespace whose `data_dir` is a small tmpfs.
+/// A gateway in a private mount namespace whose `data_dir` is a small
+/// tmpfs.
 struct Confined {
     shell: Child,
     outside: tempfile::TempDir,
@@ -89,37 +91,28 @@ struct Confined {
 }
 
 impl Confined {
-    fn start(external_broker: bool) -> Self {
+    /// `broker_url`: an external broker (its store elsewhere); `None`:
+    /// the gateway's own, its store on the small disk too.
+    fn start(broker_url: Option<&str>) -> Self {
         let outside = tempfile::tempdir().unwrap();
         let data_dir = outside.path().join("data");
         std::fs::create_dir(&data_dir).unwrap();
-        let mut config = String::from("[collect]\npoll_interval_ms = 100\n");
         let nats = std::env::var("PACKGATE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let mut start_broker = String::new();
-        if external_broker {
-            let port = packgate::broker::free_port().unwrap();
-            config.push_str(&format!("[broker]\nurl = \"nats://127.0.0.1:{port}\"\n"));
-            start_broker = format!(
-                "{nats} -a 127.0.0.1 -p {port} -js -sd \"$1/nats\" >\"$2/nats.log\" 2>&1 & \
-                 echo $! >\"$2/nats.pid\"; sleep 1; "
-            );
-        } else {
-            config.push_str(&format!("[broker]\nnats_server_path = \"{nats}\"\n"));
-        }
-        let config_path = outside.path().join("packgate.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let script = format!(
-            "mount -t tmpfs -o size={DISK_MB}m packgate-test \"$1\" || exit 97; \
-             {start_broker}\
+        let broker = match broker_url {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("nats_server_path = \"{nats}\""),
+        };
+        let config = format!("[collect]\npoll_interval_ms = 100\n[broker]\n{broker}\n");
+        std::fs::write(outside.path().join("packgate.toml"), config).unwrap();
+        let script = "mount -t tmpfs -o size=${DISK_MB}m packgate-test \"$1\" || exit 97; \
              \"$3\" run --sim 2 --config \"$2/packgate.toml\" --data-dir \"$1\" 2>\"$2/log\" & \
-             echo $! >\"$2/gateway.pid\"; wait $!; echo $? >\"$2/gateway.rc\"; \
-             [ -f \"$2/nats.pid\" ] && kill $(cat \"$2/nats.pid\"); sleep 120"
-        );
+             echo $! >\"$2/gateway.pid\"; wait $!; echo $? >\"$2/gateway.rc\"; sleep 120";
         let shell = Command::new("unshare")
-            .args(["-rm", "sh", "-c", &script, "sh"])
+            .args(["-rm", "sh", "-c", script, "sh"])
             .arg(&data_dir)
             .arg(outside.path())
             .arg(env!("CARGO_BIN_EXE_packgate"))
+            .env("DISK_MB", DISK_MB.to_string())
             .env("NOTIFY_SOCKET", outside.path().join("notify.sock"))
             .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
             .stdin(Stdio::null())
@@ -150,13 +143,27 @@ impl Confined {
             .and_then(|s| s.trim().parse().ok())
     }
 
-    fn stored(&self) -> u64 {
-        let database = self.inside("samples.db");
-        if !database.exists() {
-            return 0;
+    /// A copy of the samples database as it is now. SQLite resolves
+    /// `/proc/PID/root` to this namespace's root, so it cannot open the
+    /// file in place; a copy of the database and its WAL reads the same.
+    fn samples_copy(&self) -> Option<PathBuf> {
+        let copy = tempfile::tempdir_in(self.outside.path()).ok()?.keep();
+        for suffix in ["", "-wal"] {
+            let from = self.inside(&format!("samples.db{suffix}"));
+            if from.exists() {
+                std::fs::copy(&from, copy.join(format!("samples.db{suffix}"))).ok()?;
+            }
         }
-        packgate::store::SampleStore::open_read_only(&database)
-            .and_then(|store| store.count())
+        let database = copy.join("samples.db");
+        // Opening as the writer recovers the copied WAL.
+        packgate::store::SampleStore::open(&database).ok()?;
+        Some(database)
+    }
+
+    fn stored(&self) -> u64 {
+        self.samples_copy()
+            .and_then(|database| packgate::store::SampleStore::open_read_only(&database).ok())
+            .and_then(|store| store.count().ok())
             .unwrap_or(0)
     }
 
@@ -204,6 +211,16 @@ impl Confined {
 
 impl Drop for Confined {
     fn drop(&mut self) {
+        // The gateway is the shell's child: killed first, or it would
+        // outlive a failed test.
+        if let Some(pid) = self.gateway_pid() {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on the gateway this test started; its shell
+            // (still alive, killed below) has not reaped it.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
         let _ = self.shell.kill();
         let _ = self.shell.wait();
     }
@@ -220,12 +237,12 @@ fn logged_number(log: &str, what: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-async fn survive_a_full_disk(external_broker: bool) {
+async fn survive_a_full_disk(broker_url: Option<&str>) {
     if !user_namespaces_work() {
         eprintln!("skipped: this kernel refuses unprivileged user namespaces (unshare -rm)");
         return;
     }
-    let gateway = Confined::start(external_broker);
+    let gateway = Confined::start(broker_url);
     let notifications = Notifications::listen(&gateway.outside.path().join("notify.sock"));
     assert!(
         eventually(Duration::from_secs(30), || gateway.stored() >= 30).await,
@@ -241,19 +258,23 @@ async fn survive_a_full_disk(external_broker: bool) {
     gateway.free();
     let freed_at = Instant::now();
 
-    // Recovery: storing resumes well past what was stored before.
+    // Recovery: storing resumes well past what was stored before, and
+    // what was refused while the disk was full (handed back to the broker
+    // for a later delivery) comes back and is stored too.
     assert!(
         eventually(Duration::from_secs(60), || gateway.stored()
-            > stored_while_full + 60)
+            > stored_while_full + 60
+            && gateway.log().contains("samples are stored again"))
         .await,
         "storing did not resume after the disk was freed; log:\n{}",
         gateway.log()
     );
+    tokio::time::sleep(REDELIVERY_WAIT).await;
     let rc = gateway.stop().await;
     let log = gateway.log();
     assert_eq!(rc, 0, "the gateway failed; log:\n{log}");
 
-    let stored = assert_exactly_once(&gateway.inside("samples.db"), 2, false);
+    let stored = assert_exactly_once(&gateway.samples_copy().unwrap(), 2, false);
     let published = logged_number(&log, "collect worker stopped", "published").unwrap();
     let unpublished = logged_number(&log, "collect worker stopped", "unpublished").unwrap();
     let dropped = logged_number(&log, "collect worker stopped", "dropped").unwrap();
@@ -275,12 +296,13 @@ async fn survive_a_full_disk(external_broker: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_the_embedded_broker_loses_nothing_and_recovers() {
-    survive_a_full_disk(false).await;
+    survive_a_full_disk(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_under_an_external_broker_loses_nothing_and_recovers() {
-    survive_a_full_disk(true).await;
+async fn a_full_data_disk_beside_an_external_broker_loses_nothing_and_recovers() {
+    let broker = TestBroker::start().await;
+    survive_a_full_disk(Some(&broker.url())).await;
 }
 
 #[tokio::test]

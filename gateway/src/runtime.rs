@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::connect::{connect_as, jetstream_context};
 use crate::broker::{
-    ensure_streams, fit_streams_to_disk, nats_server_version, BrokerCredentials, BrokerError, BrokerUser, EmbeddedBroker, NatsServerOptions,
+    ensure_streams, fit_streams_to_disk, nats_server_version, BrokerCredentials, BrokerError,
+    BrokerUser, EmbeddedBroker, NatsServerOptions,
 };
 use crate::config::{BrokerConfig, Config, Durability, StreamsConfig};
 use crate::retry::{retry_until_shutdown, Backoff};

@@ -264,7 +264,10 @@ impl Running {
     /// (so the store drains what the sources flushed), then the snapshot
     /// publishers, then drains the workers' own connections. Returns the
     /// first worker error.
-    async fn stop(self, drain_connections: bool) -> (Vec<(WorkerKind, WorkerMetrics)>, Option<RunError>) {
+    async fn stop(
+        self,
+        drain_connections: bool,
+    ) -> (Vec<(WorkerKind, WorkerMetrics)>, Option<RunError>) {
         let mut first_error = None;
         for (stage, mut running) in self.stages {
             running.stop.cancel();
@@ -340,6 +343,13 @@ pub async fn run_workers(
         consumers,
         keeper_stop.clone(),
     ));
+    let jetstream_watch = broker.server.as_ref().map(|server| {
+        server.spawn_jetstream_watch(
+            broker.client.clone(),
+            broker.js.clone(),
+            keeper_stop.clone(),
+        )
+    });
 
     let broker_lost =
         crate::watchdog::supervise(broker, &shutdown, &running.handles(), &running.metrics).await;
@@ -349,6 +359,9 @@ pub async fn run_workers(
     let (metrics, mut first_error) = running.stop(broker.credentials.is_some()).await;
     keeper_stop.cancel();
     let _ = keeper.await;
+    if let Some(watch) = jetstream_watch {
+        let _ = watch.await;
+    }
     if broker_lost {
         first_error.get_or_insert(RunError::Broker(BrokerError::Lost));
     }

@@ -105,7 +105,11 @@ pub fn nats_server_version(executable: &Path) -> Option<(u32, u32, u32)> {
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let version = text.trim().rsplit('v').next()?;
     let mut parts = version.split(['.', '-', '+']).map(str::parse::<u32>);
-    Some((parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
+    Some((
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    ))
 }
 
 fn which_on_path(name: &str) -> Option<PathBuf> {
@@ -394,7 +398,10 @@ mod tests {
     #[test]
     fn versions_are_read_from_the_servers_banner() {
         assert_eq!(parse_version("nats-server: v2.9.10\n"), Some((2, 9, 10)));
-        assert_eq!(parse_version("nats-server: v2.10.22-beta.1"), Some((2, 10, 22)));
+        assert_eq!(
+            parse_version("nats-server: v2.10.22-beta.1"),
+            Some((2, 10, 22))
+        );
         assert_eq!(parse_version("nats-server: vx"), None);
         assert_eq!(parse_version(""), None);
         assert!(Some((2, 10, 0)) > parse_version("nats-server: v2.9.25"));

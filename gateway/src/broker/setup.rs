@@ -93,7 +93,11 @@ async fn create_or_update(
                 Ok(SetupAction::Unchanged)
             } else {
                 js.update_stream(want).await?;
-                tracing::info!(stream = spec.name, max_bytes = want.max_bytes, "stream settings updated");
+                tracing::info!(
+                    stream = spec.name,
+                    max_bytes = want.max_bytes,
+                    "stream settings updated"
+                );
                 Ok(SetupAction::Updated)
             }
         }
@@ -102,7 +106,11 @@ async fn create_or_update(
                 if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
             js.create_stream(want.clone()).await?;
-            tracing::info!(stream = spec.name, max_bytes = want.max_bytes, "stream created");
+            tracing::info!(
+                stream = spec.name,
+                max_bytes = want.max_bytes,
+                "stream created"
+            );
             Ok(SetupAction::Created)
         }
         Err(e) => Err(Refused::Lookup(setup_error(spec.name, e))),
@@ -293,7 +301,10 @@ mod tests {
         let fit = fit_streams_to_disk(&want, disk);
         let total = fit.samples.max_bytes + fit.events.max_bytes + fit.metrics.max_bytes;
         assert!(total as f64 <= disk as f64 * STREAMS_DISK_SHARE, "{fit:?}");
-        assert!(total as f64 > disk as f64 * STREAMS_DISK_SHARE * 0.99, "{fit:?}");
+        assert!(
+            total as f64 > disk as f64 * STREAMS_DISK_SHARE * 0.99,
+            "{fit:?}"
+        );
         assert_eq!(fit.samples.max_bytes / fit.events.max_bytes, 8);
         assert_eq!(fit.samples.max_age_s, 3600);
     }

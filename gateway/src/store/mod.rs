@@ -161,7 +161,9 @@ impl SampleStore {
 
     /// The `synchronous` setting in force: 1 NORMAL, 2 FULL.
     pub fn synchronous(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))?)
     }
 
     /// Opens an existing store for reading only (`packgate query`), with a
