@@ -35,7 +35,7 @@ fn embedded_config(dir: &Path, packs: usize) -> Config {
     }
     config.collect.poll_interval_ms = 100;
     config.data.shutdown_drain_ms = 10_000;
-    config.add_sim_packs(packs);
+    config.add_sim_packs(packs).unwrap();
     config
 }
 

@@ -166,7 +166,7 @@ fn check_config_refuses_bus_conflicts_and_bad_addresses() {
 #[test]
 fn check_config_refuses_streams_larger_than_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let total = packgate::config::disk_space(dir.path())
+    let total = packgate::platform::disk_space(dir.path())
         .unwrap()
         .total_bytes;
     // Three streams of 1 TiB each (the largest one stream may be).

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::EmbeddedBroker;
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;
@@ -26,6 +26,11 @@ pub struct BenchOptions {
     pub rate_hz: f64,
     /// The nats-server executable.
     pub nats_server_path: PathBuf,
+    /// How hard the stores sync to the disk.
+    pub durability: Durability,
+    /// Where the stores go (to measure the real disk, an SD card say);
+    /// `None`: a temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The figures, with the key names of `--json`.
@@ -53,6 +58,15 @@ pub struct BenchReport {
     pub gateway_rss_mb: f64,
     /// Peak resident memory of nats-server, MB.
     pub broker_rss_mb: f64,
+    /// The durability setting measured.
+    pub durability: &'static str,
+    /// SQLite transactions committed.
+    pub sqlite_commits: u64,
+    /// Bytes the gateway wrote to storage per 1,000 stored samples, KiB
+    /// (`None` where the kernel does not account it, e.g. on tmpfs).
+    pub gateway_written_kib_per_1k: Option<f64>,
+    /// Bytes nats-server wrote to storage per 1,000 stored samples, KiB.
+    pub broker_written_kib_per_1k: Option<f64>,
 }
 
 /// Why the benchmark could not run.
@@ -75,6 +89,13 @@ pub enum BenchError {
 /// The pipeline measured: collect and data only.
 const PIPELINE: [WorkerKind; 2] = [WorkerKind::Collect, WorkerKind::Data];
 
+fn per_1k_kib(bytes: u64, samples: u64) -> f64 {
+    if samples == 0 {
+        return 0.0;
+    }
+    bytes as f64 / 1024.0 / (samples as f64 / 1000.0)
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -82,9 +103,14 @@ fn mb(bytes: u64) -> f64 {
 /// Runs the benchmark in this process with an embedded nats-server in a
 /// temporary directory.
 pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError> {
-    let dir = tempfile::tempdir().map_err(BenchError::TempDir)?;
+    let dir = match &options.data_dir {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir(),
+    }
+    .map_err(BenchError::TempDir)?;
     let mut config = Config {
         data_dir: dir.path().to_owned(),
+        durability: options.durability,
         ..Config::default()
     };
     config.broker.nats_server_path = options.nats_server_path.clone();
@@ -102,6 +128,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
     let broker_pid = broker.server.as_ref().and_then(EmbeddedBroker::pid);
     let shutdown = CancellationToken::new();
     let cpu_before = process::usage(None).cpu_s;
+    let gateway_written_before = process::storage_written_bytes(None);
     let stop = shutdown.clone();
     let duration = options.duration;
     tokio::spawn(async move {
@@ -111,6 +138,10 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
     let report = run_workers(&config, WorkerSet::of(&PIPELINE), packs, &broker, shutdown).await?;
     let cpu_s = process::usage(None).cpu_s - cpu_before;
     let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
+    let gateway_written = process::storage_written_bytes(None)
+        .zip(gateway_written_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let broker_written = broker_pid.and_then(|pid| process::storage_written_bytes(Some(pid)));
     broker.close(&config.data_dir).await;
 
     let store = SampleStore::open_read_only(&config.database_path())?;
@@ -147,5 +178,12 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         },
         gateway_rss_mb: mb(process::usage(None).peak_rss_bytes),
         broker_rss_mb: mb(broker_rss),
+        durability: options.durability.name(),
+        sqlite_commits: report
+            .data
+            .as_ref()
+            .map_or(0, |m| m.batches_committed.get()),
+        gateway_written_kib_per_1k: gateway_written.map(|b| per_1k_kib(b, stored)),
+        broker_written_kib_per_1k: broker_written.map(|b| per_1k_kib(b, stored)),
     })
 }

@@ -328,22 +328,14 @@ pub(crate) fn query_samples(
     Ok(())
 }
 
-pub(crate) async fn bench(
-    packs: usize,
-    duration: u64,
-    rate: f64,
-    nats_server: PathBuf,
-    json: bool,
-) -> anyhow::Result<()> {
-    let options = BenchOptions {
-        packs,
-        duration: Duration::from_secs(duration),
-        rate_hz: rate,
-        nats_server_path: nats_server,
-    };
-    let _ =
-        writeln!(std::io::stderr(),
-        "bench: {packs} simulated packs at {rate} Hz (0 = as fast as possible) for {duration} s"
+pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<()> {
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench: {} simulated packs at {} Hz (0 = as fast as possible) for {} s, durability {}",
+        options.packs,
+        options.rate_hz,
+        options.duration.as_secs(),
+        options.durability.name()
     );
     let r = run_bench(&options).await?;
     writeln!(stdout(), "samples published   {:>12}", r.published)?;
@@ -361,6 +353,14 @@ pub(crate) async fn bench(
     writeln!(stdout(), "CPU s / 1k samples  {:>12.4}", r.cpu_s_per_1k)?;
     writeln!(stdout(), "gateway peak RSS MB {:>12.1}", r.gateway_rss_mb)?;
     writeln!(stdout(), "broker peak RSS MB  {:>12.1}", r.broker_rss_mb)?;
+    writeln!(stdout(), "SQLite commits      {:>12}", r.sqlite_commits)?;
+    let kib = |v: Option<f64>| v.map_or_else(|| "not accounted".to_owned(), |v| format!("{v:.1}"));
+    writeln!(
+        stdout(),
+        "disk KiB / 1k samples  gateway {}  broker {}",
+        kib(r.gateway_written_kib_per_1k),
+        kib(r.broker_written_kib_per_1k)
+    )?;
     if json {
         writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;
     }

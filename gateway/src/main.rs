@@ -155,6 +155,14 @@ enum Action {
         /// The nats-server executable.
         #[arg(long, default_value = "nats-server")]
         nats_server: PathBuf,
+        /// What a power cut may cost: fast or safe (see `durability` in
+        /// the configuration); the figures show its disk writes.
+        #[arg(long, default_value = "fast", value_parser = ["fast", "safe"])]
+        durability: String,
+        /// Put the stores in a temporary directory under this one (the
+        /// disk to measure, an SD card say) instead of the system's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// End with one JSON object of the figures.
         #[arg(long)]
         json: bool,
@@ -388,8 +396,24 @@ fn run(action: Action) -> anyhow::Result<()> {
             duration,
             rate,
             nats_server,
+            durability,
+            data_dir,
             json,
-        } => block_on(bench(packs, duration, rate, nats_server, json)),
+        } => {
+            let options = packgate::bench::BenchOptions {
+                packs,
+                duration: std::time::Duration::from_secs(duration),
+                rate_hz: rate,
+                nats_server_path: nats_server,
+                durability: if durability == "safe" {
+                    packgate::config::Durability::Safe
+                } else {
+                    packgate::config::Durability::Fast
+                },
+                data_dir,
+            };
+            block_on(bench(options, json))
+        }
     }
 }
 

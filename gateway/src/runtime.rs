@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::connect::{connect_as, jetstream_context};
 use crate::broker::{
-    ensure_streams, BrokerCredentials, BrokerError, BrokerUser, EmbeddedBroker, NatsServerOptions,
+    ensure_streams, fit_streams_to_disk, nats_server_version, BrokerCredentials, BrokerError,
+    BrokerUser, EmbeddedBroker, NatsServerOptions,
 };
-use crate::config::{BrokerConfig, Config};
+use crate::config::{BrokerConfig, Config, Durability, StreamsConfig};
 use crate::retry::{retry_until_shutdown, Backoff};
 pub use crate::supervisor::{run_workers, RunError, RunReport, WorkerSet};
 
@@ -52,6 +53,27 @@ pub fn credentials_path(config: &Config) -> Option<PathBuf> {
     }
 }
 
+/// With `durability = "safe"`, the embedded broker's instruction to sync
+/// every message, where its version knows it (nats-server 2.10+); older
+/// servers sync every two minutes, said in a WARN.
+fn broker_sync_block(config: &Config) -> String {
+    if config.durability != Durability::Safe {
+        return String::new();
+    }
+    match nats_server_version(&config.broker.nats_server_path) {
+        Some(version) if version >= (2, 10, 0) => "jetstream { sync_interval: always }\n".into(),
+        version => {
+            tracing::warn!(
+                ?version,
+                "durability = \"safe\": this nats-server syncs its store every two minutes \
+                 (sync_interval needs 2.10); SQLite commits are synced, so only samples not \
+                 yet stored can be lost to a power cut"
+            );
+            String::new()
+        }
+    }
+}
+
 impl Broker {
     /// Connects to the configured broker, or starts a nats-server of our own
     /// with its store in `data_dir/nats` when none is configured.
@@ -68,7 +90,12 @@ impl Broker {
                 options.executable = config.broker.nats_server_path.clone();
                 options.startup_timeout =
                     Duration::from_millis(config.broker.embedded_startup_timeout_ms);
-                options.config_text = credentials.as_ref().map(|c| c.authorization_block());
+                let mut text = credentials
+                    .as_ref()
+                    .map(|c| c.authorization_block())
+                    .unwrap_or_default();
+                text.push_str(&broker_sync_block(config));
+                options.config_text = Some(text).filter(|t| !t.is_empty());
                 options.lock_store = true;
                 let server = EmbeddedBroker::start(options).await?;
                 tracing::info!(url = %server.url(), pid = ?server.pid(), "started embedded nats-server");
@@ -113,6 +140,41 @@ impl Broker {
         Ok((client, js))
     }
 
+    /// The configured stream limits, shrunk (with a WARN) to fit our own
+    /// broker's disk; an external broker's disk is not ours to see (its
+    /// refusals shrink the streams instead, see [`ensure_streams`]).
+    fn streams_that_fit(&self, configured: &StreamsConfig) -> StreamsConfig {
+        let Some(server) = &self.server else {
+            return configured.clone();
+        };
+        let store = server.store_dir();
+        let free = match crate::platform::disk_space(&store) {
+            Ok(space) => space.available_bytes,
+            Err(error) => {
+                tracing::warn!(%error, store = %store.display(), "cannot read the free space of the broker's store");
+                return configured.clone();
+            }
+        };
+        let disk = free.saturating_add(crate::platform::bytes_under(&store));
+        let fit = fit_streams_to_disk(configured, disk);
+        for (name, want, got) in [
+            ("samples", &configured.samples, &fit.samples),
+            ("events", &configured.events, &fit.events),
+            ("metrics", &configured.metrics, &fit.metrics),
+        ] {
+            if want.max_bytes != got.max_bytes {
+                tracing::warn!(
+                    stream = name,
+                    configured_bytes = want.max_bytes,
+                    max_bytes = got.max_bytes,
+                    disk_bytes = disk,
+                    "streams.{name}.max_bytes does not fit the data disk; the stream is smaller"
+                );
+            }
+        }
+        fit
+    }
+
     /// Creates or updates the streams, retrying while the broker is not
     /// reachable yet, until `shutdown`.
     pub async fn ensure_streams(
@@ -120,11 +182,12 @@ impl Broker {
         config: &Config,
         shutdown: &CancellationToken,
     ) -> Result<(), BrokerError> {
+        let limits = self.streams_that_fit(&config.streams);
         let ready = retry_until_shutdown(
             &format!("broker {} not ready", self.url),
             Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             shutdown,
-            || ensure_streams(&self.js, &config.streams),
+            || ensure_streams(&self.js, &limits),
         )
         .await;
         match ready {

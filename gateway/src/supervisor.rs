@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use packgate_protocol::names::ConsumerSpec;
@@ -175,9 +175,155 @@ struct RunningStage {
     handles: Vec<AbortHandle>,
 }
 
+/// The started workers: their stages, metrics, snapshot publishers and
+/// broker connections.
+struct Running {
+    stages: Vec<(Stage, RunningStage)>,
+    metrics: Vec<(WorkerKind, WorkerMetrics)>,
+    snapshots: Vec<JoinHandle<()>>,
+    snapshots_stop: CancellationToken,
+    connections: Vec<async_nats::Client>,
+}
+
+impl Running {
+    /// Connects each worker as its own broker user and spawns it in its
+    /// stage, with its metrics snapshots; a failing worker cancels
+    /// `shutdown`.
+    async fn start(
+        config: &Config,
+        broker: &Broker,
+        workers: Vec<Box<dyn Worker>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, RunError> {
+        let interval = config.monitor.snapshot_interval();
+        let mut running = Running {
+            stages: Stage::STOP_ORDER
+                .into_iter()
+                .map(|stage| {
+                    let running = RunningStage {
+                        stop: CancellationToken::new(),
+                        tasks: JoinSet::new(),
+                        handles: Vec::new(),
+                    };
+                    (stage, running)
+                })
+                .collect(),
+            metrics: Vec::new(),
+            snapshots: Vec::new(),
+            snapshots_stop: CancellationToken::new(),
+            connections: Vec::new(),
+        };
+        for worker in workers {
+            let kind = worker.kind();
+            let (client, js) = broker
+                .connect_as(BrokerUser::Worker(kind), &kind.process_name())
+                .await?;
+            running.connections.push(client.clone());
+            let ctx = WorkerContext {
+                client,
+                js: js.clone(),
+                data_dir: config.data_dir.clone(),
+                durability: config.durability,
+                clock: Arc::new(collect::clock::SystemClock),
+            };
+            let worker_metrics = worker.metrics();
+            running.snapshots.push(spawn_metrics_publisher(
+                js,
+                kind.name(),
+                interval,
+                worker_metrics.source(),
+                running.snapshots_stop.clone(),
+            ));
+            running.metrics.push((kind, worker_metrics));
+            let Some((_, stage)) = running.stages.iter_mut().find(|(s, _)| *s == kind.stage())
+            else {
+                continue;
+            };
+            let run = worker.run(ctx, stage.stop.clone());
+            let on_failure = shutdown.clone();
+            let handle = stage.tasks.spawn(async move {
+                let result = run.await;
+                if let Err(error) = &result {
+                    tracing::error!(worker = %kind, %error, "worker failed; stopping");
+                    on_failure.cancel();
+                }
+                result
+            });
+            stage.handles.push(handle);
+            tracing::info!(worker = %kind, "worker started");
+        }
+        Ok(running)
+    }
+
+    /// Every worker task, to see whether one has stopped.
+    fn handles(&self) -> Vec<AbortHandle> {
+        self.stages
+            .iter()
+            .flat_map(|(_, s)| s.handles.iter().cloned())
+            .collect()
+    }
+
+    /// Stops the stages in order, each after the one before has finished
+    /// (so the store drains what the sources flushed), then the snapshot
+    /// publishers, then drains the workers' own connections. Returns the
+    /// first worker error.
+    async fn stop(
+        self,
+        drain_connections: bool,
+    ) -> (Vec<(WorkerKind, WorkerMetrics)>, Option<RunError>) {
+        let mut first_error = None;
+        for (stage, mut running) in self.stages {
+            running.stop.cancel();
+            while let Some(joined) = running.tasks.join_next().await {
+                match joined {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        first_error.get_or_insert(RunError::Worker(error));
+                    }
+                    Err(error) => tracing::error!(?stage, %error, "worker task panicked"),
+                }
+            }
+            tracing::debug!(?stage, "stage stopped");
+        }
+        self.snapshots_stop.cancel();
+        for task in self.snapshots {
+            let _ = task.await;
+        }
+        if drain_connections {
+            for client in self.connections {
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
+            }
+        }
+        (self.metrics, first_error)
+    }
+}
+
+/// Creates the consumers of `consumers`, retrying while the broker is not
+/// ready, until `shutdown`.
+async fn ensure_consumers(
+    broker: &Broker,
+    consumers: &[ConsumerSpec],
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    for spec in consumers {
+        let ready = retry_until_shutdown(
+            &format!("consumer {} not ready", spec.durable),
+            Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
+            shutdown,
+            || ensure_consumer(&broker.js, spec),
+        )
+        .await;
+        if ready.is_none() {
+            return Err(RunError::Broker(BrokerError::Interrupted));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the workers of `set` against `broker` until `shutdown`, then stops
 /// them in stage order. A worker that fails stops the whole run (and its
-/// error is returned), so a failing component is never silently absent.
+/// error is returned), so a failing component is never silently absent;
+/// so does losing our own broker for good.
 pub async fn run_workers(
     config: &Config,
     set: WorkerSet,
@@ -192,111 +338,32 @@ pub async fn run_workers(
     let workers = build_workers(config, &set, packs)?;
     broker.ensure_streams(config, &shutdown).await?;
     let consumers: Vec<ConsumerSpec> = workers.iter().flat_map(|w| w.consumers()).collect();
-    for spec in &consumers {
-        let ready = retry_until_shutdown(
-            &format!("consumer {} not ready", spec.durable),
-            Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
-            &shutdown,
-            || ensure_consumer(&broker.js, spec),
-        )
-        .await;
-        if ready.is_none() {
-            return Err(RunError::Broker(BrokerError::Interrupted));
-        }
-    }
-    let interval = config.monitor.snapshot_interval();
-    let snapshots_stop = CancellationToken::new();
-    let mut snapshots = Vec::new();
-    let mut metrics = Vec::new();
-    let mut connections = Vec::new();
-    let mut stages: Vec<(Stage, RunningStage)> = Stage::STOP_ORDER
-        .into_iter()
-        .map(|stage| {
-            let running = RunningStage {
-                stop: CancellationToken::new(),
-                tasks: JoinSet::new(),
-                handles: Vec::new(),
-            };
-            (stage, running)
-        })
-        .collect();
-    for worker in workers {
-        let kind = worker.kind();
-        let (client, js) = broker
-            .connect_as(BrokerUser::Worker(kind), &format!("packgate-{kind}"))
-            .await?;
-        connections.push(client.clone());
-        let ctx = WorkerContext {
-            client,
-            js: js.clone(),
-            data_dir: config.data_dir.clone(),
-            clock: Arc::new(collect::clock::SystemClock),
-        };
-        let worker_metrics = worker.metrics();
-        snapshots.push(spawn_metrics_publisher(
-            js,
-            kind.name(),
-            interval,
-            worker_metrics.source(),
-            snapshots_stop.clone(),
-        ));
-        metrics.push((kind, worker_metrics));
-        let Some((_, stage)) = stages.iter_mut().find(|(s, _)| *s == kind.stage()) else {
-            continue;
-        };
-        let run = worker.run(ctx, stage.stop.clone());
-        let on_failure = shutdown.clone();
-        let handle = stage.tasks.spawn(async move {
-            let result = run.await;
-            if let Err(error) = &result {
-                tracing::error!(worker = %kind, %error, "worker failed; stopping");
-                on_failure.cancel();
-            }
-            result
-        });
-        stage.handles.push(handle);
-        tracing::info!(worker = %kind, "worker started");
-    }
+    ensure_consumers(broker, &consumers, &shutdown).await?;
+    let running = Running::start(config, broker, workers, &shutdown).await?;
     let keeper_stop = CancellationToken::new();
     let keeper = tokio::spawn(keep_consumers(
         broker.js.clone(),
         consumers,
         keeper_stop.clone(),
     ));
+    let jetstream_watch = broker.server.as_ref().map(|server| {
+        server.spawn_jetstream_watch(
+            broker.client.clone(),
+            broker.js.clone(),
+            keeper_stop.clone(),
+        )
+    });
 
-    let handles: Vec<AbortHandle> = stages
-        .iter()
-        .flat_map(|(_, s)| s.handles.iter().cloned())
-        .collect();
-    let broker_lost = crate::watchdog::supervise(broker, &shutdown, &handles, &metrics).await;
+    let broker_lost =
+        crate::watchdog::supervise(broker, &shutdown, &running.handles(), &running.metrics).await;
     if broker_lost {
         shutdown.cancel();
     }
-
-    let mut first_error = None;
-    for (stage, mut running) in stages {
-        running.stop.cancel();
-        while let Some(joined) = running.tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    first_error.get_or_insert(RunError::Worker(error));
-                }
-                Err(error) => tracing::error!(?stage, %error, "worker task panicked"),
-            }
-        }
-        tracing::debug!(?stage, "stage stopped");
-    }
+    let (metrics, mut first_error) = running.stop(broker.credentials.is_some()).await;
     keeper_stop.cancel();
     let consumers_recreated = keeper.await.unwrap_or(0);
-    snapshots_stop.cancel();
-    for task in snapshots {
-        let _ = task.await;
-    }
-    if broker.credentials.is_some() {
-        for client in connections {
-            let _ = tokio::time::timeout(Duration::from_secs(2), client.drain()).await;
-        }
+    if let Some(watch) = jetstream_watch {
+        let _ = watch.await;
     }
     if broker_lost {
         first_error.get_or_insert(RunError::Broker(BrokerError::Lost));

@@ -37,11 +37,13 @@ impl Progress {
                     progress.acked = counter("samples_published")
                         + counter("samples_duplicate")
                         + counter("events_published");
+                    // Waiting to be sent or sent and not yet acknowledged.
                     progress.pending = source
                         .gauges()
                         .iter()
-                        .find(|(n, _)| n == "pending")
-                        .map_or(0, |(_, v)| *v as i64);
+                        .filter(|(n, _)| n == "pending" || n == "inflight")
+                        .map(|(_, v)| *v as i64)
+                        .sum();
                 }
                 WorkerKind::Data => {
                     progress.stored = counter("samples_stored") + counter("samples_duplicate");
@@ -62,16 +64,41 @@ fn counter(source: &dyn MetricsSource, name: &str) -> u64 {
         .map_or(0, |(_, v)| *v)
 }
 
-/// Whether the pipeline moved between two readings one watchdog period
-/// apart: `Err` says what is stuck.
-pub fn judge(before: &Progress, now: &Progress) -> Result<(), &'static str> {
-    if now.pending > 0 && now.acked == before.acked {
-        return Err("publishes are not being acknowledged");
+/// Judges, one watchdog period after another, whether the pipeline
+/// moves: publishes waiting while none is acknowledged, or a store whose
+/// last attempts failed and that has committed nothing since, is stuck.
+#[derive(Debug, Clone)]
+pub struct Judge {
+    before: Progress,
+    store_failing: bool,
+}
+
+impl Judge {
+    /// A judge starting from `start`.
+    pub fn new(start: Progress) -> Self {
+        Self {
+            before: start,
+            store_failing: false,
+        }
     }
-    if now.store_failures > before.store_failures && now.stored == before.stored {
-        return Err("the store is not committing");
+
+    /// The verdict on the period that ends at `now`: `Err` says what is
+    /// stuck.
+    pub fn judge(&mut self, now: Progress) -> Result<(), &'static str> {
+        let before = std::mem::replace(&mut self.before, now);
+        if now.stored != before.stored {
+            self.store_failing = false;
+        } else if now.store_failures != before.store_failures {
+            self.store_failing = true;
+        }
+        if now.pending > 0 && now.acked == before.acked {
+            Err("publishes are not being acknowledged")
+        } else if self.store_failing {
+            Err("the store is not committing")
+        } else {
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Until `shutdown`: tells systemd (when it started us with
@@ -98,9 +125,12 @@ pub async fn supervise(
         }
     }
     let every = crate::sd_notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
-    let mut ticks = tokio::time::interval(every);
+    // The first judgement one full period after the start, not at once:
+    // progress needs time to show.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let lost = broker.lost();
-    let mut before = Progress::of(workers);
+    let mut judge = Judge::new(Progress::of(workers));
+    let mut last_verdict: Result<(), &'static str> = Ok(());
     let broker_lost = loop {
         tokio::select! {
             () = shutdown.cancelled() => break false,
@@ -113,15 +143,18 @@ pub async fn supervise(
                 let verdict = match (connected, running) {
                     (false, _) => Err("broker unreachable"),
                     (_, false) => Err("a worker stopped"),
-                    _ => judge(&before, &now),
+                    _ => judge.judge(now),
                 };
-                before = now;
+                if verdict != last_verdict {
+                    match verdict {
+                        Ok(()) => tracing::info!("the pipeline moves again; feeding the watchdog"),
+                        Err(reason) => tracing::warn!(reason, "not feeding the watchdog"),
+                    }
+                }
+                last_verdict = verdict;
                 match verdict {
                     Ok(()) => { let _ = notifier.watchdog(); }
-                    Err(reason) => {
-                        tracing::warn!(reason, "not feeding the watchdog");
-                        let _ = notifier.status(reason);
-                    }
+                    Err(reason) => { let _ = notifier.status(reason); }
                 }
             }
         }
@@ -147,16 +180,29 @@ mod tests {
 
     #[test]
     fn moving_or_idle_is_healthy() {
-        assert_eq!(judge(&at(0, 10, 10, 0), &at(3, 20, 20, 0)), Ok(()));
+        let mut judge = Judge::new(at(0, 10, 10, 0));
+        assert_eq!(judge.judge(at(3, 20, 20, 0)), Ok(()));
         // Nothing to publish and nothing failing: idle, not stuck.
-        assert_eq!(judge(&at(0, 10, 10, 0), &at(0, 10, 10, 0)), Ok(()));
-        // A failed commit followed by a good one.
-        assert_eq!(judge(&at(0, 10, 10, 1), &at(0, 20, 20, 2)), Ok(()));
+        assert_eq!(judge.judge(at(0, 20, 20, 0)), Ok(()));
+        // A failed commit and a good one in the same period.
+        assert_eq!(judge.judge(at(0, 30, 30, 1)), Ok(()));
     }
 
     #[test]
-    fn unacknowledged_publishes_or_a_failing_store_are_stuck() {
-        assert!(judge(&at(5, 10, 10, 0), &at(7, 10, 10, 0)).is_err());
-        assert!(judge(&at(0, 10, 10, 3), &at(0, 20, 10, 9)).is_err());
+    fn unacknowledged_publishes_are_stuck() {
+        let mut judge = Judge::new(at(5, 10, 10, 0));
+        assert!(judge.judge(at(7, 10, 10, 0)).is_err());
+        assert_eq!(judge.judge(at(0, 17, 17, 0)), Ok(()));
+    }
+
+    #[test]
+    fn a_failing_store_stays_stuck_until_it_commits_again() {
+        let mut judge = Judge::new(at(0, 10, 10, 0));
+        assert!(judge.judge(at(0, 20, 10, 1)).is_err());
+        // A quiet period (the batch waits for its retry) is still stuck.
+        assert!(judge.judge(at(0, 30, 10, 1)).is_err());
+        assert!(judge.judge(at(0, 40, 10, 2)).is_err());
+        assert_eq!(judge.judge(at(0, 50, 40, 2)), Ok(()));
+        assert_eq!(judge.judge(at(0, 60, 40, 2)), Ok(()));
     }
 }

@@ -4,6 +4,7 @@
 //! broker is declared lost and the process stops (the service manager
 //! restarts it), never running on without a broker in silence.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +17,17 @@ use super::server::{NatsServer, NatsServerOptions, ServerError};
 
 /// How often the child is checked.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often JetStream is asked whether it answers.
+const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// Unanswered probes in a row, with the connection up, before a restart.
+const PROBES_BEFORE_RESTART: u32 = 3;
 
 /// Our own nats-server, watched and restarted.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     server: Arc<Mutex<NatsServer>>,
     url: String,
+    store_dir: PathBuf,
     pid: Arc<AtomicU32>,
     restarts: Arc<AtomicU64>,
     lost: CancellationToken,
@@ -34,6 +40,7 @@ impl EmbeddedBroker {
     pub async fn start(options: NatsServerOptions) -> Result<Self, ServerError> {
         let server = NatsServer::start(options).await?;
         let url = server.url();
+        let store_dir = server.store_dir().to_owned();
         let pid = Arc::new(AtomicU32::new(server.pid().unwrap_or(0)));
         let server = Arc::new(Mutex::new(server));
         let restarts = Arc::new(AtomicU64::new(0));
@@ -48,6 +55,7 @@ impl EmbeddedBroker {
         Ok(Self {
             server,
             url,
+            store_dir,
             pid,
             restarts,
             lost,
@@ -59,6 +67,11 @@ impl EmbeddedBroker {
     /// The client URL.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// The directory of its JetStream store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.store_dir.clone()
     }
 
     /// The server's process id (of its latest start).
@@ -74,6 +87,70 @@ impl EmbeddedBroker {
     /// Fires when the server died and could not be started again.
     pub fn lost(&self) -> CancellationToken {
         self.lost.clone()
+    }
+
+    /// Until `stop`: asks JetStream every few seconds whether it answers.
+    /// When it does not, several times in a row, while the connection is
+    /// up, the server is restarted on the same store: nats-server 2.9
+    /// stops its JetStream for good after a write fails on a full disk,
+    /// and only a restart brings it back once there is room again.
+    pub fn spawn_jetstream_watch(
+        &self,
+        client: async_nats::Client,
+        js: async_nats::jetstream::Context,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let server = Arc::clone(&self.server);
+        let (pid, restarts, lost) = (
+            Arc::clone(&self.pid),
+            Arc::clone(&self.restarts),
+            self.lost.clone(),
+        );
+        tokio::spawn(async move {
+            let mut unanswered = 0u32;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(PROBE_EVERY) => {}
+                    () = stop.cancelled() => return,
+                }
+                if client.connection_state() != async_nats::connection::State::Connected {
+                    unanswered = 0;
+                    continue;
+                }
+                match tokio::time::timeout(PROBE_EVERY, js.query_account()).await {
+                    Ok(Ok(_)) => unanswered = 0,
+                    Ok(Err(error)) => {
+                        unanswered += 1;
+                        tracing::warn!(%error, unanswered, "JetStream does not answer");
+                    }
+                    Err(_) => {
+                        unanswered += 1;
+                        tracing::warn!(unanswered, "JetStream does not answer");
+                    }
+                }
+                if unanswered < PROBES_BEFORE_RESTART {
+                    continue;
+                }
+                unanswered = 0;
+                tracing::error!(
+                    "JetStream stopped answering while the broker runs (a full disk?); \
+                     restarting the embedded nats-server on the same store"
+                );
+                let mut server = server.lock().await;
+                match server.restart().await {
+                    Ok(()) => {
+                        restarts.fetch_add(1, Ordering::Relaxed);
+                        pid.store(server.pid().unwrap_or(0), Ordering::Relaxed);
+                        tracing::warn!(pid = ?server.pid(), "embedded nats-server running again");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the embedded nats-server cannot be started again; stopping");
+                        lost.cancel();
+                        return;
+                    }
+                }
+            }
+        })
     }
 
     /// Stops the watch, then the server (SIGTERM, then SIGKILL).

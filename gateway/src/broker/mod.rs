@@ -10,5 +10,8 @@ pub mod setup;
 pub use auth::{BrokerCredentials, BrokerUser, CredentialsError};
 pub use connect::{connect, BrokerError};
 pub use embedded::EmbeddedBroker;
-pub use server::{NatsServer, NatsServerOptions};
-pub use setup::{ensure_consumer, ensure_streams, SetupAction};
+pub use server::{free_port, nats_server_version, NatsServer, NatsServerOptions};
+pub use setup::{
+    ensure_consumer, ensure_streams, fit_streams_to_disk, SetupAction, MIN_STREAM_BYTES,
+    STREAMS_DISK_SHARE,
+};

@@ -90,6 +90,28 @@ pub struct NatsServer {
     _lock: Option<std::fs::File>,
 }
 
+/// The version of the nats-server at `executable` (a path or a name on
+/// PATH), from `nats-server --version`; `None` when it cannot be read.
+pub fn nats_server_version(executable: &Path) -> Option<(u32, u32, u32)> {
+    let output = std::process::Command::new(executable)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// `(2, 9, 10)` from `nats-server: v2.9.10`.
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let version = text.trim().rsplit('v').next()?;
+    let mut parts = version.split(['.', '-', '+']).map(str::parse::<u32>);
+    Some((
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    ))
+}
+
 fn which_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -366,5 +388,22 @@ impl NatsServer {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    #[test]
+    fn versions_are_read_from_the_servers_banner() {
+        assert_eq!(parse_version("nats-server: v2.9.10\n"), Some((2, 9, 10)));
+        assert_eq!(
+            parse_version("nats-server: v2.10.22-beta.1"),
+            Some((2, 10, 22))
+        );
+        assert_eq!(parse_version("nats-server: vx"), None);
+        assert_eq!(parse_version(""), None);
+        assert!(Some((2, 10, 0)) > parse_version("nats-server: v2.9.25"));
     }
 }

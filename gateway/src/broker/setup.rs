@@ -54,21 +54,50 @@ fn setup_error(what: &str, e: impl std::fmt::Display) -> BrokerError {
     }
 }
 
-async fn ensure_stream(
+/// Whether the broker refused a stream's size: it cannot reserve that
+/// much storage.
+fn refused_for_storage(error: &jetstream::context::CreateStreamError) -> bool {
+    matches!(error.kind(), jetstream::context::CreateStreamErrorKind::JetStream(ref j)
+        if j.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED
+            || j.error_code() == jetstream::ErrorCode::INSUFFICIENT_RESOURCES)
+}
+
+/// Why [`create_or_update`] did not get its way.
+enum Refused {
+    /// The broker has not the storage for this size.
+    Storage(jetstream::context::CreateStreamError),
+    /// Any other refusal of the create or update.
+    Other(jetstream::context::CreateStreamError),
+    /// The stream could not be looked up.
+    Lookup(BrokerError),
+}
+
+impl From<jetstream::context::CreateStreamError> for Refused {
+    fn from(error: jetstream::context::CreateStreamError) -> Self {
+        if refused_for_storage(&error) {
+            Refused::Storage(error)
+        } else {
+            Refused::Other(error)
+        }
+    }
+}
+
+async fn create_or_update(
     js: &jetstream::Context,
     spec: &StreamSpec,
-    limits: &StreamLimits,
-) -> Result<SetupAction, BrokerError> {
-    let want = stream_config(spec, limits);
+    want: &stream::Config,
+) -> Result<SetupAction, Refused> {
     match js.get_stream(spec.name).await {
         Ok(existing) => {
-            if stream_matches(&existing.cached_info().config, &want) {
+            if stream_matches(&existing.cached_info().config, want) {
                 Ok(SetupAction::Unchanged)
             } else {
-                js.update_stream(&want)
-                    .await
-                    .map_err(|e| setup_error(spec.name, e))?;
-                tracing::info!(stream = spec.name, "stream settings updated");
+                js.update_stream(want).await?;
+                tracing::info!(
+                    stream = spec.name,
+                    max_bytes = want.max_bytes,
+                    "stream settings updated"
+                );
                 Ok(SetupAction::Updated)
             }
         }
@@ -76,22 +105,88 @@ async fn ensure_stream(
             if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j)
                 if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
-            js.create_stream(want)
-                .await
-                .map_err(|e| setup_error(spec.name, e))?;
-            tracing::info!(stream = spec.name, "stream created");
+            js.create_stream(want.clone()).await?;
+            tracing::info!(
+                stream = spec.name,
+                max_bytes = want.max_bytes,
+                "stream created"
+            );
             Ok(SetupAction::Created)
         }
-        Err(e) => Err(setup_error(spec.name, e)),
+        Err(e) => Err(Refused::Lookup(setup_error(spec.name, e))),
+    }
+}
+
+/// The smallest size a stream is shrunk to.
+pub const MIN_STREAM_BYTES: i64 = 1024 * 1024;
+
+/// The share of the data disk the streams may hold together; the rest is
+/// for the SQLite databases, their WAL and the broker's own files.
+pub const STREAMS_DISK_SHARE: f64 = 0.5;
+
+/// The stream limits scaled down, all in proportion, so that together
+/// they take at most [`STREAMS_DISK_SHARE`] of `disk_bytes` (the free
+/// space plus what the store already holds); each stays at least
+/// [`MIN_STREAM_BYTES`]. Limits that fit are returned unchanged.
+pub fn fit_streams_to_disk(limits: &StreamsConfig, disk_bytes: u64) -> StreamsConfig {
+    let budget = disk_bytes as f64 * STREAMS_DISK_SHARE;
+    let total: f64 = [&limits.samples, &limits.events, &limits.metrics]
+        .iter()
+        .map(|l| l.max_bytes.max(0) as f64)
+        .sum();
+    if total <= budget || total <= 0.0 {
+        return limits.clone();
+    }
+    let scale = budget / total;
+    let fit = |l: &StreamLimits| StreamLimits {
+        max_bytes: ((l.max_bytes as f64 * scale) as i64).max(MIN_STREAM_BYTES),
+        max_age_s: l.max_age_s,
+    };
+    StreamsConfig {
+        samples: fit(&limits.samples),
+        events: fit(&limits.events),
+        metrics: fit(&limits.metrics),
     }
 }
 
 /// Creates or updates every packgate stream; returns what was done to each,
-/// in the order of [`STREAMS`].
+/// in the order of [`STREAMS`]. When the broker cannot reserve the storage
+/// asked for, every stream is halved (never below [`MIN_STREAM_BYTES`])
+/// and set up again, with a WARN: smaller streams keep the pipeline
+/// running, a refused one would stop it.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     limits: &StreamsConfig,
 ) -> Result<Vec<(&'static str, SetupAction)>, BrokerError> {
+    let mut limits = limits.clone();
+    loop {
+        match ensure_streams_once(js, &limits).await {
+            Ok(actions) => return Ok(actions),
+            Err((name, Refused::Storage(error))) => {
+                let smaller = halved(&limits);
+                if smaller == limits {
+                    return Err(setup_error(name, error));
+                }
+                tracing::warn!(
+                    stream = name,
+                    %error,
+                    samples_bytes = smaller.samples.max_bytes,
+                    events_bytes = smaller.events.max_bytes,
+                    metrics_bytes = smaller.metrics.max_bytes,
+                    "the broker cannot reserve the streams' storage; halving them"
+                );
+                limits = smaller;
+            }
+            Err((name, Refused::Other(error))) => return Err(setup_error(name, error)),
+            Err((_, Refused::Lookup(error))) => return Err(error),
+        }
+    }
+}
+
+async fn ensure_streams_once(
+    js: &jetstream::Context,
+    limits: &StreamsConfig,
+) -> Result<Vec<(&'static str, SetupAction)>, (&'static str, Refused)> {
     let mut actions = Vec::with_capacity(STREAMS.len());
     for spec in STREAMS {
         let limit = match spec.name {
@@ -99,7 +194,10 @@ pub async fn ensure_streams(
             n if n == packgate_protocol::names::EVENTS_STREAM.name => &limits.events,
             _ => &limits.metrics,
         };
-        actions.push((spec.name, ensure_stream(js, spec, limit).await?));
+        let action = create_or_update(js, spec, &stream_config(spec, limit))
+            .await
+            .map_err(|refused| (spec.name, refused))?;
+        actions.push((spec.name, action));
     }
     Ok(actions)
 }
@@ -120,6 +218,19 @@ pub async fn ensure_streams(
 /// it gave up on. Twenty keeps a message through many more restarts than
 /// any outage or upgrade makes.
 pub const MAX_DELIVERIES: i64 = 20;
+
+/// Every stream at half its size, at least [`MIN_STREAM_BYTES`].
+fn halved(limits: &StreamsConfig) -> StreamsConfig {
+    let half = |l: &StreamLimits| StreamLimits {
+        max_bytes: (l.max_bytes / 2).max(MIN_STREAM_BYTES.min(l.max_bytes)),
+        max_age_s: l.max_age_s,
+    };
+    StreamsConfig {
+        samples: half(&limits.samples),
+        events: half(&limits.events),
+        metrics: half(&limits.metrics),
+    }
+}
 
 fn consumer_config(spec: &ConsumerSpec) -> consumer::pull::Config {
     consumer::pull::Config {
@@ -171,4 +282,63 @@ pub async fn ensure_consumer(
             .map_err(|e| setup_error(spec.durable, e))?
     };
     Ok((consumer, action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(samples: i64, events: i64, metrics: i64) -> StreamsConfig {
+        let one = |max_bytes| StreamLimits {
+            max_bytes,
+            max_age_s: 3600,
+        };
+        StreamsConfig {
+            samples: one(samples),
+            events: one(events),
+            metrics: one(metrics),
+        }
+    }
+
+    const MIB: i64 = 1024 * 1024;
+
+    #[test]
+    fn limits_that_fit_are_kept() {
+        let want = limits(100 * MIB, 10 * MIB, 10 * MIB);
+        assert_eq!(fit_streams_to_disk(&want, 240 * MIB as u64), want);
+        assert_eq!(fit_streams_to_disk(&want, 10_000 * MIB as u64), want);
+    }
+
+    #[test]
+    fn limits_too_large_for_the_disk_shrink_in_proportion() {
+        let want = limits(2048 * MIB, 256 * MIB, 256 * MIB);
+        let disk = 256 * MIB as u64;
+        let fit = fit_streams_to_disk(&want, disk);
+        let total = fit.samples.max_bytes + fit.events.max_bytes + fit.metrics.max_bytes;
+        assert!(total as f64 <= disk as f64 * STREAMS_DISK_SHARE, "{fit:?}");
+        assert!(
+            total as f64 > disk as f64 * STREAMS_DISK_SHARE * 0.99,
+            "{fit:?}"
+        );
+        assert_eq!(fit.samples.max_bytes / fit.events.max_bytes, 8);
+        assert_eq!(fit.samples.max_age_s, 3600);
+    }
+
+    #[test]
+    fn halving_stops_at_the_minimum() {
+        let mut l = limits(8 * MIB, 3 * MIB, MIB);
+        l = halved(&l);
+        assert_eq!(l, limits(4 * MIB, MIB + MIB / 2, MIB));
+        l = halved(&halved(&halved(&l)));
+        assert_eq!(l, limits(MIB, MIB, MIB));
+        assert_eq!(halved(&l), l);
+    }
+
+    #[test]
+    fn a_tiny_disk_still_leaves_each_stream_its_minimum() {
+        let fit = fit_streams_to_disk(&limits(2048 * MIB, 256 * MIB, 256 * MIB), 2 * MIB as u64);
+        for l in [fit.samples, fit.events, fit.metrics] {
+            assert_eq!(l.max_bytes, MIN_STREAM_BYTES);
+        }
+    }
 }

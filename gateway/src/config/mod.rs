@@ -8,6 +8,7 @@ mod collect;
 mod control;
 mod data;
 mod disk;
+mod durability;
 mod lines;
 mod monitor;
 mod outputs;
@@ -33,7 +34,7 @@ pub use cloud::{CloudConfig, CloudConfigError};
 pub use collect::CollectConfig;
 pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES};
 pub use data::DataConfig;
-pub use disk::{bytes_under, disk_space, DiskSpace, StreamClamp};
+pub use durability::Durability;
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use packs::{CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig};
@@ -125,6 +126,10 @@ impl ConfigError {
 pub struct Config {
     /// Directory for the databases and, with the embedded broker, its store.
     pub data_dir: PathBuf,
+    /// What a power cut may cost: `"fast"` (fewest disk writes; the last
+    /// commits before the cut can be lost) or `"safe"` (every commit
+    /// synced). See "Guarantees" in the README.
+    pub durability: Durability,
     /// How to reach the local NATS broker.
     pub broker: BrokerConfig,
     /// Limits of the JetStream streams on this box.
@@ -152,6 +157,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("/var/lib/packgate"),
+            durability: Durability::default(),
             broker: BrokerConfig::default(),
             streams: StreamsConfig::default(),
             collect: CollectConfig::default(),

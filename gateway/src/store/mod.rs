@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use packgate_protocol::PackId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::config::Durability;
 pub use dead::{
     DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES,
     MAX_DEAD_LETTER_ROWS,
@@ -155,6 +156,21 @@ impl SampleStore {
             conn,
             columns: row::SELECT_COLUMNS,
         })
+    }
+
+    /// Sets how hard commits are synced to the disk (`synchronous`);
+    /// `fast` is what [`SampleStore::open`] starts with.
+    pub fn set_durability(&self, durability: Durability) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
+        Ok(())
+    }
+
+    /// The `synchronous` setting in force: 1 NORMAL, 2 FULL.
+    pub fn synchronous(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))?)
     }
 
     /// Opens an existing store for reading only (`packgate query`), with a
@@ -310,6 +326,16 @@ mod tests {
         // Reopening an up-to-date file changes nothing.
         let again = SampleStore::open(&dir.path().join("samples.db")).unwrap();
         assert_eq!(again.count().unwrap(), 0);
+    }
+
+    #[test]
+    fn durability_sets_how_commits_are_synced() {
+        let (_dir, store) = store();
+        assert_eq!(store.synchronous().unwrap(), 1);
+        store.set_durability(Durability::Safe).unwrap();
+        assert_eq!(store.synchronous().unwrap(), 2, "FULL: every commit synced");
+        store.set_durability(Durability::Fast).unwrap();
+        assert_eq!(store.synchronous().unwrap(), 1, "NORMAL");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::time::Duration;
 use packgate_protocol::{Event, EventKind, MetricsSnapshot};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
+use crate::config::Durability;
+
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -194,6 +196,13 @@ impl MonitorStore {
         }
         tx.commit()?;
         Ok(Self { conn })
+    }
+
+    /// Sets how hard commits are synced to the disk (`synchronous`).
+    pub fn set_durability(&self, durability: Durability) -> Result<(), MonitorStoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", durability.sqlite_synchronous())?;
+        Ok(())
     }
 
     /// Opens an existing database for reading only (`packgate status`).

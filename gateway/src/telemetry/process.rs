@@ -11,6 +11,18 @@ pub struct ProcessUsage {
     pub peak_rss_bytes: u64,
 }
 
+/// Bytes process `pid` (`None`: this process) caused to be written to
+/// storage (`write_bytes` of `/proc/PID/io`); `None` where the kernel does
+/// not account it or the process is gone.
+pub fn storage_written_bytes(pid: Option<u32>) -> Option<u64> {
+    let dir = pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"));
+    std::fs::read_to_string(format!("{dir}/io"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Reads the usage of process `pid` (`None`: this process). Missing
 /// fields (not Linux, process gone) read as zero.
 pub fn usage(pid: Option<u32>) -> ProcessUsage {

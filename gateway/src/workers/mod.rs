@@ -133,6 +133,8 @@ pub struct WorkerContext {
     pub js: jetstream::Context,
     /// The data directory; relative database paths are under it.
     pub data_dir: PathBuf,
+    /// How hard the stores sync their commits to the disk.
+    pub durability: crate::config::Durability,
     /// The wall clock.
     pub clock: Arc<dyn WallClock>,
 }
@@ -141,6 +143,7 @@ impl fmt::Debug for WorkerContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkerContext")
             .field("data_dir", &self.data_dir)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }

@@ -179,7 +179,10 @@ impl AuditStore {
         let _mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(at_open)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        // Every audit row synced, whatever `durability` says: commands are
+        // few, and the record of a write to a pack must survive a power cut
+        // that happens after the write.
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(at_open)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
             .map_err(at_open)?;

@@ -25,7 +25,7 @@ use super::batch::BatchPuller;
 use super::retention::prune_expired;
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::broker::{ensure_consumer, BrokerError};
-use crate::config::DataConfig;
+use crate::config::{DataConfig, Durability};
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::store::{SampleStore, StoreError};
 use commit::Committer;
@@ -126,9 +126,13 @@ impl Worker for DataWorker {
     ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move {
             let database = ctx.data_dir.join(&self.config.database);
+            let store = Store {
+                database,
+                durability: ctx.durability,
+            };
             run(
                 self.config,
-                database,
+                store,
                 ctx.client,
                 ctx.js,
                 self.metrics,
@@ -149,7 +153,18 @@ pub async fn run_data(
     metrics: Arc<DataMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), DataError> {
-    run(config, database, js.client(), js, metrics, shutdown).await
+    let store = Store {
+        database,
+        durability: Durability::default(),
+    };
+    run(config, store, js.client(), js, metrics, shutdown).await
+}
+
+/// Where the samples go and how hard their commits are synced.
+#[derive(Debug)]
+struct Store {
+    database: PathBuf,
+    durability: Durability,
 }
 
 /// Runs the data worker until `shutdown`, then takes what is still
@@ -158,16 +173,21 @@ pub async fn run_data(
 /// returns.
 async fn run(
     config: DataConfig,
-    database: PathBuf,
+    Store {
+        database,
+        durability,
+    }: Store,
     client: async_nats::Client,
     js: jetstream::Context,
     metrics: Arc<DataMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), DataError> {
-    let store = SampleStore::open(&database).map_err(|source| DataError::Open {
-        path: database.clone(),
-        source,
-    })?;
+    let store = SampleStore::open(&database)
+        .and_then(|store| store.set_durability(durability).map(|()| store))
+        .map_err(|source| DataError::Open {
+            path: database.clone(),
+            source,
+        })?;
     let store = Arc::new(Mutex::new(store));
     let Some(consumer) = retry_until_shutdown(
         "data consumer not ready",

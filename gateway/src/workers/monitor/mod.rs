@@ -22,6 +22,7 @@ use super::batch::BatchPuller;
 use super::retention::prune_expired;
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::broker::{ensure_consumer, BrokerError};
+use crate::config::Durability;
 pub use crate::config::MonitorConfig;
 use crate::retry::{retry_until_shutdown, Backoff};
 use futures_util::future::BoxFuture;
@@ -131,9 +132,15 @@ impl Worker for MonitorWorker {
     ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move {
             let database = self.config.database_path(&ctx.data_dir);
-            run(&self.config, database, ctx.js, self.metrics, shutdown)
-                .await
-                .map_err(|error| WorkerError::new(WorkerKind::Monitor, error))
+            run(
+                &self.config,
+                (database, ctx.durability),
+                ctx.js,
+                self.metrics,
+                shutdown,
+            )
+            .await
+            .map_err(|error| WorkerError::new(WorkerKind::Monitor, error))
         })
     }
 }
@@ -166,20 +173,26 @@ pub async fn run_monitor(
     shutdown: CancellationToken,
 ) -> Result<(), MonitorError> {
     let database = config.monitor.database_path(&config.data_dir);
-    run(&config.monitor, database, js, metrics, shutdown).await
+    let store = (database, config.durability);
+    run(&config.monitor, store, js, metrics, shutdown).await
 }
 
 /// Runs the monitor worker until `shutdown`; the batches in hand are
 /// committed and acked before it returns.
 async fn run(
     monitor: &MonitorConfig,
-    database: PathBuf,
+    (database, durability): (PathBuf, Durability),
     js: jetstream::Context,
     metrics: Arc<MonitorMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), MonitorError> {
     let path = database.clone();
-    let opened = tokio::task::spawn_blocking(move || MonitorStore::open(&path)).await;
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = MonitorStore::open(&path)?;
+        store.set_durability(durability)?;
+        Ok(store)
+    })
+    .await;
     let store = match opened {
         Ok(Ok(store)) => Arc::new(Mutex::new(store)),
         Ok(Err(source)) => {

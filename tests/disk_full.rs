@@ -1,0 +1,338 @@
+//! A full disk under a running gateway: the data directory (and, with the
+//! embedded broker, its store) on a small tmpfs, filled to the last byte
+//! while packs are polled, then freed. Nothing published may be lost or stored twice,
+//! the gateway must recover by itself, and the service manager's watchdog
+//! must not be fed while samples go nowhere.
+//!
+//! The tmpfs is mounted in a private mount namespace of an unprivileged
+//! user namespace (`unshare -rm`), so the test needs no root; the test
+//! reaches the files through `/proc/PID/root`. Where the kernel refuses
+//! user namespaces the test says so and passes without running.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Size of the data directory's filesystem.
+const DISK_MB: u32 = 48;
+/// How long the disk stays full.
+const FULL_FOR: Duration = Duration::from_secs(8);
+/// Longer than the data worker's delay before a refused batch comes back.
+const REDELIVERY_WAIT: Duration = Duration::from_secs(5);
+/// The watchdog interval given to the gateway.
+const WATCHDOG: Duration = Duration::from_millis(500);
+
+fn user_namespaces_work() -> bool {
+    Command::new("unshare")
+        .args(["-rm", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The notifications the gateway sent, with when they arrived.
+#[derive(Clone, Default)]
+struct Notifications(Arc<Mutex<Vec<(Instant, String)>>>);
+
+impl Notifications {
+    fn listen(path: &Path) -> Self {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let seen = Self::default();
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    sink.0.lock().unwrap().push((Instant::now(), text));
+                }
+                if Arc::strong_count(&sink.0) == 1 {
+                    return;
+                }
+            }
+        });
+        seen
+    }
+
+    fn watchdogs_between(&self, from: Instant, to: Instant) -> usize {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|(at, text)| *at >= from && *at <= to && text.contains("WATCHDOG=1"))
+            .count()
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|(_, text)| text.starts_with("STATUS="))
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+}
+
+/// A gateway in a private mount namespace whose `data_dir` is a small
+/// tmpfs.
+struct Confined {
+    shell: Child,
+    outside: tempfile::TempDir,
+    data_dir: PathBuf,
+}
+
+impl Confined {
+    /// `broker_url`: an external broker (its store elsewhere); `None`:
+    /// the gateway's own, its store on the small disk too.
+    fn start(broker_url: Option<&str>) -> Self {
+        let outside = tempfile::tempdir().unwrap();
+        let data_dir = outside.path().join("data");
+        std::fs::create_dir(&data_dir).unwrap();
+        let nats = std::env::var("PACKGATE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let broker = match broker_url {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("nats_server_path = \"{nats}\""),
+        };
+        let config = format!("[collect]\npoll_interval_ms = 100\n[broker]\n{broker}\n");
+        std::fs::write(outside.path().join("packgate.toml"), config).unwrap();
+        let script = "mount -t tmpfs -o size=${DISK_MB}m packgate-test \"$1\" || exit 97; \
+             \"$3\" run --sim 2 --config \"$2/packgate.toml\" --data-dir \"$1\" 2>\"$2/log\" & \
+             echo $! >\"$2/gateway.pid\"; wait $!; echo $? >\"$2/gateway.rc\"; sleep 120";
+        let shell = Command::new("unshare")
+            .args(["-rm", "sh", "-c", script, "sh"])
+            .arg(&data_dir)
+            .arg(outside.path())
+            .arg(env!("CARGO_BIN_EXE_packgate"))
+            .env("DISK_MB", DISK_MB.to_string())
+            .env("NOTIFY_SOCKET", outside.path().join("notify.sock"))
+            .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            shell,
+            outside,
+            data_dir,
+        }
+    }
+
+    /// A path inside the namespace's data directory, seen from here.
+    fn inside(&self, name: &str) -> PathBuf {
+        let mut path = PathBuf::from(format!("/proc/{}/root", self.shell.id()));
+        path.push(self.data_dir.strip_prefix("/").unwrap());
+        path.push(name);
+        path
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.outside.path().join("log")).unwrap_or_default()
+    }
+
+    fn gateway_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.outside.path().join("gateway.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// A copy of the samples database as it is now. SQLite resolves
+    /// `/proc/PID/root` to this namespace's root, so it cannot open the
+    /// file in place; a copy of the database and its WAL reads the same.
+    fn samples_copy(&self) -> Option<PathBuf> {
+        let copy = tempfile::tempdir_in(self.outside.path()).ok()?.keep();
+        for suffix in ["", "-wal"] {
+            let from = self.inside(&format!("samples.db{suffix}"));
+            if from.exists() {
+                std::fs::copy(&from, copy.join(format!("samples.db{suffix}"))).ok()?;
+            }
+        }
+        let database = copy.join("samples.db");
+        // Opening as the writer recovers the copied WAL.
+        packgate::store::SampleStore::open(&database).ok()?;
+        Some(database)
+    }
+
+    fn stored(&self) -> u64 {
+        self.samples_copy()
+            .and_then(|database| packgate::store::SampleStore::open_read_only(&database).ok())
+            .and_then(|store| store.count().ok())
+            .unwrap_or(0)
+    }
+
+    /// Fills the filesystem to the last byte; returns the filler's size.
+    fn fill(&self) -> u64 {
+        let mut file = std::fs::File::create(self.inside("filler")).unwrap();
+        let chunk = vec![0xA5u8; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(_) => break,
+            }
+        }
+        // Whatever a 64 KiB write could not take.
+        while file.write(&chunk[..512]).is_ok_and(|n| n > 0) {
+            written += 512;
+        }
+        written
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.inside("filler")).unwrap();
+    }
+
+    /// SIGTERM to the gateway; waits for its exit code.
+    async fn stop(&self) -> i32 {
+        let pid = self.gateway_pid().unwrap();
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on the gateway this test started; its shell has
+        // not reaped it (it waits for it below).
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let rc = self.outside.path().join("gateway.rc");
+        assert!(
+            eventually(Duration::from_secs(60), || rc.exists()).await,
+            "the gateway did not stop; log:\n{}",
+            self.log()
+        );
+        std::fs::read_to_string(rc).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        // The gateway is the shell's child: killed first, or it would
+        // outlive a failed test.
+        if let Some(pid) = self.gateway_pid() {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on the gateway this test started; its shell
+            // (still alive, killed below) has not reaped it.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
+    }
+}
+
+/// The `key=value` number in the gateway's last line mentioning `what`.
+fn logged_number(log: &str, what: &str, key: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|line| line.contains(what))?;
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn survive_a_full_disk(broker_url: Option<&str>) {
+    if !user_namespaces_work() {
+        eprintln!("skipped: this kernel refuses unprivileged user namespaces (unshare -rm)");
+        return;
+    }
+    let gateway = Confined::start(broker_url);
+    let notifications = Notifications::listen(&gateway.outside.path().join("notify.sock"));
+    assert!(
+        eventually(Duration::from_secs(30), || gateway.stored() >= 30).await,
+        "nothing stored before the disk filled; log:\n{}",
+        gateway.log()
+    );
+
+    let filled = gateway.fill();
+    let full_since = Instant::now();
+    assert!(filled > 0, "the filler wrote nothing");
+    tokio::time::sleep(FULL_FOR).await;
+    let stored_while_full = gateway.stored();
+    gateway.free();
+    let freed_at = Instant::now();
+
+    // Recovery: storing resumes well past what was stored before, and
+    // what was refused while the disk was full (handed back to the broker
+    // for a later delivery) comes back and is stored too.
+    assert!(
+        eventually(Duration::from_secs(60), || gateway.stored()
+            > stored_while_full + 60
+            && gateway.log().contains("samples are stored again"))
+        .await,
+        "storing did not resume after the disk was freed; log:\n{}",
+        gateway.log()
+    );
+    tokio::time::sleep(REDELIVERY_WAIT).await;
+    let rc = gateway.stop().await;
+    let log = gateway.log();
+    assert_eq!(rc, 0, "the gateway failed; log:\n{log}");
+
+    let stored = assert_exactly_once(&gateway.samples_copy().unwrap(), 2, false);
+    let published = logged_number(&log, "collect worker stopped", "published").unwrap();
+    let unpublished = logged_number(&log, "collect worker stopped", "unpublished").unwrap();
+    let dropped = logged_number(&log, "collect worker stopped", "dropped").unwrap();
+    assert_eq!((unpublished, dropped), (0, 0), "samples lost; log:\n{log}");
+    assert_eq!(stored, published, "published but not stored; log:\n{log}");
+
+    // The watchdog was fed before, not while the disk was full (after
+    // the gateway had a few periods to notice), and again after.
+    let noticed = full_since + 6 * WATCHDOG;
+    assert!(notifications.watchdogs_between(full_since - Duration::from_secs(3), full_since) > 0);
+    assert_eq!(
+        notifications.watchdogs_between(noticed, freed_at),
+        0,
+        "the watchdog was fed while nothing could be stored; statuses: {:?}",
+        notifications.statuses()
+    );
+    assert!(notifications.watchdogs_between(freed_at, Instant::now()) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_embedded_broker_loses_nothing_and_recovers() {
+    survive_a_full_disk(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_data_disk_beside_an_external_broker_loses_nothing_and_recovers() {
+    let broker = TestBroker::start().await;
+    survive_a_full_disk(Some(&broker.url())).await;
+}
+
+#[tokio::test]
+async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
+    use packgate::broker::{ensure_streams, NatsServer, NatsServerOptions, MIN_STREAM_BYTES};
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = NatsServerOptions::new(dir.path().join("store"));
+    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
+        options.executable = PathBuf::from(path);
+    }
+    // A broker that may hold 16 MiB on disk in all.
+    options.config_text = Some("jetstream { max_file_store: 16777216 }\n".to_owned());
+    let mut server = NatsServer::start(options).await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+
+    let configured = packgate::config::StreamsConfig::default();
+    let actions = ensure_streams(&js, &configured).await.unwrap();
+    assert_eq!(actions.len(), 3);
+    let mut total = 0;
+    for (name, _) in &actions {
+        let mut stream = js.get_stream(*name).await.unwrap();
+        let max_bytes = stream.info().await.unwrap().config.max_bytes;
+        assert!(max_bytes >= MIN_STREAM_BYTES, "{name}: {max_bytes}");
+        total += max_bytes;
+    }
+    assert!(total <= 16 * 1024 * 1024, "{total} bytes reserved");
+    // The samples stream keeps the largest share.
+    let mut samples = js.get_stream("PACKGATE_SAMPLES").await.unwrap();
+    let samples_bytes = samples.info().await.unwrap().config.max_bytes;
+    assert!(samples_bytes >= total / 2, "{samples_bytes} of {total}");
+    server.stop().await;
+}
