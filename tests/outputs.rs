@@ -12,11 +12,28 @@ use packgate::outputs::fake::RecordingPin;
 use packgate::outputs::{run_outputs, OutputController, OutputDriver, RESET_SUBJECT};
 use packgate::runtime::{run_workers, Broker, WorkerSet};
 use packgate::workers::collect::PackSet;
+use packgate::workers::control::{AuditRecord, AuditStore, RELAY_RESET_SETTING};
 use packgate::workers::WorkerKind;
 use packgate_protocol::{AlarmFlags, PackId};
 use packgate_sim::Faults;
 use support::*;
 use tokio_util::sync::CancellationToken;
+
+/// The relay resets in the control audit at `path`, oldest first.
+fn relay_resets(path: &std::path::Path) -> Vec<AuditRecord> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let mut rows: Vec<AuditRecord> = AuditStore::open_read_only(path)
+        .unwrap()
+        .recent(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.setting == RELAY_RESET_SETTING)
+        .collect();
+    rows.reverse();
+    rows
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
@@ -41,7 +58,13 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     )
     .unwrap();
     let outputs_stop = CancellationToken::new();
-    let outputs = tokio::spawn(run_outputs(driver, client.clone(), outputs_stop.clone()));
+    let audit = broker.dir.path().join("control.db");
+    let outputs = tokio::spawn(run_outputs(
+        driver,
+        client.clone(),
+        audit.clone(),
+        outputs_stop.clone(),
+    ));
     // A witness: a non-latching relay fed the same events on the same
     // connection. When it releases, the alarm's clearing has arrived and
     // been applied, so the latching relay has seen it too.
@@ -60,6 +83,7 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     let witnessing = tokio::spawn(run_outputs(
         witness_driver,
         client.clone(),
+        broker.dir.path().join("witness-control.db"),
         outputs_stop.clone(),
     ));
 
@@ -106,8 +130,13 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
         "a latching relay released by itself"
     );
 
-    // ...until the operator resets it.
-    client.request(RESET_SUBJECT, "".into()).await.unwrap();
+    // ...until the operator resets it: audited before it takes effect.
+    let resets_before = relay_resets(&audit);
+    let reply = client
+        .request(RESET_SUBJECT, "operator@test".into())
+        .await
+        .unwrap();
+    assert_eq!(&reply.payload[..], b"ok");
     assert!(
         eventually(Duration::from_secs(5), || relay.level() == Some(false)).await,
         "reset did not release: {:?}",
@@ -115,6 +144,9 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     );
     let levels = relay.levels();
     assert!(levels.windows(2).any(|w| w == [true, false]), "{levels:?}");
+    let resets = relay_resets(&audit);
+    assert_eq!(resets.len(), resets_before.len() + 1, "{resets:?}");
+    assert_eq!(resets.last().unwrap().origin, "operator@test");
 
     shutdown.cancel();
     let (_, connection) = gateway.await.unwrap().unwrap();
@@ -122,4 +154,44 @@ async fn the_relay_trips_on_over_temperature_and_resets_only_when_told() {
     outputs.await.unwrap().unwrap();
     witnessing.await.unwrap().unwrap();
     connection.close(&config.data_dir).await;
+}
+
+#[tokio::test]
+async fn a_reset_that_cannot_be_audited_is_refused() {
+    let broker = TestBroker::start().await;
+    let client = async_nats::connect(broker.url()).await.unwrap();
+    let relay = RecordingPin::new();
+    let controller = OutputController::new(
+        AlarmFlags::OVER_TEMPERATURE,
+        true,
+        false,
+        [PackId::new("sim-01").unwrap()],
+    );
+    let driver = OutputDriver::new(
+        controller,
+        Some((relay.clone(), false)),
+        None::<(RecordingPin, bool, u64)>,
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    // The audit database's directory does not exist: nothing can be written.
+    let audit = broker.dir.path().join("missing/control.db");
+    let outputs = tokio::spawn(run_outputs(driver, client.clone(), audit, stop.clone()));
+    let mut reply = None;
+    for _ in 0..50 {
+        match client.request(RESET_SUBJECT, "operator@test".into()).await {
+            Ok(message) => {
+                reply = Some(message);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let reply = String::from_utf8(reply.unwrap().payload.to_vec()).unwrap();
+    assert!(
+        reply.starts_with("refused: the reset cannot be audited"),
+        "{reply}"
+    );
+    stop.cancel();
+    outputs.await.unwrap().unwrap();
 }

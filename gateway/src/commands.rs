@@ -144,14 +144,22 @@ pub(crate) fn check_config(file: &Path) -> anyhow::Result<()> {
 pub(crate) async fn reset_alarm(target: &BrokerArgs) -> anyhow::Result<()> {
     let config = target.source.load()?;
     let client = connect_client(&config, &broker_url(target, &config)?, "packgate-reset").await?;
-    tokio::time::timeout(
+    let origin = format!(
+        "operator@{}",
+        packgate::telemetry::snapshot::instance_name()
+    );
+    let reply = tokio::time::timeout(
         Duration::from_secs(5),
-        client.request(packgate::outputs::RESET_SUBJECT, "".into()),
+        client.request(packgate::outputs::RESET_SUBJECT, origin.into()),
     )
     .await
     .context("no gateway with outputs answered within 5 s")?
     .context("no gateway with outputs is running")?;
-    writeln!(stdout(), "alarm relay reset")?;
+    let answer = String::from_utf8_lossy(&reply.payload);
+    if answer != "ok" {
+        anyhow::bail!("the gateway {answer}");
+    }
+    writeln!(stdout(), "alarm relay reset (audited)")?;
     Ok(())
 }
 

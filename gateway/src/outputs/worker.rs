@@ -24,6 +24,8 @@ crate::worker_metrics! {
 #[derive(Debug)]
 pub struct OutputsWorker {
     driver: OutputDriver<CdevOutputPin, CdevOutputPin>,
+    /// The control audit database, relative to `data_dir` or absolute.
+    audit: std::path::PathBuf,
     metrics: Arc<OutputsMetrics>,
 }
 
@@ -35,6 +37,7 @@ impl OutputsWorker {
         let packs = config.packs.iter().map(|p| p.id.clone());
         Ok(open_outputs(&config.outputs, packs)?.map(|driver| Self {
             driver,
+            audit: config.control.database.clone(),
             metrics: Arc::new(OutputsMetrics::default()),
         }))
     }
@@ -55,7 +58,8 @@ impl Worker for OutputsWorker {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move {
-            run_outputs(self.driver, ctx.client, shutdown)
+            let audit = ctx.data_dir.join(&self.audit);
+            run_outputs(self.driver, ctx.client, audit, shutdown)
                 .await
                 .map_err(|error| WorkerError::new(WorkerKind::Outputs, error))
         })

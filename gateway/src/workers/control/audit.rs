@@ -45,6 +45,10 @@ CREATE TABLE commands (
 CREATE INDEX commands_received ON commands (received_at_ms);
 ";
 
+/// The `setting` of an audit row that records a reset of the latched
+/// alarm relay rather than a write to a pack.
+pub const RELAY_RESET_SETTING: &str = "alarm_relay_reset";
+
 /// Version 1 had `value REAL NOT NULL`; SQLite cannot drop a constraint,
 /// so the table is copied.
 const V1_TO_V2: &str = "
@@ -299,6 +303,25 @@ impl AuditStore {
             )?
             .execute((&key.0, received_at_ms))?;
         Ok(inserted == 1)
+    }
+
+    /// Writes the completed row of a reset of the latched alarm relay
+    /// (`packgate reset-alarm`), under `key`: setting
+    /// [`RELAY_RESET_SETTING`], no pack, `origin` as the requester said.
+    pub fn record_relay_reset(
+        &self,
+        key: &str,
+        origin: &str,
+        at_ms: i64,
+    ) -> Result<(), AuditError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO commands (command_id, pack_id, setting, value, origin,
+                     issued_at_ms, expires_at_ms, received_at_ms, completed_at_ms, outcome)
+                 VALUES (?1, '', ?2, NULL, ?3, ?4, ?4, ?4, ?4, 'applied')",
+            )?
+            .execute((key, RELAY_RESET_SETTING, origin, at_ms))?;
+        Ok(())
     }
 
     /// Completes a command's row with its reply (and overwrites an earlier

@@ -36,7 +36,7 @@ pub mod validate;
 mod worker;
 
 pub use crate::config::{ControlConfig, ControlConfigError, SiteLimit};
-pub use audit::{AuditError, AuditRecord, AuditStore};
+pub use audit::{AuditError, AuditRecord, AuditStore, RELAY_RESET_SETTING};
 pub use client::{format_value, send_command, ControlClientError};
 pub use worker::{run_control, ControlWorker, QUEUE_GROUP};
 
