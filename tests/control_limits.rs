@@ -61,13 +61,25 @@ async fn control_keeps_the_audit_store_within_its_size() {
         config.control.command_burst_per_origin = 10_000;
     })
     .await;
-    // 60 commands with 40 kB ids: about 5 MB of audit without a bound.
-    let mut last = String::new();
-    for n in 0..60 {
-        last = format!("{n:03}-{}", "x".repeat(40_000));
-        let reply = rig.send(&command(&last, "nobody", CHARGE, 1.0)).await;
-        assert!(matches!(reply.outcome, CommandOutcome::Rejected { .. }));
+    // 6,000 commands with ids of the longest length the protocol takes:
+    // a few MB of audit without a bound. Sent 50 at a time.
+    let id = |n: usize| {
+        let head = format!("{n:04}-");
+        let pad = packgate_protocol::limits::MAX_COMMAND_ID_LEN - head.len();
+        format!("{head}{}", "x".repeat(pad))
+    };
+    const COMMANDS: usize = 6_000;
+    for chunk in (0..COMMANDS).collect::<Vec<_>>().chunks(50) {
+        let commands: Vec<_> = chunk
+            .iter()
+            .map(|n| command(&id(*n), "nobody", CHARGE, 1.0))
+            .collect();
+        let replies = futures_util::future::join_all(commands.iter().map(|c| rig.send(c))).await;
+        for reply in replies {
+            assert!(matches!(reply.outcome, CommandOutcome::Rejected { .. }));
+        }
     }
+    let last = id(COMMANDS - 1);
     let path = rig.config.data_dir.join(&rig.config.control.database);
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(
@@ -78,6 +90,6 @@ async fn control_keeps_the_audit_store_within_its_size() {
     // The newest rows stay, the oldest went.
     let rows = rig.audit_rows();
     assert!(rows.iter().any(|r| r.command_id == last));
-    assert!(!rows.iter().any(|r| r.command_id.starts_with("000-")));
+    assert!(!rows.iter().any(|r| r.command_id.starts_with("0000-")));
     rig.stop().await;
 }
