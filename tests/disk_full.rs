@@ -274,6 +274,8 @@ async fn survive_a_full_disk(broker_url: Option<&str>) {
     let log = gateway.log();
     assert_eq!(rc, 0, "the gateway failed; log:\n{log}");
 
+    // Shown only when the test fails.
+    eprintln!("gateway log:\n{log}");
     let stored = assert_exactly_once(&gateway.samples_copy().unwrap(), 2, false);
     let published = logged_number(&log, "collect worker stopped", "published").unwrap();
     let unpublished = logged_number(&log, "collect worker stopped", "unpublished").unwrap();

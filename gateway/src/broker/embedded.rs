@@ -21,6 +21,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// Unanswered probes in a row, with the connection up, before a restart.
 const PROBES_BEFORE_RESTART: u32 = 3;
+/// Time given to a restarted server before it is probed again.
+const RESTART_GRACE: Duration = Duration::from_secs(30);
 
 /// Our own nats-server, watched and restarted.
 #[derive(Debug)]
@@ -148,6 +150,13 @@ impl EmbeddedBroker {
                         lost.cancel();
                         return;
                     }
+                }
+                drop(server);
+                // JetStream recovers its store before it answers: on a slow
+                // box that takes a while, and must not be taken for a hang.
+                tokio::select! {
+                    () = tokio::time::sleep(RESTART_GRACE) => {}
+                    () = stop.cancelled() => return,
                 }
             }
         })

@@ -39,6 +39,11 @@ crate::worker_metrics! {
             /// out of bounds, expired, or sent for another pack than the
             /// command names); nothing was written.
             writes_refused,
+            /// Acknowledged messages sent again after a reconnection, in
+            /// case the broker lost them.
+            messages_replayed,
+            /// Of those, the ones the broker had lost: stored now, not lost.
+            messages_recovered,
         }
         gauges {
             /// Messages waiting to be published.

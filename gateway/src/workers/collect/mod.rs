@@ -7,6 +7,7 @@ pub mod clock;
 mod metrics;
 mod packs;
 mod publisher;
+mod replay;
 mod sending;
 mod slot;
 mod state;

@@ -4,6 +4,7 @@
 //! overflow drops the oldest (counted, an ERROR) while the broker is gone.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use packgate_protocol::{encode, names};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::replay::{Replay, REPLAY_MAX};
 use super::sending::{Overflow, Phase, Sending};
 use super::{CollectMetrics, Outgoing};
 use crate::config::CollectConfig;
@@ -35,6 +37,8 @@ struct Item {
     payload: Bytes,
     /// Set for samples: when the pack was polled.
     polled_at: Option<Instant>,
+    /// Sent again after a reconnection (see [`Replay`]).
+    replayed: bool,
 }
 
 impl Item {
@@ -46,6 +50,7 @@ impl Item {
                 msg_id: sample.msg_id(),
                 payload: Bytes::from(encode(&sample)),
                 polled_at: Some(polled_at),
+                replayed: false,
             },
             Outgoing::Event(event) => Item {
                 order,
@@ -53,6 +58,7 @@ impl Item {
                 msg_id: event.msg_id(),
                 payload: Bytes::from(encode(&event)),
                 polled_at: None,
+                replayed: false,
             },
         }
     }
@@ -140,8 +146,15 @@ pub(super) async fn run_publisher(
     let mut sending = Sending::new(Duration::from_millis(config.publish_retry_max_ms));
     let mut phase = Phase::Running;
     let mut report = PublisherReport::default();
+    let mut replay = Replay::new(config.pending_max.min(REPLAY_MAX));
+    let mut connects = client.statistics().connects.load(Ordering::Relaxed);
 
     loop {
+        let now_connects = client.statistics().connects.load(Ordering::Relaxed);
+        if now_connects != connects {
+            connects = now_connects;
+            replay_after_reconnect(&mut replay, &mut queues, &metrics);
+        }
         fill_window(
             &mut queues,
             &mut inflight,
@@ -172,6 +185,7 @@ pub(super) async fn run_publisher(
                         tracing::info!("publishing again");
                     }
                     record_ack(&item, &ack, &metrics);
+                    replay.keep(item, Instant::now());
                 }
                 Err(error) => {
                     metrics.publish_failures.inc();
@@ -240,8 +254,40 @@ async fn fill_window(
     }
 }
 
-/// Counts an acknowledged message.
+/// Queues every recently acknowledged message again, in its original
+/// order, after the connection to the broker was made again.
+fn replay_after_reconnect(
+    replay: &mut Replay<Item>,
+    queues: &mut Queues,
+    metrics: &CollectMetrics,
+) {
+    let count = replay.len();
+    if count == 0 {
+        return;
+    }
+    tracing::info!(
+        messages = count,
+        "reconnected to the broker: sending the last acknowledged messages again, \
+         in case it lost them"
+    );
+    for mut item in replay.take() {
+        item.replayed = true;
+        metrics.messages_replayed.inc();
+        queues.retry.insert(item.order, item);
+    }
+}
+
+/// Counts an acknowledged message. A replayed one is counted only when the
+/// broker did not have it any more: it had been lost, and is now
+/// published (it was counted once, at its first acknowledgement).
 fn record_ack(item: &Item, ack: &PublishAck, metrics: &CollectMetrics) {
+    if item.replayed {
+        if !ack.duplicate {
+            metrics.messages_recovered.inc();
+            tracing::warn!(msg_id = %item.msg_id, "the broker had lost an acknowledged message; published again");
+        }
+        return;
+    }
     match item.polled_at {
         Some(polled_at) => {
             metrics
