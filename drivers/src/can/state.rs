@@ -163,8 +163,10 @@ impl CanPackState {
     /// The reading from the last frames, [`DataQuality::Fresh`] when every
     /// frame behind it arrived within `window` before `now`, otherwise
     /// [`DataQuality::Stale`]. `None` until `0x355`, `0x356` and `0x35C`
-    /// have each arrived once (and `0x373` when cells in series is 0); see
-    /// the [module docs](self) for how each field is filled.
+    /// have each arrived once (and `0x373` when cells in series is 0), and
+    /// whenever the frames add up to a reading no pack can make (out of
+    /// the sample rules); see the [module docs](self) for how each field
+    /// is filled.
     pub fn sample(&self, now: Instant, window: Duration) -> Option<(PackReading, DataQuality)> {
         let soc_soh = self.soc_soh.as_ref()?;
         let m = self.measurements.as_ref()?;
@@ -208,6 +210,11 @@ impl CanPackState {
             charge_enabled: request.value.charge_enable,
             discharge_enabled: request.value.discharge_enable,
         };
+        // Frames that add up to a reading no pack can make give none: the
+        // pack then goes stale rather than publish it.
+        if reading.validate().is_err() {
+            return None;
+        }
         let behind = [
             Some(soc_soh.at),
             Some(m.at),
@@ -275,6 +282,24 @@ mod tests {
         let mut unknown_cells = CanPackState::new(0);
         basic(&mut unknown_cells, t0);
         assert!(unknown_cells.sample(t0, WINDOW).is_none());
+    }
+
+    #[test]
+    fn frames_adding_up_to_an_impossible_reading_give_none() {
+        // Found by the can_decode fuzz target: a 0x356 of -215.04 V (and a
+        // temperature of -2184.6 degC) assembled into a reading.
+        let t0 = Instant::now();
+        let mut s = CanPackState::new(1);
+        s.feed(&f(0x355, &[71, 0, 98, 0]), t0).unwrap();
+        s.feed(&f(0x356, &[0x00, 0xAC, 0x15, 0x00, 0xA8, 0xAA]), t0)
+            .unwrap();
+        s.feed(&f(0x35C, &[0xC0]), t0).unwrap();
+        assert!(s.sample(t0, WINDOW).is_none());
+        // The next good frame makes a reading again.
+        s.feed(&f(0x356, &[0x14, 0x15, 0xE6, 0xFF, 0xF0, 0x00]), t0)
+            .unwrap();
+        let (reading, _) = s.sample(t0, WINDOW).unwrap();
+        assert_eq!(reading.validate(), Ok(()));
     }
 
     #[test]

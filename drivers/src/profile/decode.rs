@@ -387,7 +387,7 @@ impl Decoder {
                 }
             }
         }
-        Ok(PackReading {
+        let reading = PackReading {
             pack_voltage_v: self.pack_voltage_v.value(regs)?,
             current_a: self.current_a.value(regs)?,
             soc_pct: self.soc_pct.value(regs)?,
@@ -401,7 +401,9 @@ impl Decoder {
             alarms,
             charge_enabled: flag(&self.charge_enabled)?,
             discharge_enabled: flag(&self.discharge_enabled)?,
-        })
+        };
+        reading.validate()?;
+        Ok(reading)
     }
 
     /// The serial number, `None` when the profile has none or it is blank.

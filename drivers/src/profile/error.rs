@@ -49,6 +49,10 @@ pub enum ProfileError {
 /// Why registers could not be decoded into a reading.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegisterDecodeError {
+    /// The registers decode to a reading no pack can make (a value out of
+    /// its physical range): refused, never published as a sample.
+    #[error("the registers decode to an impossible reading: {0}")]
+    Impossible(#[from] packgate_protocol::SampleError),
     /// Not one register vector per profile block.
     #[error("{got} register blocks given; the profile reads {expected}")]
     BlockCount {

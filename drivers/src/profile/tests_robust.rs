@@ -36,21 +36,35 @@ fn garbage_registers_never_panic() {
                 })
                 .collect();
             if let Ok(reading) = profile.decode(&blocks) {
-                // Well-formed always; garbage may well be physically
-                // impossible, which the collector then treats as a failed poll.
-                let checked = reading.validate();
-                assert!(
-                    matches!(
-                        checked,
-                        Ok(()) | Err(packgate_protocol::SampleError::OutOfRange { .. })
-                    ),
-                    "{}: {checked:?}",
-                    profile.name
-                );
+                // Garbage decodes to a reading only when that reading is
+                // possible; an impossible one is refused by the decoder.
+                assert_eq!(reading.validate(), Ok(()), "{}", profile.name);
             }
             let _ = profile.serial_number(&blocks);
         }
     }
+}
+
+#[test]
+fn an_impossible_state_of_charge_is_refused_not_decoded() {
+    // Found by the profile_decode fuzz target: a SoC register of 33993
+    // (3399.3 %) decoded into a reading.
+    let profile = Profile::builtin("packgate-sim").unwrap();
+    let mut blocks: Vec<Vec<u16>> = profile
+        .blocks
+        .iter()
+        .map(|b| vec![0; usize::from(b.count)])
+        .collect();
+    blocks[0][0] = 5230; // 52.30 V
+    blocks[0][2] = 33993; // SoC
+    blocks[0][3] = 980; // SoH 98 %
+    blocks[0][4] = 1; // one cell
+    blocks[0][5] = 1; // one temperature
+    blocks[0][16] = 3300; // 3.300 V
+    blocks[0][48] = 250; // 25.0 degC
+    let error = profile.decode(&blocks).unwrap_err().to_string();
+    assert!(error.contains("impossible reading"), "{error}");
+    assert!(error.contains("soc_pct"), "{error}");
 }
 
 #[test]
