@@ -16,7 +16,7 @@ pub(super) fn profile(extra: &str) -> Result<Profile, ProfileError> {
 pub(super) fn minimal(current: &str) -> String {
     format!(
         "[fields]\npack_voltage_v = {{ block = 0, offset = 0, type = \"u16\" }}\n\
-         current_a = {current}\nsoc_pct = {{ block = 0, offset = 2, type = \"u16\" }}\n\
+         current_a = {current}\nsoc_pct = {{ block = 0, offset = 5, type = \"u16\" }}\n\
          [cells]\nblock = 0\noffset = 10\ntype = \"u16\"\ncount = 1\n\
          [temperatures]\nblock = 0\noffset = 20\ntype = \"u16\"\ncount = 1\n"
     )
