@@ -346,13 +346,10 @@ pub async fn run_workers(
         consumers,
         keeper_stop.clone(),
     ));
-    let jetstream_watch = broker.server.as_ref().map(|server| {
-        server.spawn_jetstream_watch(
-            broker.client.clone(),
-            broker.js.clone(),
-            keeper_stop.clone(),
-        )
-    });
+    let jetstream_watch = broker
+        .server
+        .as_ref()
+        .map(|server| server.spawn_jetstream_watch(broker.client.clone(), keeper_stop.clone()));
 
     let broker_lost =
         crate::watchdog::supervise(broker, &shutdown, &running.handles(), &running.metrics).await;

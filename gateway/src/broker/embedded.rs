@@ -21,6 +21,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// Unanswered probes in a row, with the connection up, before a restart.
 const PROBES_BEFORE_RESTART: u32 = 3;
+/// The JetStream API's info request.
+const JS_INFO_SUBJECT: &str = "$JS.API.INFO";
 /// Time given to a restarted server before it is probed again.
 const RESTART_GRACE: Duration = Duration::from_secs(30);
 
@@ -99,7 +101,6 @@ impl EmbeddedBroker {
     pub fn spawn_jetstream_watch(
         &self,
         client: async_nats::Client,
-        js: async_nats::jetstream::Context,
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let server = Arc::clone(&self.server);
@@ -119,7 +120,10 @@ impl EmbeddedBroker {
                     unanswered = 0;
                     continue;
                 }
-                match tokio::time::timeout(PROBE_EVERY, js.query_account()).await {
+                // Any answer will do: a JetStream that is up answers its
+                // info request, one that is stuck lets it time out.
+                let probe = client.request(JS_INFO_SUBJECT, bytes::Bytes::new());
+                match tokio::time::timeout(PROBE_EVERY, probe).await {
                     Ok(Ok(_)) => unanswered = 0,
                     Ok(Err(error)) => {
                         unanswered += 1;
