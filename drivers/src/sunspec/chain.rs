@@ -155,14 +155,13 @@ impl ChainWalk {
         };
         // The next header (2 registers) must fit in the address space.
         let next = u32::from(self.next) + 2 + u32::from(length);
-        let next = u16::try_from(next)
-            .ok()
-            .filter(|&n| n < u16::MAX)
-            .ok_or(DiscoveryError::ChainBroken {
+        let next = u16::try_from(next).ok().filter(|&n| n < u16::MAX).ok_or(
+            DiscoveryError::ChainBroken {
                 id,
                 address: self.next,
                 length,
-            })?;
+            },
+        )?;
         self.models.push(entry);
         self.next = next;
         Ok(Step::Next(next))

@@ -169,6 +169,13 @@ fn bank(regs: &[u16]) -> Result<Bank, DecodeError> {
     })
 }
 
+/// Model 1's `SN` from its body, when implemented; `None` as well for a
+/// body shorter than the model.
+pub fn serial_number(common_body: &[u16]) -> Option<String> {
+    need(1, common_body, m1::LEN).ok()?;
+    string(common_body, m1::SN, m1::SN_LEN)
+}
+
 /// Decodes the bodies (the registers after each header) of model 802,
 /// and of 803 and the common model where the device has them.
 pub fn decode(

@@ -14,4 +14,4 @@ pub use chain::{
     battery_models, walk_image, BatteryModels, ChainWalk, DiscoveryError, ModelEntry, ModelMap,
     Step, DEFAULT_BASES, MARKER,
 };
-pub use decode::{decode, Bank, Battery, DecodeError, SunSpecReading};
+pub use decode::{decode, serial_number, Bank, Battery, DecodeError, SunSpecReading};
