@@ -1,0 +1,134 @@
+//! End to end over SunSpec: the simulator served as SunSpec batteries in
+//! every layout over Modbus TCP on loopback, the gateway finding each
+//! one's models by walking the chain and storing what the simulator holds.
+
+// Test helpers below panic on a failed set-up step, which fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use packgate::config::PackConfig;
+use packgate_protocol::{DataQuality, PackId, PackReading};
+use packgate_sim::serve::sunspec::served_alarms;
+use packgate_sim::serve::{serve_modbus_tcp, SimUnit, SunSpecLayout};
+use packgate_sim::{Faults, LoadProfile, SimPack, SimPackConfig};
+use support::wire::*;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// A pack at `current_a`, its clock frozen so what it holds is what it
+/// serves for the whole test.
+fn frozen_pack(seed: u64, current_a: f64) -> SimPack {
+    let config = SimPackConfig {
+        load: LoadProfile::Constant { current_a },
+        ..SimPackConfig::default().with_seed(seed)
+    };
+    let pack = SimPack::new(&config);
+    pack.advance(30.0);
+    pack.advance_to(Instant::now() + Duration::from_secs(86_400));
+    pack
+}
+
+/// What the gateway stored equals what the simulator holds, within the
+/// resolution of the served scale factors.
+fn assert_stored(stored: &PackReading, held: &PackReading, bank: bool, pack: &str) {
+    let close = |a: f32, b: f32, resolution: f32, what: &str| {
+        assert!(
+            (a - b).abs() <= resolution / 2.0 + 1e-4,
+            "{pack} {what}: stored {a}, simulator {b}"
+        );
+    };
+    close(stored.pack_voltage_v, held.pack_voltage_v, 0.01, "voltage");
+    close(stored.current_a, held.current_a, 0.1, "current");
+    close(stored.soc_pct, held.soc_pct, 0.1, "SoC");
+    close(stored.soh_pct, held.soh_pct, 0.1, "SoH");
+    let cells = &stored.cell_voltages_v.0;
+    assert_eq!(cells.len(), 2, "{pack} cells");
+    close(cells[0], held.max_cell_v(), 0.001, "max cell");
+    close(cells[1], held.min_cell_v(), 0.001, "min cell");
+    let temps = &stored.temperatures_c.0;
+    if bank {
+        let min = held
+            .temperatures_c
+            .0
+            .iter()
+            .copied()
+            .fold(f32::MAX, f32::min);
+        assert_eq!(temps.len(), 2, "{pack} temperatures");
+        close(temps[0], held.max_temperature_c(), 0.1, "max temperature");
+        close(temps[1], min, 0.1, "min temperature");
+    } else {
+        assert!(temps.is_empty(), "{pack}: temperatures without model 803");
+    }
+    assert_eq!(stored.alarms, served_alarms(held.alarms), "{pack} alarms");
+    let connected = held.charge_enabled && held.discharge_enabled;
+    assert_eq!(stored.charge_enabled, connected, "{pack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sunspec_layout_reaches_sqlite_with_the_simulator_values() {
+    let broker = TestBroker::start().await;
+    let servers = CancellationToken::new();
+    let units: Vec<SimUnit> = SunSpecLayout::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &layout)| {
+            let id = i as u8 + 1;
+            let current = if i % 2 == 0 { -12.5 } else { 20.0 };
+            SimUnit::new(id, frozen_pack(u64::from(id), current), u64::from(id))
+                .with_sunspec(layout)
+        })
+        .collect();
+    // One pack hot: its alarm must come through Evt1.
+    units[1].pack.set_faults(Faults {
+        over_temperature: true,
+        ..Faults::default()
+    });
+    units[1].pack.advance(600.0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve_modbus_tcp(listener, units.clone(), servers.clone()));
+
+    let mut config = base_config(&broker, 200);
+    config.buses = vec![tcp_bus("tcp", address)];
+    config.packs = units
+        .iter()
+        .map(|u| {
+            let id = PackId::new(u.sunspec.unwrap().as_str()).unwrap();
+            PackConfig::sunspec(id, "tcp", u.unit_id)
+        })
+        .collect();
+    let (shutdown, gateway) = start_gateway(&config).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    shutdown.cancel();
+    let (report, connection) = gateway.await.unwrap();
+    let collect = report.collect.unwrap();
+    assert_eq!(
+        collect.polls_timeout.get() + collect.polls_protocol.get() + collect.polls_transport.get(),
+        0
+    );
+    assert_eq!(
+        assert_exactly_once(&config.database_path(), units.len(), true),
+        collect.samples_published.get()
+    );
+    for unit in &units {
+        let layout = unit.sunspec.unwrap();
+        let stored = rows(&config, layout.as_str());
+        assert!(stored.len() >= 10, "{layout}: {} samples", stored.len());
+        for row in &stored {
+            assert_eq!(row.sample.quality, DataQuality::Fresh, "{layout}");
+            let bank = layout != SunSpecLayout::No803;
+            assert_stored(
+                &row.sample.reading,
+                &unit.pack.reading(),
+                bank,
+                layout.as_str(),
+            );
+        }
+    }
+    assert!(!served_alarms(units[1].pack.reading().alarms).is_empty());
+    servers.cancel();
+    connection.close(&config.data_dir).await;
+}
