@@ -7,6 +7,8 @@
 
 mod support;
 
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use packgate::config::PackConfig;
@@ -131,4 +133,92 @@ async fn every_sunspec_layout_reaches_sqlite_with_the_simulator_values() {
     assert!(!served_alarms(units[1].pack.reading().alarms).is_empty());
     servers.cancel();
     connection.close(&config.data_dir).await;
+}
+
+/// A `packgate sim` child serving one pack over Modbus TCP, killed when
+/// dropped, and the address it printed.
+struct SimProcess {
+    child: std::process::Child,
+    /// The line it printed.
+    line: String,
+}
+
+impl SimProcess {
+    fn start(extra: &[&str]) -> SimProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_packgate"))
+            .args(["sim", "--packs", "1", "--modbus-tcp", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        SimProcess { child, line }
+    }
+
+    /// From "modbus-tcp 127.0.0.1:PORT units 1..=1[ sunspec LAYOUT]".
+    fn address(&self) -> &str {
+        self.line.split_whitespace().nth(1).unwrap()
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `packgate sunspec scan` against `address`, unit 1.
+fn scan(address: &str) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args(["sunspec", "scan", address, "--unit", "1"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sunspec_scan_prints_the_models_the_simulator_serves() {
+    let layouts = [
+        (
+            "vendor-first",
+            vec![
+                "     1   40002      66",
+                " 64900   40070      12",
+                "   802   40084      62",
+                "   803   40148      58",
+            ],
+        ),
+        (
+            "common65",
+            vec!["     1   40002      65", "   802   40069      62"],
+        ),
+    ];
+    for (layout, expected) in layouts {
+        let sim = SimProcess::start(&["--sunspec-layout", layout]);
+        assert!(
+            sim.line.ends_with(&format!("sunspec {layout}\n")),
+            "{}",
+            sim.line
+        );
+        let (ok, stdout, stderr) = scan(sim.address());
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("SunS marker at 40000"), "{stdout}");
+        for row in expected {
+            assert!(stdout.contains(row), "{layout}: no {row:?} in\n{stdout}");
+        }
+        assert!(stdout.contains("readable by driver"), "{stdout}");
+    }
+    // A device without SunSpec: refused with the reason.
+    let sim = SimProcess::start(&[]);
+    let (ok, _, stderr) = scan(sim.address());
+    assert!(!ok);
+    assert!(stderr.contains("no SunS marker"), "{stderr}");
 }
