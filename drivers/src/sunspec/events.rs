@@ -107,6 +107,28 @@ mod tests {
         }
     }
 
+    /// The README's Evt1 table says what [`EVT1`] does, bit by bit.
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../../../README.md");
+        for (bit, name, mapping) in EVT1.iter().take(30) {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {bit} | {name} | ")))
+                .unwrap_or_else(|| panic!("README has no Evt1 row for bit {bit} {name}"));
+            let what = match mapping {
+                Alarm(flag) => {
+                    let (_, text) = AlarmFlags::ALL.iter().find(|(f, _)| f == flag).unwrap();
+                    format!("`{text}`")
+                }
+                Warning => "warning".to_owned(),
+                Unmapped => "unmapped".to_owned(),
+            };
+            assert!(row.contains(&what), "README row {row:?} should say {what}");
+        }
+        assert!(readme.contains("| 30, 31 | (not defined) | unmapped |"));
+    }
+
     #[test]
     fn alarms_warnings_and_unmapped_are_apart() {
         let e = events((1 << 1) | (1 << 2) | (1 << 17) | (1 << 13) | (1 << 20));
