@@ -313,11 +313,9 @@ impl PackReading {
         self.temperatures_c.max_c().unwrap_or(0.0)
     }
 
-    /// Checks the counts (an empty list is a device that reports no cell
-    /// or no temperature, as a SunSpec battery without model 803), that
-    /// every value is a finite number, and that
-    /// each is physically possible (see [`MAX_PACK_VOLTAGE_V`] and the
-    /// other bounds of this module).
+    /// Checks the counts (an empty list: the device reports none), that
+    /// every value is a finite number, and that each is physically
+    /// possible (see [`MAX_PACK_VOLTAGE_V`] and the other bounds).
     pub fn validate(&self) -> Result<(), SampleError> {
         let cells = self.cell_voltages_v.0.len();
         if cells > MAX_CELLS {
@@ -450,8 +448,7 @@ mod tests {
     #[test]
     fn validate_rejects_bad_counts_and_nan() {
         let mut r = reading();
-        r.cell_voltages_v.0.clear();
-        r.temperatures_c.0.clear();
+        (r.cell_voltages_v.0, r.temperatures_c.0) = (vec![], vec![]);
         assert_eq!(r.validate(), Ok(()));
         r.cell_voltages_v.0 = vec![3.3; 33];
         assert_eq!(r.validate(), Err(SampleError::CellCount(33)));

@@ -115,6 +115,20 @@ fn announce(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
+/// The packs to serve: unit id, pack (with its faults) and seed.
+fn sim_packs(options: &SimOptions) -> Vec<(u8, SimPack, u64)> {
+    (1..=options.packs.max(1))
+        .map(|unit| {
+            let seed = options.seed + u64::from(unit);
+            let pack = SimPack::new(&SimPackConfig::default().with_seed(seed));
+            if let Some((_, faults)) = options.faults.iter().find(|(u, _)| *u == unit) {
+                pack.set_faults(*faults);
+            }
+            (unit, pack, seed)
+        })
+        .collect()
+}
+
 /// " sunspec LAYOUT" when the units are served as SunSpec batteries.
 fn sunspec_note(layout: Option<SunSpecLayout>) -> String {
     layout.map_or_else(String::new, |l| format!(" sunspec {l}"))
@@ -126,16 +140,7 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
     if options.modbus_tcp.is_none() && options.modbus_rtu.is_none() && options.slcan.is_none() {
         return Err(SimCliError::NoTransport);
     }
-    let packs: Vec<(u8, SimPack, u64)> = (1..=options.packs.max(1))
-        .map(|unit| {
-            let seed = options.seed + u64::from(unit);
-            let pack = SimPack::new(&SimPackConfig::default().with_seed(seed));
-            if let Some((_, faults)) = options.faults.iter().find(|(u, _)| *u == unit) {
-                pack.set_faults(*faults);
-            }
-            (unit, pack, seed)
-        })
-        .collect();
+    let packs = sim_packs(&options);
     let units = || -> Vec<SimUnit> {
         packs
             .iter()
