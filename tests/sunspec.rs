@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use packgate::config::PackConfig;
 use packgate_protocol::{DataQuality, PackId, PackReading};
 use packgate_sim::serve::sunspec::served_alarms;
-use packgate_sim::serve::{serve_modbus_tcp, SimUnit, SunSpecLayout};
+use packgate_sim::serve::{
+    serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit, SunSpecLayout,
+};
 use packgate_sim::{Faults, LoadProfile, SimPack, SimPackConfig};
 use support::wire::*;
 use support::*;
@@ -131,6 +133,50 @@ async fn every_sunspec_layout_reaches_sqlite_with_the_simulator_values() {
         }
     }
     assert!(!served_alarms(units[1].pack.reading().alarms).is_empty());
+    servers.cancel();
+    connection.close(&config.data_dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sunspec_pack_shares_an_rtu_line_with_a_profile_pack() {
+    let broker = TestBroker::start().await;
+    let servers = CancellationToken::new();
+    let plain = still_pack(1);
+    let battery = frozen_pack(2, -12.5);
+    let units = vec![
+        SimUnit::new(1, plain.clone(), 1),
+        SimUnit::new(2, battery.clone(), 2).with_sunspec(SunSpecLayout::Common65),
+    ];
+    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
+    let path = tokio_serial::SerialPort::name(&client).unwrap();
+    let rtu = RtuServerOptions::default();
+    tokio::spawn(serve_modbus_rtu(device, units, rtu, servers.clone()));
+
+    let mut config = base_config(&broker, 1_000);
+    config.buses = vec![rtu_bus("rs485", path)];
+    config.packs = vec![
+        modbus_pack("plain", "rs485", 1),
+        PackConfig::sunspec(PackId::new("battery").unwrap(), "rs485", 2),
+    ];
+    let (shutdown, gateway) = start_gateway(&config).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    shutdown.cancel();
+    let (report, connection) = gateway.await.unwrap();
+    drop(client);
+    let collect = report.collect.unwrap();
+    assert_eq!(
+        collect.polls_timeout.get() + collect.polls_protocol.get() + collect.polls_transport.get(),
+        0
+    );
+    let stored = rows(&config, "battery");
+    assert!(stored.len() >= 3, "{} samples", stored.len());
+    for row in &stored {
+        assert_eq!(row.sample.quality, DataQuality::Fresh);
+        assert_stored(&row.sample.reading, &battery.reading(), true, "battery");
+    }
+    let plain_rows = rows(&config, "plain");
+    let last = &plain_rows.last().unwrap().sample;
+    assert_reading_matches(&last.reading, &plain.reading(), "plain");
     servers.cancel();
     connection.close(&config.data_dir).await;
 }
