@@ -72,6 +72,8 @@ fn every_command_has_help() {
         vec!["query", "samples"],
         vec!["watch"],
         vec!["bench"],
+        vec!["sunspec", "scan"],
+        vec!["sim"],
     ] {
         let out = packgate().args(&command).arg("--help").output().unwrap();
         assert!(out.status.success(), "{command:?}");

@@ -45,6 +45,13 @@ unit_id = 1
 profile = "jk-bms-pb"
 
 [[packs]]
+id = "sunspec-1"
+driver = "sunspec"
+bus = "tcp"
+unit_id = 2
+invert_current = true
+
+[[packs]]
 id = "can-1"
 driver = "can"
 bus = "slcan"
@@ -200,7 +207,7 @@ fn every_default_key_is_in_the_example() {
 fn every_kind_of_bus_pack_load_and_output_has_its_keys_in_the_example() {
     let config: Config = toml::from_str(VARIANTS).unwrap();
     assert_eq!(config.buses.len(), 4);
-    assert_eq!(config.packs.len(), 5);
+    assert_eq!(config.packs.len(), 6);
     let documented = documented_paths(EXAMPLE);
     let missing: Vec<String> = config_paths(&config)
         .into_iter()

@@ -19,6 +19,7 @@ pub mod modbus;
 pub mod profile;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sunspec;
 
 #[cfg(feature = "sim")]
 pub use sim::SimDriver;

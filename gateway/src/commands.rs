@@ -174,6 +174,14 @@ pub(crate) fn broker_users(credentials: &Path, out: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `packgate sunspec scan`: prints the models found, or fails with why
+/// there are none.
+pub(crate) async fn sunspec_scan(address: &str, unit: u8, bases: &[u16]) -> anyhow::Result<()> {
+    let map = packgate::cli::sunspec::scan(address, unit, bases, Duration::from_secs(2)).await?;
+    write!(stdout(), "{}", packgate::cli::sunspec::render(&map))?;
+    Ok(())
+}
+
 /// `packgate sim`: serves simulated packs until a signal.
 pub(crate) async fn sim(options: SimOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();

@@ -4,7 +4,7 @@ mod commands;
 
 use commands::{
     bench, broker_users, can_decode, check_config, command, profiles, query_samples, reset_alarm,
-    run_gateway, run_one, sim, status, watch,
+    run_gateway, run_one, sim, status, sunspec_scan, watch,
 };
 
 use std::future::Future;
@@ -114,6 +114,10 @@ enum Action {
         /// | garbage | overtemp (repeatable).
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<(u8, packgate_sim::Faults)>,
+        /// Serve the packs as SunSpec batteries (models 1, 802, 803 from
+        /// 40000) in this layout: standard | common65 | vendor-first | no803.
+        #[arg(long)]
+        sunspec_layout: Option<packgate_sim::serve::SunSpecLayout>,
     },
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
@@ -140,6 +144,11 @@ enum Action {
     Can {
         #[command(subcommand)]
         what: CanCommand,
+    },
+    /// SunSpec tools.
+    Sunspec {
+        #[command(subcommand)]
+        what: SunSpecCommand,
     },
     /// Measure the whole pipeline with simulated packs.
     Bench {
@@ -194,6 +203,21 @@ enum ProfilesCommand {
     Check {
         /// The file.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SunSpecCommand {
+    /// List the SunSpec models of a Modbus TCP device (ID, offset, length).
+    Scan {
+        /// The device, such as 192.168.1.50:502.
+        address: String,
+        /// The Modbus unit id.
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Where to look for the "SunS" marker, in order (repeatable).
+        #[arg(long = "base", default_values_t = [40000u16, 0, 50000])]
+        bases: Vec<u16>,
     },
 }
 
@@ -377,6 +401,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             baud_rate,
             slcan,
             faults,
+            sunspec_layout,
         } => block_on(sim(packgate::cli::sim::SimOptions {
             packs,
             seed,
@@ -385,12 +410,21 @@ fn run(action: Action) -> anyhow::Result<()> {
             baud_rate,
             slcan,
             faults,
+            sunspec_layout,
         })),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),
         Action::Can {
             what: CanCommand::Decode { file },
         } => can_decode(&file),
+        Action::Sunspec {
+            what:
+                SunSpecCommand::Scan {
+                    address,
+                    unit,
+                    bases,
+                },
+        } => block_on(sunspec_scan(&address, unit, &bases)),
         Action::Bench {
             packs,
             duration,

@@ -433,7 +433,10 @@ mod tests {
             seq: 1,
             timestamp_ms: 0,
             quality: DataQuality::Fresh,
-            reading: PackReading::default(),
+            reading: PackReading {
+                cell_voltages_v: crate::CellVoltages(vec![3.3; crate::MAX_CELLS + 1]),
+                ..PackReading::default()
+            },
             clock: ClockQuality::Trusted,
         };
         assert!(matches!(

@@ -27,11 +27,11 @@ pub const PERCENT_RANGE: (f32, f32) = (0.0, 100.0);
 /// Why a sample or reading is not well-formed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SampleError {
-    /// Cell count outside 1..=[`MAX_CELLS`].
-    #[error("{0} cell voltages; a sample carries 1 to {MAX_CELLS}")]
+    /// Cell count above [`MAX_CELLS`].
+    #[error("{0} cell voltages; a sample carries at most {MAX_CELLS}")]
     CellCount(usize),
-    /// Sensor count outside 1..=[`MAX_TEMPERATURE_SENSORS`].
-    #[error("{0} temperatures; a sample carries 1 to {MAX_TEMPERATURE_SENSORS}")]
+    /// Sensor count above [`MAX_TEMPERATURE_SENSORS`].
+    #[error("{0} temperatures; a sample carries at most {MAX_TEMPERATURE_SENSORS}")]
     TemperatureCount(usize),
     /// A value is NaN or infinite.
     #[error("field {0} is not a finite number")]
@@ -313,16 +313,16 @@ impl PackReading {
         self.temperatures_c.max_c().unwrap_or(0.0)
     }
 
-    /// Checks the counts, that every value is a finite number, and that
-    /// each is physically possible (see [`MAX_PACK_VOLTAGE_V`] and the
-    /// other bounds of this module).
+    /// Checks the counts (an empty list: the device reports none), that
+    /// every value is a finite number, and that each is physically
+    /// possible (see [`MAX_PACK_VOLTAGE_V`] and the other bounds).
     pub fn validate(&self) -> Result<(), SampleError> {
         let cells = self.cell_voltages_v.0.len();
-        if !(1..=MAX_CELLS).contains(&cells) {
+        if cells > MAX_CELLS {
             return Err(SampleError::CellCount(cells));
         }
         let sensors = self.temperatures_c.0.len();
-        if !(1..=MAX_TEMPERATURE_SENSORS).contains(&sensors) {
+        if sensors > MAX_TEMPERATURE_SENSORS {
             return Err(SampleError::TemperatureCount(sensors));
         }
         let scalars = [
@@ -448,8 +448,10 @@ mod tests {
     #[test]
     fn validate_rejects_bad_counts_and_nan() {
         let mut r = reading();
-        r.cell_voltages_v.0.clear();
-        assert_eq!(r.validate(), Err(SampleError::CellCount(0)));
+        (r.cell_voltages_v.0, r.temperatures_c.0) = (vec![], vec![]);
+        assert_eq!(r.validate(), Ok(()));
+        r.cell_voltages_v.0 = vec![3.3; 33];
+        assert_eq!(r.validate(), Err(SampleError::CellCount(33)));
         let mut r = reading();
         r.temperatures_c.0 = vec![20.0; 17];
         assert_eq!(r.validate(), Err(SampleError::TemperatureCount(17)));

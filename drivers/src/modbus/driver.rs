@@ -1,11 +1,12 @@
 //! [`ModbusPackDriver`]: one pack behind a Modbus unit id on a
 //! [`ModbusLink`] its bus owner lends it, read and written through its
-//! device [`Profile`].
+//! device [`Profile`], or read as a SunSpec battery.
 
 use futures_util::future::BoxFuture;
 use packgate_protocol::{DataQuality, PackId};
 
 use super::link::ModbusLink;
+use super::sunspec::{SunSpecOptions, SunSpecReader, SUNSPEC_POLL_REQUESTS};
 use crate::profile::{Profile, ReadFunction};
 use crate::{DeviceException, DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};
 
@@ -16,7 +17,16 @@ use crate::{DeviceException, DriverError, DriverResult, PackDriver, Polled, Vali
 pub struct ModbusPackDriver {
     pack_id: PackId,
     unit_id: u8,
-    profile: Profile,
+    reader: Reader,
+}
+
+/// How the pack's registers are found.
+#[derive(Debug)]
+enum Reader {
+    /// At the fixed places of a device profile.
+    Profile(Box<Profile>),
+    /// Where the SunSpec model chain puts them.
+    SunSpec(SunSpecReader),
 }
 
 impl ModbusPackDriver {
@@ -25,7 +35,17 @@ impl ModbusPackDriver {
         Self {
             pack_id,
             unit_id,
-            profile,
+            reader: Reader::Profile(Box::new(profile)),
+        }
+    }
+
+    /// The SunSpec battery `pack_id` at unit `unit_id`, found and read as
+    /// `options` say. It has no writable settings.
+    pub fn sunspec(pack_id: PackId, unit_id: u8, options: SunSpecOptions) -> Self {
+        Self {
+            pack_id,
+            unit_id,
+            reader: Reader::SunSpec(SunSpecReader::new(options)),
         }
     }
 
@@ -34,18 +54,42 @@ impl ModbusPackDriver {
         self.unit_id
     }
 
-    /// The device profile.
-    pub fn profile(&self) -> &Profile {
-        &self.profile
+    /// The device profile; `None` for a SunSpec battery.
+    pub fn profile(&self) -> Option<&Profile> {
+        match &self.reader {
+            Reader::Profile(profile) => Some(profile),
+            Reader::SunSpec(_) => None,
+        }
+    }
+
+    /// The SunSpec options; `None` for a profile-read pack.
+    pub fn sunspec_options(&self) -> Option<&SunSpecOptions> {
+        match &self.reader {
+            Reader::Profile(_) => None,
+            Reader::SunSpec(reader) => Some(reader.options()),
+        }
+    }
+
+    /// Requests one poll may take at most (the bus's poll timeout allows
+    /// this many request timeouts).
+    pub fn poll_requests(&self) -> usize {
+        match &self.reader {
+            Reader::Profile(profile) => profile.blocks.len(),
+            Reader::SunSpec(_) => SUNSPEC_POLL_REQUESTS,
+        }
     }
 
     /// Reads every block of the profile, in order, each under the link's
     /// request timeout; the first refusal ends the poll.
-    async fn read_blocks(&self, link: &mut ModbusLink) -> DriverResult<Vec<Vec<u16>>> {
-        let mut blocks = Vec::with_capacity(self.profile.blocks.len());
-        for block in &self.profile.blocks {
+    async fn read_blocks(
+        profile: &Profile,
+        unit_id: u8,
+        link: &mut ModbusLink,
+    ) -> DriverResult<Vec<Vec<u16>>> {
+        let mut blocks = Vec::with_capacity(profile.blocks.len());
+        for block in &profile.blocks {
             match link
-                .read_registers(self.unit_id, block.function, block.start, block.count)
+                .read_registers(unit_id, block.function, block.start, block.count)
                 .await?
             {
                 Ok(registers) => blocks.push(registers),
@@ -55,24 +99,29 @@ impl ModbusPackDriver {
         Ok(Ok(blocks))
     }
 
-    async fn read(&self, link: &mut ModbusLink) -> DriverResult<Polled> {
-        let blocks = match self.read_blocks(link).await? {
+    async fn read(&mut self, link: &mut ModbusLink) -> DriverResult<Polled> {
+        let unit_id = self.unit_id;
+        let profile = match &mut self.reader {
+            Reader::Profile(profile) => &**profile,
+            Reader::SunSpec(reader) => return reader.poll(link, unit_id).await,
+        };
+        let blocks = match Self::read_blocks(profile, unit_id, link).await? {
             Ok(blocks) => blocks,
             Err(exception) => return Ok(Err(exception)),
         };
-        let reading = self.profile.decode(&blocks).map_err(|e| {
-            DriverError::Protocol(format!("decoding with profile {}: {e}", self.profile.name))
+        let reading = profile.decode(&blocks).map_err(|e| {
+            DriverError::Protocol(format!("decoding with profile {}: {e}", profile.name))
         })?;
         Ok(Ok(Polled {
             reading,
             quality: DataQuality::Fresh,
-            serial_number: self.profile.serial_number(&blocks),
+            serial_number: profile.serial_number(&blocks),
         }))
     }
 
     async fn write(&self, link: &mut ModbusLink, setting: &ValidatedSetting) -> DriverResult<f64> {
         let name = setting.name.0.as_str();
-        let Some(spec) = self.profile.setting(name) else {
+        let Some(spec) = self.profile().and_then(|p| p.setting(name)) else {
             return Err(DriverError::UnsupportedSetting(name.to_owned()));
         };
         let values = match spec.encode(setting.value) {

@@ -4,8 +4,9 @@
 //! at one of [`BASE_ADDRESSES`], followed by models, each a header (model
 //! id, length `L` of the body in registers) and `L` registers; the id
 //! 0xFFFF ends the list. The `sunspec-802` profile assumes a fixed layout
-//! (see its file); a driver reads the map from the marker and calls
-//! [`find_sunspec_model`] to learn where model 802 really is.
+//! (see its file); [`find_sunspec_model`] finds a model in a map read from
+//! the marker. The SunSpec driver walks the chain itself, header by header
+//! (see [`crate::sunspec`]).
 
 /// The "SunS" marker registers.
 pub const MARKER: [u16; 2] = [0x5375, 0x6e53];

@@ -4,4 +4,5 @@
 pub mod render;
 pub mod sim;
 pub mod status;
+pub mod sunspec;
 pub mod watch;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use packgate_sim::serve::{serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit};
+use packgate_sim::serve::{
+    serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit, SunSpecLayout,
+};
 use packgate_sim::{Faults, SimPack, SimPackConfig};
 use tokio_serial::SerialPort;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,9 @@ pub struct SimOptions {
     pub slcan: Option<String>,
     /// Faults by unit id.
     pub faults: Vec<(u8, Faults)>,
+    /// Serve the Modbus units as SunSpec batteries in this layout instead
+    /// of the "packgate-sim" register map.
+    pub sunspec_layout: Option<SunSpecLayout>,
 }
 
 /// Why the simulator could not serve.
@@ -110,13 +115,9 @@ fn announce(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// Serves the simulated packs until `shutdown`, printing where each
-/// transport can be reached.
-pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
-    if options.modbus_tcp.is_none() && options.modbus_rtu.is_none() && options.slcan.is_none() {
-        return Err(SimCliError::NoTransport);
-    }
-    let packs: Vec<(u8, SimPack, u64)> = (1..=options.packs.max(1))
+/// The packs to serve: unit id, pack (with its faults) and seed.
+fn sim_packs(options: &SimOptions) -> Vec<(u8, SimPack, u64)> {
+    (1..=options.packs.max(1))
         .map(|unit| {
             let seed = options.seed + u64::from(unit);
             let pack = SimPack::new(&SimPackConfig::default().with_seed(seed));
@@ -125,11 +126,31 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
             }
             (unit, pack, seed)
         })
-        .collect();
+        .collect()
+}
+
+/// " sunspec LAYOUT" when the units are served as SunSpec batteries.
+fn sunspec_note(layout: Option<SunSpecLayout>) -> String {
+    layout.map_or_else(String::new, |l| format!(" sunspec {l}"))
+}
+
+/// Serves the simulated packs until `shutdown`, printing where each
+/// transport can be reached.
+pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
+    if options.modbus_tcp.is_none() && options.modbus_rtu.is_none() && options.slcan.is_none() {
+        return Err(SimCliError::NoTransport);
+    }
+    let packs = sim_packs(&options);
     let units = || -> Vec<SimUnit> {
         packs
             .iter()
-            .map(|(unit, pack, seed)| SimUnit::new(*unit, pack.clone(), *seed))
+            .map(|(unit, pack, seed)| {
+                let unit = SimUnit::new(*unit, pack.clone(), *seed);
+                match options.sunspec_layout {
+                    Some(layout) => unit.with_sunspec(layout),
+                    None => unit,
+                }
+            })
             .collect()
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -141,16 +162,21 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
         let local = listener
             .local_addr()
             .map_err(io_error("reading the bound address"))?;
-        announce(format_args!("modbus-tcp {local} units 1..={}", packs.len()));
+        announce(format_args!(
+            "modbus-tcp {local} units 1..={}{}",
+            packs.len(),
+            sunspec_note(options.sunspec_layout)
+        ));
         tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
     }
     if let Some(spec) = &options.modbus_rtu {
         let (port, path, client) = open_line(spec, options.baud_rate)?;
         keep_open.extend(client);
         announce(format_args!(
-            "modbus-rtu {path} {} baud units 1..={}",
+            "modbus-rtu {path} {} baud units 1..={}{}",
             options.baud_rate,
-            packs.len()
+            packs.len(),
+            sunspec_note(options.sunspec_layout)
         ));
         let rtu = RtuServerOptions {
             baud_rate: options.baud_rate,

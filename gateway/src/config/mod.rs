@@ -37,7 +37,10 @@ pub use data::DataConfig;
 pub use durability::Durability;
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
-pub use packs::{CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig};
+pub use packs::{
+    CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig,
+    SunSpecDriverConfig,
+};
 pub use ranges::{
     MAX_PACKS, MAX_STREAM_AGE_S, MAX_STREAM_BYTES, MIN_POLL_INTERVAL_MS, MIN_STREAM_BYTES,
 };

@@ -35,10 +35,13 @@ pub enum DriverConfig {
     /// `driver = "can"`: a BMS broadcasting the Pylontech/SMA-style CAN
     /// protocol.
     Can(CanDriverConfig),
+    /// `driver = "sunspec"`: a SunSpec battery (model 802) on Modbus RTU
+    /// or TCP, its models found by walking the SunSpec chain.
+    Sunspec(SunSpecDriverConfig),
 }
 
 /// The `driver` values, as the configuration spells them.
-const DRIVERS: &[&str] = &["sim", "modbus", "can"];
+const DRIVERS: &[&str] = &["sim", "modbus", "can", "sunspec"];
 
 /// A simulated pack.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -74,6 +77,29 @@ pub struct CanDriverConfig {
     pub cells_in_series: u8,
 }
 
+/// A SunSpec battery behind a Modbus unit id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SunSpecDriverConfig {
+    /// The bus it is on, by name: a `modbus_rtu` or `modbus_tcp` bus.
+    pub bus: String,
+    /// Its Modbus unit id on the bus, 1 to 247.
+    pub unit_id: u8,
+    /// Addresses where the "SunS" marker is looked for, in order; each
+    /// one of 0, 40000 and 50000.
+    #[serde(default = "default_sunspec_bases")]
+    pub bases: Vec<u16>,
+    /// Flip the sign of the current (packgate: positive while charging)
+    /// when the device's `ChaSt` does not say charging or discharging.
+    #[serde(default)]
+    pub invert_current: bool,
+}
+
+/// The SunSpec bases in the order to probe them: 40000, 0, 50000.
+fn default_sunspec_bases() -> Vec<u16> {
+    packgate_drivers::sunspec::DEFAULT_BASES.to_vec()
+}
+
 impl<'de> Deserialize<'de> for PackConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let entry = tagged::split(
@@ -86,6 +112,7 @@ impl<'de> Deserialize<'de> for PackConfig {
         let driver = match entry.tag.as_str() {
             "sim" => DriverConfig::Sim(entry.variant("driver")?),
             "modbus" => DriverConfig::Modbus(entry.variant("driver")?),
+            "sunspec" => DriverConfig::Sunspec(entry.variant("driver")?),
             _ => DriverConfig::Can(entry.variant("driver")?),
         };
         Ok(PackConfig { id, driver })
@@ -124,17 +151,77 @@ impl PackConfig {
         }
     }
 
+    /// A SunSpec battery at `unit_id` on the Modbus bus `bus`, the marker
+    /// looked for at the default bases.
+    pub fn sunspec(id: PackId, bus: &str, unit_id: u8) -> Self {
+        Self {
+            id,
+            driver: DriverConfig::Sunspec(SunSpecDriverConfig {
+                bus: bus.to_owned(),
+                unit_id,
+                bases: default_sunspec_bases(),
+                invert_current: false,
+            }),
+        }
+    }
+
     /// The bus it is on; none for a simulated pack.
     pub fn bus(&self) -> Option<&str> {
         match &self.driver {
             DriverConfig::Sim(_) => None,
             DriverConfig::Modbus(m) => Some(&m.bus),
+            DriverConfig::Sunspec(s) => Some(&s.bus),
             DriverConfig::Can(c) => Some(&c.bus),
         }
     }
 }
 
 type Invalid<'a> = &'a dyn Fn(&str, String) -> ConfigError;
+
+/// A Modbus-read pack (`driver`) is on a Modbus bus, at a unit id.
+fn check_modbus_unit<'a>(
+    driver: &str,
+    name: &str,
+    unit_id: u8,
+    key: &dyn Fn(&str) -> String,
+    bus: impl Fn(&str) -> Result<&'a BusLinkConfig, ConfigError>,
+    invalid: Invalid<'_>,
+) -> Result<(), ConfigError> {
+    let link = bus(name)?;
+    if !link.is_modbus() {
+        return Err(invalid(
+            &key("bus"),
+            format!(
+                "driver = \"{driver}\" needs a modbus_rtu or modbus_tcp bus; {name:?} is kind = \"{}\"",
+                link.kind()
+            ),
+        ));
+    }
+    if !(1..=247).contains(&unit_id) {
+        return Err(invalid(
+            &key("unit_id"),
+            format!("{unit_id} is not a Modbus unit id (1 to 247)"),
+        ));
+    }
+    Ok(())
+}
+
+/// SunSpec bases: one to three of 0, 40000 and 50000, none twice.
+fn check_sunspec_bases(bases: &[u16]) -> Result<(), String> {
+    let allowed = packgate_drivers::sunspec::DEFAULT_BASES;
+    if bases.is_empty() {
+        return Err("at least one base is needed (0, 40000 or 50000)".into());
+    }
+    for (i, base) in bases.iter().enumerate() {
+        if !allowed.contains(base) {
+            return Err(format!("{base} is not a SunSpec base (0, 40000 or 50000)"));
+        }
+        if bases[..i].contains(base) {
+            return Err(format!("base {base} is listed twice"));
+        }
+    }
+    Ok(())
+}
 
 fn validate_pack(
     index: usize,
@@ -155,26 +242,14 @@ fn validate_pack(
             .validate()
             .map_err(|e| invalid(&key("sim"), e.to_string())),
         DriverConfig::Modbus(modbus) => {
-            let link = bus(&modbus.bus)?;
-            if !link.is_modbus() {
-                return Err(invalid(
-                    &key("bus"),
-                    format!(
-                        "driver = \"modbus\" needs a modbus_rtu or modbus_tcp bus; {:?} is kind = \"{}\"",
-                        modbus.bus,
-                        link.kind()
-                    ),
-                ));
-            }
-            if !(1..=247).contains(&modbus.unit_id) {
-                return Err(invalid(
-                    &key("unit_id"),
-                    format!("{} is not a Modbus unit id (1 to 247)", modbus.unit_id),
-                ));
-            }
+            check_modbus_unit("modbus", &modbus.bus, modbus.unit_id, &key, bus, invalid)?;
             packgate_drivers::profile::resolve(&modbus.profile)
                 .map(drop)
                 .map_err(|e| invalid(&key("profile"), e.to_string()))
+        }
+        DriverConfig::Sunspec(sunspec) => {
+            check_modbus_unit("sunspec", &sunspec.bus, sunspec.unit_id, &key, bus, invalid)?;
+            check_sunspec_bases(&sunspec.bases).map_err(|e| invalid(&key("bases"), e))
         }
         DriverConfig::Can(can) => {
             let link = bus(&can.bus)?;
@@ -216,6 +291,7 @@ pub(super) fn validate(
         let (bus, unit) = match &pack.driver {
             DriverConfig::Sim(_) => continue,
             DriverConfig::Modbus(m) => (&m.bus, Some(m.unit_id)),
+            DriverConfig::Sunspec(s) => (&s.bus, Some(s.unit_id)),
             DriverConfig::Can(c) => (&c.bus, None),
         };
         if !addresses.insert((bus.clone(), unit)) {
@@ -356,3 +432,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "packs_sunspec_tests.rs"]
+mod sunspec_tests;

@@ -14,6 +14,7 @@ pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod registers;
 pub mod slcan;
+pub mod sunspec;
 
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
@@ -24,6 +25,7 @@ pub use tokio_util::sync::CancellationToken;
 
 use crate::model::{CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A};
 use registers::Request;
+pub use sunspec::SunSpecLayout;
 
 /// One simulated pack behind a Modbus unit id.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct SimUnit {
     pub pack: SimPack,
     /// The serial number the pack reports (registers 11-12).
     pub serial_number: u32,
+    /// Served as a SunSpec battery in this layout instead of the
+    /// "packgate-sim" register map; `None` for that map.
+    pub sunspec: Option<SunSpecLayout>,
 }
 
 impl SimUnit {
@@ -44,7 +49,14 @@ impl SimUnit {
             unit_id,
             pack,
             serial_number: registers::serial_number_from_seed(seed),
+            sunspec: None,
         }
+    }
+
+    /// The same unit served as a SunSpec battery in `layout`.
+    pub fn with_sunspec(mut self, layout: SunSpecLayout) -> Self {
+        self.sunspec = Some(layout);
+        self
     }
 }
 
@@ -156,6 +168,13 @@ pub(crate) fn serve_pdu(unit: &SimUnit, pdu: &[u8]) -> Vec<u8> {
             count,
         } => {
             let reading = unit.pack.advance_to(tokio::time::Instant::now().into_std());
+            if let Some(layout) = unit.sunspec {
+                let image = sunspec::SunSpecImage::encode(&reading, unit.serial_number, layout);
+                return Ok(registers::read_response(
+                    function,
+                    &image.read(start, count)?,
+                ));
+            }
             let [charge, discharge] = [CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A]
                 .map(|name| unit.pack.setting(name).unwrap_or(0.0));
             let image =
@@ -164,6 +183,9 @@ pub(crate) fn serve_pdu(unit: &SimUnit, pdu: &[u8]) -> Vec<u8> {
                 function,
                 &image.read(start, count)?,
             ))
+        }
+        Request::Write { .. } if unit.sunspec.is_some() => {
+            Err(registers::EXCEPTION_ILLEGAL_DATA_ADDRESS)
         }
         Request::Write {
             function,

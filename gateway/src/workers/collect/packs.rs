@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use packgate_drivers::can::{CanDriverConfig as CanConfig, CanPackDriver, CanTransportConfig};
 use packgate_drivers::modbus::{
-    DataBits, ModbusLink, ModbusPackDriver, Parity, RtuLinkConfig, StopBits, TcpLinkConfig,
+    DataBits, ModbusLink, ModbusPackDriver, Parity, RtuLinkConfig, StopBits, SunSpecOptions,
+    TcpLinkConfig,
 };
 use packgate_drivers::{profile, DriverError, PackDriver, SimDriver};
 use packgate_protocol::PackId;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 use super::bus::{BusContext, BusOwner, WriteRequest};
 use crate::config::{
     BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, ModbusDriverConfig,
-    SerialParity,
+    SerialParity, SunSpecDriverConfig,
 };
 use crate::workers::control::validate::{pack_settings, PackTable, Policy, WriteCheck};
 
@@ -227,10 +228,31 @@ fn add_modbus_pack(
         pack: id.clone(),
         source,
     })?;
-    let (link, drivers, poll_timeout) = group;
-    *poll_timeout = (*poll_timeout).max(link.poll_timeout(profile.blocks.len()));
-    drivers.push(ModbusPackDriver::new(id.clone(), config.unit_id, profile));
+    push_modbus_driver(
+        group,
+        ModbusPackDriver::new(id.clone(), config.unit_id, profile),
+    );
     Ok(())
+}
+
+/// Adds the SunSpec battery `id` to its Modbus bus.
+fn add_sunspec_pack(group: &mut ModbusGroup, id: &PackId, config: &SunSpecDriverConfig) {
+    let options = SunSpecOptions {
+        bases: config.bases.clone(),
+        invert_current: config.invert_current,
+    };
+    push_modbus_driver(
+        group,
+        ModbusPackDriver::sunspec(id.clone(), config.unit_id, options),
+    );
+}
+
+/// Adds `driver` to the bus, whose poll timeout grows to what one of its
+/// polls may need.
+fn push_modbus_driver(group: &mut ModbusGroup, driver: ModbusPackDriver) {
+    let (link, drivers, poll_timeout) = group;
+    *poll_timeout = (*poll_timeout).max(link.poll_timeout(driver.poll_requests()));
+    drivers.push(driver);
 }
 
 impl PackSet {
@@ -269,7 +291,7 @@ impl PackSet {
                 None => None,
             };
             match (&pack.driver, link) {
-                (DriverConfig::Modbus(m), Some((name, bus))) => {
+                (DriverConfig::Modbus(_) | DriverConfig::Sunspec(_), Some((name, bus))) => {
                     let group = match modbus.entry(name) {
                         Entry::Occupied(group) => group.into_mut(),
                         Entry::Vacant(slot) => {
@@ -279,7 +301,11 @@ impl PackSet {
                             slot.insert((link, Vec::new(), Duration::ZERO))
                         }
                     };
-                    add_modbus_pack(group, id, m)?;
+                    match &pack.driver {
+                        DriverConfig::Modbus(m) => add_modbus_pack(group, id, m)?,
+                        DriverConfig::Sunspec(s) => add_sunspec_pack(group, id, s),
+                        _ => {}
+                    }
                 }
                 (DriverConfig::Can(can), Some((name, bus))) => {
                     let can_config = can_driver(bus, can, &config.collect)

@@ -145,12 +145,12 @@ pub enum Rejection {
 }
 
 /// The profile a pack's writes are checked against: the modbus pack's
-/// own, the simulator's for a sim pack, none for a CAN pack.
+/// own, the simulator's for a sim pack, none for a CAN or SunSpec pack.
 fn profile_name(pack: &PackConfig) -> Option<&str> {
     match &pack.driver {
         DriverConfig::Sim(_) => Some(SIM_PROFILE),
         DriverConfig::Modbus(modbus) => Some(modbus.profile.as_str()),
-        DriverConfig::Can(_) => None,
+        DriverConfig::Can(_) | DriverConfig::Sunspec(_) => None,
     }
 }
 
