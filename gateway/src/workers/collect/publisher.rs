@@ -179,22 +179,9 @@ pub(super) async fn run_publisher(
 
         tokio::select! {
             biased;
-            Some((item, result)) = inflight.next(), if !inflight.is_empty() => match result {
-                Ok(ack) => {
-                    if sending.acked() {
-                        tracing::info!("publishing again");
-                    }
-                    record_ack(&item, &ack, &metrics);
-                    replay.keep(item, Instant::now());
-                }
-                Err(error) => {
-                    metrics.publish_failures.inc();
-                    if sending.failed(Instant::now()) {
-                        tracing::warn!(%error, msg_id = %item.msg_id, "publish not acknowledged; retrying");
-                    }
-                    queues.retry.insert(item.order, item);
-                }
-            },
+            Some((item, result)) = inflight.next(), if !inflight.is_empty() => {
+                settle(item, result, &mut sending, &mut queues, &mut replay, &metrics);
+            }
             received = rx.recv(), if !flushing && room => match received {
                 Some(outgoing) => {
                     next_order += 1;
@@ -250,6 +237,35 @@ async fn fill_window(
                 }
                 queues.retry.insert(item.order, item);
             }
+        }
+    }
+}
+
+/// Takes the broker's answer to one publish: an acknowledged message is
+/// counted and kept for a replay, a failed one queued to be retried in
+/// its original order.
+fn settle(
+    item: Item,
+    result: Result<PublishAck, PublishError>,
+    sending: &mut Sending,
+    queues: &mut Queues,
+    replay: &mut Replay<Item>,
+    metrics: &CollectMetrics,
+) {
+    match result {
+        Ok(ack) => {
+            if sending.acked() {
+                tracing::info!("publishing again");
+            }
+            record_ack(&item, &ack, metrics);
+            replay.keep(item, Instant::now());
+        }
+        Err(error) => {
+            metrics.publish_failures.inc();
+            if sending.failed(Instant::now()) {
+                tracing::warn!(%error, msg_id = %item.msg_id, "publish not acknowledged; retrying");
+            }
+            queues.retry.insert(item.order, item);
         }
     }
 }

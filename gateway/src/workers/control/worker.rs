@@ -2,7 +2,7 @@
 //! each request handled in its own task (at most `max_in_flight` at once),
 //! each dispatch under its deadline.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -109,32 +109,8 @@ async fn run(
     client: async_nats::Client,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    let ControlWorker {
-        config: control,
-        table,
-        metrics,
-    } = worker;
-    let path = data_dir.join(&control.database);
-    let store = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || AuditStore::open(&path))
-            .await
-            .map_err(|e| AuditError::Task(e.to_string()))??
-    };
-    let handler = Arc::new(Handler {
-        store: Arc::new(Mutex::new(store)),
-        table,
-        policy: Policy::of(&control),
-        deadline: control.default_deadline(),
-        client: client.clone(),
-        metrics: Arc::clone(&metrics),
-        limiter: RateLimiter::new(
-            control.commands_per_s_per_origin,
-            control.command_burst_per_origin,
-        ),
-        audit_max_bytes: control.audit_max_bytes,
-        keys: AtomicU64::new(0),
-    });
+    let control = worker.config.clone();
+    let (handler, path) = open_handler(worker, data_dir, &client).await?;
     handler.settle_interrupted().await;
     let retention = tokio::spawn(run_retention(
         Arc::clone(&handler),
@@ -176,9 +152,51 @@ async fn run(
         tasks.spawn(Arc::clone(&handler).serve(message, permit));
     }
     let _ = tokio::time::timeout(BROKER_TIMEOUT, requests.unsubscribe()).await;
-    // Commands in hand finish within their deadline; what does not is left
-    // "received" in the audit and settled as interrupted at the next start.
-    let patience = handler.deadline + GRACE + AUDIT_TIMEOUT;
+    finish_in_hand(tasks, handler.deadline + GRACE + AUDIT_TIMEOUT).await;
+    let _ = retention.await;
+    result
+}
+
+/// Opens the audit store and builds the handler every command goes
+/// through; returns it with the audit database's path.
+async fn open_handler(
+    worker: ControlWorker,
+    data_dir: &Path,
+    client: &async_nats::Client,
+) -> Result<(Arc<Handler>, PathBuf), ControlError> {
+    let ControlWorker {
+        config: control,
+        table,
+        metrics,
+    } = worker;
+    let path = data_dir.join(&control.database);
+    let store = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || AuditStore::open(&path))
+            .await
+            .map_err(|e| AuditError::Task(e.to_string()))??
+    };
+    let handler = Arc::new(Handler {
+        store: Arc::new(Mutex::new(store)),
+        table,
+        policy: Policy::of(&control),
+        deadline: control.default_deadline(),
+        client: client.clone(),
+        metrics,
+        limiter: RateLimiter::new(
+            control.commands_per_s_per_origin,
+            control.command_burst_per_origin,
+        ),
+        audit_max_bytes: control.audit_max_bytes,
+        keys: AtomicU64::new(0),
+    });
+    Ok((handler, path))
+}
+
+/// Lets the commands in hand finish within `patience`; what does not is
+/// left "received" in the audit and settled as interrupted at the next
+/// start.
+async fn finish_in_hand(mut tasks: JoinSet<()>, patience: Duration) {
     let drained = tokio::time::timeout(patience, async {
         while let Some(done) = tasks.join_next().await {
             if let Err(error) = done {
@@ -194,8 +212,6 @@ async fn run(
         );
         tasks.abort_all();
     }
-    let _ = retention.await;
-    result
 }
 
 /// Subscribes to the control subject in the queue group, retrying until
