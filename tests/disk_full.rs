@@ -39,6 +39,29 @@ fn user_namespaces_work() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Sends `signal` to `pid`, a process this test started (through its
+/// shell, which has not reaped it).
+fn signal(pid: i32, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on a process this test started and that its shell,
+    // still alive, has not reaped, so the pid is not reused.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Where the gateway's broker runs, and on which disk its store is.
+#[derive(Debug, Clone, PartialEq)]
+enum BrokerKind {
+    /// The gateway's own, its store on the small disk.
+    Embedded,
+    /// A running one at this URL, its store elsewhere.
+    ExternalElsewhere(String),
+    /// One of its own, its store on the small disk, restarted by its
+    /// service manager.
+    ExternalOnTheSameDisk,
+}
+
 /// The notifications the gateway sent, with when they arrived.
 #[derive(Clone, Default)]
 struct Notifications(Arc<Mutex<Vec<(Instant, String)>>>);
@@ -91,20 +114,33 @@ struct Confined {
 }
 
 impl Confined {
-    /// `broker_url`: an external broker (its store elsewhere); `None`:
-    /// the gateway's own, its store on the small disk too.
-    fn start(broker_url: Option<&str>) -> Self {
+    fn start(broker: BrokerKind) -> Self {
         let outside = tempfile::tempdir().unwrap();
         let data_dir = outside.path().join("data");
         std::fs::create_dir(&data_dir).unwrap();
         let nats = std::env::var("PACKGATE_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let broker = match broker_url {
-            Some(url) => format!("url = \"{url}\""),
-            None => format!("nats_server_path = \"{nats}\""),
+        let mut nats_port = String::new();
+        let broker_key = match &broker {
+            BrokerKind::Embedded => format!("nats_server_path = \"{nats}\""),
+            BrokerKind::ExternalElsewhere(url) => format!("url = \"{url}\""),
+            BrokerKind::ExternalOnTheSameDisk => {
+                let port = packgate::broker::free_port().unwrap();
+                nats_port = port.to_string();
+                format!("url = \"nats://127.0.0.1:{port}\"")
+            }
         };
-        let config = format!("[collect]\npoll_interval_ms = 100\n[broker]\n{broker}\n");
+        let config = format!("[collect]\npoll_interval_ms = 100\n[broker]\n{broker_key}\n");
         std::fs::write(outside.path().join("packgate.toml"), config).unwrap();
+        // With NATS_PORT, a nats-server of its own with its store on the
+        // small disk, started again whenever it exits, as its service
+        // manager would.
         let script = "mount -t tmpfs -o size=${DISK_MB}m packgate-test \"$1\" || exit 97; \
+             if [ -n \"$NATS_PORT\" ]; then \
+               ( while [ ! -f \"$2/nats.stop\" ]; do \
+                   \"$NATS\" -a 127.0.0.1 -p \"$NATS_PORT\" -js -sd \"$1/external\" >>\"$2/nats.log\" 2>&1 & \
+                   echo $! >\"$2/nats.pid\"; wait $!; done ) & \
+               sleep 1; \
+             fi; \
              \"$3\" run --sim 2 --config \"$2/packgate.toml\" --data-dir \"$1\" 2>\"$2/log\" & \
              echo $! >\"$2/gateway.pid\"; wait $!; echo $? >\"$2/gateway.rc\"; sleep 120";
         let shell = Command::new("unshare")
@@ -113,6 +149,8 @@ impl Confined {
             .arg(outside.path())
             .arg(env!("CARGO_BIN_EXE_packgate"))
             .env("DISK_MB", DISK_MB.to_string())
+            .env("NATS", &nats)
+            .env("NATS_PORT", nats_port)
             .env("NOTIFY_SOCKET", outside.path().join("notify.sock"))
             .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
             .stdin(Stdio::null())
@@ -123,6 +161,29 @@ impl Confined {
             outside,
             data_dir,
         }
+    }
+
+    /// The pid in `name` in the outside directory, once written.
+    fn pid_in(&self, name: &str) -> Option<i32> {
+        std::fs::read_to_string(self.outside.path().join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Restarts the broker of its own, as its operator or service manager
+    /// does: SIGTERM, SIGKILL when it has not gone after five seconds.
+    async fn restart_external_broker(&self) {
+        let pid = self.pid_in("nats.pid").unwrap();
+        signal(pid, libc::SIGTERM);
+        let gone = || !Path::new(&format!("/proc/{pid}")).exists();
+        if !eventually(Duration::from_secs(5), gone).await {
+            signal(pid, libc::SIGKILL);
+        }
+        assert!(
+            eventually(Duration::from_secs(10), || self.pid_in("nats.pid")
+                != Some(pid))
+            .await
+        );
     }
 
     /// A path inside the namespace's data directory, seen from here.
@@ -138,9 +199,7 @@ impl Confined {
     }
 
     fn gateway_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.outside.path().join("gateway.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+        self.pid_in("gateway.pid")
     }
 
     /// A copy of the samples database as it is now. SQLite resolves
@@ -193,12 +252,7 @@ impl Confined {
     /// SIGTERM to the gateway; waits for its exit code.
     async fn stop(&self) -> i32 {
         let pid = self.gateway_pid().unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: kill(2) on the gateway this test started; its shell has
-        // not reaped it (it waits for it below).
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        signal(pid, libc::SIGTERM);
         let rc = self.outside.path().join("gateway.rc");
         assert!(
             eventually(Duration::from_secs(60), || rc.exists()).await,
@@ -213,13 +267,12 @@ impl Drop for Confined {
     fn drop(&mut self) {
         // The gateway is the shell's child: killed first, or it would
         // outlive a failed test.
+        let _ = std::fs::write(self.outside.path().join("nats.stop"), "");
+        if let Some(pid) = self.pid_in("nats.pid") {
+            signal(pid, libc::SIGKILL);
+        }
         if let Some(pid) = self.gateway_pid() {
-            #[allow(unsafe_code)]
-            // SAFETY: kill(2) on the gateway this test started; its shell
-            // (still alive, killed below) has not reaped it.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            signal(pid, libc::SIGKILL);
         }
         let _ = self.shell.kill();
         let _ = self.shell.wait();
@@ -237,12 +290,13 @@ fn logged_number(log: &str, what: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
-async fn survive_a_full_disk(broker_url: Option<&str>) {
+async fn survive_a_full_disk(broker: BrokerKind) {
     if !user_namespaces_work() {
         eprintln!("skipped: this kernel refuses unprivileged user namespaces (unshare -rm)");
         return;
     }
-    let gateway = Confined::start(broker_url);
+    let restart_broker = broker == BrokerKind::ExternalOnTheSameDisk;
+    let gateway = Confined::start(broker);
     let notifications = Notifications::listen(&gateway.outside.path().join("notify.sock"));
     assert!(
         eventually(Duration::from_secs(30), || gateway.stored() >= 30).await,
@@ -256,6 +310,11 @@ async fn survive_a_full_disk(broker_url: Option<&str>) {
     tokio::time::sleep(FULL_FOR).await;
     let stored_while_full = gateway.stored();
     gateway.free();
+    if restart_broker {
+        // nats-server 2.9 keeps its JetStream stopped after a failed
+        // write until it is restarted.
+        gateway.restart_external_broker().await;
+    }
     let freed_at = Instant::now();
 
     // Recovery: storing resumes well past what was stored before, and
@@ -298,13 +357,18 @@ async fn survive_a_full_disk(broker_url: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_the_embedded_broker_loses_nothing_and_recovers() {
-    survive_a_full_disk(None).await;
+    survive_a_full_disk(BrokerKind::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_disk_beside_an_external_broker_loses_nothing_and_recovers() {
     let broker = TestBroker::start().await;
-    survive_a_full_disk(Some(&broker.url())).await;
+    survive_a_full_disk(BrokerKind::ExternalElsewhere(broker.url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_an_external_broker_loses_nothing_once_it_is_restarted() {
+    survive_a_full_disk(BrokerKind::ExternalOnTheSameDisk).await;
 }
 
 #[tokio::test]
