@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 
+pub mod bms;
 pub mod can;
 pub mod modbus;
 pub mod profile;

@@ -37,6 +37,14 @@ pub const DISCHARGE_CURRENT_LIMIT_A: &str = "discharge_current_limit_a";
 /// Every writable setting of a simulated pack; each takes 0 to
 /// [`MAX_CURRENT_A`].
 pub const SETTINGS: &[&str] = &[CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A];
+/// Name of the charge switch (MOSFET) setting: 1 lets the BMS close it,
+/// 0 holds it open whatever the BMS decides (what a JBD or JK BMS's
+/// "charge MOS" control does).
+pub const CHARGE_SWITCH_ON: &str = "charge_switch_on";
+/// Name of the discharge switch (MOSFET) setting, as [`CHARGE_SWITCH_ON`].
+pub const DISCHARGE_SWITCH_ON: &str = "discharge_switch_on";
+/// The switch settings; each takes 0 (held open) or 1 (BMS decides).
+pub const SWITCH_SETTINGS: &[&str] = &[CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON];
 
 /// Cells are held within this state of charge (a fraction): far enough
 /// past the ends for protection to trip, bounded so nothing runs away.
@@ -112,6 +120,8 @@ pub struct PackModel {
     current_a: f64,
     charge_limit_a: f64,
     discharge_limit_a: f64,
+    charge_switch_on: bool,
+    discharge_switch_on: bool,
     protection: Protection,
     balancing: u32,
     load: LoadState,
@@ -180,6 +190,8 @@ impl PackModel {
             current_a: 0.0,
             charge_limit_a: sane(config.charge_current_limit_a, 0.0, 0.0, MAX_CURRENT_A),
             discharge_limit_a: sane(config.discharge_current_limit_a, 0.0, 0.0, MAX_CURRENT_A),
+            charge_switch_on: true,
+            discharge_switch_on: true,
             protection: Protection::default(),
             balancing: 0,
             load: LoadState::new(config.load.clone(), Rng::new(config.seed, 1)),
@@ -212,8 +224,8 @@ impl PackModel {
     fn substep(&mut self, h: f64) {
         let ctx = LoadContext {
             soc: self.soc,
-            charge_enabled: self.protection.charge_enabled(),
-            discharge_enabled: self.protection.discharge_enabled(),
+            charge_enabled: self.charge_enabled(),
+            discharge_enabled: self.discharge_enabled(),
         };
         let requested = self.load.requested_a(h, ctx);
         let current = self.switched(requested.clamp(-self.discharge_limit_a, self.charge_limit_a));
@@ -256,8 +268,7 @@ impl PackModel {
     /// `current` with the switches applied: nothing flows into a pack whose
     /// charge switch is open, nor out of one whose discharge switch is.
     fn switched(&self, current: f64) -> f64 {
-        if (current > 0.0 && !self.protection.charge_enabled())
-            || (current < 0.0 && !self.protection.discharge_enabled())
+        if (current > 0.0 && !self.charge_enabled()) || (current < 0.0 && !self.discharge_enabled())
         {
             0.0
         } else {
@@ -341,8 +352,8 @@ impl PackModel {
             ),
             balancing: BalancingState(self.balancing),
             alarms: self.alarms(),
-            charge_enabled: self.protection.charge_enabled(),
-            discharge_enabled: self.protection.discharge_enabled(),
+            charge_enabled: self.charge_enabled(),
+            discharge_enabled: self.discharge_enabled(),
         }
     }
 
@@ -354,6 +365,22 @@ impl PackModel {
     /// Writes a setting (see [`SETTINGS`]) and returns the value read back.
     /// The new limit applies from the next step on.
     pub fn set_setting(&mut self, name: &str, value: f64) -> Result<f64, SettingError> {
+        if let Some(switch) = match name {
+            CHARGE_SWITCH_ON => Some(&mut self.charge_switch_on),
+            DISCHARGE_SWITCH_ON => Some(&mut self.discharge_switch_on),
+            _ => None,
+        } {
+            if value != 0.0 && value != 1.0 {
+                return Err(SettingError::OutOfRange {
+                    name: name.to_owned(),
+                    value,
+                    min: 0.0,
+                    max: 1.0,
+                });
+            }
+            *switch = value == 1.0;
+            return Ok(value);
+        }
         let slot = match name {
             CHARGE_CURRENT_LIMIT_A => &mut self.charge_limit_a,
             DISCHARGE_CURRENT_LIMIT_A => &mut self.discharge_limit_a,
@@ -376,8 +403,21 @@ impl PackModel {
         match name {
             CHARGE_CURRENT_LIMIT_A => Some(self.charge_limit_a),
             DISCHARGE_CURRENT_LIMIT_A => Some(self.discharge_limit_a),
+            CHARGE_SWITCH_ON => Some(f64::from(u8::from(self.charge_switch_on))),
+            DISCHARGE_SWITCH_ON => Some(f64::from(u8::from(self.discharge_switch_on))),
             _ => None,
         }
+    }
+
+    /// Whether the charge switch is closed: the BMS's protection allows it
+    /// and no write holds it open.
+    pub fn charge_enabled(&self) -> bool {
+        self.charge_switch_on && self.protection.charge_enabled()
+    }
+
+    /// Whether the discharge switch is closed, as [`Self::charge_enabled`].
+    pub fn discharge_enabled(&self) -> bool {
+        self.discharge_switch_on && self.protection.discharge_enabled()
     }
 
     /// Replaces the load profile, starting it from its beginning.

@@ -7,7 +7,7 @@
 use packgate_protocol::{AlarmFlags, PackReading};
 use packgate_sim::{
     Faults, LoadProfile, LoadStep, PackModel, SettingError, SimPack, SimPackConfig,
-    CHARGE_CURRENT_LIMIT_A, DISCHARGE_CURRENT_LIMIT_A,
+    CHARGE_CURRENT_LIMIT_A, CHARGE_SWITCH_ON, DISCHARGE_CURRENT_LIMIT_A, DISCHARGE_SWITCH_ON,
 };
 use proptest::prelude::*;
 
@@ -308,6 +308,34 @@ fn current_limits_clamp_the_load_and_read_back() {
     assert_eq!(pack.apply_setting(CHARGE_CURRENT_LIMIT_A, 5.0), Ok(5.0));
     assert_eq!(pack.setting(CHARGE_CURRENT_LIMIT_A), Some(5.0));
     assert_eq!(pack.advance(1.0).current_a, 5.0);
+}
+
+#[test]
+fn a_switch_held_open_stops_its_current_and_reads_back() {
+    let mut m = PackModel::new(&constant(30.0, 50.0));
+    m.step(1.0);
+    assert!(m.reading().charge_enabled);
+    assert_eq!(m.set_setting(CHARGE_SWITCH_ON, 0.0), Ok(0.0));
+    assert_eq!(m.setting(CHARGE_SWITCH_ON), Some(0.0));
+    m.step(1.0);
+    let r = m.reading();
+    assert!(!r.charge_enabled && r.discharge_enabled);
+    assert_eq!(r.current_a, 0.0);
+    // Discharging still flows with the charge switch open.
+    m.set_load(LoadProfile::Constant { current_a: -12.0 });
+    m.step(1.0);
+    assert_eq!(m.reading().current_a, -12.0);
+    assert_eq!(m.set_setting(DISCHARGE_SWITCH_ON, 0.0), Ok(0.0));
+    m.step(1.0);
+    assert_eq!(m.reading().current_a, 0.0);
+    assert!(!m.reading().discharge_enabled);
+    // Only 0 and 1; a refused value changes nothing.
+    assert!(m.set_setting(CHARGE_SWITCH_ON, 0.5).is_err());
+    assert!(m.set_setting(CHARGE_SWITCH_ON, f64::NAN).is_err());
+    assert_eq!(m.setting(CHARGE_SWITCH_ON), Some(0.0));
+    assert_eq!(m.set_setting(DISCHARGE_SWITCH_ON, 1.0), Ok(1.0));
+    m.step(1.0);
+    assert_eq!(m.reading().current_a, -12.0);
 }
 
 #[test]

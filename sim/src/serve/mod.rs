@@ -10,6 +10,7 @@ use crate::rng::Rng;
 use crate::SimPack;
 
 pub mod can_frames;
+pub mod framed;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod registers;
