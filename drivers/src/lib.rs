@@ -44,6 +44,11 @@ pub enum DriverError {
     /// The driver cannot write this setting.
     #[error("setting {0} is not writable on this pack")]
     UnsupportedSetting(String),
+    /// A framed serial protocol's answer was no good frame, or not the
+    /// awaited one (bad checksum, short, another unit's); a kind of
+    /// [`DriverErrorKind::Protocol`], told apart for counters.
+    #[error("protocol error: {0}")]
+    Frame(bms::FrameError),
 }
 
 /// The device understood the request and refused it (a Modbus exception
@@ -106,7 +111,7 @@ impl DriverError {
         match self {
             DriverError::Timeout(_) => DriverErrorKind::Timeout,
             DriverError::Transport(_) => DriverErrorKind::Transport,
-            DriverError::Protocol(_) => DriverErrorKind::Protocol,
+            DriverError::Protocol(_) | DriverError::Frame(_) => DriverErrorKind::Protocol,
             DriverError::UnsupportedSetting(_) => DriverErrorKind::UnsupportedSetting,
         }
     }
@@ -123,6 +128,12 @@ pub struct LinkErrorCounts {
     pub transport: u64,
     /// Bad CRC, short frames, wrong unit, garbage.
     pub protocol: u64,
+    /// Of `protocol`: framed-protocol answers with a bad checksum.
+    pub checksum: u64,
+    /// Of `protocol`: framed-protocol answers cut short.
+    pub short_frames: u64,
+    /// Of `protocol`: framed-protocol answers from another address.
+    pub wrong_address: u64,
     /// Exception replies from the devices.
     pub exceptions: u64,
     /// Times the port was opened or the connection made.
@@ -141,6 +152,15 @@ impl LinkErrorCounts {
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => self.exceptions += 1,
+            Err(DriverError::Frame(frame)) => {
+                self.protocol += 1;
+                match frame.kind() {
+                    bms::FrameErrorKind::Checksum => self.checksum += 1,
+                    bms::FrameErrorKind::Short => self.short_frames += 1,
+                    bms::FrameErrorKind::WrongAddress => self.wrong_address += 1,
+                    bms::FrameErrorKind::Unexpected | bms::FrameErrorKind::Malformed => {}
+                }
+            }
             Err(e) => match e.kind() {
                 DriverErrorKind::Timeout => self.timeouts += 1,
                 DriverErrorKind::Transport => self.transport += 1,

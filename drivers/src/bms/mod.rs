@@ -8,5 +8,7 @@
 //! its frames are delimited: a [`Framing`].
 
 pub mod frame;
+mod link;
 
 pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
+pub use link::{SerialFrameLink, SerialLineConfig};
