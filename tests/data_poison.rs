@@ -33,7 +33,7 @@ fn sample(seq: u64) -> Sample {
             pack_voltage_v: 52.8,
             current_a: -12.5,
             soc_pct: 71.0,
-            soh_pct: 98.0,
+            soh_pct: Some(98.0),
             cell_voltages_v: CellVoltages(vec![3.30, 3.28, 3.31, 3.29]),
             temperatures_c: Temperatures(vec![24.0, 26.5]),
             balancing: BalancingState(0),

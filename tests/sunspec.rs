@@ -47,7 +47,7 @@ fn assert_stored(stored: &PackReading, held: &PackReading, bank: bool, pack: &st
     close(stored.pack_voltage_v, held.pack_voltage_v, 0.01, "voltage");
     close(stored.current_a, held.current_a, 0.1, "current");
     close(stored.soc_pct, held.soc_pct, 0.1, "SoC");
-    close(stored.soh_pct, held.soh_pct, 0.1, "SoH");
+    close(stored.soh_pct.unwrap(), held.soh_pct.unwrap(), 0.1, "SoH");
     let cells = &stored.cell_voltages_v.0;
     assert_eq!(cells.len(), 2, "{pack} cells");
     close(cells[0], held.max_cell_v(), 0.001, "max cell");

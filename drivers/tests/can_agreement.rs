@@ -35,7 +35,12 @@ fn assert_agree(sim: &PackReading, got: &PackReading) {
         assert!((a - b).abs() <= tol, "{what}: {a} vs {b}\n{sim:?}\n{got:?}");
     };
     near(got.soc_pct, sim.soc_pct, 0.5 + 1e-3, "soc");
-    near(got.soh_pct, sim.soh_pct, 0.5 + 1e-3, "soh");
+    near(
+        got.soh_pct.unwrap(),
+        sim.soh_pct.unwrap(),
+        0.5 + 1e-3,
+        "soh",
+    );
     near(
         got.pack_voltage_v,
         sim.pack_voltage_v,

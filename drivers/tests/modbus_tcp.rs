@@ -94,7 +94,7 @@ fn assert_matches(polled: &PackReading, held: &PackReading) {
     );
     close(polled.current_a, held.current_a, 0.1, "current");
     close(polled.soc_pct, held.soc_pct, 0.1, "soc");
-    close(polled.soh_pct, held.soh_pct, 0.1, "soh");
+    close(polled.soh_pct.unwrap(), held.soh_pct.unwrap(), 0.1, "soh");
     assert_eq!(polled.cell_voltages_v.0.len(), held.cell_voltages_v.0.len());
     for (a, b) in polled.cell_voltages_v.0.iter().zip(&held.cell_voltages_v.0) {
         close(*a, *b, 0.001, "cell voltage");

@@ -86,7 +86,7 @@ fn assert_matches(polled: &PackReading, held: &PackReading, bank: bool) {
     close(polled.pack_voltage_v, held.pack_voltage_v, 0.01, "voltage");
     close(polled.current_a, held.current_a, 0.1, "current");
     close(polled.soc_pct, held.soc_pct, 0.1, "soc");
-    close(polled.soh_pct, held.soh_pct, 0.1, "soh");
+    close(polled.soh_pct.unwrap(), held.soh_pct.unwrap(), 0.1, "soh");
     let (max, min) = (held.max_cell_v(), held.min_cell_v());
     assert_eq!(polled.cell_voltages_v.0.len(), 2);
     close(polled.cell_voltages_v.0[0], max, 0.001, "max cell");

@@ -38,7 +38,7 @@ fn reading() -> PackReading {
         pack_voltage_v: 52.81,
         current_a: -12.4,
         soc_pct: 71.3,
-        soh_pct: 98.0,
+        soh_pct: Some(98.0),
         cell_voltages_v: CellVoltages((0..16).map(|i| 3.30 + 0.001 * i as f32).collect()),
         temperatures_c: Temperatures(vec![24.5, 25.0, 23.9, 26.1]),
         balancing: BalancingState(0b0100),

@@ -10,7 +10,15 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::limits::RuleError;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u8 = 1;
+///
+/// Version 2 made a sample's state of health optional (absent where the
+/// BMS does not report it) and added the `suspect` quality. Version 1
+/// messages, still on a stream or in a dead-letter table after an
+/// upgrade, are read too (see [`WireMessage::decode_v1`]).
+pub const SCHEMA_VERSION: u8 = 2;
+
+/// The oldest schema version this build still reads.
+pub const OLDEST_READABLE_VERSION: u8 = 1;
 
 /// Bytes of the envelope before the postcard payload.
 const HEADER_LEN: usize = 2;
@@ -51,7 +59,7 @@ pub enum DecodeError {
     #[error("message of {0} bytes is shorter than the envelope")]
     Truncated(usize),
     /// Written by a schema version this build cannot read.
-    #[error("schema version {found} is not readable by this build (reads {SCHEMA_VERSION})")]
+    #[error("schema version {found} is not readable by this build (reads {OLDEST_READABLE_VERSION} to {SCHEMA_VERSION})")]
     UnknownVersion {
         /// The version byte found.
         found: u8,
@@ -154,6 +162,12 @@ pub trait WireMessage: Serialize + DeserializeOwned {
     fn check(&self) -> Result<(), RuleError> {
         Ok(())
     }
+
+    /// Decodes a version 1 payload: the same layout as today's unless the
+    /// message overrides it.
+    fn decode_v1(payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        postcard::take_from_bytes(payload)
+    }
 }
 
 /// Encodes a message in the current schema version.
@@ -175,7 +189,7 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
         .split_first_chunk::<HEADER_LEN>()
         .ok_or(DecodeError::Truncated(bytes.len()))?;
     let [version, kind] = *header;
-    if version != SCHEMA_VERSION {
+    if !(OLDEST_READABLE_VERSION..=SCHEMA_VERSION).contains(&version) {
         return Err(DecodeError::UnknownVersion { found: version });
     }
     if MessageKind::from_byte(kind) != Some(M::KIND) {
@@ -184,11 +198,15 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
             found: kind,
         });
     }
-    let (message, rest): (M, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|e| DecodeError::Malformed {
-            kind: M::KIND,
-            reason: e.to_string(),
-        })?;
+    let taken = if version == 1 {
+        M::decode_v1(payload)
+    } else {
+        postcard::take_from_bytes(payload)
+    };
+    let (message, rest): (M, &[u8]) = taken.map_err(|e| DecodeError::Malformed {
+        kind: M::KIND,
+        reason: e.to_string(),
+    })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
@@ -222,7 +240,7 @@ mod tests {
             pack_voltage_v in finite_f32(),
             current_a in finite_f32(),
             soc_pct in 0.0f32..100.0,
-            soh_pct in 0.0f32..100.0,
+            soh_pct in prop::option::of(0.0f32..100.0),
             cells in prop::collection::vec(0.0f32..5.0, 1..=MAX_CELLS),
             temps in prop::collection::vec(-40.0f32..120.0, 1..=MAX_TEMPERATURE_SENSORS),
             balancing in any::<u32>(),

@@ -19,7 +19,7 @@ fn sample() -> Sample {
             pack_voltage_v: 52.8,
             current_a: -3.0,
             soc_pct: 70.0,
-            soh_pct: 98.0,
+            soh_pct: Some(98.0),
             cell_voltages_v: CellVoltages(vec![3.3; 16]),
             temperatures_c: Temperatures(vec![25.0; 4]),
             ..PackReading::default()
@@ -263,7 +263,7 @@ proptest! {
             0 => { r.pack_voltage_v = value; "pack_voltage_v" }
             1 => { r.current_a = value * 10.0; "current_a" }
             2 => { r.soc_pct = value; "soc_pct" }
-            3 => { r.soh_pct = value; "soh_pct" }
+            3 => { r.soh_pct = Some(value); "soh_pct" }
             4 => { r.cell_voltages_v.0[3] = value; "cell_voltages_v" }
             _ => { r.temperatures_c.0[1] = value; "temperatures_c" }
         };

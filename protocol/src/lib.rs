@@ -14,8 +14,11 @@ pub mod metrics;
 pub mod names;
 mod rules;
 pub mod sample;
+mod sample_v1;
 
-pub use codec::{decode, encode, DecodeError, MessageKind, WireMessage, SCHEMA_VERSION};
+pub use codec::{
+    decode, encode, DecodeError, MessageKind, WireMessage, OLDEST_READABLE_VERSION, SCHEMA_VERSION,
+};
 pub use command::{Command, CommandId, CommandOrigin, CommandOutcome, CommandReply, SettingName};
 pub use event::{Event, EventKind};
 pub use ids::{BootId, IdError, PackId};

@@ -14,6 +14,9 @@ use crate::{
 
 impl WireMessage for Sample {
     const KIND: MessageKind = MessageKind::Sample;
+    fn decode_v1(payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        crate::sample_v1::take_sample_v1(payload)
+    }
     fn check(&self) -> Result<(), RuleError> {
         self.validate().map_err(|error| match error.field() {
             Some(field) if !matches!(error, SampleError::ZeroSequence) => RuleError::OutOfRange {

@@ -227,6 +227,11 @@ pub enum DataQuality {
     /// The pack did not answer this poll: the values are the last ones it
     /// gave (or, for CAN, fields whose frames did not arrive are old).
     Stale,
+    /// Read in this poll, but the values are not believable (a cell
+    /// outside 0.5-5 V, a current past the pack's maximum, a pack voltage
+    /// far from the sum of its cells): a misread map or a failing BMS.
+    /// Stored for the record; never taken as a fresh reading.
+    Suspect,
 }
 
 impl DataQuality {
@@ -235,6 +240,7 @@ impl DataQuality {
         match self {
             DataQuality::Fresh => "fresh",
             DataQuality::Stale => "stale",
+            DataQuality::Suspect => "suspect",
         }
     }
 }
@@ -281,8 +287,10 @@ pub struct PackReading {
     pub current_a: f32,
     /// State of charge, percent (0..=100).
     pub soc_pct: f32,
-    /// State of health, percent (0..=100).
-    pub soh_pct: f32,
+    /// State of health, percent (0..=100); `None` where the BMS does not
+    /// report it (JBD, Daly, JK, Pylontech's RS-485 protocol), never a
+    /// made-up number.
+    pub soh_pct: Option<f32>,
     /// Series cell voltages.
     pub cell_voltages_v: CellVoltages,
     /// Temperature sensor readings.
@@ -329,7 +337,7 @@ impl PackReading {
             ("pack_voltage_v", self.pack_voltage_v),
             ("current_a", self.current_a),
             ("soc_pct", self.soc_pct),
-            ("soh_pct", self.soh_pct),
+            ("soh_pct", self.soh_pct.unwrap_or(0.0)),
         ];
         for (name, value) in scalars {
             if !value.is_finite() {
@@ -354,7 +362,9 @@ impl PackReading {
         )?;
         in_range("current_a", self.current_a, (-MAX_CURRENT_A, MAX_CURRENT_A))?;
         in_range("soc_pct", self.soc_pct, PERCENT_RANGE)?;
-        in_range("soh_pct", self.soh_pct, PERCENT_RANGE)?;
+        if let Some(soh) = self.soh_pct {
+            in_range("soh_pct", soh, PERCENT_RANGE)?;
+        }
         for &v in &self.cell_voltages_v.0 {
             in_range("cell_voltages_v", v, CELL_VOLTAGE_RANGE_V)?;
         }
@@ -424,7 +434,7 @@ mod tests {
             pack_voltage_v: 52.8,
             current_a: -12.5,
             soc_pct: 71.0,
-            soh_pct: 98.0,
+            soh_pct: Some(98.0),
             cell_voltages_v: CellVoltages(vec![3.30, 3.28, 3.31, 3.29]),
             temperatures_c: Temperatures(vec![24.0, 26.5]),
             balancing: BalancingState(0b0100),

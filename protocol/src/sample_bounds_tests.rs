@@ -9,7 +9,7 @@ fn validate_rejects_what_no_pack_can_read() {
     type Breaker = fn(&mut PackReading);
     let cases: [(&str, Breaker); 6] = [
         ("soc_pct", |r| r.soc_pct = 6553.5),
-        ("soh_pct", |r| r.soh_pct = -1.0),
+        ("soh_pct", |r| r.soh_pct = Some(-1.0)),
         ("pack_voltage_v", |r| r.pack_voltage_v = 1.0e6),
         ("current_a", |r| r.current_a = -1.0e9),
         ("cell_voltages_v", |r| r.cell_voltages_v.0[1] = 655.35),
@@ -28,7 +28,9 @@ fn validate_rejects_what_no_pack_can_read() {
     // The edges are allowed.
     let mut r = reading();
     r.soc_pct = 100.0;
-    r.soh_pct = 0.0;
+    r.soh_pct = Some(0.0);
+    assert_eq!(r.validate(), Ok(()));
+    r.soh_pct = None;
     r.temperatures_c.0[0] = -273.15;
     assert_eq!(r.validate(), Ok(()));
 }

@@ -342,7 +342,7 @@ impl PackModel {
             pack_voltage_v: cell_voltages.iter().sum(),
             current_a: self.current_a as f32,
             soc_pct: (self.soc * 100.0).clamp(0.0, 100.0) as f32,
-            soh_pct: self.soh_pct as f32,
+            soh_pct: Some(self.soh_pct as f32),
             cell_voltages_v: CellVoltages(cell_voltages),
             temperatures_c: Temperatures(
                 self.sensors

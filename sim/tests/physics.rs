@@ -122,7 +122,7 @@ fn soc_follows_the_coulomb_count() {
     m.step(3600.0);
     let r = m.reading();
     assert!((r.soc_pct - 47.5).abs() < 1e-3, "{}", r.soc_pct);
-    assert_eq!(r.soh_pct, 80.0);
+    assert_eq!(r.soh_pct, Some(80.0));
 }
 
 #[test]

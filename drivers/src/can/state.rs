@@ -202,7 +202,7 @@ impl CanPackState {
             pack_voltage_v: m.value.pack_voltage_v,
             current_a: m.value.current_a,
             soc_pct: f32::from(soc_soh.value.soc_pct),
-            soh_pct: f32::from(soc_soh.value.soh_pct),
+            soh_pct: Some(f32::from(soc_soh.value.soh_pct)),
             cell_voltages_v: CellVoltages(cells),
             temperatures_c: Temperatures(temperatures),
             balancing: BalancingState::default(),
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(q, DataQuality::Fresh);
         r.validate().unwrap();
         assert_eq!(r.soc_pct, 75.0);
-        assert_eq!(r.soh_pct, 99.0);
+        assert_eq!(r.soh_pct, Some(99.0));
         assert!((r.pack_voltage_v - 53.96).abs() < 1e-3);
         assert!((r.current_a + 2.6).abs() < 1e-3);
         assert_eq!(r.temperatures_c.0.len(), 1);

@@ -367,9 +367,6 @@ pub(crate) struct Decoder {
     pub(crate) serial_number: Option<SerialField>,
 }
 
-/// State of health when the profile has none.
-pub(crate) const DEFAULT_SOH_PCT: f32 = 100.0;
-
 impl Decoder {
     /// Decodes one poll.
     pub(crate) fn decode(&self, regs: &Registers<'_>) -> Result<PackReading, RegisterDecodeError> {
@@ -392,8 +389,8 @@ impl Decoder {
             current_a: self.current_a.value(regs)?,
             soc_pct: self.soc_pct.value(regs)?,
             soh_pct: match &self.soh_pct {
-                None => DEFAULT_SOH_PCT,
-                Some(field) => field.value(regs)?,
+                None => None,
+                Some(field) => Some(field.value(regs)?),
             },
             cell_voltages_v: CellVoltages(self.cells.values(regs)?),
             temperatures_c: Temperatures(self.temperatures.values(regs)?),

@@ -15,7 +15,7 @@
 //!   (1..=125), read in order at every poll;
 //! - `[fields]`: `pack_voltage_v`, `current_a` (positive = charging; set
 //!   `invert = true` for a BMS that counts discharge positive), `soc_pct`,
-//!   and the optional `soh_pct` (100 when absent), `charge_enabled` and
+//!   and the optional `soh_pct` (absent when not mapped), `charge_enabled` and
 //!   `discharge_enabled` (true when absent), `balancing_mask` (0 when
 //!   absent). A value is `{ block, offset, type, scale, scale_from,
 //!   value_offset, word_order, invert }`: `value = raw * scale +

@@ -119,7 +119,7 @@ fn packgate_sim_decodes_a_hand_built_image_exactly() {
         pack_voltage_v: 5284.0 * 0.01,
         current_a: -125.0 * 0.1,
         soc_pct: (712.0 * 0.1) as f32,
-        soh_pct: (985.0 * 0.1) as f32,
+        soh_pct: Some((985.0 * 0.1) as f32),
         cell_voltages_v: CellVoltages(
             cells_mv
                 .iter()
@@ -327,7 +327,7 @@ fn flags_from_bits_integers_and_true_values() {
 fn absent_optional_fields_take_their_documented_defaults() {
     let profile = profile(&minimal("{ block = 0, offset = 1, type = \"i16\" }")).unwrap();
     let reading = profile.decode(&[vec![0; 40]]).unwrap();
-    assert_eq!(reading.soh_pct, 100.0);
+    assert_eq!(reading.soh_pct, None);
     assert!(reading.charge_enabled && reading.discharge_enabled);
     assert_eq!(reading.balancing, BalancingState(0));
     assert_eq!(reading.alarms, AlarmFlags::NONE);

@@ -215,8 +215,8 @@ impl SunSpecReading {
         })
     }
 
-    /// The packgate reading. `V`, `A` and `SoC` are required, and `SoH`
-    /// too, as packgate's reading has no place for an absent one; cells
+    /// The packgate reading. `V`, `A` and `SoC` are required; `SoH` is
+    /// taken where implemented and absent otherwise; cells
     /// are `[CellVMax, CellVMin]` and temperatures 803's
     /// `[ModTmpMax, ModTmpMin]`, each only where implemented.
     pub fn reading(&self, invert_current: bool) -> Result<PackReading, DecodeError> {
@@ -227,7 +227,6 @@ impl SunSpecReading {
             current_a = -current_a;
         }
         let soc_pct = b.soc_pct.ok_or(DecodeError::Missing("SoC"))?;
-        let soh_pct = b.soh_pct.ok_or(DecodeError::Missing("SoH"))?;
         let temperatures = self.bank.map_or_else(Vec::new, |k| {
             present(&[k.module_temp_max_c, k.module_temp_min_c])
         });
@@ -236,7 +235,7 @@ impl SunSpecReading {
             pack_voltage_v: pack_voltage_v as f32,
             current_a: current_a as f32,
             soc_pct: soc_pct as f32,
-            soh_pct: soh_pct as f32,
+            soh_pct: b.soh_pct.map(|soh| soh as f32),
             cell_voltages_v: CellVoltages(present(&[b.cell_v_max, b.cell_v_min])),
             temperatures_c: Temperatures(temperatures),
             balancing: BalancingState(0),

@@ -47,7 +47,7 @@ fn the_points_are_read_with_their_scale_factors() {
     assert!(close(reading.pack_voltage_v, 52.3));
     assert!(close(reading.current_a, -12.5));
     assert!(close(reading.soc_pct, 76.5));
-    assert!(close(reading.soh_pct, 98.0));
+    assert!(close(reading.soh_pct.unwrap(), 98.0));
     assert_eq!(reading.cell_voltages_v.0.len(), 2);
     assert!(close(reading.cell_voltages_v.0[0], 3.312));
     assert!(close(reading.cell_voltages_v.0[1], 3.254));
@@ -66,10 +66,9 @@ fn required_points_not_implemented_are_refused() {
         (m802::V_SF, "V"),
         (m802::SOC, "SoC"),
         (m802::SOC_SF, "SoC"),
-        (m802::SOH, "SoH"),
     ] {
         let mut regs = served();
-        regs[at] = if at == m802::SOH || at == m802::SOC || at == m802::V {
+        regs[at] = if at == m802::SOC || at == m802::V {
             0xFFFF
         } else {
             0x8000
@@ -81,6 +80,18 @@ fn required_points_not_implemented_are_refused() {
     regs[m802::A] = 0x8000;
     let r = decode(&regs, None, None).unwrap();
     assert_eq!(r.reading(false), Err(DecodeError::Missing("A")));
+}
+
+#[test]
+fn a_state_of_health_not_implemented_is_absent_not_a_number() {
+    for (at, not_implemented) in [(m802::SOH, 0xFFFF), (m802::SOH_SF, 0x8000)] {
+        let mut regs = served();
+        regs[at] = not_implemented;
+        let reading = decode(&regs, None, None).unwrap().reading(false).unwrap();
+        assert_eq!(reading.soh_pct, None);
+        assert!((reading.soc_pct - 76.5).abs() < 1e-3);
+        reading.validate().unwrap();
+    }
 }
 
 #[test]

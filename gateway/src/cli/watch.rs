@@ -27,6 +27,7 @@ pub fn pack_line(sample: &Sample, age: Duration) -> String {
     let stale = match sample.quality {
         DataQuality::Fresh => "",
         DataQuality::Stale => " STALE",
+        DataQuality::Suspect => " SUSPECT",
     };
     let alarms = if r.alarms.is_empty() {
         String::new()
@@ -109,7 +110,7 @@ mod tests {
                 pack_voltage_v: 52.81,
                 current_a: -10.5,
                 soc_pct: 66.6,
-                soh_pct: 100.0,
+                soh_pct: Some(100.0),
                 cell_voltages_v: CellVoltages(vec![3.301, 3.305]),
                 temperatures_c: Temperatures(vec![25.0, 31.5]),
                 balancing: BalancingState(0),

@@ -94,6 +94,23 @@ fn get<T: FromSql>(
         .ok_or_else(|| corrupt("NULL".to_owned()))
 }
 
+/// A nullable REAL column: NULL is an absent value (a state of health
+/// the pack does not report), anything else must be a number.
+fn optional_real(
+    row: &Row<'_>,
+    row_id: i64,
+    idx: usize,
+    column: &'static str,
+) -> Result<Option<f32>, StoreError> {
+    row.get::<_, Option<f64>>(idx)
+        .map(|value| value.map(|v| v as f32))
+        .map_err(|e| StoreError::Corrupt {
+            row_id,
+            column,
+            reason: e.to_string(),
+        })
+}
+
 fn real(row: &Row<'_>, row_id: i64, idx: usize, column: &'static str) -> Result<f32, StoreError> {
     // f64 -> f32 is exact for every value this store wrote.
     Ok(get::<f64>(row, row_id, idx, column)? as f32)
@@ -153,11 +170,12 @@ pub(super) fn read_row(row: &Row<'_>) -> Result<StoredSample, StoreError> {
     let quality = match quality_text.as_str() {
         "fresh" => DataQuality::Fresh,
         "stale" => DataQuality::Stale,
+        "suspect" => DataQuality::Suspect,
         other => {
             return Err(StoreError::Corrupt {
                 row_id,
                 column: "quality",
-                reason: format!("{other:?} is neither fresh nor stale"),
+                reason: format!("{other:?} is not fresh, stale or suspect"),
             })
         }
     };
@@ -165,7 +183,7 @@ pub(super) fn read_row(row: &Row<'_>) -> Result<StoredSample, StoreError> {
         pack_voltage_v: real(row, row_id, 7, "pack_voltage_v")?,
         current_a: real(row, row_id, 8, "current_a")?,
         soc_pct: real(row, row_id, 9, "soc_pct")?,
-        soh_pct: real(row, row_id, 10, "soh_pct")?,
+        soh_pct: optional_real(row, row_id, 10, "soh_pct")?,
         cell_voltages_v: CellVoltages(floats(row, row_id, 11, "cell_voltages_v")?),
         temperatures_c: Temperatures(floats(row, row_id, 12, "temperatures_c")?),
         balancing: BalancingState(flags(row, row_id, 13, "balancing_mask")?),

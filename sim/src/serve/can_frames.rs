@@ -139,7 +139,7 @@ pub fn bms_frames(reading: &PackReading, limits: &BmsLimits) -> Vec<(u16, Vec<u8
             0x355,
             concat(&[
                 le_u16(f64::from(reading.soc_pct), 1.0),
-                le_u16(f64::from(reading.soh_pct), 1.0),
+                le_u16(f64::from(reading.soh_pct.unwrap_or(0.0)), 1.0),
             ]),
         ),
         (
@@ -182,7 +182,7 @@ mod tests {
             pack_voltage_v: 53.96,
             current_a: -2.6,
             soc_pct: 74.6,
-            soh_pct: 99.0,
+            soh_pct: Some(99.0),
             cell_voltages_v: CellVoltages(vec![3.300, 3.330, 3.310]),
             temperatures_c: Temperatures(vec![24.0, 23.0]),
             alarms: AlarmFlags::NONE,

@@ -110,7 +110,7 @@ impl RegisterImage {
         m[0] = to_u16(f64::from(reading.pack_voltage_v), 0.01);
         m[1] = to_i16(f64::from(reading.current_a), 0.1);
         m[2] = to_u16(f64::from(reading.soc_pct), 0.1);
-        m[3] = to_u16(f64::from(reading.soh_pct), 0.1);
+        m[3] = to_u16(f64::from(reading.soh_pct.unwrap_or(0.0)), 0.1);
         let cells = &reading.cell_voltages_v.0[..reading.cell_voltages_v.0.len().min(MAX_CELLS)];
         let temps = &reading.temperatures_c.0
             [..reading.temperatures_c.0.len().min(MAX_TEMPERATURE_SENSORS)];
@@ -283,7 +283,7 @@ mod tests {
             pack_voltage_v: 52.81,
             current_a: -12.34,
             soc_pct: 71.26,
-            soh_pct: 98.0,
+            soh_pct: Some(98.0),
             cell_voltages_v: CellVoltages(vec![3.301, 3.2804, 3.3]),
             temperatures_c: Temperatures(vec![24.04, -5.56]),
             balancing: BalancingState(0x0001_0004),

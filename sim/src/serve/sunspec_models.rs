@@ -77,7 +77,9 @@ pub(super) fn battery(reading: &PackReading) -> Vec<u16> {
     r[2] = 5000; // WChaRteMax
     r[3] = 5000; // WDisChaRteMax
     r[9] = fixed_u16(f64::from(reading.soc_pct), PCT_SF); // SoC
-    r[11] = fixed_u16(f64::from(reading.soh_pct), PCT_SF); // SoH
+    r[11] = reading
+        .soh_pct
+        .map_or(NI_U16, |soh| fixed_u16(f64::from(soh), PCT_SF)); // SoH
     r[14] = charge_status(reading.current_a); // ChaSt
     r[15] = 0; // LocRemCtl: remote
     r[18] = 0; // AlmRst
@@ -150,7 +152,9 @@ pub(super) fn bank(reading: &PackReading) -> Vec<u16> {
     r[s] = 1; // StrNMod
     r[s + 1..s + 3].copy_from_slice(&[0, 3]); // StrSt: enabled, contactor closed
     r[s + 4] = fixed_u16(f64::from(reading.soc_pct), PCT_SF);
-    r[s + 5] = fixed_u16(f64::from(reading.soh_pct), PCT_SF);
+    r[s + 5] = reading
+        .soh_pct
+        .map_or(NI_U16, |soh| fixed_u16(f64::from(soh), PCT_SF));
     r[s + 6] = fixed_i16(-f64::from(reading.current_a), A_SF);
     if let Some((max, min, avg)) = cell_stats(reading) {
         r[s + 7] = fixed_u16(max, CELL_V_SF);

@@ -7,7 +7,7 @@ fn reading() -> PackReading {
         pack_voltage_v: 52.3,
         current_a: -12.5,
         soc_pct: 76.5,
-        soh_pct: 98.0,
+        soh_pct: Some(98.0),
         cell_voltages_v: CellVoltages(vec![3.312, 3.254, 3.3]),
         temperatures_c: Temperatures(vec![25.1, -5.2]),
         balancing: BalancingState(0b101),
