@@ -9,6 +9,7 @@ use packgate_drivers::can::slcan::Bitrate;
 use packgate_drivers::can::{DEFAULT_CAN_BITRATE_BPS, DEFAULT_SLCAN_SERIAL_BAUD};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::bms::BmsSerialBusConfig;
 use super::{tagged, ConfigError};
 
 /// One bus: exactly one task owns it, and polls and writes to the packs on
@@ -36,10 +37,13 @@ pub enum BusLinkConfig {
     /// `kind = "socketcan"`: CAN through a SocketCAN interface (built with
     /// the `socketcan` feature).
     Socketcan(SocketcanBusConfig),
+    /// `kind = "bms_serial"`: a serial line of BMSs speaking a framed
+    /// protocol of their own (Pylontech-style ASCII, JBD, Daly, JK).
+    BmsSerial(BmsSerialBusConfig),
 }
 
 /// The `kind` values, as the configuration spells them.
-const BUS_KINDS: &[&str] = &["modbus_rtu", "modbus_tcp", "slcan", "socketcan"];
+const BUS_KINDS: &[&str] = &["modbus_rtu", "modbus_tcp", "slcan", "socketcan", "bms_serial"];
 
 /// A Modbus RTU line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +182,7 @@ impl<'de> Deserialize<'de> for BusConfig {
             "modbus_rtu" => BusLinkConfig::ModbusRtu(entry.variant("kind")?),
             "modbus_tcp" => BusLinkConfig::ModbusTcp(entry.variant("kind")?),
             "slcan" => BusLinkConfig::Slcan(entry.variant("kind")?),
+            "bms_serial" => BusLinkConfig::BmsSerial(entry.variant("kind")?),
             _ => BusLinkConfig::Socketcan(entry.variant("kind")?),
         };
         Ok(BusConfig { name, link })
@@ -192,6 +197,7 @@ impl BusLinkConfig {
             BusLinkConfig::ModbusTcp(_) => "modbus_tcp",
             BusLinkConfig::Slcan(_) => "slcan",
             BusLinkConfig::Socketcan(_) => "socketcan",
+            BusLinkConfig::BmsSerial(_) => "bms_serial",
         }
     }
 
@@ -340,6 +346,16 @@ impl BusConfig {
                     None,
                 )
             }
+            BusLinkConfig::BmsSerial(line) => {
+                if let Some(baud_rate) = line.baud_rate {
+                    in_range("baud_rate", baud_rate.into(), 1, MAX_BAUD_RATE.into())?;
+                }
+                (
+                    line.request_timeout_ms,
+                    line.reconnect_backoff_max_ms,
+                    line.inter_frame_gap_ms,
+                )
+            }
             BusLinkConfig::Socketcan(can) => {
                 if can.interface.trim().is_empty() {
                     return Err(invalid(&key("interface"), "must name an interface".into()));
@@ -359,7 +375,8 @@ impl BusConfig {
     fn resource(&self) -> (&'static str, String) {
         match &self.link {
             BusLinkConfig::ModbusRtu(ModbusRtuBusConfig { port, .. })
-            | BusLinkConfig::Slcan(SlcanBusConfig { port, .. }) => {
+            | BusLinkConfig::Slcan(SlcanBusConfig { port, .. })
+            | BusLinkConfig::BmsSerial(BmsSerialBusConfig { port, .. }) => {
                 let device = std::fs::canonicalize(port).unwrap_or_else(|_| port.clone());
                 ("port", device.display().to_string())
             }

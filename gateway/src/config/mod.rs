@@ -1,6 +1,7 @@
 //! The gateway's configuration: one TOML file, every key documented, unknown
 //! keys rejected with the line they are on, defaults built in.
 
+mod bms;
 mod broker;
 mod buses;
 mod cloud;
@@ -25,6 +26,10 @@ use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
+pub use bms::{
+    BmsProtocol, BmsSerialBusConfig, DalyDriverConfig, JbdDriverConfig, JkDriverConfig,
+    PylonAsciiDriverConfig,
+};
 pub use broker::{BrokerConfig, StreamLimits, StreamsConfig};
 pub use buses::{
     BusConfig, BusLinkConfig, ModbusRtuBusConfig, ModbusTcpBusConfig, SerialParity, SlcanBusConfig,

@@ -8,6 +8,9 @@ use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::bms::{
+    BmsProtocol, DalyDriverConfig, JbdDriverConfig, JkDriverConfig, PylonAsciiDriverConfig,
+};
 use super::buses::{BusConfig, BusLinkConfig};
 use super::tagged;
 use super::ConfigError;
@@ -38,10 +41,28 @@ pub enum DriverConfig {
     /// `driver = "sunspec"`: a SunSpec battery (model 802) on Modbus RTU
     /// or TCP, its models found by walking the SunSpec chain.
     Sunspec(SunSpecDriverConfig),
+    /// `driver = "pylon_ascii"`: the Pylontech-style RS-485 ASCII protocol
+    /// on a `bms_serial` bus.
+    PylonAscii(PylonAsciiDriverConfig),
+    /// `driver = "jbd"`: a JBD / Overkill BMS on a `bms_serial` bus.
+    Jbd(JbdDriverConfig),
+    /// `driver = "daly"`: a Daly BMS on a `bms_serial` bus.
+    Daly(DalyDriverConfig),
+    /// `driver = "jk"`: a JK B/BD-series BMS on a `bms_serial` bus.
+    Jk(JkDriverConfig),
 }
 
 /// The `driver` values, as the configuration spells them.
-const DRIVERS: &[&str] = &["sim", "modbus", "can", "sunspec"];
+const DRIVERS: &[&str] = &[
+    "sim",
+    "modbus",
+    "can",
+    "sunspec",
+    "pylon_ascii",
+    "jbd",
+    "daly",
+    "jk",
+];
 
 /// A simulated pack.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -113,6 +134,10 @@ impl<'de> Deserialize<'de> for PackConfig {
             "sim" => DriverConfig::Sim(entry.variant("driver")?),
             "modbus" => DriverConfig::Modbus(entry.variant("driver")?),
             "sunspec" => DriverConfig::Sunspec(entry.variant("driver")?),
+            "pylon_ascii" => DriverConfig::PylonAscii(entry.variant("driver")?),
+            "jbd" => DriverConfig::Jbd(entry.variant("driver")?),
+            "daly" => DriverConfig::Daly(entry.variant("driver")?),
+            "jk" => DriverConfig::Jk(entry.variant("driver")?),
             _ => DriverConfig::Can(entry.variant("driver")?),
         };
         Ok(PackConfig { id, driver })
@@ -172,7 +197,23 @@ impl PackConfig {
             DriverConfig::Modbus(m) => Some(&m.bus),
             DriverConfig::Sunspec(s) => Some(&s.bus),
             DriverConfig::Can(c) => Some(&c.bus),
+            DriverConfig::PylonAscii(p) => Some(&p.bus),
+            DriverConfig::Jbd(j) => Some(&j.bus),
+            DriverConfig::Daly(d) => Some(&d.bus),
+            DriverConfig::Jk(j) => Some(&j.bus),
         }
+    }
+
+    /// The framed BMS protocol it speaks, and its address on the line
+    /// where the protocol has one; none for the other drivers.
+    pub fn bms_protocol(&self) -> Option<(BmsProtocol, Option<u8>)> {
+        Some(match &self.driver {
+            DriverConfig::PylonAscii(p) => (BmsProtocol::PylonAscii, Some(p.address)),
+            DriverConfig::Jbd(_) => (BmsProtocol::Jbd, None),
+            DriverConfig::Daly(_) => (BmsProtocol::Daly, None),
+            DriverConfig::Jk(_) => (BmsProtocol::Jk, None),
+            _ => return None,
+        })
     }
 }
 
@@ -223,6 +264,74 @@ fn check_sunspec_bases(bases: &[u16]) -> Result<(), String> {
     Ok(())
 }
 
+/// A framed-protocol pack is on a `bms_serial` bus, at an address where
+/// its protocol has one.
+fn check_bms_pack<'a>(
+    pack: &PackConfig,
+    key: &dyn Fn(&str) -> String,
+    bus: impl Fn(&str) -> Result<&'a BusLinkConfig, ConfigError>,
+    invalid: Invalid<'_>,
+) -> Result<(), ConfigError> {
+    let (Some(name), Some((protocol, address))) = (pack.bus(), pack.bms_protocol()) else {
+        return Ok(());
+    };
+    let link = bus(name)?;
+    if !matches!(link, BusLinkConfig::BmsSerial(_)) {
+        return Err(invalid(
+            &key("bus"),
+            format!(
+                "driver = \"{}\" needs a bms_serial bus; {name:?} is kind = \"{}\"",
+                protocol.name(),
+                link.kind()
+            ),
+        ));
+    }
+    match address {
+        Some(0 | 255) => Err(invalid(
+            &key("address"),
+            "must be 1 to 254 (0 and 255 are no pack's address)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One protocol per `bms_serial` bus, and one pack per bus for a protocol
+/// without addresses; `protocols` holds what each bus carries so far.
+fn check_bms_line(
+    index: usize,
+    pack: &PackConfig,
+    protocols: &mut HashMap<String, (BmsProtocol, usize)>,
+    invalid: Invalid<'_>,
+) -> Result<(), ConfigError> {
+    let (Some(bus), Some((protocol, _))) = (pack.bus(), pack.bms_protocol()) else {
+        return Ok(());
+    };
+    let Some(&(other, first)) = protocols.get(bus) else {
+        protocols.insert(bus.to_owned(), (protocol, index));
+        return Ok(());
+    };
+    let key = format!("packs[{index}].driver");
+    if other != protocol {
+        return Err(invalid(
+            &key,
+            format!(
+                "bus {bus:?} already carries packs[{first}] with driver = \"{}\": one protocol per line",
+                other.name()
+            ),
+        ));
+    }
+    if !protocol.multi_drop() {
+        return Err(invalid(
+            &key,
+            format!(
+                "bus {bus:?} already carries packs[{first}]: driver = \"{}\" has no addresses, so one pack per line",
+                protocol.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_pack(
     index: usize,
     pack: &PackConfig,
@@ -251,9 +360,13 @@ fn validate_pack(
             check_modbus_unit("sunspec", &sunspec.bus, sunspec.unit_id, &key, bus, invalid)?;
             check_sunspec_bases(&sunspec.bases).map_err(|e| invalid(&key("bases"), e))
         }
+        DriverConfig::PylonAscii(_)
+        | DriverConfig::Jbd(_)
+        | DriverConfig::Daly(_)
+        | DriverConfig::Jk(_) => check_bms_pack(pack, &key, bus, invalid),
         DriverConfig::Can(can) => {
             let link = bus(&can.bus)?;
-            if link.is_modbus() {
+            if !matches!(link, BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_)) {
                 return Err(invalid(
                     &key("bus"),
                     format!(
@@ -279,6 +392,7 @@ pub(super) fn validate(
     let links = super::buses::validate(buses, invalid)?;
     let mut ids = HashSet::new();
     let mut addresses = HashSet::new();
+    let mut protocols = HashMap::new();
     for (index, pack) in packs.iter().enumerate() {
         if !ids.insert(pack.id.clone()) {
             return Err(invalid(
@@ -287,21 +401,33 @@ pub(super) fn validate(
             ));
         }
         validate_pack(index, pack, &links, invalid)?;
+        check_bms_line(index, pack, &mut protocols, invalid)?;
         // Two packs at one address would be read as one: refuse it.
         let (bus, unit) = match &pack.driver {
             DriverConfig::Sim(_) => continue,
             DriverConfig::Modbus(m) => (&m.bus, Some(m.unit_id)),
             DriverConfig::Sunspec(s) => (&s.bus, Some(s.unit_id)),
             DriverConfig::Can(c) => (&c.bus, None),
+            DriverConfig::PylonAscii(p) => (&p.bus, Some(p.address)),
+            // One pack per line, checked above.
+            DriverConfig::Jbd(_) | DriverConfig::Daly(_) | DriverConfig::Jk(_) => continue,
         };
         if !addresses.insert((bus.clone(), unit)) {
-            let what = match unit {
-                Some(unit) => {
-                    format!("unit id {unit} on bus {bus:?} already belongs to another pack")
-                }
-                None => format!("bus {bus:?} already carries another CAN pack"),
+            let (field, what) = match (&pack.driver, unit) {
+                (DriverConfig::PylonAscii(_), Some(address)) => (
+                    "address",
+                    format!("address {address} on bus {bus:?} already belongs to another pack"),
+                ),
+                (_, Some(unit)) => (
+                    "unit_id",
+                    format!("unit id {unit} on bus {bus:?} already belongs to another pack"),
+                ),
+                (_, None) => (
+                    "bus",
+                    format!("bus {bus:?} already carries another CAN pack"),
+                ),
             };
-            return Err(invalid(&format!("packs[{index}].unit_id"), what));
+            return Err(invalid(&format!("packs[{index}].{field}"), what));
         }
     }
     Ok(())

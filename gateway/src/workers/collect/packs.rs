@@ -6,6 +6,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use packgate_drivers::bms::{BmsPackDriver, SerialFrameLink, SerialLineConfig};
 use packgate_drivers::can::{CanDriverConfig as CanConfig, CanPackDriver, CanTransportConfig};
 use packgate_drivers::modbus::{
     DataBits, ModbusLink, ModbusPackDriver, Parity, RtuLinkConfig, StopBits, SunSpecOptions,
@@ -20,8 +21,8 @@ use tokio::time::Instant;
 
 use super::bus::{BusContext, BusOwner, WriteRequest};
 use crate::config::{
-    BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig, ModbusDriverConfig,
-    SerialParity, SunSpecDriverConfig,
+    BmsProtocol, BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig,
+    ModbusDriverConfig, PackConfig, SerialParity, SunSpecDriverConfig,
 };
 use crate::workers::control::validate::{pack_settings, PackTable, Policy, WriteCheck};
 
@@ -41,6 +42,8 @@ pub struct Bus {
 enum BusPacks {
     /// Packs on one Modbus line or endpoint.
     Modbus(ModbusLink, Vec<ModbusPackDriver>),
+    /// Packs on one serial line speaking a framed BMS protocol.
+    Bms(SerialFrameLink, Vec<BmsPackDriver>),
     /// A CAN BMS (its driver's receive task holds the CAN link).
     Can(CanPackDriver),
     /// A simulated pack.
@@ -52,6 +55,7 @@ impl Bus {
     pub fn pack_ids(&self) -> Vec<PackId> {
         match &self.packs {
             BusPacks::Modbus(_, drivers) => drivers.iter().map(|d| d.pack_id().clone()).collect(),
+            BusPacks::Bms(_, drivers) => drivers.iter().map(|d| d.pack_id().clone()).collect(),
             BusPacks::Can(driver) => vec![driver.pack_id().clone()],
             BusPacks::Sim(driver) => vec![driver.pack_id().clone()],
         }
@@ -61,6 +65,7 @@ impl Bus {
     pub fn pack_count(&self) -> usize {
         match &self.packs {
             BusPacks::Modbus(_, drivers) => drivers.len(),
+            BusPacks::Bms(_, drivers) => drivers.len(),
             BusPacks::Can(_) | BusPacks::Sim(_) => 1,
         }
     }
@@ -80,6 +85,9 @@ impl Bus {
         } = self;
         match packs {
             BusPacks::Modbus(link, drivers) => tokio::spawn(
+                BusOwner::new(name, link, drivers, poll_timeout).run(writes, start, cx),
+            ),
+            BusPacks::Bms(link, drivers) => tokio::spawn(
                 BusOwner::new(name, link, drivers, poll_timeout).run(writes, start, cx),
             ),
             BusPacks::Can(driver) => tokio::spawn(
@@ -168,8 +176,79 @@ fn modbus_link(bus: &BusLinkConfig, default_timeout: Duration) -> Option<ModbusL
             }
             Some(ModbusLink::rtu(link))
         }
-        BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_) => None,
+        BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_) | BusLinkConfig::BmsSerial(_) => {
+            None
+        }
     }
+}
+
+/// The serial line of a `bms_serial` bus whose packs speak `protocol`;
+/// none for another kind of bus.
+fn bms_link(
+    bus: &BusLinkConfig,
+    protocol: BmsProtocol,
+    default_timeout: Duration,
+) -> Option<SerialFrameLink> {
+    let BusLinkConfig::BmsSerial(line) = bus else {
+        return None;
+    };
+    let millis = Duration::from_millis;
+    let baud_rate = line
+        .baud_rate
+        .unwrap_or_else(|| protocol.default_baud_rate());
+    let mut config = SerialLineConfig::new(line.port.display().to_string(), baud_rate);
+    config.request_timeout = line.request_timeout_ms.map_or(default_timeout, millis);
+    config.reconnect_backoff_max = millis(line.reconnect_backoff_max_ms);
+    if let Some(gap) = line.inter_frame_gap_ms {
+        config.inter_frame_gap = millis(gap);
+    }
+    Some(SerialFrameLink::new(config))
+}
+
+/// The driver of a framed-protocol pack; none for the other drivers.
+fn bms_driver(pack: &PackConfig) -> Option<BmsPackDriver> {
+    let id = pack.id.clone();
+    Some(match &pack.driver {
+        DriverConfig::PylonAscii(p) => BmsPackDriver::pylon_ascii(id, p.address),
+        DriverConfig::Jbd(_) => BmsPackDriver::jbd(id),
+        DriverConfig::Daly(d) => BmsPackDriver::daly(id, d.host_address),
+        DriverConfig::Jk(_) => BmsPackDriver::jk(id),
+        _ => return None,
+    })
+}
+
+/// A serial BMS line being assembled: its link, drivers and poll timeout.
+type BmsGroup = (SerialFrameLink, Vec<BmsPackDriver>, Duration);
+
+/// Adds the framed-protocol `pack` to the line of bus `name`, opening the
+/// group at its first pack; the line's poll timeout grows to what one of
+/// its packs' polls may need.
+fn add_bms_pack<'a>(
+    groups: &mut BTreeMap<&'a str, BmsGroup>,
+    name: &'a str,
+    bus: &BusLinkConfig,
+    pack: &PackConfig,
+    default_timeout: Duration,
+) -> Result<(), PackSetError> {
+    let missing = |what: String| PackSetError::Config {
+        pack: pack.id.clone(),
+        reason: what,
+    };
+    let (protocol, _) = pack
+        .bms_protocol()
+        .ok_or_else(|| missing("not a framed BMS protocol".into()))?;
+    let driver = bms_driver(pack).ok_or_else(|| missing("not a framed BMS protocol".into()))?;
+    let (link, drivers, poll_timeout) = match groups.entry(name) {
+        Entry::Occupied(group) => group.into_mut(),
+        Entry::Vacant(slot) => {
+            let link = bms_link(bus, protocol, default_timeout)
+                .ok_or_else(|| missing(format!("bus {name:?} is not a bms_serial bus")))?;
+            slot.insert((link, Vec::new(), Duration::ZERO))
+        }
+    };
+    *poll_timeout = (*poll_timeout).max(link.poll_timeout(driver.poll_requests()));
+    drivers.push(driver);
+    Ok(())
 }
 
 /// How old a CAN BMS's frames may be before its reading is stale: two and
@@ -202,7 +281,9 @@ fn can_driver(
             slcan.request_timeout_ms,
             slcan.reconnect_backoff_max_ms,
         ),
-        BusLinkConfig::ModbusRtu(_) | BusLinkConfig::ModbusTcp(_) => return None,
+        BusLinkConfig::ModbusRtu(_) | BusLinkConfig::ModbusTcp(_) | BusLinkConfig::BmsSerial(_) => {
+            return None
+        }
     };
     Some(CanConfig {
         cells_in_series: pack.cells_in_series,
@@ -269,6 +350,8 @@ impl PackSet {
         let mut set = PackSet::default();
         // Modbus packs grouped by bus name, in configuration order.
         let mut modbus: BTreeMap<&str, ModbusGroup> = BTreeMap::new();
+        // Framed-protocol packs grouped by bus name, likewise.
+        let mut bms: BTreeMap<&str, BmsGroup> = BTreeMap::new();
         let mut writable = PackTable::with_capacity(config.packs.len());
         for pack in &config.packs {
             let id = &pack.id;
@@ -307,6 +390,13 @@ impl PackSet {
                         _ => {}
                     }
                 }
+                (
+                    DriverConfig::PylonAscii(_)
+                    | DriverConfig::Jbd(_)
+                    | DriverConfig::Daly(_)
+                    | DriverConfig::Jk(_),
+                    Some((name, bus)),
+                ) => add_bms_pack(&mut bms, name, bus, pack, default_timeout)?,
                 (DriverConfig::Can(can), Some((name, bus))) => {
                     let can_config = can_driver(bus, can, &config.collect)
                         .ok_or_else(|| missing(&format!("bus {name:?} is not a CAN bus")))?;
@@ -341,6 +431,14 @@ impl PackSet {
                     name: name.to_owned(),
                     poll_timeout: timeout,
                     packs: BusPacks::Modbus(link, drivers),
+                }),
+        );
+        set.buses.extend(
+            bms.into_iter()
+                .map(|(name, (link, drivers, timeout))| Bus {
+                    name: name.to_owned(),
+                    poll_timeout: timeout,
+                    packs: BusPacks::Bms(link, drivers),
                 }),
         );
         set.write_check = WriteCheck::new(writable, Policy::of(&config.control));

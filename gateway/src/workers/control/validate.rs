@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use packgate_drivers::bms;
 use packgate_drivers::profile::{self, Profile, ProfileError};
 use packgate_drivers::ValidatedSetting;
 use packgate_protocol::{Command, PackId};
@@ -145,31 +146,52 @@ pub enum Rejection {
 }
 
 /// The profile a pack's writes are checked against: the modbus pack's
-/// own, the simulator's for a sim pack, none for a CAN or SunSpec pack.
+/// own, the simulator's for a sim pack, none for the other drivers.
 fn profile_name(pack: &PackConfig) -> Option<&str> {
     match &pack.driver {
         DriverConfig::Sim(_) => Some(SIM_PROFILE),
         DriverConfig::Modbus(modbus) => Some(modbus.profile.as_str()),
-        DriverConfig::Can(_) | DriverConfig::Sunspec(_) => None,
+        _ => None,
     }
 }
 
-/// The writable settings of one configured pack, from its profile.
+/// The writable settings of a pack read without a profile: the charge and
+/// discharge switches of a JBD or JK BMS (0 holds the switch open, 1
+/// leaves it to the BMS); none for the others, whose protocols have no
+/// write packgate trusts.
+fn driver_settings(pack: &PackConfig) -> Vec<SettingBounds> {
+    match &pack.driver {
+        DriverConfig::Jbd(_) | DriverConfig::Jk(_) => bms::SWITCH_SETTINGS
+            .iter()
+            .map(|name| SettingBounds {
+                name: (*name).to_owned(),
+                min: 0.0,
+                max: 1.0,
+                unit: String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The writable settings of one configured pack, from its profile or its
+/// driver.
 pub fn pack_settings(pack: &PackConfig) -> Result<Vec<SettingBounds>, ProfileError> {
     match profile_name(pack) {
-        None => Ok(Vec::new()),
+        None => Ok(driver_settings(pack)),
         Some(name) => Ok(bounds_of(&profile::resolve(name)?)),
     }
 }
 
 /// Builds the pack table from the configured packs: a modbus pack's
-/// profile settings, the simulator's for a sim pack, none for a CAN pack.
+/// profile settings, the simulator's for a sim pack, a JBD or JK pack's
+/// switches, none for the others.
 pub fn pack_table(packs: &[PackConfig]) -> Result<PackTable, ProfileError> {
     let mut profiles: HashMap<&str, Vec<SettingBounds>> = HashMap::new();
     let mut table = PackTable::with_capacity(packs.len());
     for pack in packs {
         let settings = match profile_name(pack) {
-            None => Vec::new(),
+            None => driver_settings(pack),
             Some(name) => match profiles.get(name) {
                 Some(settings) => settings.clone(),
                 None => {
