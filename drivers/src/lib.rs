@@ -17,6 +17,8 @@ use packgate_protocol::{DataQuality, PackId, PackReading, SettingName};
 pub mod bms;
 pub mod can;
 pub mod modbus;
+pub mod plausible;
+pub mod provenance;
 pub mod profile;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -243,4 +245,10 @@ pub trait PackDriver: Send + fmt::Debug {
         link: &'a mut Self::Link,
         setting: &'a ValidatedSetting,
     ) -> BoxFuture<'a, DriverResult<f64>>;
+
+    /// What bounds this pack's readings, for the plausibility check;
+    /// by default nothing beyond the physics of a cell.
+    fn plausibility(&self) -> plausible::PlausibilityLimits {
+        plausible::PlausibilityLimits::default()
+    }
 }

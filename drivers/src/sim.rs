@@ -84,6 +84,13 @@ impl PackDriver for SimDriver {
     ) -> BoxFuture<'a, DriverResult<f64>> {
         Box::pin(self.write(setting))
     }
+
+    fn plausibility(&self) -> crate::plausible::PlausibilityLimits {
+        crate::plausible::PlausibilityLimits {
+            max_current_a: Some(packgate_sim::MAX_CURRENT_A as f32),
+            cells_complete: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,15 +29,35 @@ fn stdout() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
 }
 
+/// What a profile says of itself, or that it says nothing.
+fn or_unstated(text: &str) -> &str {
+    if text.trim().is_empty() {
+        "not stated by the profile"
+    } else {
+        text
+    }
+}
+
 pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
     use packgate_drivers::profile::Profile;
     match what {
         ProfilesCommand::List => {
+            let mut out = stdout().lock();
+            writeln!(out, "Modbus profiles (driver = \"modbus\", profile = NAME):")?;
             for name in Profile::builtin_names() {
-                let description = Profile::builtin(name)
-                    .map(|p| p.description)
-                    .unwrap_or_default();
-                writeln!(stdout(), "{name:<16} {description}")?;
+                let Ok(profile) = Profile::builtin(name) else {
+                    continue;
+                };
+                writeln!(out, "  {name:<16} {}", profile.description)?;
+                writeln!(out, "  {:<16} map from: {}", "", or_unstated(&profile.source))?;
+                writeln!(out, "  {:<16} checked against: {}", "", or_unstated(&profile.checked_against))?;
+            }
+            writeln!(out, "Drivers with their own protocol (driver = NAME):")?;
+            for driver in packgate_drivers::provenance::DRIVERS {
+                writeln!(out, "  {:<16} {} over {}", driver.driver, driver.protocol, driver.transport)?;
+                writeln!(out, "  {:<16} packs: {}", "", driver.packs)?;
+                writeln!(out, "  {:<16} map from: {}", "", driver.source)?;
+                writeln!(out, "  {:<16} checked against: {}", "", driver.checked_against)?;
             }
         }
         ProfilesCommand::Show { name } => match Profile::builtin_source(name) {

@@ -88,7 +88,8 @@ enum Action {
         #[arg(long)]
         once: bool,
     },
-    /// Serve simulated packs as real devices (Modbus TCP, Modbus RTU, slcan).
+    /// Serve simulated packs as real devices (Modbus TCP, Modbus RTU, slcan,
+    /// and the framed serial BMS protocols).
     Sim {
         /// Packs, served as unit ids 1..=N.
         #[arg(long, default_value_t = 4)]
@@ -118,6 +119,20 @@ enum Action {
         /// 40000) in this layout: standard | common65 | vendor-first | no803.
         #[arg(long)]
         sunspec_layout: Option<packgate_sim::serve::SunSpecLayout>,
+        /// Serve the packs as Pylontech-style RS-485 ASCII BMSs at
+        /// addresses 1..=N on this serial device, or `pty`.
+        #[arg(long)]
+        pylon_ascii: Option<String>,
+        /// Serve pack 1 as a JBD BMS on this serial device, or `pty`.
+        #[arg(long)]
+        jbd: Option<String>,
+        /// Serve pack 1 as a Daly BMS on this serial device, or `pty`.
+        #[arg(long)]
+        daly: Option<String>,
+        /// Serve pack 1 as a JK B/BD BMS ("NW" frames) on this serial
+        /// device, or `pty`.
+        #[arg(long)]
+        jk: Option<String>,
     },
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
@@ -402,6 +417,10 @@ fn run(action: Action) -> anyhow::Result<()> {
             slcan,
             faults,
             sunspec_layout,
+            pylon_ascii,
+            jbd,
+            daly,
+            jk,
         } => block_on(sim(packgate::cli::sim::SimOptions {
             packs,
             seed,
@@ -411,6 +430,12 @@ fn run(action: Action) -> anyhow::Result<()> {
             slcan,
             faults,
             sunspec_layout,
+            framed: packgate::cli::sim::FramedLines {
+                pylon_ascii,
+                jbd,
+                daly,
+                jk,
+            },
         })),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),

@@ -9,6 +9,7 @@ use super::jbd::JbdDriver;
 use super::jk::JkDriver;
 use super::pylon_ascii::PylonAsciiDriver;
 use super::SerialFrameLink;
+use crate::plausible::PlausibilityLimits;
 use crate::{DriverResult, PackDriver, Polled, ValidatedSetting};
 
 /// One pack on a serial line of framed-protocol BMSs.
@@ -92,6 +93,15 @@ impl PackDriver for BmsPackDriver {
             Self::Jbd(d) => d.apply_setting(link, setting),
             Self::Daly(d) => d.apply_setting(link, setting),
             Self::Jk(d) => d.apply_setting(link, setting),
+        }
+    }
+
+    /// Every one of these protocols lists each series cell; none gives the
+    /// pack's maximum current.
+    fn plausibility(&self) -> PlausibilityLimits {
+        PlausibilityLimits {
+            max_current_a: None,
+            cells_complete: true,
         }
     }
 }

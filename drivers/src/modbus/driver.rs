@@ -7,6 +7,7 @@ use packgate_protocol::{DataQuality, PackId};
 
 use super::link::ModbusLink;
 use super::sunspec::{SunSpecOptions, SunSpecReader, SUNSPEC_POLL_REQUESTS};
+use crate::plausible::PlausibilityLimits;
 use crate::profile::{Profile, ReadFunction};
 use crate::{DeviceException, DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};
 
@@ -174,5 +175,16 @@ impl PackDriver for ModbusPackDriver {
         setting: &'a ValidatedSetting,
     ) -> BoxFuture<'a, DriverResult<f64>> {
         Box::pin(self.write(link, setting))
+    }
+
+    fn plausibility(&self) -> PlausibilityLimits {
+        match self.profile() {
+            Some(profile) => PlausibilityLimits {
+                max_current_a: profile.max_current_a,
+                cells_complete: profile.cells_complete,
+            },
+            // SunSpec gives the highest and lowest cell only.
+            None => PlausibilityLimits::default(),
+        }
     }
 }

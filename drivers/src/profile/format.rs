@@ -41,6 +41,22 @@ pub(crate) struct ProfileFile {
     /// Free text for `packgate profiles list`.
     #[serde(default)]
     pub(crate) description: String,
+    /// Where the register map comes from: the document and its version.
+    #[serde(default)]
+    pub(crate) source: String,
+    /// The firmware the map was checked against, or that it was not
+    /// checked on hardware.
+    #[serde(default)]
+    pub(crate) checked_against: String,
+    /// The largest current the pack can carry, amperes; a reading past it
+    /// is marked suspect.
+    #[serde(default)]
+    pub(crate) max_current_a: Option<f64>,
+    /// Whether `[cells]` lists every series cell (so the pack voltage is
+    /// checked against their sum); false when it holds only the highest
+    /// and lowest.
+    #[serde(default = "yes")]
+    pub(crate) cells_complete: bool,
     /// Default word order of 32-bit values (`big`: high word first).
     #[serde(default)]
     pub(crate) word_order: WordOrder,
@@ -264,4 +280,8 @@ pub(crate) struct SettingFile {
     /// Holding register read back to verify (default: `register`).
     #[serde(default)]
     pub(crate) read_back_register: Option<u16>,
+}
+
+fn yes() -> bool {
+    true
 }

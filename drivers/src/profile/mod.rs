@@ -93,6 +93,16 @@ pub struct Profile {
     pub name: String,
     /// Free text description.
     pub description: String,
+    /// Where the register map comes from (document and version); empty
+    /// when the profile does not say.
+    pub source: String,
+    /// The firmware the map was checked against; empty when the profile
+    /// does not say.
+    pub checked_against: String,
+    /// The largest current the pack can carry, amperes, when known.
+    pub max_current_a: Option<f32>,
+    /// Whether the cell list is every series cell.
+    pub cells_complete: bool,
     /// Blocks to read at each poll, in order; [`Profile::decode`] takes one
     /// register vector per block.
     pub blocks: Vec<RegisterBlock>,
@@ -141,6 +151,10 @@ impl Profile {
         Ok(Profile {
             name: file.name,
             description: file.description,
+            source: file.source,
+            checked_against: file.checked_against,
+            max_current_a: file.max_current_a.map(|a| a as f32),
+            cells_complete: file.cells_complete,
             blocks: compiled.blocks,
             settings: compiled.settings,
             decoder: compiled.decoder,

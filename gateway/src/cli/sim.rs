@@ -4,6 +4,11 @@
 
 use std::time::Duration;
 
+use packgate_sim::serve::daly::DalyDevice;
+use packgate_sim::serve::framed::{serve_framed, FramedServerOptions, FramedUnit};
+use packgate_sim::serve::jbd::JbdDevice;
+use packgate_sim::serve::jk::JkDevice;
+use packgate_sim::serve::pylon_ascii::PylonAsciiDevice;
 use packgate_sim::serve::{
     serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit, SunSpecLayout,
 };
@@ -31,6 +36,28 @@ pub struct SimOptions {
     /// Serve the Modbus units as SunSpec batteries in this layout instead
     /// of the "packgate-sim" register map.
     pub sunspec_layout: Option<SunSpecLayout>,
+    /// Lines served with a framed BMS protocol.
+    pub framed: FramedLines,
+}
+
+/// The serial lines served with a framed BMS protocol: each a serial
+/// device, or `pty` for a new pseudo-terminal.
+#[derive(Debug, Clone, Default)]
+pub struct FramedLines {
+    /// Pylontech-style RS-485 ASCII: every pack, at addresses 1..=packs.
+    pub pylon_ascii: Option<String>,
+    /// JBD: pack 1.
+    pub jbd: Option<String>,
+    /// Daly: pack 1.
+    pub daly: Option<String>,
+    /// JK "NW" frames: pack 1.
+    pub jk: Option<String>,
+}
+
+impl FramedLines {
+    fn any(&self) -> bool {
+        self.pylon_ascii.is_some() || self.jbd.is_some() || self.daly.is_some() || self.jk.is_some()
+    }
 }
 
 /// Why the simulator could not serve.
@@ -50,7 +77,7 @@ pub enum SimCliError {
     )]
     Fault(String),
     /// Nothing to serve.
-    #[error("nothing to serve: give --modbus-tcp, --modbus-rtu or --slcan")]
+    #[error("nothing to serve: give --modbus-tcp, --modbus-rtu, --slcan, --pylon-ascii, --jbd, --daly or --jk")]
     NoTransport,
 }
 
@@ -134,10 +161,57 @@ fn sunspec_note(layout: Option<SunSpecLayout>) -> String {
     layout.map_or_else(String::new, |l| format!(" sunspec {l}"))
 }
 
+/// Starts a server for each framed-protocol line asked for, printing
+/// where it is: every pack on the Pylontech-style line (by address), pack
+/// 1 on each of the others (their protocols have no addresses).
+fn serve_framed_lines(
+    options: &SimOptions,
+    packs: &[(u8, SimPack, u64)],
+    tasks: &mut tokio::task::JoinSet<std::io::Result<()>>,
+    keep_open: &mut Vec<tokio_serial::SerialStream>,
+    shutdown: &CancellationToken,
+) -> Result<(), SimCliError> {
+    let all: Vec<FramedUnit> = packs
+        .iter()
+        .map(|(unit, pack, seed)| FramedUnit::new(*unit, pack.clone(), *seed))
+        .collect();
+    let first: Vec<FramedUnit> = all.iter().take(1).cloned().collect();
+    let lines = &options.framed;
+    let specs = [
+        ("pylon-ascii", &lines.pylon_ascii, 9_600, &all),
+        ("jbd", &lines.jbd, 9_600, &first),
+        ("daly", &lines.daly, 9_600, &first),
+        ("jk", &lines.jk, 115_200, &first),
+    ];
+    for (name, spec, baud_rate, units) in specs {
+        let Some(spec) = spec else { continue };
+        let (port, path, client) = open_line(spec, baud_rate)?;
+        keep_open.extend(client);
+        let addresses = match units.as_slice() {
+            [one] if name != "pylon-ascii" => format!("pack {}", one.address),
+            _ => format!("addresses 1..={}", units.len()),
+        };
+        announce(format_args!("{name} {path} {baud_rate} baud {addresses}"));
+        let units = units.clone();
+        let (options, shutdown) = (FramedServerOptions::default(), shutdown.clone());
+        match name {
+            "pylon-ascii" => tasks.spawn(serve_framed::<PylonAsciiDevice, _>(port, units, options, shutdown)),
+            "jbd" => tasks.spawn(serve_framed::<JbdDevice, _>(port, units, options, shutdown)),
+            "daly" => tasks.spawn(serve_framed::<DalyDevice, _>(port, units, options, shutdown)),
+            _ => tasks.spawn(serve_framed::<JkDevice, _>(port, units, options, shutdown)),
+        };
+    }
+    Ok(())
+}
+
 /// Serves the simulated packs until `shutdown`, printing where each
 /// transport can be reached.
 pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
-    if options.modbus_tcp.is_none() && options.modbus_rtu.is_none() && options.slcan.is_none() {
+    if options.modbus_tcp.is_none()
+        && options.modbus_rtu.is_none()
+        && options.slcan.is_none()
+        && !options.framed.any()
+    {
         return Err(SimCliError::NoTransport);
     }
     let packs = sim_packs(&options);
@@ -196,6 +270,7 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
             shutdown.clone(),
         ));
     }
+    serve_framed_lines(&options, &packs, &mut tasks, &mut keep_open, &shutdown)?;
     while let Some(result) = tasks.join_next().await {
         match result {
             Ok(Ok(())) => {}

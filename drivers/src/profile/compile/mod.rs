@@ -46,6 +46,11 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
     if file.name.trim().is_empty() {
         return invalid("name", "must not be empty");
     }
+    if let Some(max) = file.max_current_a {
+        if !(max.is_finite() && max > 0.0 && max <= f64::from(packgate_protocol::sample::MAX_CURRENT_A)) {
+            return invalid("max_current_a", "must be a current above 0 A");
+        }
+    }
     if file.blocks.is_empty() {
         return invalid("blocks", "a profile reads at least one block");
     }

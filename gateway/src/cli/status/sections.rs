@@ -196,6 +196,8 @@ fn pack_from_sample(
     let age = sources.now - sample.timestamp_ms;
     let state = if sample.quality == DataQuality::Stale || age > stale_after_ms {
         "stale"
+    } else if sample.quality == DataQuality::Suspect {
+        "suspect"
     } else {
         "online"
     };

@@ -24,6 +24,10 @@ crate::worker_metrics! {
             samples_duplicate,
             /// Stale samples published (the pack did not answer).
             samples_stale,
+            /// Suspect samples published (read, but not believable: a cell
+            /// outside 0.5-5 V, a current past the pack's maximum, a pack
+            /// voltage far from its cells' sum).
+            samples_suspect,
             /// Samples dropped because the pending queue was full (data loss).
             samples_dropped,
             /// Events acknowledged by JetStream.

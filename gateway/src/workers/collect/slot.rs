@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use packgate_drivers::{
-    BusLink, DeviceException, DriverError, LinkErrorCounts, PackDriver, Polled,
+    plausible, BusLink, DeviceException, DriverError, LinkErrorCounts, PackDriver, Polled,
 };
 use packgate_protocol::{AlarmFlags, BootId, DataQuality, Event, EventKind, PackReading, Sample};
 
@@ -54,6 +54,8 @@ pub(super) struct PackSlot<D> {
     last_reading: Option<PackReading>,
     /// Alarm flags of the last reading.
     alarms: AlarmFlags,
+    /// Whether the last reading was suspect (logged once, at the first).
+    suspect: bool,
 }
 
 impl<D: PackDriver> PackSlot<D> {
@@ -65,6 +67,7 @@ impl<D: PackDriver> PackSlot<D> {
             state: PackState::Unknown { failures: 0 },
             last_reading: None,
             alarms: AlarmFlags::NONE,
+            suspect: false,
         }
     }
 
@@ -138,9 +141,12 @@ impl<D: PackDriver> PackSlot<D> {
         let pack = self.driver.pack_id().clone();
         let Polled {
             reading,
-            quality,
+            mut quality,
             serial_number,
         } = polled;
+        if quality == DataQuality::Fresh {
+            quality = self.judge(&reading);
+        }
         match self.state.answered() {
             Change::None | Change::Offline => {}
             change => {
@@ -163,11 +169,37 @@ impl<D: PackDriver> PackSlot<D> {
             out.push(self.event(cx.boot_id, stamp.wall_ms, EventKind::AlarmCleared(cleared)));
         }
         self.alarms = reading.alarms;
-        self.last_reading = Some(reading.clone());
-        if quality == DataQuality::Stale {
-            cx.metrics.samples_stale.inc();
+        match quality {
+            DataQuality::Stale => cx.metrics.samples_stale.inc(),
+            DataQuality::Suspect => cx.metrics.samples_suspect.inc(),
+            DataQuality::Fresh => {}
+        }
+        // A silent pack repeats its last believable reading, not a
+        // suspect one.
+        if quality != DataQuality::Suspect {
+            self.last_reading = Some(reading.clone());
         }
         out.push(self.sample(cx.boot_id, stamp, quality, reading));
+    }
+
+    /// A fresh reading's quality: suspect when it is not believable (see
+    /// [`packgate_drivers::plausible`]), logged at the first of a run.
+    fn judge(&mut self, reading: &PackReading) -> DataQuality {
+        let pack = self.driver.pack_id();
+        match plausible::check(reading, &self.driver.plausibility()) {
+            Ok(()) => {
+                if std::mem::take(&mut self.suspect) {
+                    tracing::info!(%pack, "readings believable again");
+                }
+                DataQuality::Fresh
+            }
+            Err(why) => {
+                if !std::mem::replace(&mut self.suspect, true) {
+                    tracing::warn!(%pack, reason = %why, "reading not believable: stored as suspect, never fresh");
+                }
+                DataQuality::Suspect
+            }
+        }
     }
 
     fn failed(

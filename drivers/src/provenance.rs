@@ -1,0 +1,95 @@
+//! Where each driver's protocol map comes from and what it was checked
+//! against, so an installer knows how far to trust a reading before a pack
+//! is connected. `packgate profiles list` prints it; the README's protocol
+//! table is checked against it.
+
+/// One driver's protocol and its provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverProvenance {
+    /// The `driver` value of a pack.
+    pub driver: &'static str,
+    /// The protocol, by its common name.
+    pub protocol: &'static str,
+    /// The bus kind it runs on.
+    pub transport: &'static str,
+    /// Packs known to speak it.
+    pub packs: &'static str,
+    /// What a poll reads.
+    pub reads: &'static str,
+    /// What can be written (through the validated control path).
+    pub writes: &'static str,
+    /// The document (and version) the map is written from.
+    pub source: &'static str,
+    /// What it was checked against.
+    pub checked_against: &'static str,
+}
+
+/// Every driver with a protocol of its own (Modbus packs are read through
+/// profiles, which state their own provenance).
+pub const DRIVERS: &[DriverProvenance] = &[
+    DriverProvenance {
+        driver: "can",
+        protocol: "Pylontech/SMA-style BMS CAN",
+        transport: "slcan, socketcan",
+        packs: "Pylontech US/Force, BYD, most LV packs talking to SMA, Victron, Goodwe inverters",
+        reads: "voltage, current, SoC, SoH, min/max cell, temperature, limits, alarms, switch requests",
+        writes: "nothing",
+        source: "Pylontech LV CAN protocol (public V1.2) and the SMA Sunny Island CAN frame list",
+        checked_against: "candump captures replayed in tests; packgate-sim over slcan",
+    },
+    DriverProvenance {
+        driver: "sunspec",
+        protocol: "SunSpec models 1, 802, 803",
+        transport: "modbus_rtu, modbus_tcp",
+        packs: "SunSpec-certified batteries and their inverters' Modbus gateways",
+        reads: "voltage, current, SoC, SoH where implemented, min/max cell, bank temperatures, Evt1 alarms",
+        writes: "nothing",
+        source: "SunSpec models repository (model_1, model_802, model_803 JSON definitions)",
+        checked_against: "an independent device written from the model definitions (packgate-sim --sunspec-layout, four layouts)",
+    },
+    DriverProvenance {
+        driver: "pylon_ascii",
+        protocol: "Pylontech-style RS-485 ASCII (~ ... \\r frames)",
+        transport: "bms_serial",
+        packs: "Pylontech US2000/US3000/US5000/Force; the same framing: Seplos V1/V2, Pace, many rack packs",
+        reads: "cells, temperatures, current, voltage, SoC from capacities, cycles, alarm states, serial number",
+        writes: "nothing",
+        source: "Pylontech RS485 protocol (pylon low voltage V3.3)",
+        checked_against: "fixtures written from the document; not checked on hardware",
+    },
+    DriverProvenance {
+        driver: "jbd",
+        protocol: "JBD / Xiaoxiang (0xDD ... 0x77 frames)",
+        transport: "bms_serial",
+        packs: "JBD, Overkill Solar, Xiaoxiang smart BMS",
+        reads: "cells, temperatures, current, voltage, SoC, cycles, balancing, protection bits, switch states, model",
+        writes: "charge_switch_on, discharge_switch_on (register 0xE1)",
+        source: "JBD BMS communication protocol (UART/RS485, English translation V4)",
+        checked_against: "fixtures written from the document; not checked on hardware",
+    },
+    DriverProvenance {
+        driver: "daly",
+        protocol: "Daly UART/RS-485 (13-byte 0xA5 frames)",
+        transport: "bms_serial",
+        packs: "Daly smart BMS (UART and RS-485 boards)",
+        reads: "cells, temperatures, current, voltage, SoC, cycles, balancing, failure bits, switch states",
+        writes: "nothing",
+        source: "Daly RS485+UART communication protocol (V1.2)",
+        checked_against: "fixtures written from the document; not checked on hardware",
+    },
+    DriverProvenance {
+        driver: "jk",
+        protocol: "JK native (0x4E57 \"NW\" frames)",
+        transport: "bms_serial",
+        packs: "JK BMS B/BD series with the RS-485 adapter",
+        reads: "cells, temperatures, current, voltage, SoC, cycles, warnings, switch states, device id",
+        writes: "charge_switch_on, discharge_switch_on (0xAB, 0xAC)",
+        source: "JK BMS RS485 communication protocol (NW frames, V2.5)",
+        checked_against: "fixtures written from the document; not checked on hardware",
+    },
+];
+
+/// The provenance of `driver`.
+pub fn of(driver: &str) -> Option<&'static DriverProvenance> {
+    DRIVERS.iter().find(|d| d.driver == driver)
+}
