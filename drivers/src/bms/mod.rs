@@ -9,6 +9,7 @@
 
 pub mod frame;
 mod link;
+pub mod pylon_ascii;
 
 pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
 pub use link::{SerialFrameLink, SerialLineConfig};
