@@ -41,7 +41,10 @@ fn driver(unit: &FramedUnit) -> PylonAsciiDriver {
     PylonAsciiDriver::new(id, unit.address)
 }
 
-async fn read(d: &mut PylonAsciiDriver, link: &mut SerialFrameLink) -> (PackReading, Option<String>) {
+async fn read(
+    d: &mut PylonAsciiDriver,
+    link: &mut SerialFrameLink,
+) -> (PackReading, Option<String>) {
     let polled = d.poll(link).await.unwrap().unwrap();
     assert_eq!(polled.quality, DataQuality::Fresh);
     (polled.reading, polled.serial_number)

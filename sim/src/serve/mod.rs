@@ -10,6 +10,7 @@ use crate::rng::Rng;
 use crate::SimPack;
 
 pub mod can_frames;
+pub mod daly;
 pub mod framed;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
@@ -18,6 +19,7 @@ pub mod registers;
 pub mod slcan;
 pub mod sunspec;
 
+pub use daly::DalyDevice;
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
 pub use pylon_ascii::PylonAsciiDevice;

@@ -106,7 +106,9 @@ fn clamp_u16(value: f32) -> u16 {
 }
 
 fn clamp_i16(value: f32) -> i16 {
-    value.round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
+    value
+        .round()
+        .clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
 }
 
 /// A temperature as sent: 0.1 K above the document's zero (2731).
@@ -166,10 +168,34 @@ fn alarm_info(address: u8, r: &PackReading) -> Vec<u8> {
             }
         }
     };
-    mark(&mut cell_states, cells, AlarmFlags::CELL_OVER_VOLTAGE, true, 2);
-    mark(&mut cell_states, cells, AlarmFlags::CELL_UNDER_VOLTAGE, false, 1);
-    mark(&mut sensor_states, sensors, AlarmFlags::OVER_TEMPERATURE, true, 2);
-    mark(&mut sensor_states, sensors, AlarmFlags::UNDER_TEMPERATURE, false, 1);
+    mark(
+        &mut cell_states,
+        cells,
+        AlarmFlags::CELL_OVER_VOLTAGE,
+        true,
+        2,
+    );
+    mark(
+        &mut cell_states,
+        cells,
+        AlarmFlags::CELL_UNDER_VOLTAGE,
+        false,
+        1,
+    );
+    mark(
+        &mut sensor_states,
+        sensors,
+        AlarmFlags::OVER_TEMPERATURE,
+        true,
+        2,
+    );
+    mark(
+        &mut sensor_states,
+        sensors,
+        AlarmFlags::UNDER_TEMPERATURE,
+        false,
+        1,
+    );
     let mut status1 = 0u8;
     if alarms.contains(AlarmFlags::CELL_UNDER_VOLTAGE) {
         status1 |= 1 << 1;
@@ -177,9 +203,8 @@ fn alarm_info(address: u8, r: &PackReading) -> Vec<u8> {
     if alarms.contains(AlarmFlags::OVER_TEMPERATURE) {
         status1 |= (1 << 6) | (1 << 5);
     }
-    let status2 = (1 << 3)
-        | (u8::from(r.charge_enabled) << 1)
-        | (u8::from(r.discharge_enabled) << 2);
+    let status2 =
+        (1 << 3) | (u8::from(r.charge_enabled) << 1) | (u8::from(r.discharge_enabled) << 2);
     let status3 = (u8::from(r.current_a > 0.1) << 7) | (u8::from(r.current_a < -0.1) << 6);
     let mut info = vec![0x00, address, cells.len() as u8];
     info.extend_from_slice(&cell_states);
@@ -234,9 +259,7 @@ impl FramedDevice for PylonAsciiDevice {
         let info = match request.cid2 {
             0x93 => serial_number_info(address, &unit.serial_number),
             cid2 => {
-                let reading = unit
-                    .pack
-                    .advance_to(tokio::time::Instant::now().into_std());
+                let reading = unit.pack.advance_to(tokio::time::Instant::now().into_std());
                 if cid2 == 0x42 {
                     analog_info(address, &reading)
                 } else {
@@ -305,12 +328,16 @@ mod tests {
         // An unknown command gets RTN 04; another pack's command value 90.
         let unknown = reply(2, 0x4F, &[2]);
         assert_eq!(
-            parse(&PylonAsciiDevice::answer(&u, &unknown)[0]).unwrap().cid2,
+            parse(&PylonAsciiDevice::answer(&u, &unknown)[0])
+                .unwrap()
+                .cid2,
             4
         );
         let foreign = reply(2, 0x42, &[3]);
         assert_eq!(
-            parse(&PylonAsciiDevice::answer(&u, &foreign)[0]).unwrap().cid2,
+            parse(&PylonAsciiDevice::answer(&u, &foreign)[0])
+                .unwrap()
+                .cid2,
             0x90
         );
         u.pack.set_faults(Faults {

@@ -87,7 +87,9 @@ impl Framing for DalyFraming {
 /// Whether `buf` holds one whole good frame (`false`: not yet whole).
 fn check_frame(buf: &[u8]) -> Result<bool, FrameError> {
     if buf.first() != Some(&START) {
-        return Err(FrameError::Malformed("frame does not begin with 0xA5".into()));
+        return Err(FrameError::Malformed(
+            "frame does not begin with 0xA5".into(),
+        ));
     }
     if let Some(len) = buf.get(3).filter(|len| **len != DATA_LEN) {
         return Err(FrameError::Malformed(format!(
@@ -196,9 +198,7 @@ pub fn decode_pack_status(frames: &[Vec<u8>]) -> Result<PackStatus, FrameError> 
     let d = single(frames, CMD_PACK_STATUS)?;
     let soc_permille = be16(&d, 6);
     if soc_permille > 1000 {
-        return Err(FrameError::Malformed(format!(
-            "SoC reads {soc_permille} ‰"
-        )));
+        return Err(FrameError::Malformed(format!("SoC reads {soc_permille} ‰")));
     }
     Ok(PackStatus {
         pack_voltage_dv: be16(&d, 0),
@@ -246,9 +246,7 @@ pub struct TemperatureExtremes {
 }
 
 /// Decodes a `0x92` reply.
-pub fn decode_temperature_extremes(
-    frames: &[Vec<u8>],
-) -> Result<TemperatureExtremes, FrameError> {
+pub fn decode_temperature_extremes(frames: &[Vec<u8>]) -> Result<TemperatureExtremes, FrameError> {
     let d = single(frames, CMD_TEMPERATURE_EXTREMES)?;
     Ok(TemperatureExtremes {
         max_c: i16::from(d[0]) - TEMPERATURE_OFFSET_C,
@@ -376,9 +374,7 @@ fn series(frames: &[Vec<u8>], command: u8, expected: usize) -> Result<Vec<[u8; 7
         let slot = number
             .checked_sub(1)
             .and_then(|i| slots.get_mut(i))
-            .ok_or_else(|| {
-                FrameError::Malformed(format!("frame number {number} of {expected}"))
-            })?;
+            .ok_or_else(|| FrameError::Malformed(format!("frame number {number} of {expected}")))?;
         if slot.is_some() {
             return Err(FrameError::Malformed(format!(
                 "frame number {number} twice"
@@ -406,7 +402,9 @@ pub fn decode_cell_voltages(frames: &[Vec<u8>], cells: usize) -> Result<Vec<u16>
     let payloads = series(frames, CMD_CELL_VOLTAGES, cell_voltage_frames(cells))?;
     let voltages: Vec<u16> = payloads
         .iter()
-        .flat_map(|p| (0..CELLS_PER_FRAME).map(move |i| u16::from_be_bytes([p[2 * i], p[2 * i + 1]])))
+        .flat_map(|p| {
+            (0..CELLS_PER_FRAME).map(move |i| u16::from_be_bytes([p[2 * i], p[2 * i + 1]]))
+        })
         .take(cells)
         .collect();
     match voltages.iter().position(|mv| *mv > MAX_CELL_MV) {
@@ -480,6 +478,8 @@ pub fn decode_failures(frames: &[Vec<u8>]) -> Result<Failures, FrameError> {
 
 /// A decoder's result as the serial link takes it: Daly has no refusal
 /// frame, so the inner result is always `Ok`.
-pub fn no_refusal<T>(decoded: Result<T, FrameError>) -> Result<Result<T, DeviceException>, FrameError> {
+pub fn no_refusal<T>(
+    decoded: Result<T, FrameError>,
+) -> Result<Result<T, DeviceException>, FrameError> {
     decoded.map(Ok)
 }

@@ -5,10 +5,9 @@ use packgate_protocol::PackId;
 
 use super::codec::{
     cell_voltage_frames, decode_balancing, decode_cell_voltages, decode_failures,
-    decode_pack_status, decode_switches, decode_system_status, decode_temperatures,
-    encode_request, no_refusal, temperature_frames, DalyFraming, CMD_BALANCING,
-    CMD_CELL_VOLTAGES, CMD_FAILURES, CMD_PACK_STATUS, CMD_SWITCHES, CMD_SYSTEM_STATUS,
-    CMD_TEMPERATURES,
+    decode_pack_status, decode_switches, decode_system_status, decode_temperatures, encode_request,
+    no_refusal, temperature_frames, DalyFraming, CMD_BALANCING, CMD_CELL_VOLTAGES, CMD_FAILURES,
+    CMD_PACK_STATUS, CMD_SWITCHES, CMD_SYSTEM_STATUS, CMD_TEMPERATURES,
 };
 use super::reading::{pack_reading, DalyPoll};
 use crate::bms::{FrameError, SerialFrameLink};
@@ -113,7 +112,10 @@ impl PackDriver for DalyDriver {
         &self.pack_id
     }
 
-    fn poll<'a>(&'a mut self, link: &'a mut SerialFrameLink) -> BoxFuture<'a, DriverResult<Polled>> {
+    fn poll<'a>(
+        &'a mut self,
+        link: &'a mut SerialFrameLink,
+    ) -> BoxFuture<'a, DriverResult<Polled>> {
         Box::pin(self.read(link))
     }
 

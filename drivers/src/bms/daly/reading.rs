@@ -81,7 +81,11 @@ pub fn pack_reading(p: &DalyPoll) -> Result<PackReading, DriverError> {
             packgate_protocol::MAX_CELLS
         )));
     }
-    let mask = if cells >= 64 { u64::MAX } else { (1u64 << cells) - 1 };
+    let mask = if cells >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << cells) - 1
+    };
     Ok(PackReading {
         pack_voltage_v: f32::from(p.status.pack_voltage_dv) / 10.0,
         current_a: p.status.current_da as f32 / 10.0,

@@ -60,7 +60,9 @@ fn each_reply_decodes_as_the_document_says() {
         (532, 123, 654)
     );
     assert_eq!(
-        decode_pack_status(&one(STATUS_DISCHARGING)).unwrap().current_da,
+        decode_pack_status(&one(STATUS_DISCHARGING))
+            .unwrap()
+            .current_da,
         -77
     );
     let w = decode_switches(&one(SWITCHES)).unwrap();

@@ -174,7 +174,9 @@ impl Framing for PylonAsciiFraming {
 /// more bytes are needed.
 fn frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     if buf.first() != Some(&SOI) {
-        return Err(FrameError::Malformed("frame does not begin with SOI".into()));
+        return Err(FrameError::Malformed(
+            "frame does not begin with SOI".into(),
+        ));
     }
     let header_end = 1 + HEADER_CHARS;
     let Some(header) = buf.get(1..header_end) else {
@@ -439,7 +441,10 @@ pub fn decode_analog_values(info: &[u8]) -> Result<AnalogValues, FrameError> {
         .enumerate()
         .find(|(_, mv)| **mv > MAX_CELL_MV)
     {
-        return Err(FrameError::Malformed(format!("cell {} reads {mv} mV", i + 1)));
+        return Err(FrameError::Malformed(format!(
+            "cell {} reads {mv} mV",
+            i + 1
+        )));
     }
     let sensors = r.u8("temperature count")?;
     let temperatures_dk = (0..sensors)

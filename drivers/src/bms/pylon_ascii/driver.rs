@@ -92,7 +92,10 @@ impl PackDriver for PylonAsciiDriver {
         &self.pack_id
     }
 
-    fn poll<'a>(&'a mut self, link: &'a mut SerialFrameLink) -> BoxFuture<'a, DriverResult<Polled>> {
+    fn poll<'a>(
+        &'a mut self,
+        link: &'a mut SerialFrameLink,
+    ) -> BoxFuture<'a, DriverResult<Polled>> {
         Box::pin(self.read(link))
     }
 

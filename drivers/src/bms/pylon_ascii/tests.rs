@@ -281,8 +281,8 @@ fn analog_values() -> impl Strategy<Value = AnalogValues> {
         any::<u16>(),
         0.0f64..=1.0,
     )
-        .prop_map(|(flag, cells, temps, current, volts, total, cycles, f)| {
-            AnalogValues {
+        .prop_map(
+            |(flag, cells, temps, current, volts, total, cycles, f)| AnalogValues {
                 data_flag: flag,
                 command_value: 2,
                 cell_voltages_mv: cells,
@@ -292,8 +292,8 @@ fn analog_values() -> impl Strategy<Value = AnalogValues> {
                 remaining_capacity_mah: (f64::from(total) * f) as u32,
                 total_capacity_mah: total,
                 cycles,
-            }
-        })
+            },
+        )
 }
 
 proptest! {
@@ -319,10 +319,10 @@ proptest! {
 
     #[test]
     fn arbitrary_hex_frames_never_panic(info in prop::collection::vec(any::<u8>(), 0..120)) {
-        let frame = encode_frame(2, 0, &info).unwrap();
-        let _ = decode_analog_reply(&[frame.clone()], 2);
-        let _ = decode_alarm_reply(&[frame.clone()], 2);
-        let _ = decode_serial_number_reply(&[frame], 2);
+        let frames = [encode_frame(2, 0, &info).unwrap()];
+        let _ = decode_analog_reply(&frames, 2);
+        let _ = decode_alarm_reply(&frames, 2);
+        let _ = decode_serial_number_reply(&frames, 2);
     }
 
     #[test]
