@@ -4,9 +4,9 @@ use futures_util::future::BoxFuture;
 use packgate_protocol::PackId;
 
 use super::codec::{
-    alarm_info_request, analog_value_request, decode_alarm_reply, decode_analog_reply,
-    decode_serial_number_reply, serial_number_request, PylonAsciiFraming,
+    alarm_info_request, analog_value_request, serial_number_request, PylonAsciiFraming,
 };
+use super::info::{decode_alarm_reply, decode_analog_reply, decode_serial_number_reply};
 use super::reading::pack_reading;
 use crate::bms::SerialFrameLink;
 use crate::{DriverError, DriverResult, PackDriver, Polled, ValidatedSetting};

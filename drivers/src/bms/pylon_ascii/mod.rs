@@ -110,15 +110,17 @@
 //!
 //! [`frame_checksum`]: codec::frame_checksum
 //! [`MAX_FRAME_LEN`]: codec::MAX_FRAME_LEN
-//! [`MAX_CELL_MV`]: codec::MAX_CELL_MV
-//! [`PLAUSIBLE_TEMPERATURE_C`]: codec::PLAUSIBLE_TEMPERATURE_C
+//! [`MAX_CELL_MV`]: info::MAX_CELL_MV
+//! [`PLAUSIBLE_TEMPERATURE_C`]: info::PLAUSIBLE_TEMPERATURE_C
 
 pub mod codec;
 mod driver;
+pub mod info;
 mod reading;
 
-pub use codec::{AlarmInfo, AnalogValues, LimitState, PylonAsciiFraming};
+pub use codec::PylonAsciiFraming;
 pub use driver::PylonAsciiDriver;
+pub use info::{AlarmInfo, AnalogValues, LimitState};
 pub use reading::{
     pack_reading, STATUS1_CELL_UNDER_VOLTAGE, STATUS1_CHARGE_OVER_CURRENT,
     STATUS1_CHARGE_OVER_TEMPERATURE, STATUS1_DISCHARGE_OVER_CURRENT,

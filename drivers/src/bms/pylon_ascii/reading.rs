@@ -7,7 +7,7 @@ use packgate_protocol::{
     MAX_TEMPERATURE_SENSORS,
 };
 
-use super::codec::{temperature_c, AlarmInfo, AnalogValues, LimitState};
+use super::info::{temperature_c, AlarmInfo, AnalogValues, LimitState};
 use crate::DriverError;
 
 /// Status 1 bit 0: module (pack) over voltage.

@@ -9,6 +9,7 @@ use packgate_protocol::AlarmFlags;
 use proptest::prelude::*;
 
 use super::codec::*;
+use super::info::*;
 use super::reading::pack_reading;
 use crate::bms::{FrameError, FrameErrorKind, FrameStatus, Framing};
 
