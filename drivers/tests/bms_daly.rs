@@ -38,7 +38,7 @@ async fn read(d: &mut DalyDriver, link: &mut SerialFrameLink) -> PackReading {
 
 fn check(polled: &PackReading, unit: &FramedUnit) {
     assert_matches(polled, &unit.pack.reading(), RESOLUTION, true);
-    assert_eq!(polled.soh_pct, Default::default(), "no SoH in the protocol");
+    assert_eq!(polled.soh_pct, None, "no SoH in the protocol");
 }
 
 #[tokio::test]

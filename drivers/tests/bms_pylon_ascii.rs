@@ -52,7 +52,7 @@ async fn read(
 
 fn check(polled: &PackReading, unit: &FramedUnit) {
     assert_matches(polled, &unit.pack.reading(), RESOLUTION, false);
-    assert_eq!(polled.soh_pct, Default::default(), "no SoH in the protocol");
+    assert_eq!(polled.soh_pct, None, "no SoH in the protocol");
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ pub fn pack_reading(p: &DalyPoll) -> Result<PackReading, DriverError> {
         pack_voltage_v: f32::from(p.status.pack_voltage_dv) / 10.0,
         current_a: p.status.current_da as f32 / 10.0,
         soc_pct: f32::from(p.status.soc_permille) / 10.0,
-        soh_pct: Default::default(),
+        soh_pct: None,
         cell_voltages_v: CellVoltages(
             p.cell_voltages_mv
                 .iter()

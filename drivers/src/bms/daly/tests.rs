@@ -112,7 +112,7 @@ fn a_poll_makes_a_reading() {
     assert!((r.pack_voltage_v - 53.2).abs() < 1e-5);
     assert!((r.current_a - 12.3).abs() < 1e-5);
     assert!((r.soc_pct - 65.4).abs() < 1e-5);
-    assert_eq!(r.soh_pct, Default::default());
+    assert_eq!(r.soh_pct, None);
     assert_eq!(r.cell_voltages_v.0, vec![3.3, 3.31, 3.32, 3.33]);
     assert_eq!(r.temperatures_c.0, vec![25.0, 10.0]);
     assert_eq!(r.balancing.0, 0b101);

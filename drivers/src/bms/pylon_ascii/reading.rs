@@ -183,7 +183,7 @@ pub fn pack_reading(analog: &AnalogValues, alarm: &AlarmInfo) -> Result<PackRead
         pack_voltage_v: f32::from(analog.pack_voltage_mv) / 1000.0,
         current_a: f32::from(analog.current_100ma) / 10.0,
         soc_pct: analog.soc_pct(),
-        soh_pct: Default::default(),
+        soh_pct: None,
         cell_voltages_v: CellVoltages(
             analog
                 .cell_voltages_mv

@@ -113,7 +113,7 @@ fn a_reading_is_made_of_both_replies() {
     assert!((r.current_a + 2.5).abs() < 1e-6);
     assert!((r.pack_voltage_v - 6.61).abs() < 1e-6);
     assert_eq!(r.soc_pct, 50.0);
-    assert_eq!(r.soh_pct, Default::default());
+    assert_eq!(r.soh_pct, None);
     assert!(r.alarms.is_empty());
     assert!(r.charge_enabled && r.discharge_enabled);
     r.validate().unwrap();
