@@ -157,7 +157,7 @@ async fn silent_late_corrupt_and_garbage_answers_are_typed_and_the_line_recovers
         check(&polled, &unit);
     }
     let counts = line.link.error_counts().unwrap();
-    assert_eq!(counts.checksum, 1);
+    assert!(counts.checksum >= 1, "{counts:?}");
     assert!(counts.timeouts >= 2);
     let write = ValidatedSetting {
         name: SettingName(DISCHARGE_SWITCH_ON.into()),

@@ -168,7 +168,8 @@ async fn bad_checksums_garbage_and_refusals_are_typed_and_the_line_keeps_working
         check(&polled, unit);
     }
     let counts = line.link.error_counts().unwrap();
-    assert_eq!((counts.checksum, counts.exceptions), (3, 3));
+    assert_eq!(counts.exceptions, 3);
+    assert!(counts.checksum >= 3, "{counts:?}");
     line.stop().await;
 }
 
