@@ -55,10 +55,11 @@
 //!
 //! The document's units: current "actual value = transmission value ×
 //! 100" mA (its example: −4000 mA = 0xFFD8), voltages to 3 decimals of a
-//! volt, capacities to 3 decimals of an ampere-hour. Seplos and Pace keep
-//! the framing but send another `0x42` layout (10 mA, 10 mV, SoC and SoH
-//! among ten user-defined items): this decoder refuses it (a user-defined
-//! count other than 2 or 4 is malformed) rather than misread it.
+//! volt, capacities to 3 decimals of an ampere-hour. Seplos (its "BMS
+//! Communication Protocol" V2.0) and Pace keep the framing but send
+//! another `0x42` layout, with more user-defined items (SoC, SoH, rated
+//! capacity, port voltage): this decoder refuses it (a user-defined count
+//! other than 2 or 4 is malformed) rather than misread it.
 //!
 //! # `0x44` get alarm info (request INFO: the address)
 //!
