@@ -7,8 +7,10 @@
 //! lent by the bus owner. The link knows nothing of any protocol but how
 //! its frames are delimited: a [`Framing`].
 
+pub mod daly;
 pub mod frame;
 mod link;
+pub mod pylon_ascii;
 
 pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
 pub use link::{SerialFrameLink, SerialLineConfig};

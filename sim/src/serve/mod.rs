@@ -10,15 +10,19 @@ use crate::rng::Rng;
 use crate::SimPack;
 
 pub mod can_frames;
+pub mod daly;
 pub mod framed;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
+pub mod pylon_ascii;
 pub mod registers;
 pub mod slcan;
 pub mod sunspec;
 
+pub use daly::DalyDevice;
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
+pub use pylon_ascii::PylonAsciiDevice;
 pub use slcan::{serve_slcan, serve_slcan_with, SlcanServerOptions};
 /// The shutdown signal every server takes, re-exported so callers need no
 /// tokio-util dependency of their own.
