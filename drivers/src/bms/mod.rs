@@ -1,5 +1,6 @@
 //! The framed serial BMS protocols most packs speak instead of Modbus:
-//! the Pylontech-style RS-485 ASCII protocol (Pylontech, Seplos, Pace),
+//! the Pylontech-style RS-485 ASCII protocol (Pylontech; Seplos and Pace
+//! share its framing),
 //! JBD/Overkill, Daly and JK's native "NW" frames.
 //!
 //! Each protocol is a pure codec (bytes in, typed frames out, no I/O)
