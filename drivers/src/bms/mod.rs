@@ -8,7 +8,13 @@
 //! its frames are delimited: a [`Framing`].
 
 pub mod frame;
+pub mod jbd;
+pub mod jk;
 mod link;
+pub mod switch;
 
 pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
+pub use jbd::JbdDriver;
+pub use jk::JkDriver;
 pub use link::{SerialFrameLink, SerialLineConfig};
+pub use switch::{CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON};
