@@ -11,12 +11,16 @@ use crate::SimPack;
 
 pub mod can_frames;
 pub mod framed;
+pub mod jbd;
+pub mod jk;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod registers;
 pub mod slcan;
 pub mod sunspec;
 
+pub use jbd::JbdDevice;
+pub use jk::JkDevice;
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
 pub use slcan::{serve_slcan, serve_slcan_with, SlcanServerOptions};
