@@ -225,7 +225,7 @@ async fn faults_have_their_kinds_and_the_line_recovers() {
 }
 
 #[tokio::test]
-async fn garbage_with_a_start_byte_is_a_protocol_error() {
+async fn garbage_is_a_protocol_error_and_a_refusal_the_devices() {
     let (mut device, client) = SerialStream::pair().unwrap();
     let config = SerialLineConfig {
         request_timeout: REQUEST_TIMEOUT,
@@ -236,6 +236,8 @@ async fn garbage_with_a_start_byte_is_a_protocol_error() {
         vec![0x13, 0xDD, 0x03, 0x00, 0x02, 0x01, 0x02, 0x00, 0x00, 0x77],
         vec![0xDD, 0x03, 0x00, 0x01, 0x55, 0xFF, 0xAA, 0x78],
         vec![0xDD, 0x03, 0x80],
+        // A refusal: status 0x80, checksum 0x10000 - 0x80.
+        vec![0xDD, 0x03, 0x80, 0x00, 0xFF, 0x80, 0x77],
     ];
     let device_side = tokio::spawn(async move {
         let mut request = [0u8; 16];
@@ -253,6 +255,10 @@ async fn garbage_with_a_start_byte_is_a_protocol_error() {
             other => panic!("{other:?}"),
         }
     }
+    let refused = d.poll(&mut link).await.unwrap().unwrap_err();
+    assert_eq!(refused.code, 0x80);
+    let counts = link.error_counts().unwrap();
+    assert_eq!((counts.protocol, counts.exceptions), (3, 1));
     let _device = device_side.await.unwrap();
 }
 
