@@ -100,7 +100,7 @@ fn assert_matches(polled: &PackReading, held: &PackReading) {
     );
     close(polled.current_a, held.current_a, 0.01, "current");
     close(polled.soc_pct, held.soc_pct, 1.0, "soc");
-    assert_eq!(polled.soh_pct, Default::default(), "JBD reports no SoH");
+    assert_eq!(polled.soh_pct, None, "JBD reports no SoH");
     assert_eq!(polled.cell_voltages_v.0.len(), held.cell_voltages_v.0.len());
     for (a, b) in polled.cell_voltages_v.0.iter().zip(&held.cell_voltages_v.0) {
         close(*a, *b, 0.001, "cell voltage");

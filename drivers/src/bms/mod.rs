@@ -17,4 +17,12 @@ pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
 pub use jbd::JbdDriver;
 pub use jk::JkDriver;
 pub use link::{SerialFrameLink, SerialLineConfig};
-pub use switch::{CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON};
+
+/// The setting that holds a BMS's charge switch (MOSFET) open (0) or
+/// leaves it to the BMS (1), on the protocols with a safe switch write
+/// (JBD, JK).
+pub const CHARGE_SWITCH_ON: &str = "charge_switch_on";
+/// The discharge switch's setting, as [`CHARGE_SWITCH_ON`].
+pub const DISCHARGE_SWITCH_ON: &str = "discharge_switch_on";
+/// The switch settings; each takes only 0 or 1.
+pub const SWITCH_SETTINGS: [&str; 2] = [CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON];

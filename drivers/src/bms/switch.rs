@@ -1,15 +1,9 @@
-//! The MOS switch settings JBD and JK BMSs take: `charge_switch_on` and
-//! `discharge_switch_on`, 1 to leave the MOS to the BMS's protection, 0 to
-//! hold it open whatever the BMS decides.
+//! The MOS switch settings JBD and JK BMSs take ([`CHARGE_SWITCH_ON`],
+//! [`DISCHARGE_SWITCH_ON`]): 1 leaves the MOS to the BMS's protection, 0
+//! holds it open whatever the BMS decides.
 
+use super::{CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON};
 use crate::{DeviceException, DriverError, ValidatedSetting};
-
-/// Name of the charge MOS switch setting.
-pub const CHARGE_SWITCH_ON: &str = "charge_switch_on";
-/// Name of the discharge MOS switch setting.
-pub const DISCHARGE_SWITCH_ON: &str = "discharge_switch_on";
-/// Both switch settings.
-pub const SWITCH_SETTINGS: &[&str] = &[CHARGE_SWITCH_ON, DISCHARGE_SWITCH_ON];
 
 /// Which MOS a switch setting drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,7 +17,7 @@ pub fn pack_reading(basic: &BasicInfo, cells: &CellVoltagesMv) -> PackReading {
         pack_voltage_v: f32::from(basic.pack_voltage_10mv) / 100.0,
         current_a: f32::from(basic.current_10ma) / 100.0,
         soc_pct: f32::from(basic.soc_pct),
-        soh_pct: Default::default(),
+        soh_pct: None,
         cell_voltages_v: CellVoltages(cells.0.iter().map(|mv| f32::from(*mv) / 1000.0).collect()),
         temperatures_c: Temperatures(basic.temperatures_c().collect()),
         balancing: BalancingState(basic.balancing_cells & cell_mask),

@@ -14,7 +14,7 @@ pub fn pack_reading(values: &ReadAll) -> PackReading {
         pack_voltage_v: f32::from(values.pack_voltage_10mv) / 100.0,
         current_a: values.current_10ma as f32 / 100.0,
         soc_pct: f32::from(values.soc_pct),
-        soh_pct: Default::default(),
+        soh_pct: None,
         cell_voltages_v: CellVoltages(
             values
                 .cell_voltages_mv
