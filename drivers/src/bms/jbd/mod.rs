@@ -47,7 +47,8 @@
 //! | 23 | N × u16 | 0.1 K | NTC temperatures, °C = (raw - 2731) / 10 |
 //!
 //! Newer firmware appends bytes after the NTCs: they are ignored. A reply
-//! shorter than its own counts need is [`FrameError::Malformed`].
+//! shorter than its own counts need is
+//! [`FrameError::Malformed`](crate::bms::FrameError::Malformed).
 //!
 //! # `0x04` cell voltages, `0x05` hardware version
 //!
@@ -63,6 +64,11 @@
 //! without entering factory mode (register `0x00`, `56 78`), and so does
 //! this driver. The FET status bits of `0x03` then say what each MOS is
 //! doing; the protection status sets bit 12 while software holds one open.
+//! JBD's later "Software Board Universal Protocol" moved MOS control to
+//! `0xFB` ("V1: modified 0xE1 command to 0xFB"); a board speaking only
+//! that refuses `0xE1` with a non-zero status, which the driver reports as
+//! the device's exception. A sleeping board ignores the first request
+//! (the document: "it needs to be sent again"): that poll times out.
 //!
 //! # Protection bits → [`AlarmFlags`](packgate_protocol::AlarmFlags)
 //!

@@ -8,6 +8,7 @@ use super::codec::{
     switch_write_request, JkFraming, ReadAll,
 };
 use super::reading::pack_reading;
+use super::MIN_INTER_FRAME_GAP;
 use crate::bms::switch::{parse_switch_setting, MosSwitch};
 use crate::bms::SerialFrameLink;
 use crate::{DriverResult, PackDriver, Polled, ValidatedSetting};
@@ -84,6 +85,9 @@ impl JkDriver {
         if let Err(refused) = acked {
             return Ok(Err(refused));
         }
+        // The document asks 100 ms between frames; the line's own gap may
+        // be shorter, and the read-back follows the write at once.
+        tokio::time::sleep(MIN_INTER_FRAME_GAP).await;
         Ok(self.read_all(link).await?.map(|values| {
             let closed = match switch {
                 MosSwitch::Charge => values.status.charge_mos_on(),

@@ -106,8 +106,10 @@
 //! now. (`AB`/`AC` are the switch settings, but the document's own
 //! example reads them 0 while `8C` reports both MOS on, so they are no
 //! dependable read-back.) The document asks for at least 100 ms between
-//! frames: give a JK line an inter-frame gap of at least
-//! [`MIN_INTER_FRAME_GAP`].
+//! frames: the driver waits [`MIN_INTER_FRAME_GAP`] between a write and
+//! its read-back; polls are far enough apart. A sleeping BMS would need
+//! the `01` activation first; this driver does not send it (open-source
+//! readers of B / BD packs send the read-all alone).
 
 use std::time::Duration;
 
