@@ -195,7 +195,7 @@ impl FramedDevice for JkDevice {
 
     fn address(request: &[u8]) -> Result<Option<u8>, BadRequest> {
         let total = request.len();
-        if total < 20 || request[total - 5] != 0x68 || request[10] != 0x00 {
+        if total < 20 || request[total - 5] != 0x68 {
             return Err(BadRequest::Malformed);
         }
         let sum: u32 = request[..total - 4].iter().map(|b| u32::from(*b)).sum();
