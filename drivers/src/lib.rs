@@ -18,8 +18,8 @@ pub mod bms;
 pub mod can;
 pub mod modbus;
 pub mod plausible;
-pub mod provenance;
 pub mod profile;
+pub mod provenance;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sunspec;

@@ -42,22 +42,43 @@ pub(crate) fn profiles(what: &ProfilesCommand) -> anyhow::Result<()> {
     use packgate_drivers::profile::Profile;
     match what {
         ProfilesCommand::List => {
-            let mut out = stdout().lock();
-            writeln!(out, "Modbus profiles (driver = \"modbus\", profile = NAME):")?;
+            let mut out = stdout();
+            writeln!(
+                out,
+                "Modbus profiles (driver = \"modbus\", profile = NAME):"
+            )?;
             for name in Profile::builtin_names() {
-                let Ok(profile) = Profile::builtin(name) else {
+                let Some(profile) = Profile::builtin(name) else {
                     continue;
                 };
                 writeln!(out, "  {name:<16} {}", profile.description)?;
-                writeln!(out, "  {:<16} map from: {}", "", or_unstated(&profile.source))?;
-                writeln!(out, "  {:<16} checked against: {}", "", or_unstated(&profile.checked_against))?;
+                writeln!(
+                    out,
+                    "  {:<16} map from: {}",
+                    "",
+                    or_unstated(&profile.source)
+                )?;
+                writeln!(
+                    out,
+                    "  {:<16} checked against: {}",
+                    "",
+                    or_unstated(&profile.checked_against)
+                )?;
             }
             writeln!(out, "Drivers with their own protocol (driver = NAME):")?;
             for driver in packgate_drivers::provenance::DRIVERS {
-                writeln!(out, "  {:<16} {} over {}", driver.driver, driver.protocol, driver.transport)?;
+                writeln!(
+                    out,
+                    "  {:<16} {} over {}",
+                    driver.driver, driver.protocol, driver.transport
+                )?;
                 writeln!(out, "  {:<16} packs: {}", "", driver.packs)?;
                 writeln!(out, "  {:<16} map from: {}", "", driver.source)?;
-                writeln!(out, "  {:<16} checked against: {}", "", driver.checked_against)?;
+                writeln!(
+                    out,
+                    "  {:<16} checked against: {}",
+                    "", driver.checked_against
+                )?;
             }
         }
         ProfilesCommand::Show { name } => match Profile::builtin_source(name) {

@@ -74,7 +74,10 @@ impl PackDriver for BmsPackDriver {
         }
     }
 
-    fn poll<'a>(&'a mut self, link: &'a mut SerialFrameLink) -> BoxFuture<'a, DriverResult<Polled>> {
+    fn poll<'a>(
+        &'a mut self,
+        link: &'a mut SerialFrameLink,
+    ) -> BoxFuture<'a, DriverResult<Polled>> {
         match self {
             Self::PylonAscii(d) => d.poll(link),
             Self::Jbd(d) => d.poll(link),

@@ -1,7 +1,6 @@
 //! The framed serial BMS protocols most packs speak instead of Modbus:
 //! the Pylontech-style RS-485 ASCII protocol (Pylontech; Seplos and Pace
-//! share its framing),
-//! JBD/Overkill, Daly and JK's native "NW" frames.
+//! share its framing), JBD/Overkill, Daly and JK's native "NW" frames.
 //!
 //! Each protocol is a pure codec (bytes in, typed frames out, no I/O)
 //! next to a driver that runs its exchanges on a [`SerialFrameLink`]
@@ -9,11 +8,18 @@
 //! its frames are delimited: a [`Framing`].
 
 pub mod daly;
+mod driver;
 pub mod frame;
+pub mod jbd;
+pub mod jk;
 mod link;
 pub mod pylon_ascii;
+pub mod switch;
 
+pub use driver::BmsPackDriver;
 pub use frame::{FrameError, FrameErrorKind, FrameStatus, Framing};
+pub use jbd::JbdDriver;
+pub use jk::JkDriver;
 pub use link::{SerialFrameLink, SerialLineConfig};
 
 /// The setting that holds a BMS's charge switch (MOSFET) open (0) or

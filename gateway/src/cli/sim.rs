@@ -195,9 +195,13 @@ fn serve_framed_lines(
         let units = units.clone();
         let (options, shutdown) = (FramedServerOptions::default(), shutdown.clone());
         match name {
-            "pylon-ascii" => tasks.spawn(serve_framed::<PylonAsciiDevice, _>(port, units, options, shutdown)),
+            "pylon-ascii" => tasks.spawn(serve_framed::<PylonAsciiDevice, _>(
+                port, units, options, shutdown,
+            )),
             "jbd" => tasks.spawn(serve_framed::<JbdDevice, _>(port, units, options, shutdown)),
-            "daly" => tasks.spawn(serve_framed::<DalyDevice, _>(port, units, options, shutdown)),
+            "daly" => tasks.spawn(serve_framed::<DalyDevice, _>(
+                port, units, options, shutdown,
+            )),
             _ => tasks.spawn(serve_framed::<JkDevice, _>(port, units, options, shutdown)),
         };
     }

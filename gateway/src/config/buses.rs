@@ -43,7 +43,13 @@ pub enum BusLinkConfig {
 }
 
 /// The `kind` values, as the configuration spells them.
-const BUS_KINDS: &[&str] = &["modbus_rtu", "modbus_tcp", "slcan", "socketcan", "bms_serial"];
+const BUS_KINDS: &[&str] = &[
+    "modbus_rtu",
+    "modbus_tcp",
+    "slcan",
+    "socketcan",
+    "bms_serial",
+];
 
 /// A Modbus RTU line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

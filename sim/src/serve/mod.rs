@@ -12,6 +12,8 @@ use crate::SimPack;
 pub mod can_frames;
 pub mod daly;
 pub mod framed;
+pub mod jbd;
+pub mod jk;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod pylon_ascii;
@@ -20,6 +22,8 @@ pub mod slcan;
 pub mod sunspec;
 
 pub use daly::DalyDevice;
+pub use jbd::JbdDevice;
+pub use jk::JkDevice;
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
 pub use pylon_ascii::PylonAsciiDevice;

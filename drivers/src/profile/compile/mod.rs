@@ -47,7 +47,10 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
         return invalid("name", "must not be empty");
     }
     if let Some(max) = file.max_current_a {
-        if !(max.is_finite() && max > 0.0 && max <= f64::from(packgate_protocol::sample::MAX_CURRENT_A)) {
+        if !(max.is_finite()
+            && max > 0.0
+            && max <= f64::from(packgate_protocol::sample::MAX_CURRENT_A))
+        {
             return invalid("max_current_a", "must be a current above 0 A");
         }
     }

@@ -176,9 +176,7 @@ fn modbus_link(bus: &BusLinkConfig, default_timeout: Duration) -> Option<ModbusL
             }
             Some(ModbusLink::rtu(link))
         }
-        BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_) | BusLinkConfig::BmsSerial(_) => {
-            None
-        }
+        BusLinkConfig::Slcan(_) | BusLinkConfig::Socketcan(_) | BusLinkConfig::BmsSerial(_) => None,
     }
 }
 
@@ -433,14 +431,12 @@ impl PackSet {
                     packs: BusPacks::Modbus(link, drivers),
                 }),
         );
-        set.buses.extend(
-            bms.into_iter()
-                .map(|(name, (link, drivers, timeout))| Bus {
-                    name: name.to_owned(),
-                    poll_timeout: timeout,
-                    packs: BusPacks::Bms(link, drivers),
-                }),
-        );
+        set.buses
+            .extend(bms.into_iter().map(|(name, (link, drivers, timeout))| Bus {
+                name: name.to_owned(),
+                poll_timeout: timeout,
+                packs: BusPacks::Bms(link, drivers),
+            }));
         set.write_check = WriteCheck::new(writable, Policy::of(&config.control));
         Ok(set)
     }

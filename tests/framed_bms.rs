@@ -1,0 +1,259 @@
+//! End to end over the framed serial BMS protocols: the simulator served
+//! as Pylontech-style, JBD, Daly and JK BMSs on real pseudo-terminals,
+//! the gateway polling every line at once and storing what the simulator
+//! holds; a dead pack on a shared line costs only its own slot; a JBD
+//! switch written through the validated control path reaches the pack.
+
+// Test helpers below panic on a failed set-up step, which fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use packgate::config::{
+    BmsSerialBusConfig, BusConfig, BusLinkConfig, DalyDriverConfig, DriverConfig, JbdDriverConfig,
+    JkDriverConfig, PackConfig, PylonAsciiDriverConfig,
+};
+use packgate::workers::control::send_command;
+use packgate_protocol::{CommandOutcome, DataQuality, EventKind, PackId, PackReading};
+use packgate_sim::serve::framed::{serve_framed, FramedDevice, FramedServerOptions, FramedUnit};
+use packgate_sim::serve::{DalyDevice, JbdDevice, JkDevice, PylonAsciiDevice};
+use packgate_sim::{Faults, LoadProfile, SimPack, SimPackConfig, CHARGE_SWITCH_ON};
+use support::control::command;
+use support::wire::*;
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// A pack at `current_a`, its clock frozen so what it holds is what it
+/// serves for the whole test.
+fn frozen_pack(seed: u64, current_a: f64) -> SimPack {
+    let config = SimPackConfig {
+        load: LoadProfile::Constant { current_a },
+        ..SimPackConfig::default().with_seed(seed)
+    };
+    let pack = SimPack::new(&config);
+    pack.advance(30.0);
+    pack.advance_to(Instant::now() + Duration::from_secs(86_400));
+    pack
+}
+
+/// Serves `units` speaking `D` on a new pty pair; returns the path the
+/// gateway opens and the client end, which must stay open meanwhile.
+fn serve_line<D: FramedDevice>(
+    units: Vec<FramedUnit>,
+    shutdown: &CancellationToken,
+) -> (String, tokio_serial::SerialStream) {
+    let (device, client) = tokio_serial::SerialStream::pair().unwrap();
+    let path = tokio_serial::SerialPort::name(&client).unwrap();
+    tokio::spawn(serve_framed::<D, _>(
+        device,
+        units,
+        FramedServerOptions::default(),
+        shutdown.clone(),
+    ));
+    (path, client)
+}
+
+fn line(name: &str, port: String) -> BusConfig {
+    BusConfig {
+        name: name.into(),
+        link: BusLinkConfig::BmsSerial(BmsSerialBusConfig {
+            port: port.into(),
+            baud_rate: None,
+            request_timeout_ms: Some(200),
+            inter_frame_gap_ms: Some(2),
+            reconnect_backoff_max_ms: 1_000,
+        }),
+    }
+}
+
+fn pack(id: &str, driver: DriverConfig) -> PackConfig {
+    PackConfig {
+        id: PackId::new(id).unwrap(),
+        driver,
+    }
+}
+
+/// What the gateway stored equals what the simulator holds, within the
+/// coarsest resolution of the four protocols (Daly: 0.1 V, 0.1 A, 1 °C).
+fn assert_stored(stored: &PackReading, held: &PackReading, pack: &str) {
+    let close = |a: f32, b: f32, tolerance: f32, what: &str| {
+        assert!(
+            (a - b).abs() <= tolerance,
+            "{pack} {what}: stored {a}, simulator {b}"
+        );
+    };
+    close(stored.pack_voltage_v, held.pack_voltage_v, 0.051, "voltage");
+    close(stored.current_a, held.current_a, 0.051, "current");
+    close(stored.soc_pct, held.soc_pct, 1.01, "SoC");
+    assert_eq!(stored.soh_pct, None, "{pack}: no protocol here reports SoH");
+    let cells = &stored.cell_voltages_v.0;
+    assert_eq!(cells.len(), held.cell_voltages_v.0.len(), "{pack} cells");
+    for (i, (s, h)) in cells.iter().zip(&held.cell_voltages_v.0).enumerate() {
+        close(*s, *h, 0.0011, &format!("cell {}", i + 1));
+    }
+    assert!(!stored.temperatures_c.0.is_empty(), "{pack} temperatures");
+    close(
+        stored.max_temperature_c(),
+        held.max_temperature_c(),
+        1.01,
+        "max temperature",
+    );
+    assert_eq!(stored.charge_enabled, held.charge_enabled, "{pack}");
+    assert_eq!(stored.discharge_enabled, held.discharge_enabled, "{pack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_protocols_on_four_lines_reach_sqlite_and_a_dead_pack_costs_its_slot_only() {
+    let broker = TestBroker::start().await;
+    let servers = CancellationToken::new();
+    let rack: Vec<FramedUnit> = (1..=3u8)
+        .map(|a| FramedUnit::new(a, frozen_pack(u64::from(a), -8.0), u64::from(a)))
+        .collect();
+    rack[1].pack.set_faults(Faults {
+        unresponsive: true,
+        ..Faults::default()
+    });
+    let jbd = FramedUnit::new(1, frozen_pack(11, 12.0), 11);
+    let daly = FramedUnit::new(1, frozen_pack(12, -20.0), 12);
+    let jk = FramedUnit::new(1, frozen_pack(13, 5.0), 13);
+    let (rack_path, _rack) = serve_line::<PylonAsciiDevice>(rack.clone(), &servers);
+    let (jbd_path, _jbd) = serve_line::<JbdDevice>(vec![jbd.clone()], &servers);
+    let (daly_path, _daly) = serve_line::<DalyDevice>(vec![daly.clone()], &servers);
+    let (jk_path, _jk) = serve_line::<JkDevice>(vec![jk.clone()], &servers);
+
+    let events = record_events(&broker.url()).await;
+    let mut config = base_config(&broker, 500);
+    config.buses = vec![
+        line("rack", rack_path),
+        line("jbd", jbd_path),
+        line("daly", daly_path),
+        line("jk", jk_path),
+    ];
+    let pylon = |address| {
+        DriverConfig::PylonAscii(PylonAsciiDriverConfig {
+            bus: "rack".into(),
+            address,
+        })
+    };
+    config.packs = vec![
+        pack("rack-1", pylon(1)),
+        pack("rack-2", pylon(2)),
+        pack("rack-3", pylon(3)),
+        pack(
+            "jbd",
+            DriverConfig::Jbd(JbdDriverConfig { bus: "jbd".into() }),
+        ),
+        pack(
+            "daly",
+            DriverConfig::Daly(DalyDriverConfig {
+                bus: "daly".into(),
+                host_address: 0x40,
+            }),
+        ),
+        pack("jk", DriverConfig::Jk(JkDriverConfig { bus: "jk".into() })),
+    ];
+    let (shutdown, gateway) = start_gateway(&config).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    shutdown.cancel();
+    let (report, connection) = gateway.await.unwrap();
+    let collect = report.collect.unwrap();
+
+    // Every answering pack at the poll rate (12 periods of 500 ms, less
+    // the start), read as the simulator holds it.
+    for (id, held) in [
+        ("rack-1", &rack[0].pack),
+        ("rack-3", &rack[2].pack),
+        ("jbd", &jbd.pack),
+        ("daly", &daly.pack),
+        ("jk", &jk.pack),
+    ] {
+        let stored = rows(&config, id);
+        assert!(stored.len() >= 9, "{id}: {} samples in 6 s", stored.len());
+        for row in &stored {
+            assert_eq!(row.sample.quality, DataQuality::Fresh, "{id}");
+            assert_stored(&row.sample.reading, &held.reading(), id);
+        }
+    }
+    // The dead pack gave nothing to store and was declared offline.
+    assert!(rows(&config, "rack-2").is_empty());
+    let offline =
+        events.lock().unwrap().iter().any(|e| {
+            e.pack_id.as_str() == "rack-2" && matches!(e.kind, EventKind::PackOffline { .. })
+        });
+    assert!(offline, "rack-2 declared offline");
+    assert!(collect.polls_timeout.get() >= 3);
+    assert_eq!(
+        assert_exactly_once(&config.database_path(), 5, true),
+        collect.samples_published.get()
+    );
+    servers.cancel();
+    connection.close(&config.data_dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jbd_charge_switch_written_through_the_control_path_opens_on_the_pack() {
+    let broker = TestBroker::start().await;
+    let servers = CancellationToken::new();
+    let unit = FramedUnit::new(1, frozen_pack(21, 10.0), 21);
+    let (path, _client) = serve_line::<JbdDevice>(vec![unit.clone()], &servers);
+    let mut config = base_config(&broker, 500);
+    config.control.default_deadline_ms = 5_000;
+    config.buses = vec![line("jbd", path)];
+    config.packs = vec![pack(
+        "jbd",
+        DriverConfig::Jbd(JbdDriverConfig { bus: "jbd".into() }),
+    )];
+    let (shutdown, gateway) = start_gateway(&config).await;
+    let client = async_nats::connect(broker.url()).await.unwrap();
+    assert!(unit.pack.reading().charge_enabled);
+
+    // Refused by the control path before it reaches the line: 0.5 is
+    // within 0..=1 but the driver takes only 0 or 1.
+    let mut outcome = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let reply = send_command(
+            &client,
+            &command(
+                &format!("open-{}", support::control::now_ms()),
+                "jbd",
+                CHARGE_SWITCH_ON,
+                0.0,
+            ),
+            Duration::from_secs(5),
+        )
+        .await;
+        if let Ok(reply) = reply {
+            if matches!(reply.outcome, CommandOutcome::Applied { .. }) {
+                outcome = Some(reply.outcome);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(outcome, Some(CommandOutcome::Applied { read_back: 0.0 }));
+    assert_eq!(unit.pack.setting(CHARGE_SWITCH_ON), Some(0.0));
+    let half = send_command(
+        &client,
+        &command("half", "jbd", CHARGE_SWITCH_ON, 0.5),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !matches!(half.outcome, CommandOutcome::Applied { .. }),
+        "{:?}",
+        half.outcome
+    );
+    assert_eq!(unit.pack.setting(CHARGE_SWITCH_ON), Some(0.0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    let (_report, connection) = gateway.await.unwrap();
+    let stored = rows(&config, "jbd");
+    let last = &stored.last().unwrap().sample.reading;
+    assert!(!last.charge_enabled && last.discharge_enabled);
+    servers.cancel();
+    connection.close(&config.data_dir).await;
+}
