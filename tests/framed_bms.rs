@@ -209,8 +209,7 @@ async fn a_jbd_charge_switch_written_through_the_control_path_opens_on_the_pack(
     let client = async_nats::connect(broker.url()).await.unwrap();
     assert!(unit.pack.reading().charge_enabled);
 
-    // Refused by the control path before it reaches the line: 0.5 is
-    // within 0..=1 but the driver takes only 0 or 1.
+    // Open the charge switch (retried until the workers serve).
     let mut outcome = None;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -235,6 +234,8 @@ async fn a_jbd_charge_switch_written_through_the_control_path_opens_on_the_pack(
     }
     assert_eq!(outcome, Some(CommandOutcome::Applied { read_back: 0.0 }));
     assert_eq!(unit.pack.setting(CHARGE_SWITCH_ON), Some(0.0));
+    // 0.5 is within the setting's bounds, 0 to 1, but the driver takes
+    // only 0 or 1: refused, nothing written.
     let half = send_command(
         &client,
         &command("half", "jbd", CHARGE_SWITCH_ON, 0.5),

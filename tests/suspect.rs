@@ -30,7 +30,8 @@ async fn a_misread_pack_is_stored_suspect_never_fresh() {
     tokio::spawn(serve_modbus_tcp(listener, units.clone(), servers.clone()));
 
     // The simulator's own map with the pack voltage read from the SoC
-    // register: about 0.7 V for cells summing to about 50 V.
+    // register (SoC in 0.1 %, read at 0.01 V: a few volts) for cells
+    // summing to about 50 V.
     let right = Profile::builtin_source("packgate-sim").unwrap();
     let wrong = right
         .replace(
@@ -64,7 +65,7 @@ async fn a_misread_pack_is_stored_suspect_never_fresh() {
     assert!(misread.len() >= 5, "{} samples", misread.len());
     for row in &misread {
         assert_eq!(row.sample.quality, DataQuality::Suspect);
-        assert!(row.sample.reading.pack_voltage_v < 2.0);
+        assert!(row.sample.reading.pack_voltage_v < 10.1);
     }
     let right = rows(&config, "right");
     assert!(right.len() >= 5, "{} samples", right.len());
