@@ -37,6 +37,17 @@ name = "can0"
 kind = "socketcan"
 interface = "can0"
 
+[[buses]]
+name = "rack"
+kind = "bms_serial"
+port = "/dev/ttyUSB1"
+baud_rate = 9600
+
+[[buses]]
+name = "daly-line"
+kind = "bms_serial"
+port = "/dev/ttyUSB2"
+
 [[packs]]
 id = "modbus-1"
 driver = "modbus"
@@ -56,6 +67,18 @@ id = "can-1"
 driver = "can"
 bus = "slcan"
 cells_in_series = 16
+
+[[packs]]
+id = "pylon-2"
+driver = "pylon_ascii"
+bus = "rack"
+address = 2
+
+[[packs]]
+id = "daly-1"
+driver = "daly"
+bus = "daly-line"
+host_address = 64
 
 [[packs]]
 id = "sim-walk"
@@ -206,8 +229,8 @@ fn every_default_key_is_in_the_example() {
 #[test]
 fn every_kind_of_bus_pack_load_and_output_has_its_keys_in_the_example() {
     let config: Config = toml::from_str(VARIANTS).unwrap();
-    assert_eq!(config.buses.len(), 4);
-    assert_eq!(config.packs.len(), 6);
+    assert_eq!(config.buses.len(), 6);
+    assert_eq!(config.packs.len(), 8);
     let documented = documented_paths(EXAMPLE);
     let missing: Vec<String> = config_paths(&config)
         .into_iter()

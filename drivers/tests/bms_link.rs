@@ -192,6 +192,40 @@ async fn a_flooding_device_costs_one_bounded_request() {
 }
 
 #[tokio::test]
+async fn a_slow_loris_device_costs_one_request_timeout_at_most() {
+    let (mut link, mut device) = line();
+    let server = tokio::spawn(async move {
+        let mut request = [0u8; 8];
+        let _ = device.read(&mut request).await.unwrap();
+        // A frame announcing 36 bytes, dribbled one byte every 90 ms
+        // (3.5 s in all): never quiet for long enough to be cut short.
+        let frame = frame(&[1; 36]);
+        for byte in frame {
+            if device.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(90)).await;
+        }
+        device
+    });
+    let started = std::time::Instant::now();
+    let err = link
+        .request::<TestFraming, _>(&[9], 1, payloads)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, DriverError::Frame(FrameError::Short { .. })),
+        "{err:?}"
+    );
+    // Bounded by the request's own timeout (300 ms) and the drain that
+    // follows a broken answer (at most 16 reads of 100 ms), never by the
+    // device's pace.
+    assert!(took < Duration::from_millis(3_000), "{took:?}");
+    let _ = server.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_decoder_refusal_is_counted_as_its_kind() {
     let (mut link, mut device) = line();
     let server = tokio::spawn(async move {

@@ -40,15 +40,19 @@ pub struct SerialLineConfig {
 }
 
 impl SerialLineConfig {
-    /// `path` at `baud_rate`, a 500 ms request timeout, a 20 ms gap
-    /// (RS-485 converters need time to turn the line round) and backoff up
-    /// to 10 s.
+    /// The gap between exchanges unless a protocol or the configuration
+    /// asks for another: RS-485 converters need time to turn the line
+    /// round.
+    pub const DEFAULT_INTER_FRAME_GAP: Duration = Duration::from_millis(20);
+
+    /// `path` at `baud_rate`, a 500 ms request timeout, the default gap
+    /// and backoff up to 10 s.
     pub fn new(path: impl Into<String>, baud_rate: u32) -> Self {
         Self {
             path: path.into(),
             baud_rate,
             request_timeout: Duration::from_millis(500),
-            inter_frame_gap: Duration::from_millis(20),
+            inter_frame_gap: Self::DEFAULT_INTER_FRAME_GAP,
             reconnect_backoff_max: Duration::from_secs(10),
         }
     }

@@ -25,7 +25,8 @@ pub struct BmsSerialBusConfig {
     pub request_timeout_ms: Option<u64>,
     /// Least silence between the end of one exchange and the next
     /// request, milliseconds (RS-485 converters need time to turn the
-    /// line round); default 20.
+    /// line round); default 20, 100 on a JK line (its document asks for
+    /// 100 ms between frames).
     #[serde(default)]
     pub inter_frame_gap_ms: Option<u64>,
     /// Longest wait between attempts to reopen a lost port, milliseconds.
@@ -115,9 +116,23 @@ impl BmsProtocol {
         }
     }
 
+    /// The silence the protocol needs between exchanges by default.
+    pub fn default_inter_frame_gap(self) -> std::time::Duration {
+        match self {
+            BmsProtocol::Jk => packgate_drivers::bms::jk::MIN_INTER_FRAME_GAP,
+            BmsProtocol::PylonAscii | BmsProtocol::Jbd | BmsProtocol::Daly => {
+                packgate_drivers::bms::SerialLineConfig::DEFAULT_INTER_FRAME_GAP
+            }
+        }
+    }
+
     /// Whether several packs can share one line (the protocol has
     /// addresses).
     pub fn multi_drop(self) -> bool {
         matches!(self, BmsProtocol::PylonAscii)
     }
 }
+
+#[cfg(test)]
+#[path = "bms_tests.rs"]
+mod tests;

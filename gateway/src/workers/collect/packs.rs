@@ -197,9 +197,9 @@ fn bms_link(
     let mut config = SerialLineConfig::new(line.port.display().to_string(), baud_rate);
     config.request_timeout = line.request_timeout_ms.map_or(default_timeout, millis);
     config.reconnect_backoff_max = millis(line.reconnect_backoff_max_ms);
-    if let Some(gap) = line.inter_frame_gap_ms {
-        config.inter_frame_gap = millis(gap);
-    }
+    config.inter_frame_gap = line
+        .inter_frame_gap_ms
+        .map_or_else(|| protocol.default_inter_frame_gap(), millis);
     Some(SerialFrameLink::new(config))
 }
 
