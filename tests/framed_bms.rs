@@ -258,3 +258,60 @@ async fn a_jbd_charge_switch_written_through_the_control_path_opens_on_the_pack(
     servers.cancel();
     connection.close(&config.data_dir).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packgate_sim_serves_each_framed_protocol_on_its_own_pty() {
+    use packgate_drivers::bms::{BmsPackDriver, SerialFrameLink, SerialLineConfig};
+    use packgate_drivers::PackDriver;
+    use std::io::BufRead as _;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args([
+            "sim",
+            "--packs",
+            "2",
+            "--pylon-ascii",
+            "pty",
+            "--jbd",
+            "pty",
+        ])
+        .args(["--daly", "pty", "--jk", "pty", "--fault", "2=late:5000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let id = |s: &str| PackId::new(s).unwrap();
+    for line in &lines {
+        // "NAME PATH BAUD baud (addresses 1..=2 | pack 1)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (name, path, baud) = (words[0], words[1], words[2].parse::<u32>().unwrap());
+        let mut driver = match name {
+            "pylon-ascii" => BmsPackDriver::pylon_ascii(id("p"), 1),
+            "jbd" => BmsPackDriver::jbd(id("j")),
+            "daly" => BmsPackDriver::daly(id("d"), 0x40),
+            "jk" => BmsPackDriver::jk(id("k")),
+            other => panic!("unexpected line {other:?} in {lines:?}"),
+        };
+        let mut link = SerialFrameLink::new(SerialLineConfig::new(path, baud));
+        let polled = driver.poll(&mut link).await.unwrap().unwrap();
+        assert_eq!(polled.reading.cell_voltages_v.0.len(), 16, "{line}");
+        if name == "pylon-ascii" {
+            assert!(words.contains(&"1..=2"), "{line}");
+            // Pack 2 on the same line answers late (the fault): a timeout
+            // of its own.
+            let mut late = BmsPackDriver::pylon_ascii(id("p2"), 2);
+            let err = late.poll(&mut link).await.unwrap_err();
+            assert_eq!(err.kind(), packgate_drivers::DriverErrorKind::Timeout);
+        } else {
+            assert!(line.ends_with("pack 1\n"), "{line}");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

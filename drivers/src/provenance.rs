@@ -32,7 +32,7 @@ pub const DRIVERS: &[DriverProvenance] = &[
         protocol: "Pylontech/SMA-style BMS CAN",
         transport: "slcan, socketcan",
         packs: "Pylontech US/Force, BYD, most LV packs talking to SMA, Victron, Goodwe inverters",
-        reads: "voltage, current, SoC, SoH, min/max cell, temperature, limits, alarms, switch requests",
+        reads: "voltage, current, SoC, SoH, min/max cell, temperatures, alarms, charge/discharge requests",
         writes: "nothing",
         source: "Pylontech LV CAN protocol (public V1.2) and the SMA Sunny Island CAN frame list",
         checked_against: "candump captures replayed in tests; packgate-sim over slcan",
@@ -52,7 +52,7 @@ pub const DRIVERS: &[DriverProvenance] = &[
         protocol: "Pylontech-style RS-485 ASCII (~ ... \\r frames)",
         transport: "bms_serial",
         packs: "Pylontech US2000/US3000/US5000/Force (Seplos V1/V2 and Pace share the framing but not the 0x42 layout: refused, never misread)",
-        reads: "cells, temperatures, current, voltage, SoC from capacities, cycles, alarm states, serial number",
+        reads: "cells, temperatures, current, voltage, SoC (from the capacities), alarm states, serial number",
         writes: "nothing",
         source: "PYLON low voltage Protocol RS485 V3.3 (2018-08-21)",
         checked_against: "fixtures from the document (two of its example checksums are misprinted) and two US2000/US3000 captures; not checked on hardware here",
@@ -62,7 +62,7 @@ pub const DRIVERS: &[DriverProvenance] = &[
         protocol: "JBD / Xiaoxiang (0xDD ... 0x77 frames)",
         transport: "bms_serial",
         packs: "JBD, Overkill Solar, Xiaoxiang smart BMS",
-        reads: "cells, temperatures, current, voltage, SoC, cycles, balancing, protection bits, switch states, model",
+        reads: "cells, temperatures, current, voltage, SoC, balancing, protection bits, switch states",
         writes: "charge_switch_on, discharge_switch_on (register 0xE1)",
         source: "JBD BMS communication protocol (UART/RS485, English translation V4)",
         checked_against: "fixtures written from the document; not checked on hardware",
@@ -72,7 +72,7 @@ pub const DRIVERS: &[DriverProvenance] = &[
         protocol: "Daly UART/RS-485 (13-byte 0xA5 frames)",
         transport: "bms_serial",
         packs: "Daly smart BMS (UART and RS-485 boards)",
-        reads: "cells, temperatures, current, voltage, SoC, cycles, balancing, failure bits, switch states",
+        reads: "cells, temperatures, current, voltage, SoC, balancing, failure bits, switch states",
         writes: "nothing",
         source: "Daly UART/RS485 protocol as documented by open-source readers (no vendor document to hand) and a 2026 reverse-engineered protocol reference",
         checked_against: "fixtures from those references; not checked on hardware",
@@ -82,7 +82,7 @@ pub const DRIVERS: &[DriverProvenance] = &[
         protocol: "JK native (0x4E57 \"NW\" frames)",
         transport: "bms_serial",
         packs: "JK BMS B/BD series with the RS-485 adapter",
-        reads: "cells, temperatures, current, voltage, SoC, cycles, warnings, switch states, device id",
+        reads: "cells, temperatures, current, voltage, SoC, warning bits, switch states, serial number",
         writes: "charge_switch_on, discharge_switch_on (0xAB, 0xAC)",
         source: "JK BMS RS485 communication protocol (NW frames, V2.5)",
         checked_against: "fixtures written from the document; not checked on hardware",
@@ -92,4 +92,34 @@ pub const DRIVERS: &[DriverProvenance] = &[
 /// The provenance of `driver`.
 pub fn of(driver: &str) -> Option<&'static DriverProvenance> {
     DRIVERS.iter().find(|d| d.driver == driver)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's protocol table says what [`DRIVERS`] says, row by row.
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../../README.md");
+        for d in DRIVERS {
+            let row = format!(
+                "| `{}` | {} | {} | {} | {} | {} |",
+                d.driver, d.protocol, d.transport, d.packs, d.reads, d.writes
+            );
+            assert!(
+                readme.lines().any(|l| l == row),
+                "README lacks the row {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_driver_is_listed_once_and_found() {
+        for d in DRIVERS {
+            assert_eq!(of(d.driver), Some(d));
+            assert!(!d.source.is_empty() && !d.checked_against.is_empty());
+        }
+        assert_eq!(of("victron"), None);
+    }
 }
