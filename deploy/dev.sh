@@ -101,6 +101,8 @@ cmd_sim() {
 
 cmd_test() {
     ensure_deps
+    # A real Prometheus scrapes /metrics in the tests.
+    command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || apt_install prometheus
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy"

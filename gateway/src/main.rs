@@ -47,6 +47,8 @@ enum Action {
     Monitor(GatewayArgs),
     /// Run only the cloud worker: upload, and the cloud's commands.
     Cloud(GatewayArgs),
+    /// Run only the HTTP worker: Prometheus metrics on `/metrics`.
+    Http(GatewayArgs),
     /// Workers, packs, streams, the cloud link, recent alarms and commands
     /// at a glance.
     Status {
@@ -386,6 +388,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Data(args) => block_on(run_one(&args, WorkerKind::Data)),
         Action::Control(args) => block_on(run_one(&args, WorkerKind::Control)),
         Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
+        Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
         Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),

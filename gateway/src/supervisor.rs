@@ -28,6 +28,7 @@ use crate::workers::collect::{
 };
 use crate::workers::control::{ControlMetrics, ControlWorker};
 use crate::workers::data::{DataMetrics, DataWorker};
+use crate::workers::http::HttpWorker;
 use crate::workers::monitor::{MonitorMetrics, MonitorWorker};
 use crate::workers::{
     collect, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics,
@@ -157,6 +158,9 @@ pub fn build_workers(
     }
     if on(WorkerKind::Cloud) && config.cloud.enabled {
         workers.push(Box::new(CloudWorker::new(config.cloud.clone())));
+    }
+    if on(WorkerKind::Http) && config.http.enabled {
+        workers.push(Box::new(HttpWorker::new(config.http.clone())));
     }
     if on(WorkerKind::Outputs) {
         workers.extend(

@@ -49,6 +49,9 @@ pub fn pack_of_bus_write_subject(subject: &str) -> Option<PackId> {
 /// Every pack's samples, for live views.
 pub const ALL_SAMPLES_SUBJECT: &str = "packgate.samples.>";
 
+/// Every worker's metrics snapshots, for live views.
+pub const ALL_METRICS_SUBJECT: &str = "packgate.metrics.>";
+
 /// Every pack's events, for the outputs and live views.
 pub const ALL_EVENTS_SUBJECT: &str = "packgate.events.>";
 

@@ -53,6 +53,8 @@ pub fn sim_config(url: &str, data_dir: &Path, packs: usize, poll_interval_ms: u6
     config.broker.request_timeout_ms = 2_000;
     config.collect.poll_interval_ms = poll_interval_ms;
     config.data.shutdown_drain_ms = 10_000;
+    // Tests run side by side: any free port, never the fixed default.
+    config.http.listen = "127.0.0.1:0".into();
     config.add_sim_packs(packs).unwrap();
     config
 }

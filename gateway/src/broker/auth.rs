@@ -128,6 +128,12 @@ impl BrokerUser {
                         p.consume(&names::CLOUD_EVENTS_CONSUMER);
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());
                     }
+                    WorkerKind::Http => {
+                        p.subscribe.extend([
+                            names::ALL_SAMPLES_SUBJECT.to_owned(),
+                            names::ALL_METRICS_SUBJECT.to_owned(),
+                        ]);
+                    }
                     WorkerKind::Outputs => {
                         p.subscribe.extend([
                             names::ALL_EVENTS_SUBJECT.to_owned(),

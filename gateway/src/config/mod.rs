@@ -10,6 +10,7 @@ mod control;
 mod data;
 mod disk;
 mod durability;
+mod http;
 mod lines;
 mod monitor;
 mod outputs;
@@ -40,6 +41,7 @@ pub use collect::CollectConfig;
 pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES};
 pub use data::DataConfig;
 pub use durability::Durability;
+pub use http::{HttpConfig, DEFAULT_HTTP_PORT};
 pub use monitor::MonitorConfig;
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use packs::{
@@ -154,6 +156,8 @@ pub struct Config {
     pub cloud: CloudConfig,
     /// GPIO outputs: the alarm relay and the status LED.
     pub outputs: OutputsConfig,
+    /// The HTTP server: Prometheus metrics on `/metrics`.
+    pub http: HttpConfig,
     /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
     /// are reached on.
     pub buses: Vec<BusConfig>,
@@ -174,6 +178,7 @@ impl Default for Config {
             monitor: MonitorConfig::default(),
             cloud: CloudConfig::default(),
             outputs: OutputsConfig::default(),
+            http: HttpConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
         }
@@ -263,6 +268,9 @@ impl Config {
         self.outputs
             .validate()
             .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
+        if let Some(problem) = self.http.listen_problem() {
+            return Err(invalid("http.listen", problem));
+        }
         packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod collect;
 pub mod control;
 pub mod data;
+pub mod http;
 pub mod monitor;
 mod retention;
 
@@ -45,17 +46,20 @@ pub enum WorkerKind {
     Cloud,
     /// Drives the GPIO alarm relay and status LED from pack events.
     Outputs,
+    /// Serves the Prometheus metrics over HTTP.
+    Http,
 }
 
 impl WorkerKind {
     /// Every kind, in start order.
-    pub const ALL: [WorkerKind; 6] = [
+    pub const ALL: [WorkerKind; 7] = [
         WorkerKind::Collect,
         WorkerKind::Data,
         WorkerKind::Control,
         WorkerKind::Monitor,
         WorkerKind::Cloud,
         WorkerKind::Outputs,
+        WorkerKind::Http,
     ];
 
     /// The kinds a gateway of `config` runs in `packgate run`: every
@@ -66,6 +70,7 @@ impl WorkerKind {
         WorkerKind::ALL
             .into_iter()
             .filter(|kind| *kind != WorkerKind::Outputs || has_outputs)
+            .filter(|kind| *kind != WorkerKind::Http || config.http.enabled)
             .collect()
     }
 
@@ -84,6 +89,7 @@ impl WorkerKind {
             WorkerKind::Monitor => "monitor",
             WorkerKind::Cloud => "cloud",
             WorkerKind::Outputs => "outputs",
+            WorkerKind::Http => "http",
         }
     }
 
@@ -92,9 +98,11 @@ impl WorkerKind {
         match self {
             WorkerKind::Collect => Stage::Source,
             WorkerKind::Data => Stage::Store,
-            WorkerKind::Control | WorkerKind::Monitor | WorkerKind::Cloud | WorkerKind::Outputs => {
-                Stage::Sink
-            }
+            WorkerKind::Control
+            | WorkerKind::Monitor
+            | WorkerKind::Cloud
+            | WorkerKind::Outputs
+            | WorkerKind::Http => Stage::Sink,
         }
     }
 }

@@ -23,6 +23,7 @@ fn key_counter(kind: WorkerKind, snapshot: &StoredSnapshot) -> Option<(String, u
         WorkerKind::Cloud => &["samples_sent", "batches_sent"],
         WorkerKind::Control => &["commands_received", "applied"],
         WorkerKind::Monitor => &["snapshots_stored"],
+        WorkerKind::Http => &["scrapes"],
         WorkerKind::Outputs => &[],
     };
     preferred
@@ -53,7 +54,7 @@ fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
             names::MONITOR_EVENTS_CONSUMER,
         ],
         WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
-        WorkerKind::Collect | WorkerKind::Control | WorkerKind::Outputs => &[],
+        WorkerKind::Collect | WorkerKind::Control | WorkerKind::Outputs | WorkerKind::Http => &[],
     }
 }
 

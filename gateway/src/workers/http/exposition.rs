@@ -1,0 +1,331 @@
+//! The Prometheus text exposition of what the HTTP worker holds: every
+//! pack's latest sample and every worker's latest metrics snapshot. Pure:
+//! state in, text out.
+//!
+//! Names follow Prometheus's conventions: base units (volts, amperes,
+//! seconds, degrees Celsius as Prometheus's own exporters use them),
+//! ratios 0-1, `_total` for counters. The current is positive while the
+//! pack charges.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use packgate_protocol::{AlarmFlags, DataQuality, MetricsSnapshot, PackId, Sample};
+
+/// What is exposed: the latest sample of each pack, the latest snapshot
+/// of each worker instance.
+#[derive(Debug, Default, Clone)]
+pub struct Exposed {
+    /// By pack.
+    pub samples: BTreeMap<PackId, Sample>,
+    /// By worker and instance.
+    pub snapshots: BTreeMap<(String, String), MetricsSnapshot>,
+}
+
+/// The exposition being written: each family's `# HELP` and `# TYPE`
+/// once, before its samples.
+struct Out {
+    text: String,
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{key}=\"{}\"", escape(value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {}", number(value));
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped, as the format asks.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A sample value: Prometheus's spellings of the non-finite ones.
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A metric name from `parts`: lower case, anything but `[a-z0-9_]` as
+/// `_`, so a counter name from a snapshot can never break the format.
+fn metric_name(parts: &[&str]) -> String {
+    let joined = parts.join("_");
+    joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One gauge family over every pack, `value` picking the pack's value (or
+/// none) from its sample.
+fn per_pack(
+    out: &mut Out,
+    exposed: &Exposed,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Sample) -> Option<f64>,
+) {
+    out.family(name, "gauge", help);
+    for (pack, sample) in &exposed.samples {
+        if let Some(v) = value(sample) {
+            out.sample(name, &[("pack", pack.as_str())], v);
+        }
+    }
+}
+
+fn flag(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn packs(out: &mut Out, exposed: &Exposed) {
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_voltage_volts",
+        "Pack terminal voltage.",
+        |s| Some(f64::from(s.reading.pack_voltage_v)),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_current_amperes",
+        "Pack current: positive while charging, negative while discharging.",
+        |s| Some(f64::from(s.reading.current_a)),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_state_of_charge_ratio",
+        "State of charge, 0 to 1.",
+        |s| Some(f64::from(s.reading.soc_pct) / 100.0),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_state_of_health_ratio",
+        "State of health, 0 to 1; absent where the BMS does not report it.",
+        |s| s.reading.soh_pct.map(|soh| f64::from(soh) / 100.0),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_charge_enabled",
+        "1 while the BMS allows charging.",
+        |s| Some(flag(s.reading.charge_enabled)),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_discharge_enabled",
+        "1 while the BMS allows discharging.",
+        |s| Some(flag(s.reading.discharge_enabled)),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_battery_reading_fresh",
+        "1 when the last sample was read in its poll; 0 when stale (the pack did not answer) or suspect (not believable).",
+        |s| Some(flag(s.quality == DataQuality::Fresh)),
+    );
+    per_pack(
+        out,
+        exposed,
+        "packgate_last_sample_timestamp_seconds",
+        "When the pack's last sample was taken, seconds since the Unix epoch.",
+        |s| Some(s.timestamp_ms as f64 / 1000.0),
+    );
+    let name = "packgate_battery_temperature_celsius";
+    out.family(
+        name,
+        "gauge",
+        "Temperature of each of the pack's sensors, from 1.",
+    );
+    for (pack, sample) in &exposed.samples {
+        for (i, t) in sample.reading.temperatures_c.0.iter().enumerate() {
+            let sensor = (i + 1).to_string();
+            out.sample(
+                name,
+                &[("pack", pack.as_str()), ("sensor", &sensor)],
+                f64::from(*t),
+            );
+        }
+    }
+    let name = "packgate_cell_voltage_volts";
+    out.family(name, "gauge", "Voltage of each series cell, from 1.");
+    for (pack, sample) in &exposed.samples {
+        for (i, v) in sample.reading.cell_voltages_v.0.iter().enumerate() {
+            let cell = (i + 1).to_string();
+            out.sample(
+                name,
+                &[("pack", pack.as_str()), ("cell", &cell)],
+                f64::from(*v),
+            );
+        }
+    }
+    let name = "packgate_battery_alarm";
+    out.family(
+        name,
+        "gauge",
+        "1 while the alarm is active on the pack, 0 otherwise.",
+    );
+    for (pack, sample) in &exposed.samples {
+        for (alarm, text) in AlarmFlags::ALL {
+            let on = sample.reading.alarms.contains(*alarm);
+            out.sample(name, &[("pack", pack.as_str()), ("alarm", text)], flag(on));
+        }
+    }
+}
+
+/// One instance's latency summary: median, 99th percentile and largest,
+/// seconds, and the observations counted.
+type Quantiles<'a> = (&'a str, [f64; 3], u64);
+
+/// A process-wide family: name, help, and its value from a snapshot.
+type ProcessFamily = (&'static str, &'static str, fn(&MetricsSnapshot) -> f64);
+
+/// Each worker's counters, gauges and latency summaries, one family per
+/// name across instances.
+fn workers(out: &mut Out, exposed: &Exposed) {
+    let mut counters: BTreeMap<String, Vec<(&str, u64)>> = BTreeMap::new();
+    let mut gauges: BTreeMap<String, Vec<(&str, f64)>> = BTreeMap::new();
+    let mut latencies: BTreeMap<String, Vec<Quantiles<'_>>> = BTreeMap::new();
+    let mut process: Vec<(&MetricsSnapshot, &str)> = Vec::new();
+    for ((worker, instance), s) in &exposed.snapshots {
+        for (name, value) in &s.counters {
+            let key = metric_name(&["packgate", worker, name, "total"]);
+            counters.entry(key).or_default().push((instance, *value));
+        }
+        for (name, value) in &s.gauges {
+            let key = metric_name(&["packgate", worker, name]);
+            gauges.entry(key).or_default().push((instance, *value));
+        }
+        for l in &s.latencies {
+            let key = metric_name(&["packgate", worker, &l.name, "seconds"]);
+            let quantiles = [l.p50_ms / 1e3, l.p99_ms / 1e3, l.max_ms / 1e3];
+            latencies
+                .entry(key)
+                .or_default()
+                .push((instance, quantiles, l.count));
+        }
+        process.push((s, instance));
+    }
+    for (name, values) in &counters {
+        out.family(
+            name,
+            "counter",
+            "A worker's counter (see the README's metrics list).",
+        );
+        for (instance, v) in values {
+            out.sample(name, &[("instance", instance)], *v as f64);
+        }
+    }
+    for (name, values) in &gauges {
+        out.family(
+            name,
+            "gauge",
+            "A worker's gauge (see the README's metrics list).",
+        );
+        for (instance, v) in values {
+            out.sample(name, &[("instance", instance)], *v);
+        }
+    }
+    for (name, values) in &latencies {
+        out.family(
+            name,
+            "summary",
+            "A worker's latency over its last snapshot window: median, 99th percentile and (quantile 1) the largest.",
+        );
+        let count = format!("{name}_count");
+        for (instance, [p50, p99, max], n) in values {
+            for (q, v) in [("0.5", p50), ("0.99", p99), ("1", max)] {
+                out.sample(name, &[("instance", instance), ("quantile", q)], *v);
+            }
+            out.sample(&count, &[("instance", instance)], *n as f64);
+        }
+    }
+    let families: [ProcessFamily; 3] = [
+        (
+            "packgate_process_resident_memory_bytes",
+            "Resident memory of the worker's process.",
+            |s| s.rss_bytes as f64,
+        ),
+        (
+            "packgate_process_cpu_seconds_total",
+            "CPU time of the worker's process, user and system.",
+            |s| s.cpu_s,
+        ),
+        (
+            "packgate_worker_uptime_seconds",
+            "Time since the worker started.",
+            |s| s.uptime_s as f64,
+        ),
+    ];
+    for (name, help, value) in families {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        out.family(name, kind, help);
+        for (s, instance) in &process {
+            out.sample(
+                name,
+                &[("worker", &s.worker), ("instance", instance)],
+                value(s),
+            );
+        }
+    }
+}
+
+/// The whole exposition, with `packgate_build_info` first.
+pub fn render(exposed: &Exposed, version: &str) -> String {
+    let mut out = Out {
+        text: String::with_capacity(4096 + 2048 * exposed.samples.len()),
+    };
+    out.family(
+        "packgate_build_info",
+        "gauge",
+        "Always 1; the version as a label.",
+    );
+    out.sample("packgate_build_info", &[("version", version)], 1.0);
+    packs(&mut out, exposed);
+    workers(&mut out, exposed);
+    out.text
+}
+
+#[cfg(test)]
+#[path = "exposition_tests.rs"]
+mod tests;
