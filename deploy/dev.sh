@@ -103,6 +103,8 @@ cmd_test() {
     ensure_deps
     # A real Prometheus scrapes /metrics in the tests.
     command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || apt_install prometheus
+    # ... and a real MQTT broker takes the Home Assistant discovery.
+    [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || apt_install mosquitto
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy"

@@ -49,6 +49,8 @@ enum Action {
     Cloud(GatewayArgs),
     /// Run only the HTTP worker: Prometheus metrics on `/metrics`.
     Http(GatewayArgs),
+    /// Run only the mqtt worker: the packs in Home Assistant.
+    Mqtt(GatewayArgs),
     /// Workers, packs, streams, the cloud link, recent alarms and commands
     /// at a glance.
     Status {
@@ -389,6 +391,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Control(args) => block_on(run_one(&args, WorkerKind::Control)),
         Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
         Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
+        Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
         Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),

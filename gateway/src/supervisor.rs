@@ -29,6 +29,7 @@ use crate::workers::collect::{
 use crate::workers::control::{ControlMetrics, ControlWorker};
 use crate::workers::data::{DataMetrics, DataWorker};
 use crate::workers::http::HttpWorker;
+use crate::workers::mqtt::MqttWorker;
 use crate::workers::monitor::{MonitorMetrics, MonitorWorker};
 use crate::workers::{
     collect, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics,
@@ -161,6 +162,11 @@ pub fn build_workers(
     }
     if on(WorkerKind::Http) && config.http.enabled {
         workers.push(Box::new(HttpWorker::new(config.http.clone())));
+    }
+    if on(WorkerKind::Mqtt) && config.mqtt.enabled {
+        workers.push(Box::new(
+            MqttWorker::new(config).map_err(|e| WorkerError::new(WorkerKind::Mqtt, e))?,
+        ));
     }
     if on(WorkerKind::Outputs) {
         workers.extend(

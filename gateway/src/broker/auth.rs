@@ -134,6 +134,12 @@ impl BrokerUser {
                             names::ALL_METRICS_SUBJECT.to_owned(),
                         ]);
                     }
+                    WorkerKind::Mqtt => {
+                        p.subscribe.push(names::ALL_SAMPLES_SUBJECT.to_owned());
+                        // Home Assistant's setting changes, as commands
+                        // the control worker checks and audits.
+                        p.publish.push(names::CONTROL_SUBJECT.to_owned());
+                    }
                     WorkerKind::Outputs => {
                         p.subscribe.extend([
                             names::ALL_EVENTS_SUBJECT.to_owned(),

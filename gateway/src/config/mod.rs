@@ -13,6 +13,7 @@ mod durability;
 mod http;
 mod lines;
 mod monitor;
+mod mqtt;
 mod outputs;
 mod packs;
 mod ranges;
@@ -43,6 +44,7 @@ pub use data::DataConfig;
 pub use durability::Durability;
 pub use http::{HttpConfig, DEFAULT_HTTP_PORT};
 pub use monitor::MonitorConfig;
+pub use mqtt::{MqttConfig, MqttConfigError};
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};
 pub use packs::{
     CanDriverConfig, DriverConfig, ModbusDriverConfig, PackConfig, SimDriverConfig,
@@ -158,6 +160,8 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// The HTTP server: Prometheus metrics on `/metrics`.
     pub http: HttpConfig,
+    /// The owner's MQTT broker: the packs in Home Assistant.
+    pub mqtt: MqttConfig,
     /// The buses (serial lines, TCP endpoints, CAN interfaces) that packs
     /// are reached on.
     pub buses: Vec<BusConfig>,
@@ -179,6 +183,7 @@ impl Default for Config {
             cloud: CloudConfig::default(),
             outputs: OutputsConfig::default(),
             http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
         }
@@ -268,6 +273,9 @@ impl Config {
         self.outputs
             .validate()
             .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
+        self.mqtt
+            .validate()
+            .map_err(|e| invalid(e.key, e.reason))?;
         if let Some(problem) = self.http.listen_problem() {
             return Err(invalid("http.listen", problem));
         }

@@ -14,6 +14,7 @@ pub mod control;
 pub mod data;
 pub mod http;
 pub mod monitor;
+pub mod mqtt;
 mod retention;
 
 use std::any::Any;
@@ -48,11 +49,14 @@ pub enum WorkerKind {
     Outputs,
     /// Serves the Prometheus metrics over HTTP.
     Http,
+    /// Publishes the packs to an MQTT broker, with Home Assistant
+    /// discovery.
+    Mqtt,
 }
 
 impl WorkerKind {
     /// Every kind, in start order.
-    pub const ALL: [WorkerKind; 7] = [
+    pub const ALL: [WorkerKind; 8] = [
         WorkerKind::Collect,
         WorkerKind::Data,
         WorkerKind::Control,
@@ -60,6 +64,7 @@ impl WorkerKind {
         WorkerKind::Cloud,
         WorkerKind::Outputs,
         WorkerKind::Http,
+        WorkerKind::Mqtt,
     ];
 
     /// The kinds a gateway of `config` runs in `packgate run`: every
@@ -71,6 +76,7 @@ impl WorkerKind {
             .into_iter()
             .filter(|kind| *kind != WorkerKind::Outputs || has_outputs)
             .filter(|kind| *kind != WorkerKind::Http || config.http.enabled)
+            .filter(|kind| *kind != WorkerKind::Mqtt || config.mqtt.enabled)
             .collect()
     }
 
@@ -90,6 +96,7 @@ impl WorkerKind {
             WorkerKind::Cloud => "cloud",
             WorkerKind::Outputs => "outputs",
             WorkerKind::Http => "http",
+            WorkerKind::Mqtt => "mqtt",
         }
     }
 
@@ -102,7 +109,8 @@ impl WorkerKind {
             | WorkerKind::Monitor
             | WorkerKind::Cloud
             | WorkerKind::Outputs
-            | WorkerKind::Http => Stage::Sink,
+            | WorkerKind::Http
+            | WorkerKind::Mqtt => Stage::Sink,
         }
     }
 }

@@ -24,6 +24,7 @@ fn key_counter(kind: WorkerKind, snapshot: &StoredSnapshot) -> Option<(String, u
         WorkerKind::Control => &["commands_received", "applied"],
         WorkerKind::Monitor => &["snapshots_stored"],
         WorkerKind::Http => &["scrapes"],
+        WorkerKind::Mqtt => &["states_published"],
         WorkerKind::Outputs => &[],
     };
     preferred
@@ -54,7 +55,11 @@ fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
             names::MONITOR_EVENTS_CONSUMER,
         ],
         WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
-        WorkerKind::Collect | WorkerKind::Control | WorkerKind::Outputs | WorkerKind::Http => &[],
+        WorkerKind::Collect
+        | WorkerKind::Control
+        | WorkerKind::Outputs
+        | WorkerKind::Http
+        | WorkerKind::Mqtt => &[],
     }
 }
 
