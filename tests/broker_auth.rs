@@ -206,9 +206,14 @@ async fn each_broker_user_can_do_only_its_own_job() {
             "{user} read another client's reply"
         );
 
+        // The operator's CLI, the cloud's commands and Home Assistant's
+        // (the mqtt worker): each still checked and audited by the control
+        // worker.
         let may_command = matches!(
             user,
-            BrokerUser::Operator | BrokerUser::Worker(WorkerKind::Cloud)
+            BrokerUser::Operator
+                | BrokerUser::Worker(WorkerKind::Cloud)
+                | BrokerUser::Worker(WorkerKind::Mqtt)
         );
         assert_eq!(
             attacker.publish_refused(control_subject).await,

@@ -29,8 +29,8 @@ use crate::workers::collect::{
 use crate::workers::control::{ControlMetrics, ControlWorker};
 use crate::workers::data::{DataMetrics, DataWorker};
 use crate::workers::http::HttpWorker;
-use crate::workers::mqtt::MqttWorker;
 use crate::workers::monitor::{MonitorMetrics, MonitorWorker};
+use crate::workers::mqtt::MqttWorker;
 use crate::workers::{
     collect, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics,
 };

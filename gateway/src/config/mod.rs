@@ -273,9 +273,7 @@ impl Config {
         self.outputs
             .validate()
             .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
-        self.mqtt
-            .validate()
-            .map_err(|e| invalid(e.key, e.reason))?;
+        self.mqtt.validate().map_err(|e| invalid(e.key, e.reason))?;
         if let Some(problem) = self.http.listen_problem() {
             return Err(invalid("http.listen", problem));
         }

@@ -113,12 +113,30 @@ type SensorSpec = (String, String, Option<&'static str>, &'static str, u8);
 
 fn sensors(shape: &PackShape) -> Vec<SensorSpec> {
     let mut out: Vec<SensorSpec> = vec![
-        ("soc".into(), "State of charge".into(), Some("battery"), "%", 1),
+        (
+            "soc".into(),
+            "State of charge".into(),
+            Some("battery"),
+            "%",
+            1,
+        ),
         ("voltage".into(), "Voltage".into(), Some("voltage"), "V", 2),
         ("current".into(), "Current".into(), Some("current"), "A", 1),
         ("power".into(), "Power".into(), Some("power"), "W", 0),
-        ("cell_min".into(), "Lowest cell".into(), Some("voltage"), "V", 3),
-        ("cell_max".into(), "Highest cell".into(), Some("voltage"), "V", 3),
+        (
+            "cell_min".into(),
+            "Lowest cell".into(),
+            Some("voltage"),
+            "V",
+            3,
+        ),
+        (
+            "cell_max".into(),
+            "Highest cell".into(),
+            Some("voltage"),
+            "V",
+            3,
+        ),
     ];
     if shape.has_soh {
         out.push(("soh".into(), "State of health".into(), None, "%", 1));
@@ -133,7 +151,13 @@ fn sensors(shape: &PackShape) -> Vec<SensorSpec> {
         ));
     }
     for i in 1..=shape.cells {
-        out.push((format!("cell_{i}"), format!("Cell {i}"), Some("voltage"), "V", 3));
+        out.push((
+            format!("cell_{i}"),
+            format!("Cell {i}"),
+            Some("voltage"),
+            "V",
+            3,
+        ));
     }
     out
 }
@@ -167,14 +191,20 @@ pub fn pack_discovery(
         c
     };
     let config = |component: &str, key: &str, c: Map<String, Value>| Discovery {
-        topic: format!("{}/{component}/{node}/{key}/config", topics.discovery_prefix),
+        topic: format!(
+            "{}/{component}/{node}/{key}/config",
+            topics.discovery_prefix
+        ),
         payload: Value::Object(c).to_string(),
     };
     let mut out = Vec::new();
     for (key, name, class, unit, precision) in sensors(shape) {
         let mut c = common(&key, &name);
         c.insert("state_topic".into(), json!(topics.state(pack)));
-        c.insert("value_template".into(), json!(format!("{{{{ value_json.{key} }}}}")));
+        c.insert(
+            "value_template".into(),
+            json!(format!("{{{{ value_json.{key} }}}}")),
+        );
         c.insert("unit_of_measurement".into(), json!(unit));
         c.insert("state_class".into(), json!("measurement"));
         c.insert("suggested_display_precision".into(), json!(precision));
@@ -186,14 +216,27 @@ pub fn pack_discovery(
     }
     let mut binaries: Vec<(String, String, Option<&str>)> = AlarmFlags::ALL
         .iter()
-        .map(|(_, text)| (format!("alarm_{text}"), format!("Alarm {}", text.replace('_', " ")), Some("problem")))
+        .map(|(_, text)| {
+            (
+                format!("alarm_{text}"),
+                format!("Alarm {}", text.replace('_', " ")),
+                Some("problem"),
+            )
+        })
         .collect();
     binaries.push(("charge_enabled".into(), "Charging allowed".into(), None));
-    binaries.push(("discharge_enabled".into(), "Discharging allowed".into(), None));
+    binaries.push((
+        "discharge_enabled".into(),
+        "Discharging allowed".into(),
+        None,
+    ));
     for (key, name, class) in binaries {
         let mut c = common(&key, &name);
         c.insert("state_topic".into(), json!(topics.state(pack)));
-        c.insert("value_template".into(), json!(format!("{{{{ value_json.{key} }}}}")));
+        c.insert(
+            "value_template".into(),
+            json!(format!("{{{{ value_json.{key} }}}}")),
+        );
         c.insert("payload_on".into(), json!("ON"));
         c.insert("payload_off".into(), json!("OFF"));
         c.insert("expire_after".into(), json!(expire_after_s));
@@ -240,7 +283,10 @@ pub fn gateway_discovery(topics: &Topics, version: &str) -> Discovery {
         },
     });
     Discovery {
-        topic: format!("{}/binary_sensor/{node}/online/config", topics.discovery_prefix),
+        topic: format!(
+            "{}/binary_sensor/{node}/online/config",
+            topics.discovery_prefix
+        ),
         payload: c.to_string(),
     }
 }
@@ -278,10 +324,16 @@ pub fn state_json(sample: &Sample) -> String {
         s.insert(format!("cell_{}", i + 1), json!(v));
     }
     for (flag, text) in AlarmFlags::ALL {
-        s.insert(format!("alarm_{text}"), json!(on_off(r.alarms.contains(*flag))));
+        s.insert(
+            format!("alarm_{text}"),
+            json!(on_off(r.alarms.contains(*flag))),
+        );
     }
     s.insert("charge_enabled".into(), json!(on_off(r.charge_enabled)));
-    s.insert("discharge_enabled".into(), json!(on_off(r.discharge_enabled)));
+    s.insert(
+        "discharge_enabled".into(),
+        json!(on_off(r.discharge_enabled)),
+    );
     s.insert("quality".into(), json!(sample.quality.as_str()));
     s.insert("fresh".into(), json!(sample.quality == DataQuality::Fresh));
     s.insert("timestamp_ms".into(), json!(sample.timestamp_ms));

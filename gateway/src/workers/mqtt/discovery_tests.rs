@@ -82,20 +82,28 @@ fn a_pack_is_one_device_with_its_entities() {
     assert_eq!(voltage["device"]["identifiers"][0], "packgate_shed_rack-1");
     assert_eq!(voltage["device"]["model"], "JBD BMS");
     assert_eq!(voltage["device"]["via_device"], "packgate_shed");
-    assert_eq!(find("homeassistant/sensor/packgate_shed_rack-1/soc/config")["device_class"], "battery");
     assert_eq!(
-        find("homeassistant/sensor/packgate_shed_rack-1/temperature_2/config")["unit_of_measurement"],
+        find("homeassistant/sensor/packgate_shed_rack-1/soc/config")["device_class"],
+        "battery"
+    );
+    assert_eq!(
+        find("homeassistant/sensor/packgate_shed_rack-1/temperature_2/config")
+            ["unit_of_measurement"],
         "°C"
     );
     find("homeassistant/sensor/packgate_shed_rack-1/cell_3/config");
-    let alarm = find("homeassistant/binary_sensor/packgate_shed_rack-1/alarm_cell_over_voltage/config");
+    let alarm =
+        find("homeassistant/binary_sensor/packgate_shed_rack-1/alarm_cell_over_voltage/config");
     assert_eq!(alarm["device_class"], "problem");
     assert_eq!(alarm["payload_on"], "ON");
     // No SoH reported, no SoH entity; no settings given, no numbers.
     assert!(configs.iter().all(|d| !d.topic.contains("/soh/")));
     assert!(configs.iter().all(|d| !d.topic.contains("/number/")));
     // Every unique id once.
-    let mut ids: Vec<String> = configs.iter().map(|d| parse(d)["unique_id"].to_string()).collect();
+    let mut ids: Vec<String> = configs
+        .iter()
+        .map(|d| parse(d)["unique_id"].to_string())
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), configs.len());
@@ -114,11 +122,19 @@ fn writable_settings_become_numbers_on_command_topics() {
     let configs = pack_discovery(&topics(), &s.pack_id, &shape, Some(&bounds), 3);
     let number = configs
         .iter()
-        .find(|d| d.topic == "homeassistant/number/packgate_shed_rack-1/charge_current_limit_a/config")
+        .find(|d| {
+            d.topic == "homeassistant/number/packgate_shed_rack-1/charge_current_limit_a/config"
+        })
         .map(parse)
         .unwrap();
-    assert_eq!(number["command_topic"], "packgate/shed/rack-1/set/charge_current_limit_a");
-    assert_eq!((number["min"].as_f64(), number["max"].as_f64()), (Some(0.0), Some(100.0)));
+    assert_eq!(
+        number["command_topic"],
+        "packgate/shed/rack-1/set/charge_current_limit_a"
+    );
+    assert_eq!(
+        (number["min"].as_f64(), number["max"].as_f64()),
+        (Some(0.0), Some(100.0))
+    );
     assert_eq!(number["unit_of_measurement"], "A");
     assert!(configs.iter().any(|d| d.topic.ends_with("/soh/config")));
 }
@@ -139,6 +155,7 @@ fn the_state_holds_every_value_the_entities_read() {
     assert_eq!(state["alarm_over_temperature"], "OFF");
     assert_eq!(state["charge_enabled"], "OFF");
     assert_eq!(state["quality"], "fresh");
-    let gateway: Value = serde_json::from_str(&gateway_discovery(&topics(), "1.0").payload).unwrap();
+    let gateway: Value =
+        serde_json::from_str(&gateway_discovery(&topics(), "1.0").payload).unwrap();
     assert_eq!(gateway["device"]["identifiers"][0], "packgate_shed");
 }

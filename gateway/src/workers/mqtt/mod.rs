@@ -173,7 +173,11 @@ async fn run(
 ) -> Result<(), MqttError> {
     let config = &worker.config;
     let metrics = &worker.metrics;
-    let topics = Topics::new(&config.discovery_prefix, &config.base_topic, &config.gateway_name);
+    let topics = Topics::new(
+        &config.discovery_prefix,
+        &config.base_topic,
+        &config.gateway_name,
+    );
     let mut samples = nats.subscribe(names::ALL_SAMPLES_SUBJECT).await?;
     let (link, mut events) = Link::start(config, &topics, Arc::clone(metrics))?;
     let mut packs = Packs::default();
@@ -238,7 +242,10 @@ async fn run(
 /// Announces the packs not announced yet (or whose shape changed) and
 /// publishes every changed state.
 fn publish_round(worker: &MqttWorker, topics: &Topics, link: &Link, packs: &mut Packs) {
-    let settings = worker.config.allow_setting_changes.then_some(&worker.settings);
+    let settings = worker
+        .config
+        .allow_setting_changes
+        .then_some(&worker.settings);
     for (pack, sample) in &packs.latest {
         let model = worker.models.get(pack).map_or("", String::as_str);
         let shape = PackShape::of(sample, model);
@@ -247,7 +254,10 @@ fn publish_round(worker: &MqttWorker, topics: &Topics, link: &Link, packs: &mut 
         }
         let bounds = settings.and_then(|s| s.get(pack)).map(Vec::as_slice);
         let configs = pack_discovery(topics, pack, &shape, bounds, worker.expire_after_s);
-        if configs.iter().all(|d| link.publish_retained(&d.topic, d.payload.clone())) {
+        if configs
+            .iter()
+            .all(|d| link.publish_retained(&d.topic, d.payload.clone()))
+        {
             worker.metrics.configs_published.add(configs.len() as u64);
             packs.announced.insert(pack.clone(), shape);
         }
