@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 
 use embedded_can::Frame;
 
+use packgate_drivers::bms::daly::codec as daly;
+use packgate_drivers::bms::jbd::codec::{self as jbd, MosControl};
+use packgate_drivers::bms::jk::codec as jk;
+use packgate_drivers::bms::pylon_ascii::codec as pylon;
+use packgate_drivers::bms::switch::MosSwitch;
 use packgate_drivers::can::slcan::encode_frame;
 use packgate_drivers::can::CanFrame;
 use packgate_drivers::modbus::frame::{read_request, rtu_frame, tcp_frame, write_request};
@@ -19,7 +24,10 @@ use packgate_protocol::{
     MetricsSnapshot, PackId, PackReading, Sample, SettingName, Temperatures,
 };
 use packgate_sim::serve::can_frames::{bms_frames, BmsLimits};
+use packgate_sim::serve::framed::{FramedDevice, FramedUnit};
 use packgate_sim::serve::registers::RegisterImage;
+use packgate_sim::serve::{DalyDevice, JbdDevice, JkDevice, PylonAsciiDevice};
+use packgate_sim::{Faults, SimPack, SimPackConfig};
 
 struct Corpus {
     root: PathBuf,
@@ -384,6 +392,289 @@ fn profiles(c: &Corpus) {
     );
 }
 
+/// A simulated BMS at `address` under `faults`, fresh for each answer so
+/// the seeds are the same at every run (the pack's first reading).
+fn unit(address: u8, faults: Faults) -> FramedUnit {
+    let pack = SimPack::new(&SimPackConfig::default());
+    pack.set_faults(faults);
+    FramedUnit::new(address, pack, 7)
+}
+
+/// The answer frames a simulated `D` sends to each of `requests`. Each
+/// answer comes from a fresh unit that has taken the writes before it (a
+/// write answers without moving the pack's time), so the seeds are the
+/// same at every run.
+fn session<D: FramedDevice>(
+    address: u8,
+    faults: Faults,
+    requests: &[Vec<u8>],
+    is_write: fn(&[u8]) -> bool,
+) -> Vec<Vec<Vec<u8>>> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let u = unit(address, faults);
+            for write in requests[..i].iter().filter(|r| is_write(r)) {
+                D::answer(&u, write);
+            }
+            D::answer(&u, request)
+        })
+        .collect()
+}
+
+/// Each request followed by its answer: the bytes on a two-wire line,
+/// where a BMS's reader hears its own request too.
+fn on_line(requests: &[Vec<u8>], answers: &[Vec<Vec<u8>>]) -> Vec<Vec<u8>> {
+    requests
+        .iter()
+        .zip(answers)
+        .map(|(request, frames)| [request.clone(), frames.concat()].concat())
+        .collect()
+}
+
+/// Frame or request contents as the framed targets read them in their
+/// second pass: a length byte, then the bytes.
+fn contents(parts: &[&[u8]]) -> Vec<u8> {
+    let bytes = parts.concat();
+    let len = u8::try_from(bytes.len()).expect("contents of at most 255 bytes");
+    [&[len][..], &bytes].concat()
+}
+
+/// The framed serial BMS protocols: `bms_frames` gets a selector (the
+/// protocol, and the address or counts in bits 2-7) and what the gateway
+/// hears on the line, or the simulated BMSs' replies as frame contents;
+/// `sim_framed` a selector (the protocol and the unit's faults) and
+/// requests from the gateway's own builders, whole or as contents.
+fn framed(c: &Corpus) {
+    let ok = Faults::default;
+    let line = |selector: u8, parts: &[Vec<u8>]| [&[selector][..], &parts.concat()].concat();
+
+    // Pylontech ASCII, pack address 2.
+    let pylon_requests = [
+        pylon::analog_value_request(2),
+        pylon::alarm_info_request(2),
+        pylon::serial_number_request(2),
+    ];
+    let answers = session::<PylonAsciiDevice>(2, ok(), &pylon_requests, |_| false);
+    c.put(
+        "bms_frames",
+        "pylon-poll",
+        line(2 << 2, &on_line(&pylon_requests, &answers)),
+    );
+    let replies: Vec<Vec<u8>> = answers
+        .iter()
+        .flatten()
+        .map(|frame| {
+            let f = pylon::parse_frame(frame).expect("a reply");
+            contents(&[&[f.address, f.cid2], &f.info])
+        })
+        .collect();
+    c.put("bms_frames", "pylon-contents", line(2 << 2, &replies));
+    let refused = Faults {
+        exception: Some(0x91),
+        ..ok()
+    };
+    c.put(
+        "bms_frames",
+        "pylon-refused",
+        line(
+            2 << 2,
+            &on_line(
+                &pylon_requests[..1],
+                &session::<PylonAsciiDevice>(2, refused, &pylon_requests[..1], |_| false),
+            ),
+        ),
+    );
+    // An older pack: 16-bit capacities (two user-defined items), three
+    // status bytes; line noise before it.
+    let analog = [
+        0x00, 2, 2, 0x0C, 0xE4, 0x0C, 0xEE, 2, 0x0B, 0xA5, 0x0A, 0x47, 0xFF, 0xE7, 0x19, 0xD2,
+        0x61, 0xA8, 2, 0xC3, 0x50, 0x00, 0x0C,
+    ];
+    let alarm = [0x00, 2, 2, 0, 2, 2, 0, 1, 0, 0, 0, 0x02, 0x06, 0x40];
+    let old = [
+        b"\x00\xFF~~\r".to_vec(),
+        pylon::encode_frame(2, 0, &analog).expect("frame"),
+        pylon::encode_frame(2, 0, &alarm).expect("frame"),
+    ];
+    c.put("bms_frames", "pylon-old-layout", line(2 << 2, &old));
+    let mut pylon_line = pylon_requests.concat();
+    pylon_line.extend(pylon::encode_request(
+        2,
+        pylon::CID2_MANUFACTURER_INFO,
+        None,
+    ));
+    pylon_line.extend(pylon::encode_request(2, pylon::CID2_ANALOG_VALUE, Some(3)));
+    pylon_line.extend(pylon::analog_value_request(3));
+    c.put("sim_framed", "pylon", [&[0u8][..], &pylon_line].concat());
+    let asked = [
+        contents(&[&[2, pylon::CID2_ANALOG_VALUE, 2]]),
+        contents(&[&[2, pylon::CID2_ALARM_INFO, 2]]),
+        contents(&[&[2, pylon::CID2_SERIAL_NUMBER, 2]]),
+        contents(&[&[2, pylon::CID2_MANUFACTURER_INFO]]),
+        contents(&[&[3, pylon::CID2_ANALOG_VALUE, 2]]),
+    ];
+    c.put("sim_framed", "pylon-contents", line(0, &asked));
+    // Over-temperature and exception 9; corrupt_crc.
+    c.put(
+        "sim_framed",
+        "pylon-faults",
+        [&[0x98u8][..], &pylon_line].concat(),
+    );
+    c.put(
+        "sim_framed",
+        "pylon-corrupt",
+        [&[0x04u8][..], &pylon_line].concat(),
+    );
+
+    // JBD: no address; 16 cells in bits 2-7.
+    let mos = |charge_on, discharge_on| {
+        jbd::mos_control_request(MosControl {
+            charge_on,
+            discharge_on,
+        })
+        .to_vec()
+    };
+    let jbd_requests = [
+        jbd::read_request(jbd::REG_BASIC_INFO).to_vec(),
+        jbd::read_request(jbd::REG_CELL_VOLTAGES).to_vec(),
+        jbd::read_request(jbd::REG_HARDWARE_VERSION).to_vec(),
+        mos(false, true),
+        jbd::read_request(jbd::REG_BASIC_INFO).to_vec(),
+        mos(true, true),
+        jbd::read_request(0x06).to_vec(),
+    ];
+    let answers = session::<JbdDevice>(1, ok(), &jbd_requests, |r| r[1] == jbd::OP_WRITE);
+    c.put(
+        "bms_frames",
+        "jbd-poll",
+        line(1 | 16 << 2, &on_line(&jbd_requests, &answers)),
+    );
+    let replies: Vec<Vec<u8>> = answers
+        .iter()
+        .flatten()
+        .map(|frame| {
+            let r = jbd::parse_reply(frame).expect("a reply");
+            contents(&[&[r.register, r.status], r.data])
+        })
+        .collect();
+    c.put("bms_frames", "jbd-contents", line(1 | 16 << 2, &replies));
+    c.put("sim_framed", "jbd", line(1, &jbd_requests));
+    let asked: Vec<Vec<u8>> = jbd_requests
+        .iter()
+        .map(|r| contents(&[&r[1..3], &r[4..r.len() - 3]]))
+        .collect();
+    c.put("sim_framed", "jbd-contents", line(1, &asked));
+    c.put(
+        "sim_framed",
+        "jbd-over-temperature",
+        line(1 | 8, &jbd_requests),
+    );
+
+    // Daly: 16 cells and sensors in bits 2-7 (the pack has 4 sensors: its
+    // 0x94 says so).
+    let commands = [
+        daly::CMD_PACK_STATUS,
+        daly::CMD_SWITCHES,
+        daly::CMD_SYSTEM_STATUS,
+        daly::CMD_CELL_VOLTAGES,
+        daly::CMD_TEMPERATURES,
+        daly::CMD_BALANCING,
+        daly::CMD_FAILURES,
+        daly::CMD_CELL_EXTREMES,
+        daly::CMD_TEMPERATURE_EXTREMES,
+    ];
+    let daly_requests: Vec<Vec<u8>> = commands
+        .iter()
+        .map(|id| daly::encode_request(daly::HOST_ADDRESS_UART, *id).to_vec())
+        .collect();
+    let answers = session::<DalyDevice>(0, ok(), &daly_requests, |_| false);
+    c.put(
+        "bms_frames",
+        "daly-poll",
+        line(2 | 16 << 2, &on_line(&daly_requests, &answers)),
+    );
+    let replies: Vec<Vec<u8>> = answers
+        .iter()
+        .flatten()
+        .map(|frame| {
+            let f = daly::parse_frame(frame).expect("a reply");
+            contents(&[&[f.address, f.command], &f.data])
+        })
+        .collect();
+    c.put("bms_frames", "daly-contents", line(2 | 16 << 2, &replies));
+    let mut daly_line = daly_requests.concat();
+    daly_line.extend(daly::encode_request(
+        daly::HOST_ADDRESS_ALTERNATE,
+        daly::CMD_PACK_STATUS,
+    ));
+    daly_line.extend(daly::encode_request(daly::HOST_ADDRESS_UART, 0x50));
+    c.put("sim_framed", "daly", [&[2u8][..], &daly_line].concat());
+    let asked: Vec<Vec<u8>> = daly_requests
+        .iter()
+        .map(|r| contents(&[&r[1..3], &r[4..12]]))
+        .collect();
+    c.put("sim_framed", "daly-contents", line(2, &asked));
+    c.put(
+        "sim_framed",
+        "daly-corrupt",
+        [&[2u8 | 4][..], &daly_line].concat(),
+    );
+
+    // JK: a read-all, a switch written and its read-back.
+    let jk_requests = [
+        jk::read_all_request(0),
+        jk::switch_write_request(0, MosSwitch::Charge, false),
+        jk::read_all_request(0),
+        jk::switch_write_request(0, MosSwitch::Charge, true),
+        jk::switch_write_request(0, MosSwitch::Discharge, false),
+    ];
+    let answers = session::<JkDevice>(1, ok(), &jk_requests, |r| r[8] == jk::CMD_WRITE);
+    c.put(
+        "bms_frames",
+        "jk-poll",
+        line(3, &on_line(&jk_requests, &answers)),
+    );
+    // A read-all's values up to the status (8C) and the protocol version,
+    // without the settings: a length byte holds no more.
+    let replies: Vec<Vec<u8>> = answers
+        .iter()
+        .flatten()
+        .map(|frame| {
+            let f = jk::parse_frame(frame).expect("a reply");
+            if f.command != jk::CMD_READ_ALL {
+                return contents(&[&[f.command, f.transport], f.info]);
+            }
+            let mut end = 0;
+            while let Some(&id) = f.info.get(end).filter(|id| **id <= 0x8C) {
+                end += 1 + match id {
+                    0x79 => 1 + usize::from(f.info[end + 1]),
+                    id => jk::value_len(id).expect("an id of known length"),
+                };
+            }
+            contents(&[&[f.command, f.transport], &f.info[..end], &[0xC0, 1]])
+        })
+        .collect();
+    c.put("bms_frames", "jk-contents", line(3, &replies));
+    c.put("sim_framed", "jk", line(3, &jk_requests));
+    let asked: Vec<Vec<u8>> = jk_requests
+        .iter()
+        .map(|r| {
+            contents(&[
+                &[r[8], r[10]],
+                &r[jk::HEADER_LEN..r.len() - jk::TRAILER_LEN],
+            ])
+        })
+        .collect();
+    c.put("sim_framed", "jk-contents", line(3, &asked));
+    c.put(
+        "sim_framed",
+        "jk-over-temperature",
+        line(3 | 8, &jk_requests),
+    );
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let c = Corpus { root };
@@ -391,4 +682,5 @@ fn main() {
     modbus(&c);
     can(&c);
     profiles(&c);
+    framed(&c);
 }
