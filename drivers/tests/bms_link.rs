@@ -105,6 +105,27 @@ async fn frames_are_found_behind_noise_and_split_across_reads() {
 }
 
 #[tokio::test]
+async fn a_stray_start_byte_before_a_frame_costs_nothing() {
+    let (mut link, mut device) = line();
+    // A start byte whose "frame" fails its checksum, then the real frame
+    // in the same burst.
+    let mut answer = vec![0x02, 0x01, 0x55, 0x00];
+    answer.extend(frame(&[6, 6, 6]));
+    let server = tokio::spawn(async move {
+        answer_with(&mut device, vec![answer]).await;
+        device
+    });
+    let got = link
+        .request::<TestFraming, _>(&[5], 1, payloads)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, vec![vec![6, 6, 6]]);
+    let _ = server.await.unwrap();
+    assert_eq!(link.error_counts().unwrap().errors(), 0);
+}
+
+#[tokio::test]
 async fn each_failure_has_its_kind_and_the_line_recovers() {
     let (mut link, mut device) = line();
     // Silence: a timeout.

@@ -228,8 +228,11 @@ impl SerialFrameLink {
 
 /// Reads one frame of `F` into `buf` and takes it out (bytes after it
 /// stay for the next frame of the same answer). Noise before the start
-/// byte is dropped; a frame that stops arriving for [`FRAME_SILENCE`] or
-/// at the deadline is short.
+/// byte is dropped; so is a start byte that begins no valid frame (a stray
+/// `N` before a JK frame), the search going on from the next byte. When
+/// no valid frame follows before the line goes quiet, the first such error
+/// is the answer's error; otherwise a frame that stops arriving for
+/// [`FRAME_SILENCE`] or at the deadline is short.
 async fn read_frame<F: Framing>(
     port: &mut SerialStream,
     buf: &mut Vec<u8>,
@@ -237,44 +240,58 @@ async fn read_frame<F: Framing>(
     limit: Duration,
 ) -> Result<Vec<u8>, DriverError> {
     let mut chunk = [0u8; CHUNK_LEN];
+    let mut first_error: Option<FrameError> = None;
     loop {
-        match buf.iter().position(|b| *b == F::START) {
-            Some(start) => {
-                buf.drain(..start);
+        let mut scanned_to_end = false;
+        while !scanned_to_end {
+            match buf.iter().position(|b| *b == F::START) {
+                Some(start) => {
+                    buf.drain(..start);
+                }
+                None => buf.clear(),
             }
-            None => buf.clear(),
-        }
-        if !buf.is_empty() {
+            if buf.is_empty() {
+                break;
+            }
             match F::frame_len(buf) {
                 FrameStatus::Complete(len) if len <= buf.len() => {
                     let rest = buf.split_off(len);
                     return Ok(std::mem::replace(buf, rest));
                 }
-                FrameStatus::Invalid(e) => return Err(DriverError::Frame(e)),
-                FrameStatus::Complete(_) | FrameStatus::Incomplete => {}
-            }
-            if buf.len() >= F::MAX_LEN {
-                return Err(DriverError::Frame(FrameError::Malformed(format!(
-                    "no frame end within {} bytes",
-                    F::MAX_LEN
-                ))));
+                FrameStatus::Invalid(e) => {
+                    first_error.get_or_insert(e);
+                    buf.drain(..1);
+                }
+                FrameStatus::Complete(_) | FrameStatus::Incomplete => scanned_to_end = true,
             }
         }
-        let until = if buf.is_empty() {
+        if buf.len() >= F::MAX_LEN {
+            return Err(DriverError::Frame(FrameError::Malformed(format!(
+                "no frame end within {} bytes",
+                F::MAX_LEN
+            ))));
+        }
+        let until = if buf.is_empty() && first_error.is_none() {
             deadline
         } else {
             deadline.min(Instant::now() + FRAME_SILENCE)
         };
         match timeout_at(until, port.read(&mut chunk)).await {
-            Err(_) if buf.is_empty() => return Err(DriverError::Timeout(limit)),
             Err(_) => {
-                return Err(DriverError::Frame(FrameError::Short {
-                    got: buf.len(),
-                    expected: match F::frame_len(buf) {
-                        FrameStatus::Complete(len) => len,
-                        _ => buf.len() + 1,
-                    },
-                }))
+                return Err(match first_error {
+                    // What broke first says most: a frame with a bad
+                    // checksum leaves bytes that may look like the start of
+                    // another.
+                    Some(e) => DriverError::Frame(e),
+                    None if buf.is_empty() => DriverError::Timeout(limit),
+                    _ => DriverError::Frame(FrameError::Short {
+                        got: buf.len(),
+                        expected: match F::frame_len(buf) {
+                            FrameStatus::Complete(len) => len,
+                            _ => buf.len() + 1,
+                        },
+                    }),
+                });
             }
             Ok(Ok(0)) => return Err(DriverError::Transport("serial port closed".into())),
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
