@@ -206,11 +206,36 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         )
         .await;
     }
+    // The serial number each pack reported comes with its device (the
+    // configs are announced again once the online event tells it), and
+    // the energy counters with the state.
+    let topic = "homeassistant/sensor/packgate_site_p1/voltage/config";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (payload, _) = wait_for(&seen, topic).await;
+        let config: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        if let Some(serial) = config["device"]["serial_number"].as_str() {
+            assert!(!serial.is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no serial number in {payload}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (energy, _) = wait_for(
+        &seen,
+        "homeassistant/sensor/packgate_site_p1/energy_charged/config",
+    )
+    .await;
+    assert!(
+        energy.contains("\"state_class\":\"total_increasing\""),
+        "{energy}"
+    );
     let (online, _) = wait_for(&seen, "packgate/site/availability").await;
     assert_eq!(online, "online");
     let (state, _) = wait_for(&seen, "packgate/site/p1/state").await;
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert!(state["cell_16"].is_number(), "{state}");
+    assert!(state["energy_charged"].as_f64().unwrap() >= 0.0, "{state}");
 
     // A value in bounds reaches the pack over Modbus; one past the site
     // limit is refused, audited, and changes nothing.

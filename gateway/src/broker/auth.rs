@@ -135,7 +135,11 @@ impl BrokerUser {
                         ]);
                     }
                     WorkerKind::Mqtt => {
-                        p.subscribe.push(names::ALL_SAMPLES_SUBJECT.to_owned());
+                        p.subscribe.extend([
+                            names::ALL_SAMPLES_SUBJECT.to_owned(),
+                            // The serial numbers of the packs' online events.
+                            names::ALL_EVENTS_SUBJECT.to_owned(),
+                        ]);
                         // Home Assistant's setting changes, as commands
                         // the control worker checks and audits.
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());

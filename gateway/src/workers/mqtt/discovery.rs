@@ -6,6 +6,7 @@
 use packgate_protocol::{AlarmFlags, DataQuality, PackId, Sample};
 use serde_json::{json, Map, Value};
 
+use super::energy::Energy;
 use crate::workers::control::validate::SettingBounds;
 
 /// The topics of one gateway.
@@ -85,16 +86,19 @@ pub struct PackShape {
     pub has_soh: bool,
     /// The model shown in Home Assistant: the driver and profile.
     pub model: String,
+    /// The serial number the pack reported, once known.
+    pub serial_number: Option<String>,
 }
 
 impl PackShape {
-    /// The shape of `sample`'s pack, with its `model`.
-    pub fn of(sample: &Sample, model: &str) -> Self {
+    /// The shape of `sample`'s pack, with its `model` and serial number.
+    pub fn of(sample: &Sample, model: &str, serial_number: Option<&str>) -> Self {
         Self {
             cells: sample.reading.cell_voltages_v.0.len(),
             sensors: sample.reading.temperatures_c.0.len(),
             has_soh: sample.reading.soh_pct.is_some(),
             model: model.to_owned(),
+            serial_number: serial_number.map(str::to_owned),
         }
     }
 }
@@ -107,6 +111,12 @@ pub struct Discovery {
     /// The config, JSON.
     pub payload: String,
 }
+
+/// The energy counters: key and name (kWh, `total_increasing`).
+const ENERGY: [(&str, &str); 2] = [
+    ("energy_charged", "Energy charged"),
+    ("energy_discharged", "Energy discharged"),
+];
 
 /// A sensor: key, name, device class, unit, display precision.
 type SensorSpec = (String, String, Option<&'static str>, &'static str, u8);
@@ -174,13 +184,16 @@ pub fn pack_discovery(
     expire_after_s: u64,
 ) -> Vec<Discovery> {
     let node = topics.device_id(pack);
-    let device = json!({
+    let mut device = json!({
         "identifiers": [node],
         "name": pack.as_str(),
         "manufacturer": "packgate",
         "model": shape.model,
         "via_device": topics.gateway_device_id(),
     });
+    if let Some(serial) = &shape.serial_number {
+        device["serial_number"] = json!(serial);
+    }
     let common = |key: &str, name: &str| {
         let mut c = Map::new();
         c.insert("name".into(), json!(name));
@@ -213,6 +226,19 @@ pub fn pack_discovery(
             c.insert("device_class".into(), json!(class));
         }
         out.push(config("sensor", &key, c));
+    }
+    for (key, name) in ENERGY {
+        let mut c = common(key, name);
+        c.insert("state_topic".into(), json!(topics.state(pack)));
+        c.insert(
+            "value_template".into(),
+            json!(format!("{{{{ value_json.{key} }}}}")),
+        );
+        c.insert("unit_of_measurement".into(), json!("kWh"));
+        c.insert("device_class".into(), json!("energy"));
+        c.insert("state_class".into(), json!("total_increasing"));
+        c.insert("suggested_display_precision".into(), json!(3));
+        out.push(config("sensor", key, c));
     }
     let mut binaries: Vec<(String, String, Option<&str>)> = AlarmFlags::ALL
         .iter()
@@ -299,10 +325,13 @@ fn on_off(on: bool) -> &'static str {
     }
 }
 
-/// One pack's state: every value its entities read, in base units.
-pub fn state_json(sample: &Sample) -> String {
+/// One pack's state: every value its entities read, in base units, and
+/// the energy counted since the worker started.
+pub fn state_json(sample: &Sample, energy: &Energy) -> String {
     let r = &sample.reading;
     let mut s = Map::new();
+    s.insert("energy_charged".into(), json!(energy.charged_kwh));
+    s.insert("energy_discharged".into(), json!(energy.discharged_kwh));
     s.insert("voltage".into(), json!(r.pack_voltage_v));
     s.insert("current".into(), json!(r.current_a));
     s.insert(

@@ -2,6 +2,7 @@ use packgate_protocol::{BootId, CellVoltages, ClockQuality, PackReading, Tempera
 use serde_json::Value;
 
 use super::*;
+use crate::workers::mqtt::energy::Energy;
 
 fn topics() -> Topics {
     Topics::new("homeassistant", "packgate", "shed")
@@ -61,7 +62,7 @@ fn topics_are_built_and_command_topics_parsed_strictly() {
 #[test]
 fn a_pack_is_one_device_with_its_entities() {
     let s = sample(None);
-    let shape = PackShape::of(&s, "JBD BMS");
+    let shape = PackShape::of(&s, "JBD BMS", Some("SN-42"));
     let configs = pack_discovery(&topics(), &s.pack_id, &shape, None, 3);
     let find = |topic: &str| {
         configs
@@ -82,6 +83,11 @@ fn a_pack_is_one_device_with_its_entities() {
     assert_eq!(voltage["device"]["identifiers"][0], "packgate_shed_rack-1");
     assert_eq!(voltage["device"]["model"], "JBD BMS");
     assert_eq!(voltage["device"]["via_device"], "packgate_shed");
+    assert_eq!(voltage["device"]["serial_number"], "SN-42");
+    let energy = find("homeassistant/sensor/packgate_shed_rack-1/energy_charged/config");
+    assert_eq!(energy["device_class"], "energy");
+    assert_eq!(energy["state_class"], "total_increasing");
+    assert_eq!(energy["unit_of_measurement"], "kWh");
     assert_eq!(
         find("homeassistant/sensor/packgate_shed_rack-1/soc/config")["device_class"],
         "battery"
@@ -112,7 +118,7 @@ fn a_pack_is_one_device_with_its_entities() {
 #[test]
 fn writable_settings_become_numbers_on_command_topics() {
     let s = sample(Some(97.0));
-    let shape = PackShape::of(&s, "sim");
+    let shape = PackShape::of(&s, "sim", None);
     let bounds = [SettingBounds {
         name: "charge_current_limit_a".into(),
         min: 0.0,
@@ -141,7 +147,14 @@ fn writable_settings_become_numbers_on_command_topics() {
 
 #[test]
 fn the_state_holds_every_value_the_entities_read() {
-    let state: Value = serde_json::from_str(&state_json(&sample(None))).unwrap();
+    let state: Value = serde_json::from_str(&state_json(
+        &sample(None),
+        &Energy {
+            charged_kwh: 1.5,
+            discharged_kwh: 0.25,
+        },
+    ))
+    .unwrap();
     assert_eq!(state["voltage"], 52.0);
     assert_eq!(state["current"], -10.0);
     assert_eq!(state["power"], -520.0);
@@ -155,6 +168,8 @@ fn the_state_holds_every_value_the_entities_read() {
     assert_eq!(state["alarm_over_temperature"], "OFF");
     assert_eq!(state["charge_enabled"], "OFF");
     assert_eq!(state["quality"], "fresh");
+    assert_eq!(state["energy_charged"], 1.5);
+    assert_eq!(state["energy_discharged"], 0.25);
     let gateway: Value =
         serde_json::from_str(&gateway_discovery(&topics(), "1.0").payload).unwrap();
     assert_eq!(gateway["device"]["identifiers"][0], "packgate_shed");

@@ -9,6 +9,7 @@
 //! command: checked, audited, read back.
 
 pub mod discovery;
+pub mod energy;
 mod link;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,7 +19,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use packgate_protocol::{
-    decode, names, Command, CommandId, CommandOrigin, CommandOutcome, PackId, Sample, SettingName,
+    decode, names, Command, CommandId, CommandOrigin, CommandOutcome, Event, EventKind, PackId,
+    Sample, SettingName,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +30,7 @@ use crate::config::{Config, DriverConfig};
 use crate::telemetry::now_ms;
 use crate::workers::control::validate::{pack_table, PackTable};
 use discovery::{gateway_discovery, pack_discovery, state_json, PackShape, Topics};
+use energy::Energy;
 use link::{Link, LinkEvent};
 
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
@@ -164,6 +167,24 @@ struct Packs {
     /// (or after a reconnect, or Home Assistant restarting) is announced
     /// again.
     announced: HashMap<PackId, PackShape>,
+    /// Energy in and out of each pack since the worker started.
+    energy: HashMap<PackId, Energy>,
+    /// Serial numbers, as the packs' online events tell them.
+    serials: HashMap<PackId, String>,
+}
+
+impl Packs {
+    /// Takes a sample in: the latest kept, its energy counted.
+    fn take(&mut self, sample: Sample) {
+        if let Some(previous) = self.latest.get(&sample.pack_id) {
+            self.energy
+                .entry(sample.pack_id.clone())
+                .or_default()
+                .add(previous, &sample);
+        }
+        self.dirty.insert(sample.pack_id.clone());
+        self.latest.insert(sample.pack_id.clone(), sample);
+    }
 }
 
 async fn run(
@@ -179,7 +200,8 @@ async fn run(
         &config.gateway_name,
     );
     let mut samples = nats.subscribe(names::ALL_SAMPLES_SUBJECT).await?;
-    let (link, mut events) = Link::start(config, &topics, Arc::clone(metrics))?;
+    let mut events = nats.subscribe(names::ALL_EVENTS_SUBJECT).await?;
+    let (link, mut link_events) = Link::start(config, &topics, Arc::clone(metrics))?;
     let mut packs = Packs::default();
     let mut connected = false;
     let mut commands = JoinSet::new();
@@ -191,12 +213,19 @@ async fn run(
             Some(message) = samples.next() => match decode::<Sample>(&message.payload) {
                 Ok(sample) => {
                     metrics.samples_seen.inc();
-                    packs.dirty.insert(sample.pack_id.clone());
-                    packs.latest.insert(sample.pack_id.clone(), sample);
+                    packs.take(sample);
                 }
                 Err(_) => metrics.messages_malformed.inc(),
             },
-            Some(event) = events.recv() => match event {
+            Some(message) = events.next() => match decode::<Event>(&message.payload) {
+                Ok(Event { pack_id, kind: EventKind::PackOnlineIdentified { serial_number }, .. }) => {
+                    // The pack's device is announced again with it.
+                    packs.serials.insert(pack_id, serial_number);
+                }
+                Ok(_) => {}
+                Err(_) => metrics.messages_malformed.inc(),
+            },
+            Some(event) = link_events.recv() => match event {
                 LinkEvent::Connected => {
                     connected = true;
                     link.publish_retained(&topics.availability(), "online".into());
@@ -248,7 +277,8 @@ fn publish_round(worker: &MqttWorker, topics: &Topics, link: &Link, packs: &mut 
         .then_some(&worker.settings);
     for (pack, sample) in &packs.latest {
         let model = worker.models.get(pack).map_or("", String::as_str);
-        let shape = PackShape::of(sample, model);
+        let serial = packs.serials.get(pack).map(String::as_str);
+        let shape = PackShape::of(sample, model, serial);
         if packs.announced.get(pack) == Some(&shape) {
             continue;
         }
@@ -267,7 +297,8 @@ fn publish_round(worker: &MqttWorker, topics: &Topics, link: &Link, packs: &mut 
         let Some(sample) = packs.latest.get(&pack) else {
             continue;
         };
-        if link.publish(&topics.state(&pack), state_json(sample)) {
+        let energy = packs.energy.get(&pack).copied().unwrap_or_default();
+        if link.publish(&topics.state(&pack), state_json(sample, &energy)) {
             worker.metrics.states_published.inc();
         } else {
             packs.dirty.insert(pack);
