@@ -1,7 +1,7 @@
 //! `packgate status`: the health of the gateway at a glance. Each worker
 //! alive, stalled (its consumer missing, or samples waiting while it
-//! stores nothing) or missing (from the monitor's snapshots and the
-//! broker), each pack online or
+//! stores nothing), missing (from the monitor's snapshots and the
+//! broker) or disabled by the configuration, each pack online or
 //! stale with the age of its last sample (from the broker, or from the
 //! monitor's events when the broker is unreachable), stream sizes and
 //! consumer lags, the cloud link, recent alarms and recent commands (from

@@ -96,8 +96,9 @@ async fn stall_reasons(
 
 /// Each worker alive (a snapshot in the last three intervals), stalled
 /// (alive, but a consumer of its is missing, or it stores nothing while
-/// samples wait) or missing, with its instance, version, uptime, memory
-/// and key counter.
+/// samples wait), missing, or disabled (the configuration does not run
+/// it, and it sends no snapshots), with its instance, version, uptime,
+/// memory and key counter.
 pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
     let interval_ms = i64::try_from(sources.config.monitor.snapshot_interval().as_millis())
         .unwrap_or(i64::MAX / 4);
@@ -106,9 +107,19 @@ pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
         "\nWorkers (alive: a snapshot in the last {}; stalled: alive but not working)",
         format_age(3 * interval_ms)
     )?;
-    for kind in WorkerKind::expected(sources.config) {
+    for kind in WorkerKind::ALL {
         let worker = kind.name();
-        let Some(s) = snapshot_of(sources, kind).cloned() else {
+        let snapshot = snapshot_of(sources, kind).cloned();
+        let fresh = snapshot
+            .as_ref()
+            .is_some_and(|s| sources.now - s.timestamp_ms <= 3 * interval_ms);
+        // A worker the configuration does not run is disabled, not missing;
+        // one that sends snapshots anyway (run elsewhere) is shown as it is.
+        if let (Some(why), false) = (kind.disabled_by(sources.config), fresh) {
+            writeln!(out, "  {worker:<8} disabled ({why})")?;
+            continue;
+        }
+        let Some(s) = snapshot else {
             writeln!(out, "  {worker:<8} missing  never seen")?;
             continue;
         };
