@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use packgate::cli::status::status;
-use packgate::config::Config;
+use packgate::config::{Config, ConfigSource};
 use packgate::runtime::Broker;
 use packgate::telemetry::snapshot::{
     publish_snapshot, spawn_metrics_publisher, take_snapshot, MetricsSource,
@@ -39,10 +39,13 @@ impl MetricsSource for NoMetrics {
 
 async fn status_text(config: &Config, client: Option<async_nats::Client>) -> String {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), status(config, client, &mut out))
-        .await
-        .expect("status answers in time")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status(config, &ConfigSource::Defaults, client, &mut out),
+    )
+    .await
+    .expect("status answers in time")
+    .unwrap();
     String::from_utf8(out).unwrap()
 }
 

@@ -18,7 +18,7 @@ use std::io::Write;
 
 pub use format::{format_age, format_bytes};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::telemetry::now_ms;
 use crate::workers::monitor::{MonitorStore, MonitorStoreError, StoredSnapshot};
 use broker::BrokerView;
@@ -48,18 +48,20 @@ struct Sources<'a> {
     broker: BrokerView,
 }
 
-/// Prints the gateway's status to `out`. `client` is a connection to the
-/// local broker, `None` when there is none; without it (or when it does
-/// not answer) the databases' view is printed.
+/// Prints the gateway's status to `out`, under a header naming `source`,
+/// where `config` came from. `client` is a connection to the local broker,
+/// `None` when there is none; without it (or when it does not answer) the
+/// databases' view is printed.
 pub async fn status(
     config: &Config,
+    source: &ConfigSource,
     client: Option<async_nats::Client>,
     out: &mut dyn Write,
 ) -> Result<(), StatusError> {
     let monitor = MonitorStore::open_read_only(&config.monitor.database_path(&config.data_dir));
     writeln!(
         out,
-        "packgate status (data in {})",
+        "packgate status (configuration {source}; data in {})",
         config.data_dir.display()
     )?;
     if let Err(error) = &monitor {
