@@ -291,11 +291,15 @@ pub(super) async fn streams(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
 /// `dead_letters` table).
 pub(super) fn dead_letters(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
     let path = sources.config.database_path();
-    if !path.exists() {
+    if matches!(crate::store::unreadable(&path), Some(Ok(()))) {
+        // No sample store yet: nothing to say.
         return Ok(());
     }
     let count = SampleStore::open_read_only(&path).and_then(|store| store.dead_letter_count());
     match count {
+        Err(error @ crate::store::StoreError::Unreadable { .. }) => {
+            writeln!(out, "  dead letters: unknown, {error}")
+        }
         Ok(0) => writeln!(out, "  dead letters: none"),
         Ok(n) => writeln!(
             out,
@@ -377,6 +381,9 @@ pub(super) fn commands(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result
             .try_for_each(|r| writeln!(out, "  {}", command_line(r, sources.now))),
         Err(crate::workers::control::AuditError::NotFound(_)) => {
             writeln!(out, "  unknown ({} does not exist)", path.display())
+        }
+        Err(error @ crate::workers::control::AuditError::Unreadable { .. }) => {
+            writeln!(out, "  unknown, {error}")
         }
         Err(error) => writeln!(out, "  cannot read {}: {error}", path.display()),
     }
