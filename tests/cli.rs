@@ -329,6 +329,7 @@ async fn command_takes_negative_values_rounds_read_backs_and_names_a_reused_id()
 
 /// `packgate ARGS` with `$PACKGATE_CONFIG` set to `config` (`""`: the
 /// built-in defaults): its exit, stdout and stderr.
+#[allow(clippy::unwrap_used)] // test code: a failed start should fail loudly
 fn with_config_env(config: &std::ffi::OsStr, args: &[&str]) -> (bool, String, String) {
     let out = packgate()
         .args(args)
