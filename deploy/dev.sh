@@ -79,6 +79,9 @@ cmd_sim() {
     mkdir -p "$data_dir"
     rm -f "$data_dir/broker-url"
     log "starting the gateway on ${PACKS:-4} simulated packs (data in $data_dir, log in $data_dir/packgate.log)"
+    # Self-contained: not the box's /etc/packgate/packgate.toml (an empty
+    # PACKGATE_CONFIG means the built-in defaults); --config still works.
+    export PACKGATE_CONFIG=""
     ./target/debug/packgate run --sim "${PACKS:-4}" --data-dir "$data_dir" "$@" \
         >"$data_dir/packgate.log" 2>&1 &
     local gateway=$!
@@ -110,7 +113,9 @@ cmd_test() {
     log "cargo clippy"
     cargo clippy --workspace --all-targets -- -D warnings
     log "cargo test"
-    cargo test --workspace
+    # The tests' gateways bring their own configurations; on a box with
+    # packgate installed, /etc/packgate/packgate.toml must not be read.
+    PACKGATE_CONFIG="" cargo test --workspace
     cmd_fuzz_smoke
 }
 

@@ -1,6 +1,7 @@
-//! The embedded broker as an unlucky operator meets it: killed under a
-//! running gateway, orphaned when the gateway dies, started twice on one
-//! store, the terminal closed under `dev.sh sim`.
+//! The broker as an unlucky operator meets it: the embedded one killed
+//! under a running gateway, orphaned when the gateway dies, started twice
+//! on one store, the terminal closed under `dev.sh sim`; the box's broker
+//! away for a while, and what that costs the journal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -82,7 +83,14 @@ fn start_gateway(dir: &Path) -> Child {
     let log = std::fs::File::create(dir.join("log")).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_packgate"));
     command
-        .args(["run", "--sim", "1", "--data-dir"])
+        .args([
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -117,7 +125,14 @@ async fn the_embedded_broker_dies_with_its_gateway_and_never_runs_twice() {
 
     // A second gateway on the same store refuses to start.
     let output = Command::new(env!("CARGO_BIN_EXE_packgate"))
-        .args(["run", "--sim", "1", "--data-dir"])
+        .args([
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .output()
@@ -155,4 +170,113 @@ async fn the_embedded_broker_dies_with_its_gateway_and_never_runs_twice() {
     assert!(!listening(port), "the broker outlived a hung-up gateway");
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
     assert!(log.contains("SIGHUP: shutting down"), "{log}");
+}
+
+/// The lines of `log` that contain `needle`.
+fn count(log: &str, needle: &str) -> usize {
+    log.lines().filter(|line| line.contains(needle)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_makes_a_line_down_and_a_line_up_not_one_per_attempt() {
+    // A broker with packgate's users, so every worker has a connection of
+    // its own to lose, as on the box.
+    let dir = tempfile::tempdir().unwrap();
+    let credentials_file = dir.path().join("creds.toml");
+    let credentials =
+        packgate::broker::BrokerCredentials::load_or_create(&credentials_file).unwrap();
+    let mut options = packgate::broker::NatsServerOptions::new(dir.path().join("store"));
+    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
+        options.executable = path.into();
+    }
+    options.config_text = Some(credentials.authorization_block());
+    let mut server = packgate::broker::NatsServer::start(options).await.unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("packgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[broker]\nurl = {:?}\ncredentials_file = {:?}\n\
+             [collect]\npoll_interval_ms = 200\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            data_dir.display().to_string(),
+            server.url(),
+            credentials_file.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("log");
+    let mut gateway = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_packgate"))
+            .args([
+                "run",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--sim",
+                "2",
+                "--config",
+            ])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let database = data_dir.join("samples.db");
+    let stored = || {
+        packgate::store::SampleStore::open_read_only(&database)
+            .and_then(|s| s.count())
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || stored() >= 4).await,
+        "nothing stored; log:\n{}",
+        log()
+    );
+
+    // Eight seconds without the broker: each of the connections tries
+    // again every 2 s at most, which used to be a line per attempt each.
+    let before = log().lines().count();
+    server.stop().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after_outage = stored();
+    server.restart().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || stored() > after_outage + 4).await,
+        "storing did not resume; log:\n{}",
+        log()
+    );
+    // Pulls whose heartbeats went missing during the outage are reopened
+    // now: quietly, as the outage's consequence.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = log();
+    let during: Vec<&str> = text.lines().skip(before).collect();
+    let during = during.join("\n");
+    assert_eq!(count(&during, "broker connection lost"), 1, "{during}");
+    assert_eq!(count(&during, "broker reachable again"), 1, "{during}");
+    assert_eq!(count(&during, "IO error"), 0, "{during}");
+    assert_eq!(count(&during, "pull lost"), 0, "{during}");
+    // Nothing else but a line per change of state, each said once: the
+    // link's two, and the collector's (a publish cut off by the outage,
+    // publishing again, resending what the broker may have lost).
+    let changes = [
+        "broker connection lost",
+        "broker reachable again",
+        "publish not acknowledged; retrying",
+        "publishing again",
+        "reconnected to the broker: sending the last acknowledged messages again",
+    ];
+    for line in during.lines() {
+        assert!(
+            changes.iter().any(|change| line.contains(change)),
+            "not a change of state: {line}\n{during}"
+        );
+    }
+    for change in changes {
+        assert!(count(&during, change) <= 1, "{change} twice:\n{during}");
+    }
+    sigterm_and_wait(&mut gateway.0);
+    server.stop().await;
 }

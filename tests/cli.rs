@@ -50,7 +50,14 @@ fn a_missing_nats_server_says_how_to_install_it() {
     )
     .unwrap();
     let out = packgate()
-        .args(["run", "--sim", "1", "--config"])
+        .args([
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1",
+            "--config",
+        ])
         .arg(&config)
         .arg("--data-dir")
         .arg(dir.path())
@@ -91,6 +98,8 @@ async fn run_then_query_shows_the_stored_samples() {
     let mut gateway = packgate()
         .args([
             "run",
+            "--http-listen",
+            "127.0.0.1:0",
             "--sim",
             "2",
             "--nats-url",
@@ -223,6 +232,8 @@ async fn a_broker_that_is_not_up_yet_is_waited_for() {
     let mut gateway = packgate()
         .args([
             "run",
+            "--http-listen",
+            "127.0.0.1:0",
             "--sim",
             "1",
             "--nats-url",
@@ -325,4 +336,193 @@ async fn command_takes_negative_values_rounds_read_backs_and_names_a_reused_id()
     assert!(stderr.contains("not a finite number"), "{stderr}");
     assert_eq!(rig.audit("nan").outcome.as_deref(), Some("rejected"));
     rig.stop().await;
+}
+
+/// `packgate ARGS` with `$PACKGATE_CONFIG` set to `config` (`""`: the
+/// built-in defaults): its exit, stdout and stderr.
+#[allow(clippy::unwrap_used)] // test code: a failed start should fail loudly
+fn with_config_env(config: &std::ffi::OsStr, args: &[&str]) -> (bool, String, String) {
+    let out = packgate()
+        .args(args)
+        .env("PACKGATE_CONFIG", config)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_reads_the_configuration_packgate_config_names() {
+    let broker = support::TestBroker::start().await;
+    let data_dir = broker.dir.path().join("data");
+    let config = broker.dir.path().join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[broker]\nurl = {:?}\n[collect]\npoll_interval_ms = 200\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            data_dir.display().to_string(),
+            broker.url(),
+        ),
+    )
+    .unwrap();
+    // The gateway too: no --config, no --nats-url. (Its --data-dir is
+    // the file's, so that a build which ignored the file would not write
+    // to the system's data directory.)
+    let mut gateway = support::KillOnDrop(
+        packgate()
+            .args([
+                "run",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--sim",
+                "2",
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .env("PACKGATE_CONFIG", &config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let database = data_dir.join("samples.db");
+    let stored = support::eventually(std::time::Duration::from_secs(30), || {
+        packgate::store::SampleStore::open_read_only(&database)
+            .and_then(|s| s.count())
+            .unwrap_or(0)
+            >= 4
+    })
+    .await;
+    let env = config.as_os_str();
+    let named = format!("configuration {} ($PACKGATE_CONFIG)", config.display());
+
+    let (ok, stdout, stderr) = with_config_env(env, &["status"]);
+    assert!(stored && ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&named), "{stdout}");
+    assert!(
+        stdout.contains(&format!("data in {}", data_dir.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Broker: reachable"), "{stdout}");
+    assert!(
+        stdout.contains("sim-01") && stdout.contains("online"),
+        "{stdout}"
+    );
+    // Which file was read is in the debug log.
+    assert!(
+        stderr.contains("configuration") && stderr.contains(&config.display().to_string()),
+        "{stderr}"
+    );
+
+    let (ok, stdout, stderr) = with_config_env(env, &["query", "samples", "--pack", "sim-02"]);
+    assert!(ok && stdout.contains("fresh"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = with_config_env(env, &["watch", "--once"]);
+    assert!(ok && stdout.contains("sim-01"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = with_config_env(
+        env,
+        &[
+            "command",
+            "--pack",
+            "sim-01",
+            "set",
+            "charge_current_limit_a",
+            "40",
+        ],
+    );
+    assert!(ok && stdout.contains("applied"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = with_config_env(env, &["check-config"]);
+    assert!(ok && stdout.contains("valid, 0 packs"), "{stdout}{stderr}");
+
+    // --config wins over the environment.
+    let missing = broker.dir.path().join("missing.toml");
+    let (ok, stdout, stderr) = packgate()
+        .args(["status", "--config"])
+        .arg(&config)
+        .env("PACKGATE_CONFIG", &missing)
+        .output()
+        .map(|o| {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (o.status.success(), text(&o.stdout), text(&o.stderr))
+        })
+        .unwrap();
+    assert!(
+        ok && stdout.contains("Broker: reachable"),
+        "{stdout}{stderr}"
+    );
+    // A file the environment names must exist: no silent defaults.
+    let (ok, _, stderr) = with_config_env(missing.as_os_str(), &["status"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("($PACKGATE_CONFIG)") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+    // Set but empty: the built-in defaults, said so.
+    let (_, stdout, _) = with_config_env(std::ffi::OsStr::new(""), &["status"]);
+    assert!(
+        stdout.contains("configuration none, the built-in defaults"),
+        "{stdout}"
+    );
+    support::sigterm_and_wait(&mut gateway.0);
+}
+
+#[test]
+fn a_store_that_cannot_be_read_is_said_so_not_called_missing() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    // A data directory that is a file: every store under it is unreadable
+    // (ENOTDIR), though `Path::exists` calls it absent.
+    let data_dir = dir.path().join("data");
+    std::fs::write(&data_dir, "").unwrap();
+    let out = packgate()
+        .args(["query", "samples", "--pack", "p", "--data-dir"])
+        .arg(&data_dir)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot read the sample store") && stderr.contains("Not a directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+
+    let out = packgate()
+        .args(["status", "--nats-url", "nats://127.0.0.1:1", "--data-dir"])
+        .arg(&data_dir)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cannot read the monitor database",
+        "unknown, cannot read the audit store",
+        "dead letters: unknown, cannot read the sample store",
+    ] {
+        assert!(stdout.contains(needle), "{needle}:\n{stdout}");
+    }
+    assert!(!stdout.contains("does not exist"), "{stdout}");
+
+    // What an operator outside the service's group meets. (Root reads
+    // whatever the modes say, so this part needs another user.)
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, "").unwrap();
+    if std::fs::metadata(&probe).unwrap().uid() == 0 {
+        return;
+    }
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    packgate::store::SampleStore::open(&private.join("samples.db")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = packgate()
+        .args(["query", "samples", "--pack", "p", "--data-dir"])
+        .arg(&private)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
 }

@@ -236,7 +236,14 @@ fn check_config_ends_quietly_when_its_reader_has_gone() {
 fn sim_has_a_documented_maximum() {
     let dir = tempfile::tempdir().unwrap();
     let out = packgate()
-        .args(["run", "--sim", "1000000000", "--data-dir"])
+        .args([
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1000000000",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -261,7 +268,14 @@ fn sim_has_a_documented_maximum() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[[packs]]\nid = \"p\"\ndriver = \"sim\"\n").unwrap();
     let out = packgate()
-        .args(["run", "--sim", "1000", "--config"])
+        .args([
+            "run",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--sim",
+            "1000",
+            "--config",
+        ])
         .arg(&config)
         .arg("--data-dir")
         .arg(dir.path())

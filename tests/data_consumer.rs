@@ -103,9 +103,14 @@ async fn a_deleted_data_consumer_is_recreated_and_nothing_is_lost_or_doubled() {
 
 async fn status_text(config: &packgate::config::Config, client: async_nats::Client) -> String {
     let mut out = Vec::new();
-    packgate::cli::status::status(config, Some(client), &mut out)
-        .await
-        .unwrap();
+    packgate::cli::status::status(
+        config,
+        &packgate::config::ConfigSource::Defaults,
+        Some(client),
+        &mut out,
+    )
+    .await
+    .unwrap();
     String::from_utf8(out).unwrap()
 }
 

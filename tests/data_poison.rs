@@ -231,9 +231,14 @@ async fn status_counts_the_dead_letters() {
     let mut store = SampleStore::open(&config.database_path()).unwrap();
     let status_text = || async {
         let mut out = Vec::new();
-        packgate::cli::status::status(&config, None, &mut out)
-            .await
-            .unwrap();
+        packgate::cli::status::status(
+            &config,
+            &packgate::config::ConfigSource::Defaults,
+            None,
+            &mut out,
+        )
+        .await
+        .unwrap();
         String::from_utf8(out).unwrap()
     };
     assert!(status_text().await.contains("dead letters: none"));

@@ -1,6 +1,7 @@
 //! `deploy/packgate.example.toml` documents every configuration key: each
 //! key the configuration types serialise (the defaults, and every kind of
-//! bus, pack, load and output) appears in it, commented out or not.
+//! bus, pack, load and output) appears in it, commented out or not; its
+//! simulated pack has an id no real pack in the documentation has.
 
 // Test code: a failed step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -256,4 +257,75 @@ fn the_key_finders_see_what_they_should() {
     key_paths("", &value, &mut paths);
     let want = ["p.q", "p.r", "x.y", "x.z"];
     assert_eq!(paths, want.iter().map(|s| s.to_string()).collect());
+}
+
+/// The `id = "..."` values of the TOML examples in `text`, each with the
+/// `driver` of the same table.
+fn pack_ids_and_drivers(text: &str) -> Vec<(String, String)> {
+    let value = |line: &str, key: &str| {
+        let rest = line
+            .trim()
+            .strip_prefix(key)?
+            .trim_start()
+            .strip_prefix('=')?;
+        Some(rest.split('#').next()?.trim().trim_matches('"').to_owned())
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let Some(id) = value(line, "id") else {
+            continue;
+        };
+        let driver = lines[n + 1..]
+            .iter()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .find_map(|l| value(l, "driver"))
+            .unwrap_or_default();
+        found.push((id, driver));
+    }
+    found
+}
+
+#[test]
+fn the_shipped_simulated_pack_cannot_be_taken_for_a_real_one() {
+    let config = Config::from_toml_str(EXAMPLE, "example").unwrap();
+    let simulated: Vec<String> = config
+        .packs
+        .iter()
+        .filter(|p| matches!(p.driver, packgate::config::DriverConfig::Sim(_)))
+        .map(|p| p.id.as_str().to_owned())
+        .collect();
+    assert_eq!(simulated, ["demo-sim-1"]);
+    // No real pack in the documentation has its id.
+    for (name, text) in [
+        ("README.md", include_str!("../README.md")),
+        ("deploy/INSTALL.md", include_str!("../deploy/INSTALL.md")),
+        ("the example", EXAMPLE),
+    ] {
+        for (id, driver) in pack_ids_and_drivers(text) {
+            assert!(
+                !simulated.contains(&id) || driver == "sim",
+                "{name}: a {driver:?} pack is called {id}, as the shipped simulated pack is"
+            );
+        }
+    }
+    // INSTALL.md's clean start removes the stores the defaults name.
+    let install = include_str!("../deploy/INSTALL.md");
+    let defaults = Config::default();
+    for file in [&defaults.data.database, &defaults.monitor.database] {
+        let pattern = format!("/var/lib/packgate/{}*", file.display());
+        assert!(install.contains(&pattern), "INSTALL.md lacks {pattern}");
+    }
+}
+
+#[test]
+fn pack_ids_are_found_with_their_drivers() {
+    let text = "[[packs]]\nid = \"a\"   # note\ndriver = \"sim\"\n\
+                [[packs]]\nid = \"b\"\nbus = \"x\"\ndriver = \"modbus\"\n[[packs]]\nid = \"c\"\n";
+    let want = [("a", "sim"), ("b", "modbus"), ("c", "")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(i, d)| (i.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(pack_ids_and_drivers(text), want);
 }

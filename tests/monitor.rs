@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use packgate::cli::status::status;
-use packgate::config::Config;
+use packgate::config::{Config, ConfigSource};
 use packgate::runtime::Broker;
 use packgate::telemetry::snapshot::{
     publish_snapshot, spawn_metrics_publisher, take_snapshot, MetricsSource,
@@ -39,10 +39,13 @@ impl MetricsSource for NoMetrics {
 
 async fn status_text(config: &Config, client: Option<async_nats::Client>) -> String {
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), status(config, client, &mut out))
-        .await
-        .expect("status answers in time")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status(config, &ConfigSource::Defaults, client, &mut out),
+    )
+    .await
+    .expect("status answers in time")
+    .unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -303,4 +306,44 @@ async fn status_reads_the_audit_where_control_database_points() {
         !text.contains("ops-7") && !text.contains("decoy-1"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_workers_the_configuration_disables_as_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sim_config("nats://127.0.0.1:1", dir.path(), 1, 1000);
+    config.cloud.enabled = false;
+    config.http.enabled = false;
+    assert!(config.outputs.alarm_relay.is_none() && config.outputs.status_led.is_none());
+    // The snapshot of a cloud worker from before the cloud was disabled,
+    // an hour old.
+    let mut store = MonitorStore::open(&config.monitor.database_path(&config.data_dir)).unwrap();
+    let mut old = take_snapshot("cloud", "box/1", std::time::Instant::now(), &NoMetrics);
+    old.timestamp_ms -= 3_600_000;
+    store.insert_batch(&[old], &[]).unwrap();
+
+    let text = status_text(&config, None).await;
+    assert!(
+        line_of(&text, "cloud").contains("disabled (cloud.enabled = false)"),
+        "{text}"
+    );
+    assert!(
+        line_of(&text, "http").contains("disabled (http.enabled = false)"),
+        "{text}"
+    );
+    assert!(
+        line_of(&text, "outputs").contains("disabled (no [outputs] configured)"),
+        "{text}"
+    );
+    // The workers that are configured to run, and do not, are missing.
+    for worker in ["collect", "data", "control", "monitor"] {
+        assert!(line_of(&text, worker).contains("missing"), "{text}");
+    }
+
+    // A disabled worker that sends snapshots anyway (run by another
+    // process with another configuration) is shown as it is.
+    let running = take_snapshot("http", "elsewhere/2", std::time::Instant::now(), &NoMetrics);
+    store.insert_batch(&[running], &[]).unwrap();
+    let text = status_text(&config, None).await;
+    assert!(line_of(&text, "http").contains("alive"), "{text}");
 }

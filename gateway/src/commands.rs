@@ -10,7 +10,7 @@ use packgate::bench::{run_bench, BenchOptions};
 use packgate::broker::{BrokerCredentials, BrokerUser};
 use packgate::cli::render::{write_samples, OutputFormat};
 use packgate::cli::sim::{run_sim, SimOptions};
-use packgate::config::Config;
+use packgate::config::{Config, ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
 use packgate::runtime::{
     cancel_on_signals, credentials_path, run_workers, Broker, WorkerSet, BROKER_URL_FILE,
 };
@@ -166,9 +166,15 @@ pub(crate) async fn run_one(args: &GatewayArgs, kind: WorkerKind) -> anyhow::Res
     run_gateway(args, WorkerSet::only(kind), &kind.process_name()).await
 }
 
-/// `packgate check-config`: loads the file and prints it with every
-/// default filled in.
-pub(crate) fn check_config(file: &Path) -> anyhow::Result<()> {
+/// `packgate check-config`: loads the file (`file`, or the one a command
+/// reads by default) and prints it with every default filled in.
+pub(crate) fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
+    let source = ConfigSource::for_command(file);
+    let Some(file) = source.path() else {
+        bail!(
+            "no configuration file to check: name one, set ${CONFIG_ENV}, or create {SYSTEM_CONFIG}"
+        );
+    };
     let config = Config::load(file)?;
     writeln!(
         stdout(),
@@ -273,13 +279,13 @@ pub(crate) async fn connect_client(
 }
 
 pub(crate) async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
-    let config = target.source.load()?;
+    let (config, source) = target.source.load_with_source()?;
     let client = match broker_url(target, &config) {
         Ok(url) => connect_client(&config, &url, "packgate-status").await.ok(),
         Err(_) => None,
     };
     let mut stdout = std::io::stdout();
-    packgate::cli::status::status(&config, client, &mut stdout).await?;
+    packgate::cli::status::status(&config, &source, client, &mut stdout).await?;
     Ok(())
 }
 

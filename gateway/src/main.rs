@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use packgate::cli::render::OutputFormat;
-use packgate::config::{Config, MAX_PACKS};
+use packgate::config::{Config, ConfigSource, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
@@ -76,8 +76,9 @@ enum Action {
     },
     /// Check a configuration file and print it with every default filled in.
     CheckConfig {
-        /// The file.
-        file: PathBuf,
+        /// The file (default: the one $PACKGATE_CONFIG names, else
+        /// /etc/packgate/packgate.toml).
+        file: Option<PathBuf>,
     },
     /// Read stored data.
     Query {
@@ -290,7 +291,10 @@ enum QueryCommand {
 /// Where the configuration comes from.
 #[derive(Debug, Args)]
 struct ConfigArgs {
-    /// Configuration file (TOML). Without it the built-in defaults apply.
+    /// Configuration file (TOML). Without it: the file $PACKGATE_CONFIG
+    /// names (set but empty: the built-in defaults), else
+    /// /etc/packgate/packgate.toml if it exists, else the built-in
+    /// defaults. `status` names the one it read; RUST_LOG=debug logs it.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Data directory, overriding the configuration's.
@@ -300,18 +304,27 @@ struct ConfigArgs {
 
 impl ConfigArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
+        Ok(self.load_with_source()?.0)
+    }
+
+    /// The configuration, and the file it came from.
+    fn load_with_source(&self) -> anyhow::Result<(Config, ConfigSource)> {
+        let source = ConfigSource::for_command(self.config.as_deref());
+        tracing::debug!(%source, "configuration");
+        let mut config = match source.path() {
+            Some(path) => {
+                Config::load(path).with_context(|| format!("the configuration {source}"))?
+            }
             None => Config::default(),
         };
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
             // The file's streams, against the filesystem they now go on.
-            if self.config.is_some() {
+            if source.path().is_some() {
                 config.fit_streams_to_data_dir("--data-dir")?;
             }
         }
-        Ok(config)
+        Ok((config, source))
     }
 }
 
@@ -333,6 +346,10 @@ struct GatewayArgs {
     /// all, configured and simulated.
     #[arg(long, num_args = 0..=1, default_missing_value = "4", value_parser = parse_sim_count)]
     sim: Option<usize>,
+    /// Serve /metrics on this address instead of `[http] listen` (port 0:
+    /// any free port, logged at start).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    http_listen: Option<String>,
 }
 
 impl GatewayArgs {
@@ -343,6 +360,9 @@ impl GatewayArgs {
         }
         if let Some(count) = self.sim {
             config.add_sim_packs(count)?;
+        }
+        if let Some(listen) = &self.http_listen {
+            config.http.listen = listen.clone();
         }
         config.validate("command line")?;
         Ok(config)
@@ -402,7 +422,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             id,
             action: SetAction::Set { setting, value },
         } => block_on(command(&target, pack, setting, value, ttl_s, id)),
-        Action::CheckConfig { file } => check_config(&file),
+        Action::CheckConfig { file } => check_config(file.as_deref()),
         Action::Query {
             what:
                 QueryCommand::Samples {

@@ -145,3 +145,16 @@ pub fn sigterm_and_wait(child: &mut std::process::Child) {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status}");
 }
+
+/// A child process of this test, killed (SIGKILL) and reaped if the test
+/// fails before stopping it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

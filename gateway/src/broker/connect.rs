@@ -1,10 +1,12 @@
 //! Connecting to the local broker, reconnecting forever on our own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
 
 use super::auth::{BrokerCredentials, BrokerUser, CredentialsError};
+use super::link_log::LinkWatch;
 use crate::config::BrokerConfig;
 
 /// Why talking to the broker failed, by operation.
@@ -56,7 +58,8 @@ pub fn redact_url(url: &str) -> String {
 
 /// Connects to `url` as `name`. The first connection is retried in the
 /// background, so a broker that is not up yet is waited for, and every
-/// later disconnection is followed by reconnection attempts without end.
+/// later disconnection is followed by reconnection attempts without end,
+/// logged as the [link log](super::link_log) says.
 pub async fn connect(
     url: &str,
     name: &str,
@@ -74,7 +77,7 @@ pub async fn connect_as(
     config: &BrokerConfig,
     credentials: Option<(&BrokerCredentials, BrokerUser)>,
 ) -> Result<async_nats::Client, BrokerError> {
-    let url_owned = redact_url(url);
+    let watch = Arc::new(LinkWatch::register(&redact_url(url)));
     let mut options = async_nats::ConnectOptions::new();
     if let Some((credentials, user)) = credentials {
         let password = credentials.password(user).unwrap_or_default();
@@ -94,16 +97,9 @@ pub async fn connect_as(
             Duration::from_millis((attempts as u64 * 100).min(2_000))
         })
         .event_callback(move |event| {
-            let url = url_owned.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!(%url, "broker connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!(%url, "broker disconnected; reconnecting")
-                    }
-                    other => tracing::info!(%url, event = %other, "broker event"),
-                }
-            }
+            // Dropped with the client, which ends its part in the log.
+            let watch = Arc::clone(&watch);
+            async move { watch.on_event(event) }
         })
         .connect(url)
         .await

@@ -12,6 +12,7 @@ mod disk;
 mod durability;
 mod http;
 mod lines;
+mod locate;
 mod monitor;
 mod mqtt;
 mod outputs;
@@ -43,6 +44,7 @@ pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES}
 pub use data::DataConfig;
 pub use durability::Durability;
 pub use http::{HttpConfig, DEFAULT_HTTP_PORT};
+pub use locate::{ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
 pub use monitor::MonitorConfig;
 pub use mqtt::{MqttConfig, MqttConfigError};
 pub use outputs::{LedConfig, OutputsConfig, OutputsConfigError, PinConfig, RelayConfig};

@@ -45,6 +45,15 @@ pub enum StoreError {
     /// A read-only open of a file that does not exist.
     #[error("sample store {0} does not exist (has the data worker run?)")]
     NotFound(PathBuf),
+    /// A read-only open of a file that exists, or may, but cannot be read
+    /// (permission denied, say).
+    #[error("cannot read the sample store {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file exists but holds no packgate schema.
     #[error("{0} is not a packgate sample store (schema version 0)")]
     NotAStore(PathBuf),
@@ -119,6 +128,19 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Why `path`, a database to open read-only, cannot be read: `None` when
+/// it can, `Some(Ok(()))` when it does not exist, and `Some(Err(why))`
+/// otherwise (permission denied on the file or on a directory above it, a
+/// path through a file...). `Path::exists` would call every one of these
+/// "does not exist".
+pub(crate) fn unreadable(path: &Path) -> Option<Result<(), std::io::Error>> {
+    match std::fs::File::open(path) {
+        Ok(_) => None,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(Ok(())),
+        Err(error) => Some(Err(error)),
+    }
+}
+
 /// Wraps a setup failure with the path, keeping the schema errors as they are.
 fn at_open(path: &Path, error: StoreError) -> StoreError {
     match error {
@@ -176,8 +198,15 @@ impl SampleStore {
     /// Opens an existing store for reading only (`packgate query`), with a
     /// clear error when the file is missing or is not a sample store.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::NotFound(path.to_owned()));
+        match unreadable(path) {
+            None => {}
+            Some(Ok(())) => return Err(StoreError::NotFound(path.to_owned())),
+            Some(Err(source)) => {
+                return Err(StoreError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {

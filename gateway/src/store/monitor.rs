@@ -54,6 +54,15 @@ pub enum MonitorStoreError {
     /// A read-only open of a file that does not exist.
     #[error("monitor database {0} does not exist (has the monitor worker run?)")]
     NotFound(PathBuf),
+    /// A read-only open of a file that exists, or may, but cannot be read
+    /// (permission denied, say).
+    #[error("cannot read the monitor database {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file's schema is not one this build reads.
     #[error(
         "monitor database {path} has schema version {found}; this build reads {SCHEMA_VERSION}"
@@ -207,8 +216,15 @@ impl MonitorStore {
 
     /// Opens an existing database for reading only (`packgate status`).
     pub fn open_read_only(path: &Path) -> Result<Self, MonitorStoreError> {
-        if !path.exists() {
-            return Err(MonitorStoreError::NotFound(path.to_owned()));
+        match super::unreadable(path) {
+            None => {}
+            Some(Ok(())) => return Err(MonitorStoreError::NotFound(path.to_owned())),
+            Some(Err(source)) => {
+                return Err(MonitorStoreError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;

@@ -37,6 +37,10 @@ fn batches_are_stored_once_read_back_and_pruned() {
         Err(MonitorStoreError::NotFound(_))
     ));
     let mut store = MonitorStore::open(&path).unwrap();
+    assert!(matches!(
+        MonitorStore::open_read_only(&path.join("x.db")),
+        Err(MonitorStoreError::Unreadable { .. })
+    ));
     let snapshots = [snapshot("data", 100), snapshot("data", 200)];
     let events = [
         event(1, 100, EventKind::PackOnline),

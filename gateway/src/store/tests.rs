@@ -80,6 +80,11 @@ fn read_only_open_reads_and_explains_missing_files() {
     std::fs::write(&path, b"").unwrap();
     let err = SampleStore::open_read_only(&path).unwrap_err();
     assert!(matches!(err, StoreError::NotAStore(_)), "{err}");
+    // A path through a file: not absent but unreadable, and said so
+    // (as permission denied would be).
+    let err = SampleStore::open_read_only(&path.join("x.db")).unwrap_err();
+    assert!(matches!(err, StoreError::Unreadable { .. }), "{err}");
+    assert!(err.to_string().contains("Not a directory"), "{err}");
     std::fs::remove_file(&path).unwrap();
 
     let mut writer = SampleStore::open(&path).unwrap();

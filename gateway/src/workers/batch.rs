@@ -19,7 +19,24 @@ pub(crate) struct BatchPuller {
     linger: Duration,
     what: &'static str,
     messages: Option<jetstream::consumer::pull::Stream>,
+    /// Since when the pull keeps being lost, with no message in between.
+    lost: Option<Lost>,
 }
+
+/// A pull lost again and again: since when, how often, when last said.
+#[derive(Debug, Clone, Copy)]
+struct Lost {
+    since: Instant,
+    count: u64,
+    warned: Option<Instant>,
+}
+
+/// Most one WARN per puller about lost pulls in this time.
+const LOST_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A pull lost this soon after the broker came back was lost to the
+/// outage (its heartbeats went missing while the broker was away).
+const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 
 impl std::fmt::Debug for BatchPuller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,6 +63,7 @@ impl BatchPuller {
             linger,
             what,
             messages: None,
+            lost: None,
         }
     }
 
@@ -73,7 +91,11 @@ impl BatchPuller {
                     match opened {
                         Ok(messages) => self.messages.insert(messages),
                         Err(error) => {
-                            tracing::warn!(%error, stream = self.what, "cannot pull; retrying");
+                            if crate::broker::broker_outage_within(AFTER_OUTAGE) {
+                                tracing::debug!(%error, stream = self.what, "cannot pull; retrying");
+                            } else {
+                                tracing::warn!(%error, stream = self.what, "cannot pull; retrying");
+                            }
                             tokio::select! {
                                 () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                                 () = shutdown.cancelled() => return None,
@@ -88,7 +110,10 @@ impl BatchPuller {
             };
             let mut batch = Vec::with_capacity(self.max);
             match first {
-                Some(Ok(message)) => batch.push(message),
+                Some(Ok(message)) => {
+                    self.lost = None;
+                    batch.push(message);
+                }
                 Some(Err(error)) => {
                     if self.reopen_after(&error, shutdown).await {
                         return None;
@@ -127,7 +152,7 @@ impl BatchPuller {
         use jetstream::consumer::pull::MessagesErrorKind as Kind;
         match error.kind() {
             Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat => {
-                tracing::warn!(%error, stream = self.what, "pull lost; opening it again");
+                self.note_lost(error);
                 self.messages = None;
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => false,
@@ -139,6 +164,36 @@ impl BatchPuller {
                 false
             }
         }
+    }
+
+    /// Logs a lost pull: at DEBUG while the broker is down or has just
+    /// come back (the link's own lines say so), else at WARN at most once
+    /// per [`LOST_WARN_EVERY`] with the count of losses since the last
+    /// message.
+    fn note_lost(&mut self, error: &jetstream::consumer::pull::MessagesError) {
+        let now = Instant::now();
+        let lost = self.lost.get_or_insert(Lost {
+            since: now,
+            count: 0,
+            warned: None,
+        });
+        lost.count += 1;
+        let quiet = lost
+            .warned
+            .is_some_and(|at| now.saturating_duration_since(at) < LOST_WARN_EVERY);
+        if quiet || crate::broker::broker_outage_within(AFTER_OUTAGE) {
+            tracing::debug!(%error, stream = self.what, "pull lost; opening it again");
+            return;
+        }
+        lost.warned = Some(now);
+        tracing::warn!(
+            %error,
+            stream = self.what,
+            losses = lost.count,
+            for_s = now.saturating_duration_since(lost.since).as_secs(),
+            "pull lost; opening it again (repeats within {} s at DEBUG)",
+            LOST_WARN_EVERY.as_secs()
+        );
     }
 
     /// After shutdown: the next batch of what is still arriving, or `None`

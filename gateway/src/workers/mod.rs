@@ -68,16 +68,31 @@ impl WorkerKind {
     ];
 
     /// The kinds a gateway of `config` runs in `packgate run`: every
-    /// worker, the GPIO outputs only where some are configured.
+    /// worker that `config` does not disable ([`WorkerKind::disabled_by`]).
     pub fn expected(config: &crate::config::Config) -> Vec<WorkerKind> {
-        let outputs = &config.outputs;
-        let has_outputs = outputs.alarm_relay.is_some() || outputs.status_led.is_some();
         WorkerKind::ALL
             .into_iter()
-            .filter(|kind| *kind != WorkerKind::Outputs || has_outputs)
-            .filter(|kind| *kind != WorkerKind::Http || config.http.enabled)
-            .filter(|kind| *kind != WorkerKind::Mqtt || config.mqtt.enabled)
+            .filter(|kind| kind.disabled_by(config).is_none())
             .collect()
+    }
+
+    /// Why `packgate run` with `config` does not run this worker, as the
+    /// setting that says so; `None` when it runs: the cloud worker only with
+    /// `cloud.enabled`, the HTTP worker only with `http.enabled`, the GPIO
+    /// outputs only where some are configured.
+    pub fn disabled_by(self, config: &crate::config::Config) -> Option<&'static str> {
+        let outputs = &config.outputs;
+        match self {
+            WorkerKind::Cloud if !config.cloud.enabled => Some("cloud.enabled = false"),
+            WorkerKind::Http if !config.http.enabled => Some("http.enabled = false"),
+            WorkerKind::Mqtt if !config.mqtt.enabled => Some("mqtt.enabled = false"),
+            WorkerKind::Outputs
+                if outputs.alarm_relay.is_none() && outputs.status_led.is_none() =>
+            {
+                Some("no [outputs] configured")
+            }
+            _ => None,
+        }
     }
 
     /// The name of a process running only this worker, as it introduces

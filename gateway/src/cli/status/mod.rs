@@ -1,7 +1,7 @@
 //! `packgate status`: the health of the gateway at a glance. Each worker
 //! alive, stalled (its consumer missing, or samples waiting while it
-//! stores nothing) or missing (from the monitor's snapshots and the
-//! broker), each pack online or
+//! stores nothing), missing (from the monitor's snapshots and the
+//! broker) or disabled by the configuration, each pack online or
 //! stale with the age of its last sample (from the broker, or from the
 //! monitor's events when the broker is unreachable), stream sizes and
 //! consumer lags, the cloud link, recent alarms and recent commands (from
@@ -18,7 +18,7 @@ use std::io::Write;
 
 pub use format::{format_age, format_bytes};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::telemetry::now_ms;
 use crate::workers::monitor::{MonitorStore, MonitorStoreError, StoredSnapshot};
 use broker::BrokerView;
@@ -48,18 +48,20 @@ struct Sources<'a> {
     broker: BrokerView,
 }
 
-/// Prints the gateway's status to `out`. `client` is a connection to the
-/// local broker, `None` when there is none; without it (or when it does
-/// not answer) the databases' view is printed.
+/// Prints the gateway's status to `out`, under a header naming `source`,
+/// where `config` came from. `client` is a connection to the local broker,
+/// `None` when there is none; without it (or when it does not answer) the
+/// databases' view is printed.
 pub async fn status(
     config: &Config,
+    source: &ConfigSource,
     client: Option<async_nats::Client>,
     out: &mut dyn Write,
 ) -> Result<(), StatusError> {
     let monitor = MonitorStore::open_read_only(&config.monitor.database_path(&config.data_dir));
     writeln!(
         out,
-        "packgate status (data in {})",
+        "packgate status (configuration {source}; data in {})",
         config.data_dir.display()
     )?;
     if let Err(error) = &monitor {

@@ -101,8 +101,9 @@ async fn stall_reasons(
 
 /// Each worker alive (a snapshot in the last three intervals), stalled
 /// (alive, but a consumer of its is missing, or it stores nothing while
-/// samples wait) or missing, with its instance, version, uptime, memory
-/// and key counter.
+/// samples wait), missing, or disabled (the configuration does not run
+/// it, and it sends no snapshots), with its instance, version, uptime,
+/// memory and key counter.
 pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
     let interval_ms = i64::try_from(sources.config.monitor.snapshot_interval().as_millis())
         .unwrap_or(i64::MAX / 4);
@@ -111,9 +112,19 @@ pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
         "\nWorkers (alive: a snapshot in the last {}; stalled: alive but not working)",
         format_age(3 * interval_ms)
     )?;
-    for kind in WorkerKind::expected(sources.config) {
+    for kind in WorkerKind::ALL {
         let worker = kind.name();
-        let Some(s) = snapshot_of(sources, kind).cloned() else {
+        let snapshot = snapshot_of(sources, kind).cloned();
+        let fresh = snapshot
+            .as_ref()
+            .is_some_and(|s| sources.now - s.timestamp_ms <= 3 * interval_ms);
+        // A worker the configuration does not run is disabled, not missing;
+        // one that sends snapshots anyway (run elsewhere) is shown as it is.
+        if let (Some(why), false) = (kind.disabled_by(sources.config), fresh) {
+            writeln!(out, "  {worker:<8} disabled ({why})")?;
+            continue;
+        }
+        let Some(s) = snapshot else {
             writeln!(out, "  {worker:<8} missing  never seen")?;
             continue;
         };
@@ -285,11 +296,15 @@ pub(super) async fn streams(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
 /// `dead_letters` table).
 pub(super) fn dead_letters(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
     let path = sources.config.database_path();
-    if !path.exists() {
+    if matches!(crate::store::unreadable(&path), Some(Ok(()))) {
+        // No sample store yet: nothing to say.
         return Ok(());
     }
     let count = SampleStore::open_read_only(&path).and_then(|store| store.dead_letter_count());
     match count {
+        Err(error @ crate::store::StoreError::Unreadable { .. }) => {
+            writeln!(out, "  dead letters: unknown, {error}")
+        }
         Ok(0) => writeln!(out, "  dead letters: none"),
         Ok(n) => writeln!(
             out,
@@ -371,6 +386,9 @@ pub(super) fn commands(sources: &Sources<'_>, out: &mut dyn Write) -> io::Result
             .try_for_each(|r| writeln!(out, "  {}", command_line(r, sources.now))),
         Err(crate::workers::control::AuditError::NotFound(_)) => {
             writeln!(out, "  unknown ({} does not exist)", path.display())
+        }
+        Err(error @ crate::workers::control::AuditError::Unreadable { .. }) => {
+            writeln!(out, "  unknown, {error}")
         }
         Err(error) => writeln!(out, "  cannot read {}: {error}", path.display()),
     }

@@ -76,6 +76,15 @@ pub enum AuditError {
     /// A read-only open of a file that does not exist.
     #[error("audit store {0} does not exist (has the control worker run?)")]
     NotFound(PathBuf),
+    /// A read-only open of a file that exists, or may, but cannot be read
+    /// (permission denied, say).
+    #[error("cannot read the audit store {path}: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file's schema version is not one this build reads.
     #[error("audit store {path} has schema version {found}; this build reads {SCHEMA_VERSION}")]
     UnsupportedSchema {
@@ -228,8 +237,15 @@ impl AuditStore {
 
     /// Opens an existing store for reading only (`packgate status`).
     pub fn open_read_only(path: &Path) -> Result<Self, AuditError> {
-        if !path.exists() {
-            return Err(AuditError::NotFound(path.to_owned()));
+        match crate::store::unreadable(path) {
+            None => {}
+            Some(Ok(())) => return Err(AuditError::NotFound(path.to_owned())),
+            Some(Err(source)) => {
+                return Err(AuditError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
         let at_open = |source| AuditError::Open {
             path: path.to_owned(),

@@ -129,6 +129,10 @@ fn reopening_and_read_only_access() {
         Err(AuditError::NotFound(_))
     ));
     let store = AuditStore::open(&path).unwrap();
+    assert!(matches!(
+        AuditStore::open_read_only(&path.join("x.db")),
+        Err(AuditError::Unreadable { .. })
+    ));
     store.begin(&command("a"), 1).unwrap();
     drop(store);
     let again = AuditStore::open(&path).unwrap();
