@@ -13,6 +13,18 @@ pub enum FrameStatus {
     Invalid(FrameError),
 }
 
+impl From<Result<Option<usize>, FrameError>> for FrameStatus {
+    /// A codec's own frame check: `Ok(Some(len))` a whole frame,
+    /// `Ok(None)` too few bytes yet, `Err` no frame.
+    fn from(checked: Result<Option<usize>, FrameError>) -> Self {
+        match checked {
+            Ok(Some(len)) => FrameStatus::Complete(len),
+            Ok(None) => FrameStatus::Incomplete,
+            Err(e) => FrameStatus::Invalid(e),
+        }
+    }
+}
+
 /// Why bytes on a serial line are not a good frame, or not the awaited
 /// one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -126,11 +126,7 @@ impl Framing for JbdFraming {
     const MAX_LEN: usize = MAX_FRAME_LEN;
 
     fn frame_len(buf: &[u8]) -> FrameStatus {
-        match check_frame(buf) {
-            Ok(Some(len)) => FrameStatus::Complete(len),
-            Ok(None) => FrameStatus::Incomplete,
-            Err(e) => FrameStatus::Invalid(e),
-        }
+        check_frame(buf).into()
     }
 }
 

@@ -135,11 +135,7 @@ impl Framing for JkFraming {
     const MAX_LEN: usize = MAX_FRAME_LEN;
 
     fn frame_len(buf: &[u8]) -> FrameStatus {
-        match check_frame(buf) {
-            Ok(Some(len)) => FrameStatus::Complete(len),
-            Ok(None) => FrameStatus::Incomplete,
-            Err(e) => FrameStatus::Invalid(e),
-        }
+        check_frame(buf).into()
     }
 }
 

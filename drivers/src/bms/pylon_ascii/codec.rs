@@ -152,11 +152,7 @@ impl Framing for PylonAsciiFraming {
     const MAX_LEN: usize = MAX_FRAME_LEN;
 
     fn frame_len(buf: &[u8]) -> FrameStatus {
-        match frame_len(buf) {
-            Ok(Some(len)) => FrameStatus::Complete(len),
-            Ok(None) => FrameStatus::Incomplete,
-            Err(e) => FrameStatus::Invalid(e),
-        }
+        frame_len(buf).into()
     }
 }
 
