@@ -17,6 +17,10 @@
 //! contents.
 #![no_main]
 
+#[path = "common/chunks.rs"]
+mod chunks;
+
+use chunks::{at, contents};
 use libfuzzer_sys::fuzz_target;
 use packgate_drivers::bms::daly::codec as daly;
 use packgate_drivers::bms::jbd::codec as jbd;
@@ -462,23 +466,6 @@ fn jk_frames(frames: &[Vec<u8>]) {
             jk_values(&v);
         }
     }
-}
-
-/// The stream read as frame contents: each a `length` byte, then that
-/// many bytes.
-fn contents(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = stream;
-    std::iter::from_fn(move || {
-        let (&n, tail) = rest.split_first()?;
-        let (chunk, tail) = tail.split_at(usize::from(n).min(tail.len()));
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// Byte `i` of `c`, 0 past its end.
-fn at(c: &[u8], i: usize) -> u8 {
-    c.get(i).copied().unwrap_or(0)
 }
 
 /// `address`, `cid2`, INFO: by the gateway's own encoder.

@@ -18,8 +18,12 @@
 //! good checksums so the device serves any contents.
 #![no_main]
 
+#[path = "common/chunks.rs"]
+mod chunks;
+
 use std::sync::OnceLock;
 
+use chunks::{at, contents};
 use libfuzzer_sys::fuzz_target;
 use packgate_drivers::bms::daly::codec as daly;
 use packgate_drivers::bms::jbd::codec as jbd;
@@ -397,23 +401,6 @@ fn jk_accepts(unit: &FramedUnit, request: &[u8], answers: &[Vec<u8>]) {
         // No error frame: anything else goes unanswered.
         _ => assert!(answers.is_empty()),
     }
-}
-
-/// The stream read as request contents: each a `length` byte, then that
-/// many bytes.
-fn contents(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = stream;
-    std::iter::from_fn(move || {
-        let (&n, tail) = rest.split_first()?;
-        let (chunk, tail) = tail.split_at(usize::from(n).min(tail.len()));
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// Byte `i` of `c`, 0 past its end.
-fn at(c: &[u8], i: usize) -> u8 {
-    c.get(i).copied().unwrap_or(0)
 }
 
 /// `address`, `cid2`, INFO, by the gateway's own encoder; every such
