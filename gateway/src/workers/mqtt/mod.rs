@@ -233,10 +233,8 @@ async fn run(
                     if config.allow_setting_changes {
                         link.subscribe(&topics.all_commands());
                     }
-                    link.publish_retained(
-                        &gateway_discovery(&topics, env!("CARGO_PKG_VERSION")).topic,
-                        gateway_discovery(&topics, env!("CARGO_PKG_VERSION")).payload,
-                    );
+                    let gateway = gateway_discovery(&topics, env!("CARGO_PKG_VERSION"));
+                    link.publish_retained(&gateway.topic, gateway.payload);
                     packs.announced.clear();
                     packs.dirty.extend(packs.latest.keys().cloned());
                 }
