@@ -28,14 +28,6 @@ use support::wire::*;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn mosquitto_binary() -> PathBuf {
     for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
         if Path::new(candidate).is_file() {

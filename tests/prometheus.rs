@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 use support::wire::*;
 use support::*;
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `GET path` on `127.0.0.1:port`: the status line and the body, or none
 /// while nothing listens.
 fn get(port: u16, path: &str) -> Option<(String, String)> {

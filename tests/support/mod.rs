@@ -132,6 +132,16 @@ pub async fn stream_messages(url: &str, stream: &str) -> u64 {
     stream.info().await.unwrap().state.messages
 }
 
+/// A free loopback port, for a server this test starts (bound, then
+/// released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Sends SIGTERM to a child process of this test and waits for it; the
 /// child must exit cleanly.
 pub fn sigterm_and_wait(child: &mut std::process::Child) {
