@@ -18,14 +18,6 @@ use packgate::workers::WorkerKind;
 use support::*;
 use tokio_util::sync::CancellationToken;
 
-fn signal(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on a process this test started and has not reaped.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(i32::try_from(pid).unwrap(), signal);
-    }
-}
-
 fn embedded_config(dir: &Path, packs: usize) -> Config {
     let mut config = Config {
         data_dir: dir.to_owned(),

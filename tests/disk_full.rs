@@ -14,12 +14,12 @@
 mod support;
 
 use std::io::Write;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
+use support::notify::Notifications;
 use support::*;
 
 /// Size of the data directory's filesystem.
@@ -39,17 +39,6 @@ fn user_namespaces_work() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Sends `signal` to `pid`, a process this test started (through its
-/// shell, which has not reaped it).
-fn signal(pid: i32, signal: i32) {
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) on a process this test started and that its shell,
-    // still alive, has not reaped, so the pid is not reused.
-    unsafe {
-        libc::kill(pid, signal);
-    }
-}
-
 /// Where the gateway's broker runs, and on which disk its store is.
 #[derive(Debug, Clone, PartialEq)]
 enum BrokerKind {
@@ -60,49 +49,6 @@ enum BrokerKind {
     /// One of its own, its store on the small disk, restarted by its
     /// service manager.
     ExternalOnTheSameDisk,
-}
-
-/// The notifications the gateway sent, with when they arrived.
-#[derive(Clone, Default)]
-struct Notifications(Arc<Mutex<Vec<(Instant, String)>>>);
-
-impl Notifications {
-    fn listen(path: &Path) -> Self {
-        let socket = UnixDatagram::bind(path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let seen = Self::default();
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    sink.0.lock().unwrap().push((Instant::now(), text));
-                }
-                if Arc::strong_count(&sink.0) == 1 {
-                    return;
-                }
-            }
-        });
-        seen
-    }
-
-    fn watchdogs_between(&self, from: Instant, to: Instant) -> usize {
-        let seen = self.0.lock().unwrap();
-        seen.iter()
-            .filter(|(at, text)| *at >= from && *at <= to && text.contains("WATCHDOG=1"))
-            .count()
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        let seen = self.0.lock().unwrap();
-        seen.iter()
-            .filter(|(_, text)| text.starts_with("STATUS="))
-            .map(|(_, text)| text.clone())
-            .collect()
-    }
 }
 
 /// A gateway in a private mount namespace whose `data_dir` is a small
@@ -164,7 +110,7 @@ impl Confined {
     }
 
     /// The pid in `name` in the outside directory, once written.
-    fn pid_in(&self, name: &str) -> Option<i32> {
+    fn pid_in(&self, name: &str) -> Option<u32> {
         std::fs::read_to_string(self.outside.path().join(name))
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -198,7 +144,7 @@ impl Confined {
         std::fs::read_to_string(self.outside.path().join("log")).unwrap_or_default()
     }
 
-    fn gateway_pid(&self) -> Option<i32> {
+    fn gateway_pid(&self) -> Option<u32> {
         self.pid_in("gateway.pid")
     }
 
@@ -277,17 +223,6 @@ impl Drop for Confined {
         let _ = self.shell.kill();
         let _ = self.shell.wait();
     }
-}
-
-/// The `key=value` number in the gateway's last line mentioning `what`.
-fn logged_number(log: &str, what: &str, key: &str) -> Option<u64> {
-    let line = log.lines().rev().find(|line| line.contains(what))?;
-    let start = line.find(&format!("{key}="))? + key.len() + 1;
-    line[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 async fn survive_a_full_disk(broker: BrokerKind) {

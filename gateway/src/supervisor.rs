@@ -345,6 +345,16 @@ pub async fn run_workers(
         path: config.data_dir.clone(),
         source,
     })?;
+    let poll_deadline = if set.contains(WorkerKind::Collect) {
+        let longest_poll = packs.buses.iter().map(|bus| bus.poll_timeout).max();
+        crate::watchdog::poll_deadline(
+            packs.pack_count(),
+            config.collect.poll_interval(),
+            longest_poll.unwrap_or_default(),
+        )
+    } else {
+        None
+    };
     let workers = build_workers(config, &set, packs)?;
     broker.ensure_streams(config, &shutdown).await?;
     let consumers: Vec<ConsumerSpec> = workers.iter().flat_map(|w| w.consumers()).collect();
@@ -361,8 +371,14 @@ pub async fn run_workers(
         .as_ref()
         .map(|server| server.spawn_jetstream_watch(broker.client.clone(), keeper_stop.clone()));
 
-    let broker_lost =
-        crate::watchdog::supervise(broker, &shutdown, &running.handles(), &running.metrics).await;
+    let broker_lost = crate::watchdog::supervise(
+        broker,
+        &shutdown,
+        &running.handles(),
+        &running.metrics,
+        poll_deadline,
+    )
+    .await;
     if broker_lost {
         shutdown.cancel();
     }

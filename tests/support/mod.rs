@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod cloud;
 pub mod control;
+pub mod notify;
 pub mod wire;
 
 use packgate::broker::{NatsServer, NatsServerOptions};
@@ -142,16 +143,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends `signal` to `pid`, a process this test started and has not
+/// reaped (directly, or through a shell that has not reaped it).
+pub fn signal(pid: u32, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on a process this test started and that is not
+    // reaped yet, so the pid cannot belong to another process.
+    unsafe {
+        libc::kill(i32::try_from(pid).unwrap(), signal);
+    }
+}
+
+/// The `key=value` number in the last line of `log` mentioning `what`.
+pub fn logged_number(log: &str, what: &str, key: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|line| line.contains(what))?;
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Sends SIGTERM to a child process of this test and waits for it; the
 /// child must exit cleanly.
 pub fn sigterm_and_wait(child: &mut std::process::Child) {
-    let pid = i32::try_from(child.id()).unwrap();
-    #[allow(unsafe_code)]
-    // SAFETY: signalling our own child, which is not reaped yet, so the pid
-    // cannot belong to another process.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
-    }
+    signal(child.id(), libc::SIGTERM);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGTERM: {status}");
 }
