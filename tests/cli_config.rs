@@ -282,11 +282,79 @@ fn sim_has_a_documented_maximum() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
         stderr.contains(
             "--sim 1000: at most 1000 packs, configured and simulated together (1 configured)"
         ),
+        "{stderr}"
+    );
+}
+
+/// A gateway or worker whose configuration cannot be used exits with
+/// `EX_CONFIG` (78), which the unit does not restart on; `check-config`
+/// answers 1, as a check does.
+#[test]
+fn an_unusable_configuration_ends_a_worker_with_ex_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("packgate.toml");
+    std::fs::write(&config, "[collect]\npoll_interval_ms = 1000\nbogus = 1\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for (command, file) in [("run", &config), ("collect", &config), ("run", &missing)] {
+        let out = packgate()
+            .args([command, "--config"])
+            .arg(file)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+    }
+    let out = packgate()
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// A configuration this user may not read is said as such, with what to
+/// do, not as a missing file or a parse error.
+#[test]
+fn an_unreadable_configuration_says_who_may_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("packgate.toml");
+    std::fs::write(&config, "[collect]\npoll_interval_ms = 1000\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut command = if root {
+        // Root reads anything: as nobody, with no groups.
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_packgate"));
+        command
+    } else {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o000)).unwrap();
+        packgate()
+    };
+    let out = command
+        .args(["status", "--config"])
+        .arg(&config)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this user may not read the configuration")
+            && stderr.contains("sudo adduser $USER packgate")
+            && stderr.contains("Permission denied"),
         "{stderr}"
     );
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use packgate::cli::render::OutputFormat;
-use packgate::config::{Config, ConfigSource, MAX_PACKS};
+use packgate::config::{Config, ConfigError, ConfigSource, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
@@ -312,9 +312,9 @@ impl ConfigArgs {
         let source = ConfigSource::for_command(self.config.as_deref());
         tracing::debug!(%source, "configuration");
         let mut config = match source.path() {
-            Some(path) => {
-                Config::load(path).with_context(|| format!("the configuration {source}"))?
-            }
+            Some(path) => Config::load(path)
+                .map_err(with_permission_hint)
+                .with_context(|| format!("the configuration {source}"))?,
             None => Config::default(),
         };
         if let Some(dir) = &self.data_dir {
@@ -325,6 +325,22 @@ impl ConfigArgs {
             }
         }
         Ok((config, source))
+    }
+}
+
+/// A configuration this user may not read, with what to do about it; any
+/// other error as it is.
+fn with_permission_hint(error: ConfigError) -> anyhow::Error {
+    let denied = matches!(&error, ConfigError::Read { source, .. }
+        if source.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied {
+        anyhow::Error::new(error).context(
+            "this user may not read the configuration (it may hold the cloud's secrets): \
+             run the command with sudo, or join the file's group (installed from the \
+             package: sudo adduser $USER packgate, then log in again)",
+        )
+    } else {
+        error.into()
     }
 }
 
@@ -369,12 +385,31 @@ impl GatewayArgs {
     }
 }
 
+impl Action {
+    /// Whether it runs the gateway or one of its workers, as the service
+    /// manager does.
+    fn runs_workers(&self) -> bool {
+        matches!(
+            self,
+            Action::Run(_)
+                | Action::Collect(_)
+                | Action::Data(_)
+                | Action::Control(_)
+                | Action::Monitor(_)
+                | Action::Http(_)
+                | Action::Mqtt(_)
+                | Action::Cloud(_)
+        )
+    }
+}
+
 fn main() -> ExitCode {
     // A full disk (or file-size limit) must be an error we count, not a
     // signal that kills the gateway.
     packgate::platform::ignore_sigxfsz();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let runs_workers = cli.command.runs_workers();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away (`packgate ... | head -1`):
@@ -383,10 +418,22 @@ fn main() -> ExitCode {
         Err(error) => {
             // Written, not `eprintln!`: a closed stderr must not panic.
             let _ = writeln!(std::io::stderr(), "Error: {error:?}");
-            ExitCode::FAILURE
+            let unusable_config = error.chain().any(|cause| cause.is::<ConfigError>());
+            if runs_workers && unusable_config {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// The exit status of a gateway or worker whose configuration cannot be
+/// used (sysexits' `EX_CONFIG`). The systemd unit does not restart on it
+/// (`RestartPreventExitStatus=78`): restarting cannot fix a file, and a
+/// unit left failed with the reason in its journal is what the operator
+/// needs to see. Every other failure is restarted.
+const EXIT_CONFIG: u8 = 78;
 
 /// Whether `error` comes from writing to a pipe whose reader has gone.
 /// Every output of the commands is written with `write!`/`writeln!` and
