@@ -424,6 +424,22 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
         kib(r.gateway_written_kib_per_1k),
         kib(r.broker_written_kib_per_1k)
     )?;
+    if let Some(soak) = &r.soak {
+        let slope = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:+.3}"));
+        writeln!(
+            stdout(),
+            "RSS MiB after warm-up ({:.0} min) {:.1}, at the end {:.1}",
+            soak.warm_up_s / 60.0,
+            soak.rss_mib_after_warm_up,
+            soak.rss_mib_end
+        )?;
+        writeln!(
+            stdout(),
+            "RSS slope MiB/hour  after warm-up {}  second half {}",
+            slope(soak.rss_slope_mib_per_hour),
+            slope(soak.rss_slope_last_half_mib_per_hour)
+        )?;
+    }
     if json {
         writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;
     }

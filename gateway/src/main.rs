@@ -176,8 +176,12 @@ enum Action {
         #[arg(long, default_value_t = 100, value_parser = parse_sim_count)]
         packs: usize,
         /// Seconds of polling.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, conflicts_with = "soak")]
         duration: u64,
+        /// Run for HOURS with every local worker (as on the box) and
+        /// report how the gateway's memory grows after warm-up.
+        #[arg(long, value_name = "HOURS", value_parser = parse_soak_hours)]
+        soak: Option<f64>,
         /// Polls per second per pack; 0 as fast as possible.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
@@ -385,6 +389,20 @@ impl GatewayArgs {
     }
 }
 
+/// `--soak HOURS`: more than a minute, at most a week.
+fn parse_soak_hours(text: &str) -> Result<f64, String> {
+    let hours: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of hours"))?;
+    if (1.0 / 60.0..=168.0).contains(&hours) {
+        Ok(hours)
+    } else {
+        Err(format!(
+            "{hours} hours: a soak runs from 0.017 (a minute) to 168 (a week)"
+        ))
+    }
+}
+
 impl Action {
     /// Whether it runs the gateway or one of its workers, as the service
     /// manager does.
@@ -526,6 +544,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Bench {
             packs,
             duration,
+            soak,
             rate,
             nats_server,
             durability,
@@ -534,7 +553,9 @@ fn run(action: Action) -> anyhow::Result<()> {
         } => {
             let options = packgate::bench::BenchOptions {
                 packs,
-                duration: std::time::Duration::from_secs(duration),
+                duration: soak.map_or(std::time::Duration::from_secs(duration), |hours| {
+                    std::time::Duration::from_secs_f64(hours * 3600.0)
+                }),
                 rate_hz: rate,
                 nats_server_path: nats_server,
                 durability: if durability == "safe" {
@@ -543,6 +564,7 @@ fn run(action: Action) -> anyhow::Result<()> {
                     packgate::config::Durability::Fast
                 },
                 data_dir,
+                soak: soak.is_some(),
             };
             block_on(bench(options, json))
         }

@@ -1,5 +1,8 @@
 //! `packgate bench`: simulated packs through the whole pipeline (collect,
-//! JetStream file store, data worker, SQLite), measured end to end.
+//! JetStream file store, data worker, SQLite), measured end to end; with
+//! `--soak`, every local worker for hours, and how the memory grows.
+
+pub mod soak;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +34,10 @@ pub struct BenchOptions {
     /// Where the stores go (to measure the real disk, an SD card say);
     /// `None`: a temporary directory.
     pub data_dir: Option<PathBuf>,
+    /// A soak: every worker that runs without an outside server (collect,
+    /// data, control, monitor, http) as on the box, and the memory traced
+    /// through the run.
+    pub soak: bool,
 }
 
 /// The figures, with the key names of `--json`.
@@ -67,6 +74,8 @@ pub struct BenchReport {
     pub gateway_written_kib_per_1k: Option<f64>,
     /// Bytes nats-server wrote to storage per 1,000 stored samples, KiB.
     pub broker_written_kib_per_1k: Option<f64>,
+    /// The memory figures of a soak; `None` otherwise.
+    pub soak: Option<soak::SoakFigures>,
 }
 
 /// Why the benchmark could not run.
@@ -88,6 +97,15 @@ pub enum BenchError {
 
 /// The pipeline measured: collect and data only.
 const PIPELINE: [WorkerKind; 2] = [WorkerKind::Collect, WorkerKind::Data];
+
+/// What a soak runs: every worker that needs no outside server.
+const SOAK: [WorkerKind; 5] = [
+    WorkerKind::Collect,
+    WorkerKind::Data,
+    WorkerKind::Control,
+    WorkerKind::Monitor,
+    WorkerKind::Http,
+];
 
 fn per_1k_kib(bytes: u64, samples: u64) -> f64 {
     if samples == 0 {
@@ -121,6 +139,8 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         0
     };
     config.data.shutdown_drain_ms = 120_000;
+    // Any free port: a soak must not collide with a gateway on the box.
+    config.http.listen = "127.0.0.1:0".into();
     let packs = PackSet::from_config(&config).map_err(RunError::from)?;
     let broker = Broker::open(&config, "packgate-bench")
         .await
@@ -135,7 +155,22 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         tokio::time::sleep(duration).await;
         stop.cancel();
     });
-    let report = run_workers(&config, WorkerSet::of(&PIPELINE), packs, &broker, shutdown).await?;
+    let trace = options.soak.then(|| {
+        tokio::spawn(soak::trace_rss(
+            soak::sample_every(duration),
+            shutdown.clone(),
+        ))
+    });
+    let workers = if options.soak {
+        &SOAK[..]
+    } else {
+        &PIPELINE[..]
+    };
+    let report = run_workers(&config, WorkerSet::of(workers), packs, &broker, shutdown).await?;
+    let soak = match trace {
+        Some(trace) => Some(soak::figures(&trace.await.unwrap_or_default(), duration)),
+        None => None,
+    };
     let cpu_s = process::usage(None).cpu_s - cpu_before;
     let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
     let gateway_written = process::storage_written_bytes(None)
@@ -185,5 +220,6 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
             .map_or(0, |m| m.batches_committed.get()),
         gateway_written_kib_per_1k: gateway_written.map(|b| per_1k_kib(b, stored)),
         broker_written_kib_per_1k: broker_written.map(|b| per_1k_kib(b, stored)),
+        soak,
     })
 }
