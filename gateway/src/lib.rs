@@ -5,6 +5,7 @@
 //! lives in `main.rs`; this library holds everything it runs, so tests and
 //! benchmarks drive the same code in-process.
 
+pub mod bank;
 pub mod bench;
 pub mod broker;
 pub mod cli;
