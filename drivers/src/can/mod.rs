@@ -9,6 +9,7 @@
 pub mod candump;
 pub mod driver;
 pub mod frame;
+pub mod inverter;
 pub mod pylontech;
 pub mod slcan;
 #[cfg(feature = "socketcan")]
