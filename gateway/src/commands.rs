@@ -394,11 +394,17 @@ pub(crate) fn query_samples(
 pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<()> {
     let _ = writeln!(
         std::io::stderr(),
-        "bench: {} simulated packs at {} Hz (0 = as fast as possible) for {} s, durability {}",
+        "bench: {} simulated packs at {} Hz (0 = as fast as possible) for {} s, durability {}, {}",
         options.packs,
         options.rate_hz,
         options.duration.as_secs(),
-        options.durability.name()
+        options.durability.name(),
+        match (options.soak || options.all_workers, &options.mqtt_broker) {
+            (false, None) => "collect and data".to_owned(),
+            (false, Some(broker)) => format!("collect, data and mqtt to {broker}"),
+            (true, None) => "every local worker".to_owned(),
+            (true, Some(broker)) => format!("every local worker and mqtt to {broker}"),
+        }
     );
     let r = run_bench(&options).await?;
     writeln!(stdout(), "samples published   {:>12}", r.published)?;

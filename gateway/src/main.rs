@@ -182,6 +182,14 @@ enum Action {
         /// report how the gateway's memory grows after warm-up.
         #[arg(long, value_name = "HOURS", value_parser = parse_soak_hours)]
         soak: Option<f64>,
+        /// Run every worker that needs no outside server (control,
+        /// monitor, http too), not only collect and data.
+        #[arg(long)]
+        all_workers: bool,
+        /// Run the mqtt worker too, publishing to the MQTT broker at
+        /// HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        mqtt: Option<String>,
         /// Polls per second per pack; 0 as fast as possible.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
@@ -545,6 +553,8 @@ fn run(action: Action) -> anyhow::Result<()> {
             packs,
             duration,
             soak,
+            all_workers,
+            mqtt,
             rate,
             nats_server,
             durability,
@@ -565,6 +575,8 @@ fn run(action: Action) -> anyhow::Result<()> {
                 },
                 data_dir,
                 soak: soak.is_some(),
+                all_workers,
+                mqtt_broker: mqtt,
             };
             block_on(bench(options, json))
         }

@@ -34,10 +34,16 @@ pub struct BenchOptions {
     /// Where the stores go (to measure the real disk, an SD card say);
     /// `None`: a temporary directory.
     pub data_dir: Option<PathBuf>,
-    /// A soak: every worker that runs without an outside server (collect,
-    /// data, control, monitor, http) as on the box, and the memory traced
+    /// A soak: every worker as with `all_workers`, and the memory traced
     /// through the run.
     pub soak: bool,
+    /// Every worker that runs without an outside server (collect, data,
+    /// control, monitor, http) as on the box, instead of collect and data
+    /// alone: what the views cost the pipeline.
+    pub all_workers: bool,
+    /// `host:port` of an MQTT broker: the mqtt worker runs too, publishing
+    /// every pack there (with `all_workers` or `soak`).
+    pub mqtt_broker: Option<String>,
 }
 
 /// The figures, with the key names of `--json`.
@@ -87,6 +93,9 @@ pub enum BenchError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// `mqtt_broker` is not `host:port`.
+    #[error("--mqtt {0:?}: expected host:port, such as 127.0.0.1:1883")]
+    MqttBroker(String),
     /// More packs than one gateway polls.
     #[error(transparent)]
     Packs(#[from] crate::config::ConfigError),
@@ -98,7 +107,8 @@ pub enum BenchError {
 /// The pipeline measured: collect and data only.
 const PIPELINE: [WorkerKind; 2] = [WorkerKind::Collect, WorkerKind::Data];
 
-/// What a soak runs: every worker that needs no outside server.
+/// What a soak (or `all_workers`) runs: every worker that needs no
+/// outside server.
 const SOAK: [WorkerKind; 5] = [
     WorkerKind::Collect,
     WorkerKind::Data,
@@ -139,8 +149,24 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         0
     };
     config.data.shutdown_drain_ms = 120_000;
-    // Any free port: a soak must not collide with a gateway on the box.
+    // Any free port: a bench must not collide with a gateway on the box.
     config.http.listen = "127.0.0.1:0".into();
+    let mut workers = if options.soak || options.all_workers {
+        SOAK.to_vec()
+    } else {
+        PIPELINE.to_vec()
+    };
+    if let Some(broker) = &options.mqtt_broker {
+        let (host, port) = broker
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| BenchError::MqttBroker(broker.clone()))?;
+        config.mqtt.enabled = true;
+        config.mqtt.host = host.to_owned();
+        config.mqtt.port = port;
+        config.mqtt.gateway_name = "bench".into();
+        workers.push(WorkerKind::Mqtt);
+    }
     let packs = PackSet::from_config(&config).map_err(RunError::from)?;
     let broker = Broker::open(&config, "packgate-bench")
         .await
