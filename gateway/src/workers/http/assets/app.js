@@ -134,8 +134,8 @@
     soc.append(bar, node('span', { class: 'v-soc' }));
     const values = node('dl', { class: 'values' });
     for (const [key, label] of [['voltage', 'Voltage'], ['current', 'Current'], ['power', 'Power'],
-      ['cells', 'Cells min / max'], ['temps', 'Temperatures'], ['soh', 'Health'],
-      ['switches', 'Charge / discharge']]) {
+      ['cells', 'Cells'], ['spread', 'Spread'], ['temps', 'Temperature'],
+      ['soh', 'Health'], ['charge', 'Charge'], ['discharge', 'Discharge']]) {
       const pair = node('div');
       pair.append(node('dt', {}, label), node('dd', { class: 'v-' + key }));
       values.appendChild(pair);
@@ -166,14 +166,22 @@
     article.querySelector('.v-voltage').textContent = fixed(p.voltage_v, 2) + ' V';
     article.querySelector('.v-current').textContent = fixed(p.current_a, 2) + ' A';
     article.querySelector('.v-power').textContent = fixed(p.power_w, 0) + ' W';
-    const spread = p.cells_v.length ? ' (Δ ' + Math.round((p.max_cell_v - p.min_cell_v) * 1000) + ' mV)' : '';
-    article.querySelector('.v-cells').textContent = p.cells_v.length
-      ? fixed(p.min_cell_v, 3) + ' / ' + fixed(p.max_cell_v, 3) + ' V' + spread : '–';
-    article.querySelector('.v-temps').textContent = p.temperatures_c.length
-      ? p.temperatures_c.map((t) => fixed(t, 1)).join('  ') + ' °C' : '–';
+    const has = p.cells_v.length > 0;
+    article.querySelector('.v-cells').textContent = has
+      ? fixed(p.min_cell_v, 3) + '–' + fixed(p.max_cell_v, 3) + ' V' : '–';
+    article.querySelector('.v-spread').textContent = has
+      ? Math.round((p.max_cell_v - p.min_cell_v) * 1000) + ' mV' : '–';
+    const temps = article.querySelector('.v-temps');
+    const t = p.temperatures_c;
+    temps.textContent = t.length
+      ? (t.length > 1 ? fixed(Math.min(...t), 1) + '–' : '') + fixed(Math.max(...t), 1) + ' °C' : '–';
+    temps.title = t.map((c, i) => 'sensor ' + (i + 1) + ': ' + fixed(c, 1) + ' °C').join('\n');
     article.querySelector('.v-soh').textContent = p.soh_pct === null ? '–' : fixed(p.soh_pct, 0) + ' %';
-    article.querySelector('.v-switches').textContent =
-      (p.charge_enabled ? 'on' : 'OFF') + ' / ' + (p.discharge_enabled ? 'on' : 'OFF');
+    const switchText = (on) => (on ? 'allowed' : 'OFF');
+    article.querySelector('.v-charge').textContent = switchText(p.charge_enabled);
+    article.querySelector('.v-discharge').textContent = switchText(p.discharge_enabled);
+    article.querySelector('.v-charge').classList.toggle('off', !p.charge_enabled);
+    article.querySelector('.v-discharge').classList.toggle('off', !p.discharge_enabled);
     drawCells(article.querySelector('svg.cells'), p);
     const alarms = article.querySelector('.alarms');
     alarms.replaceChildren(...(p.alarms.length
@@ -309,8 +317,8 @@
     const pack = state.historyPack;
     if (!pack) return;
     clearTimeout(state.historyTimer);
-    // Charts of the last hour move: drawn again every minute.
-    state.historyTimer = setTimeout(loadHistory, 60000);
+    // Drawn again when a new bucket is due (every 12 s for the hour).
+    state.historyTimer = setTimeout(loadHistory, 10000);
     const url = '/api/packs/' + encodeURIComponent(pack) + '/history?range=' + state.range;
     const note = $('history-note');
     let history;
@@ -323,6 +331,8 @@
       return;
     }
     if (history.pack !== state.historyPack || history.range !== state.range) return;
+    clearTimeout(state.historyTimer);
+    state.historyTimer = setTimeout(loadHistory, Math.max(5000, history.bucket_ms));
     note.textContent = history.note || (history.samples + ' samples, ' + history.points.length +
       ' points of ' + age(history.bucket_ms));
     const section = $('history-section');
@@ -356,14 +366,25 @@
     lo -= pad; hi += pad;
     const x = (t) => L + ((t - history.from_ms) / (history.to_ms - history.from_ms)) * (W - L - R);
     const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+    // Enough decimals that the grid's labels differ.
+    const step = (hi - lo) / 4;
+    const places = Math.max(digits, Math.min(4, Math.ceil(-Math.log10(step))));
     for (let i = 0; i <= 4; i++) {
-      const v = lo + ((hi - lo) * i) / 4;
+      const v = lo + step * i;
       svg.appendChild(svgNode('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
-      svg.appendChild(text(L - 4, y(v) + 4, v.toFixed(digits), 'axis y'));
+      svg.appendChild(text(L - 4, y(v) + 4, v.toFixed(places), 'axis y'));
     }
     if (zeroLine) svg.appendChild(svgNode('line', { x1: L, x2: W - R, y1: y(0), y2: y(0), class: 'zero' }));
-    svg.appendChild(text(L, H - 6, clockTime(history.from_ms), 'axis start'));
-    svg.appendChild(text(W - R, H - 6, clockTime(history.to_ms), 'axis end'));
+    const when = (ms) => (history.range === 'week' ? new Date(ms).toLocaleString([], {
+      weekday: 'short', hour: '2-digit', minute: '2-digit' })
+      : new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+    const ticks = history.range === 'hour' ? 6 : history.range === 'day' ? 6 : 7;
+    for (let i = 0; i <= ticks; i++) {
+      const t = history.from_ms + ((history.to_ms - history.from_ms) * i) / ticks;
+      const anchor = i === 0 ? 'start' : i === ticks ? 'end' : 'middle';
+      svg.appendChild(svgNode('line', { x1: x(t), x2: x(t), y1: T, y2: H - B, class: 'grid' }));
+      svg.appendChild(text(x(t), H - 6, when(t), 'axis x ' + anchor));
+    }
     const gap = history.bucket_ms * 1.5;
     for (const [key, cls] of series) {
       let line = '', band = '', run = [];
