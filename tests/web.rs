@@ -174,11 +174,12 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
 
     // Every pack is shown, live.
     let all = browser.wait_for(
-        "document.body.dataset.live + ' ' + document.querySelectorAll('article.pack').length",
+        "document.body.dataset.live + ' ' + document.querySelectorAll('article.pack').length + ' ' +
+         document.querySelectorAll('article.pack[data-seq]').length",
         Duration::from_secs(20),
-        |v| v == "live 4",
+        |v| v == "live 4 4",
     );
-    assert_eq!(all, "live 4", "the page shows the four packs, live");
+    assert_eq!(all, "live 4 4", "the page shows the four packs, live");
     let first = cards(&mut browser);
     let ids: Vec<&str> = first.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, PACKS);
@@ -330,7 +331,7 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
     // The live stream, read directly: a hello, the health, every pack,
     // then the packs again as they are polled.
     let events =
-        tokio::task::spawn_blocking(move || live_events(port, Duration::from_millis(2_600)))
+        tokio::task::spawn_blocking(move || live_events(port, Duration::from_millis(3_500)))
             .await
             .unwrap();
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();

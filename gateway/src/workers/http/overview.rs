@@ -150,7 +150,8 @@ pub(super) async fn refresh(
     let mut reading: Option<JoinHandle<Stores>> = None;
     let mut round = 0u32;
     loop {
-        if round % STORES_EVERY == 0 && reading.as_ref().is_none_or(JoinHandle::is_finished) {
+        // One read at a time: a slow one is waited for, not repeated.
+        if reading.is_none() && round % STORES_EVERY == 0 {
             let site = Arc::clone(&site);
             reading = Some(tokio::task::spawn_blocking(move || read_stores(&site)));
         }
@@ -160,9 +161,11 @@ pub(super) async fn refresh(
             } else {
                 Duration::ZERO
             };
-            if let Ok(Ok(read)) = tokio::time::timeout(wait, handle).await {
-                stores = read;
+            if let Ok(done) = tokio::time::timeout(wait, handle).await {
                 reading = None;
+                if let Ok(read) = done {
+                    stores = read;
+                }
             }
         }
         round = round.wrapping_add(1);

@@ -246,10 +246,33 @@ pub(super) async fn live(State(app): State<App>) -> Response {
         )
             .into_response();
     };
-    let stream = futures_util::stream::unfold(Live::new(app, slot), Live::next);
+    let stream = futures_util::stream::unfold(Live::new(app, slot), |live| async move {
+        let (message, live) = live.next().await?;
+        Some((Ok::<_, Infallible>(message.into_event()), live))
+    });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// One message of a live stream: `hello`, `overview` or `packs`, and its
+/// JSON.
+#[derive(Debug)]
+struct Message {
+    name: &'static str,
+    data: String,
+}
+
+impl Message {
+    fn into_event(self) -> Event {
+        let event = Event::default().event(self.name).data(self.data);
+        if self.name == "hello" {
+            // How long the browser waits before it reconnects.
+            event.retry(Duration::from_secs(2))
+        } else {
+            event
+        }
+    }
 }
 
 /// One live stream's state.
@@ -260,7 +283,7 @@ struct Live {
     overview: watch::Receiver<Arc<str>>,
     /// The version of the packs last sent.
     sent_version: u64,
-    queue: VecDeque<Event>,
+    queue: VecDeque<Message>,
     ends_at: Instant,
     last_packs: Instant,
 }
@@ -293,13 +316,14 @@ impl Live {
             banks: [],
         };
         let mut queue = VecDeque::new();
-        queue.push_back(
-            Event::default()
-                .event("hello")
-                .retry(Duration::from_secs(2))
-                .data(serde_json::to_string(&hello).unwrap_or_default()),
-        );
-        queue.push_back(Event::default().event("overview").data(&*current));
+        queue.push_back(Message {
+            name: "hello",
+            data: serde_json::to_string(&hello).unwrap_or_default(),
+        });
+        queue.push_back(Message {
+            name: "overview",
+            data: current.to_string(),
+        });
         let mut live = Self {
             _slot: LiveSlot {
                 _permit: permit,
@@ -320,10 +344,10 @@ impl Live {
     }
 
     /// The next message, or none when the stream ends.
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    async fn next(mut self) -> Option<(Message, Self)> {
         loop {
-            if let Some(event) = self.queue.pop_front() {
-                return Some((Ok(event), self));
+            if let Some(message) = self.queue.pop_front() {
+                return Some((message, self));
             }
             tokio::select! {
                 biased;
@@ -332,7 +356,10 @@ impl Live {
                 changed = self.overview.changed() => {
                     changed.ok()?;
                     let text = self.overview.borrow_and_update().clone();
-                    self.queue.push_back(Event::default().event("overview").data(&*text));
+                    self.queue.push_back(Message {
+                        name: "overview",
+                        data: text.to_string(),
+                    });
                 }
                 changed = self.changes.changed() => {
                     changed.ok()?;
@@ -348,7 +375,7 @@ impl Live {
     }
 
     /// The packs that changed since the last message, if any.
-    fn packs_event(&mut self) -> Option<Event> {
+    fn packs_event(&mut self) -> Option<Message> {
         let since = self.sent_version;
         let (changed, version) = self.app.shared.with(|held| {
             let changed: Vec<Sample> = held
@@ -372,10 +399,13 @@ impl Live {
                 .map(|s| PackView::of(s, now, poll_interval_ms))
                 .collect(),
         };
-        Some(
-            Event::default()
-                .event("packs")
-                .data(serde_json::to_string(&message).unwrap_or_default()),
-        )
+        Some(Message {
+            name: "packs",
+            data: serde_json::to_string(&message).unwrap_or_default(),
+        })
     }
 }
+
+#[cfg(test)]
+#[path = "web_tests.rs"]
+mod tests;

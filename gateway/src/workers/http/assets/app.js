@@ -93,7 +93,15 @@
     source.addEventListener('hello', (e) => {
       state.hello = JSON.parse(e.data);
       $('version').textContent = state.hello.version;
-      for (const id of state.hello.configured) addHistoryPack(id);
+      for (const id of state.hello.configured) {
+        addHistoryPack(id);
+        // A configured pack is shown before its first sample.
+        const article = card(id);
+        if (!article.dataset.seq) {
+          article.dataset.state = 'waiting';
+          article.querySelector('.age').textContent = 'no sample yet';
+        }
+      }
       $('banks-section').hidden = state.hello.banks.length === 0;
       setLive('live');
     });
@@ -223,6 +231,11 @@
     const staleAfter = state.hello ? state.hello.stale_after_ms : 3000;
     for (const article of document.querySelectorAll('article.pack')) {
       const d = article.dataset;
+      if (!d.timestampMs) {
+        article.className = 'pack card stale';
+        article.querySelector('.state').textContent = d.state || '';
+        continue;
+      }
       const old = now - Number(d.timestampMs);
       article.querySelector('.age').textContent = age(old) + ' ago';
       const shown = old > staleAfter && d.state === 'online' ? 'stale' : d.state;
