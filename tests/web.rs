@@ -526,7 +526,7 @@ async fn an_exposed_page_needs_a_password_and_a_wrong_one_gets_401() {
 }
 
 /// The README's picture of the page: `packgate run --sim 4` as a user
-/// starts it, after `PACKGATE_SCREENSHOT_WAIT_S` seconds (default 180) of
+/// starts it, after `PACKGATE_SCREENSHOT_WAIT_S` seconds (default 600) of
 /// history, at 1280 x 900 (`PACKGATE_SCREENSHOT_HEIGHT` pixels high), into
 /// `docs/web-page.png` (or `PACKGATE_SCREENSHOT_PATH`). Run by hand:
 /// `cargo test -p packgate --test web -- --ignored readme_screenshot`.
@@ -549,7 +549,7 @@ fn readme_screenshot() {
     let wait_s: u64 = std::env::var("PACKGATE_SCREENSHOT_WAIT_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(180);
+        .unwrap_or(600);
     std::thread::sleep(Duration::from_secs(wait_s));
     let height: u32 = std::env::var("PACKGATE_SCREENSHOT_HEIGHT")
         .ok()
