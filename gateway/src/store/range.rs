@@ -78,7 +78,7 @@ impl SampleStore {
     ) -> Result<u64, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, timestamp_ms, pack_voltage_v, current_a, soc_pct, min_cell_v, max_cell_v,
-                    quality
+                    CASE quality WHEN 'fresh' THEN 0 WHEN 'suspect' THEN 2 ELSE 1 END
              FROM samples
              WHERE pack_id = ?1 AND timestamp_ms >= ?2 AND timestamp_ms < ?3
              ORDER BY timestamp_ms, id",
@@ -96,9 +96,9 @@ impl SampleStore {
                         reason: e.to_string(),
                     })
             };
-            let quality = match row.get::<_, String>(7)?.as_str() {
-                "fresh" => DataQuality::Fresh,
-                "suspect" => DataQuality::Suspect,
+            let quality = match row.get::<_, i64>(7)? {
+                0 => DataQuality::Fresh,
+                2 => DataQuality::Suspect,
                 _ => DataQuality::Stale,
             };
             let point = SamplePoint {

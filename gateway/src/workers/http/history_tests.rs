@@ -173,3 +173,42 @@ fn history_of_a_missing_store_is_empty_with_a_note_or_unknown() {
     let other = PackId::new("p2").unwrap();
     assert!(read_history(&path, &other, false, Span::Hour, 0, 1).is_err());
 }
+
+/// What a week of one pack at 1 Hz costs a history query and a CSV count:
+/// printed, not asserted (run with `--ignored --nocapture`).
+#[test]
+#[ignore = "a measurement; run with --release -- --ignored --nocapture"]
+fn a_week_of_one_second_samples_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("samples.db");
+    let mut store = SampleStore::open(&path).unwrap();
+    let week = Span::Week.length_ms();
+    let batch: Vec<Sample> = (0..604_800u64)
+        .map(|s| {
+            let mut one = sample(s + 1, s as i64 * 1_000);
+            one.reading.cell_voltages_v = CellVoltages(vec![3.3; 16]);
+            one
+        })
+        .collect();
+    for chunk in batch.chunks(10_000) {
+        store.insert_batch(chunk, 1).unwrap();
+    }
+    let pack = PackId::new("p1").unwrap();
+    let started = std::time::Instant::now();
+    let history = read_history(&path, &pack, true, Span::Week, 0, week).unwrap();
+    let history_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let count = SampleStore::open_read_only(&path)
+        .unwrap()
+        .count_between(&pack, 0, week)
+        .unwrap();
+    eprintln!(
+        "a week of 1 Hz samples ({} rows, {} MB): history of {} points in {history_took:?}, \
+         CSV count of {count} in {:?}",
+        history.samples,
+        std::fs::metadata(&path).unwrap().len() / 1_000_000,
+        history.points.len(),
+        started.elapsed()
+    );
+    assert_eq!(history.samples, 604_800);
+}
