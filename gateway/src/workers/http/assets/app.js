@@ -20,7 +20,7 @@
     historyTimer: null,
   };
 
-  // ---- small helpers ------------------------------------------------
+  // ---- building blocks ----------------------------------------------
 
   function node(tag, attrs, text) {
     const e = document.createElement(tag);
