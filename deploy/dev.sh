@@ -108,6 +108,8 @@ cmd_test() {
     command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || apt_install prometheus
     # ... and a real MQTT broker takes the Home Assistant discovery.
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || apt_install mosquitto
+    # ... and a real headless browser loads the local web page.
+    command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || apt_install chromium
     log "cargo fmt --check"
     cargo fmt --all -- --check
     log "cargo clippy"

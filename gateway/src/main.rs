@@ -374,8 +374,8 @@ struct GatewayArgs {
     /// all, configured and simulated.
     #[arg(long, num_args = 0..=1, default_missing_value = "4", value_parser = parse_sim_count)]
     sim: Option<usize>,
-    /// Serve /metrics on this address instead of `[http] listen` (port 0:
-    /// any free port, logged at start).
+    /// Serve the web page and /metrics on this address instead of
+    /// `[http] listen` (port 0: any free port, logged at start).
     #[arg(long, value_name = "ADDRESS:PORT")]
     http_listen: Option<String>,
 }

@@ -161,7 +161,7 @@ pub fn build_workers(
         workers.push(Box::new(CloudWorker::new(config.cloud.clone())));
     }
     if on(WorkerKind::Http) && config.http.enabled {
-        workers.push(Box::new(HttpWorker::new(config.http.clone())));
+        workers.push(Box::new(HttpWorker::new(config)));
     }
     if on(WorkerKind::Mqtt) && config.mqtt.enabled {
         workers.push(Box::new(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod browser;
 pub mod cloud;
 pub mod control;
 pub mod notify;

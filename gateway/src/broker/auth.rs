@@ -133,6 +133,21 @@ impl BrokerUser {
                             names::ALL_SAMPLES_SUBJECT.to_owned(),
                             names::ALL_METRICS_SUBJECT.to_owned(),
                         ]);
+                        // The page's pipeline health: stream sizes and
+                        // the workers' consumer lags, read only.
+                        p.publish.extend(
+                            names::STREAMS
+                                .iter()
+                                .map(|s| format!("$JS.API.STREAM.INFO.{}", s.name)),
+                        );
+                        p.publish.extend(
+                            WorkerKind::ALL
+                                .into_iter()
+                                .flat_map(crate::telemetry::health::consumers_of)
+                                .map(|c| {
+                                    format!("$JS.API.CONSUMER.INFO.{}.{}", c.stream, c.durable)
+                                }),
+                        );
                     }
                     WorkerKind::Mqtt => {
                         p.subscribe.extend([

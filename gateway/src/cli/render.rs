@@ -241,7 +241,19 @@ fn joined(values: &[f32]) -> String {
 }
 
 fn write_csv(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()> {
-    writeln!(out, "{CSV_HEADER}")?;
+    write_csv_header(out)?;
+    write_csv_rows(out, rows)
+}
+
+/// The CSV header line of [`OutputFormat::Csv`]: every column, its unit in
+/// its name.
+pub fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "{CSV_HEADER}")
+}
+
+/// The CSV lines of `rows`, without the header, so a long output can be
+/// written a part at a time.
+pub fn write_csv_rows(out: &mut dyn Write, rows: &[StoredSample]) -> io::Result<()> {
     for row in rows {
         let s = &row.sample;
         let r = &s.reading;

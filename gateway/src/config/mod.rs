@@ -43,7 +43,7 @@ pub use collect::CollectConfig;
 pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES};
 pub use data::DataConfig;
 pub use durability::Durability;
-pub use http::{HttpConfig, DEFAULT_HTTP_PORT};
+pub use http::{HttpConfig, HttpConfigError, DEFAULT_HTTP_PORT};
 pub use locate::{ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
 pub use monitor::MonitorConfig;
 pub use mqtt::{MqttConfig, MqttConfigError};
@@ -160,7 +160,7 @@ pub struct Config {
     pub cloud: CloudConfig,
     /// GPIO outputs: the alarm relay and the status LED.
     pub outputs: OutputsConfig,
-    /// The HTTP server: Prometheus metrics on `/metrics`.
+    /// The HTTP server: the local web page and the Prometheus metrics.
     pub http: HttpConfig,
     /// The owner's MQTT broker: the packs in Home Assistant.
     pub mqtt: MqttConfig,
@@ -276,9 +276,7 @@ impl Config {
             .validate()
             .map_err(|e| invalid(&format!("outputs.{}", e.key), e.reason))?;
         self.mqtt.validate().map_err(|e| invalid(e.key, e.reason))?;
-        if let Some(problem) = self.http.listen_problem() {
-            return Err(invalid("http.listen", problem));
-        }
+        self.http.validate().map_err(|e| invalid(e.key, e.reason))?;
         packs::validate(&self.buses, &self.packs, &invalid)?;
         Ok(())
     }

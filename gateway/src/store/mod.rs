@@ -8,6 +8,7 @@
 
 mod dead;
 pub mod monitor;
+mod range;
 mod row;
 mod samples;
 mod schema;
@@ -22,6 +23,7 @@ pub use dead::{
     DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES,
     MAX_DEAD_LETTER_ROWS,
 };
+pub use range::{PageCursor, SamplePoint};
 pub use row::StoredSample;
 pub use samples::InsertOutcome;
 

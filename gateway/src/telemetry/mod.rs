@@ -2,6 +2,7 @@
 //! process CPU and memory, and logging set-up.
 
 pub mod events;
+pub mod health;
 pub mod histogram;
 pub mod metrics;
 pub mod process;

@@ -10,18 +10,19 @@ use packgate_protocol::names;
 use packgate_protocol::{decode, PackId, Sample};
 
 /// Longest one broker call of `status` may take.
-pub(super) const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The broker as `status` sees it: a JetStream context while it answers.
+/// The broker as `status` (and the web page) sees it: a JetStream
+/// context while it answers.
 #[derive(Debug)]
-pub(super) struct BrokerView {
+pub struct BrokerView {
     js: Option<jetstream::Context>,
     reason: Option<String>,
 }
 
 impl BrokerView {
     /// A view of the broker behind `client`; `None`: no connection.
-    pub(super) fn new(client: Option<&async_nats::Client>) -> Self {
+    pub fn new(client: Option<&async_nats::Client>) -> Self {
         let js = client.map(|c| {
             jetstream::context::ContextBuilder::new()
                 .timeout(BROKER_TIMEOUT)
@@ -32,12 +33,12 @@ impl BrokerView {
     }
 
     /// Whether the broker has answered every call so far.
-    pub(super) fn reachable(&self) -> bool {
+    pub fn reachable(&self) -> bool {
         self.js.is_some()
     }
 
     /// Why the broker is unreachable, if it is.
-    pub(super) fn reason(&self) -> &str {
+    pub fn reason(&self) -> &str {
         self.reason.as_deref().unwrap_or("no answer")
     }
 
@@ -48,7 +49,7 @@ impl BrokerView {
 
     /// Runs one broker call under [`BROKER_TIMEOUT`], marking the broker
     /// unreachable on a failure; `None` once it is unreachable.
-    pub(super) async fn ask<T, E: std::fmt::Display>(
+    pub async fn ask<T, E: std::fmt::Display>(
         &mut self,
         call: impl std::future::Future<Output = Result<T, E>>,
     ) -> Option<T> {
@@ -70,7 +71,7 @@ impl BrokerView {
 
     /// Fetches a stream's info; a stream the broker does not have (not
     /// created yet) is `None` without marking the broker unreachable.
-    pub(super) async fn stream(&mut self, name: &str) -> Option<jetstream::stream::Stream> {
+    pub async fn stream(&mut self, name: &str) -> Option<jetstream::stream::Stream> {
         let js = self.js.clone()?;
         match tokio::time::timeout(BROKER_TIMEOUT, js.get_stream(name)).await {
             Ok(Ok(stream)) => Some(stream),
@@ -96,7 +97,7 @@ impl BrokerView {
 
 /// What the broker says of one durable consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ConsumerView {
+pub enum ConsumerView {
     /// The broker does not answer.
     Unknown,
     /// Neither it nor its stream exists.
@@ -110,7 +111,7 @@ impl BrokerView {
     /// Fetches a durable consumer's state; a consumer or stream the broker
     /// does not have is [`ConsumerView::Missing`] without marking the
     /// broker unreachable.
-    pub(super) async fn consumer(&mut self, spec: &names::ConsumerSpec) -> ConsumerView {
+    pub async fn consumer(&mut self, spec: &names::ConsumerSpec) -> ConsumerView {
         use jetstream::context::ConsumerInfoErrorKind as Kind;
         let Some(stream) = self.stream(spec.stream).await else {
             return if self.reachable() {

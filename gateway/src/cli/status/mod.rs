@@ -16,12 +16,12 @@ mod sections;
 
 use std::io::Write;
 
+pub use broker::{BrokerView, ConsumerView, BROKER_TIMEOUT};
 pub use format::{format_age, format_bytes};
 
 use crate::config::{Config, ConfigSource};
 use crate::telemetry::now_ms;
 use crate::workers::monitor::{MonitorStore, MonitorStoreError, StoredSnapshot};
-use broker::BrokerView;
 
 /// Rows shown of alarms and of commands.
 const RECENT: usize = 10;

@@ -3,64 +3,20 @@
 
 use std::io::{self, Write};
 
-use packgate_protocol::names::{self, ConsumerSpec, STREAMS};
-use packgate_protocol::{DataQuality, PackId, Sample};
+use packgate_protocol::names::{self, STREAMS};
+use packgate_protocol::{PackId, Sample};
 
 use super::broker::{last_sample, packs_on_broker, ConsumerView};
 use super::format::{format_age, format_bytes};
 use super::{Sources, RECENT};
 use crate::store::SampleStore;
+use crate::telemetry::health::{self, WorkerState};
 use crate::workers::control::{AuditRecord, AuditStore};
 use crate::workers::monitor::StoredSnapshot;
 use crate::workers::WorkerKind;
 
-/// The counter shown for a worker: its most telling one if present,
-/// else its first.
-fn key_counter(kind: WorkerKind, snapshot: &StoredSnapshot) -> Option<(String, u64)> {
-    let preferred: &[&str] = match kind {
-        WorkerKind::Collect => &["samples_published"],
-        WorkerKind::Data => &["samples_stored"],
-        WorkerKind::Cloud => &["samples_sent", "batches_sent"],
-        WorkerKind::Control => &["commands_received", "applied"],
-        WorkerKind::Monitor => &["snapshots_stored"],
-        WorkerKind::Http => &["scrapes"],
-        WorkerKind::Mqtt => &["states_published"],
-        WorkerKind::Outputs => &[],
-    };
-    preferred
-        .iter()
-        .find_map(|name| snapshot.counters.iter().find(|(n, _)| n == name))
-        .or_else(|| snapshot.counters.first())
-        .cloned()
-}
-
-fn gauge(snapshot: &StoredSnapshot, name: &str) -> Option<f64> {
-    snapshot
-        .gauges
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| *v)
-}
-
 fn snapshot_of<'s>(sources: &'s Sources<'_>, kind: WorkerKind) -> Option<&'s StoredSnapshot> {
     sources.snapshots.iter().find(|s| s.worker == kind.name())
-}
-
-/// The durable consumers a worker reads from.
-fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
-    match kind {
-        WorkerKind::Data => &[names::DATA_CONSUMER],
-        WorkerKind::Monitor => &[
-            names::MONITOR_METRICS_CONSUMER,
-            names::MONITOR_EVENTS_CONSUMER,
-        ],
-        WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
-        WorkerKind::Collect
-        | WorkerKind::Control
-        | WorkerKind::Outputs
-        | WorkerKind::Http
-        | WorkerKind::Mqtt => &[],
-    }
 }
 
 /// Why a worker that sends snapshots is still not doing its work: one of
@@ -73,25 +29,18 @@ async fn stall_reasons(
     stall_ms: i64,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
-    for spec in consumers_of(kind) {
+    for spec in health::consumers_of(kind) {
         match sources.broker.consumer(spec).await {
-            ConsumerView::Missing => reasons.push(format!("consumer {} missing", spec.durable)),
-            ConsumerView::Lag(lag) if kind == WorkerKind::Data && lag > 0 => {
-                // Since the last commit, or since the start if none yet.
-                let up_ms = i64::try_from(s.uptime_s)
-                    .unwrap_or(i64::MAX)
-                    .saturating_mul(1000);
-                let last = gauge(s, "last_commit_ms")
-                    .map(|ms| ms as i64)
-                    .filter(|ms| *ms > 0)
-                    .unwrap_or(s.timestamp_ms.saturating_sub(up_ms));
-                let idle = sources.now.saturating_sub(last);
-                if idle > stall_ms {
-                    reasons.push(format!(
-                        "lag {lag}, nothing stored for {}",
-                        format_age(idle)
-                    ));
-                }
+            ConsumerView::Missing => reasons.push(health::missing_consumer(spec)),
+            ConsumerView::Lag(lag) if kind == WorkerKind::Data => {
+                reasons.extend(health::data_stall(
+                    &s.gauges,
+                    s.timestamp_ms,
+                    s.uptime_s,
+                    lag,
+                    sources.now,
+                    stall_ms,
+                ))
             }
             ConsumerView::Lag(_) | ConsumerView::Unknown => {}
         }
@@ -105,52 +54,45 @@ async fn stall_reasons(
 /// it, and it sends no snapshots), with its instance, version, uptime,
 /// memory and key counter.
 pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> io::Result<()> {
-    let interval_ms = i64::try_from(sources.config.monitor.snapshot_interval().as_millis())
-        .unwrap_or(i64::MAX / 4);
+    let window_ms = health::alive_window_ms(sources.config);
     writeln!(
         out,
         "\nWorkers (alive: a snapshot in the last {}; stalled: alive but not working)",
-        format_age(3 * interval_ms)
+        format_age(window_ms)
     )?;
     for kind in WorkerKind::ALL {
         let worker = kind.name();
         let snapshot = snapshot_of(sources, kind).cloned();
-        let fresh = snapshot
-            .as_ref()
-            .is_some_and(|s| sources.now - s.timestamp_ms <= 3 * interval_ms);
-        // A worker the configuration does not run is disabled, not missing;
-        // one that sends snapshots anyway (run elsewhere) is shown as it is.
-        if let (Some(why), false) = (kind.disabled_by(sources.config), fresh) {
-            writeln!(out, "  {worker:<8} disabled ({why})")?;
-            continue;
-        }
-        let Some(s) = snapshot else {
-            writeln!(out, "  {worker:<8} missing  never seen")?;
-            continue;
+        let last_ms = snapshot.as_ref().map(|s| s.timestamp_ms);
+        let reasons = match &snapshot {
+            Some(s) if sources.now - s.timestamp_ms <= window_ms => {
+                stall_reasons(sources, kind, s, window_ms).await
+            }
+            _ => Vec::new(),
         };
-        let age = sources.now - s.timestamp_ms;
-        let reasons = if age <= 3 * interval_ms {
-            stall_reasons(sources, kind, &s, 3 * interval_ms).await
-        } else {
-            Vec::new()
+        let state = health::worker_state(kind, sources.config, last_ms, sources.now, reasons);
+        let (s, why) = match (&state, snapshot) {
+            (WorkerState::Disabled(why), _) => {
+                writeln!(out, "  {worker:<8} disabled ({why})")?;
+                continue;
+            }
+            (_, None) => {
+                writeln!(out, "  {worker:<8} missing  never seen")?;
+                continue;
+            }
+            (WorkerState::Stalled(reasons), Some(s)) => {
+                (s, format!("  NOT healthy: {}", reasons.join("; ")))
+            }
+            (_, Some(s)) => (s, String::new()),
         };
-        let state = match (age <= 3 * interval_ms, reasons.is_empty()) {
-            (true, true) => "alive",
-            (true, false) => "stalled",
-            (false, _) => "missing",
-        };
-        let counter = key_counter(kind, &s)
+        let counter = health::key_counter(kind, &s.counters)
             .map(|(name, value)| format!("  {name} {value}"))
             .unwrap_or_default();
-        let why = if reasons.is_empty() {
-            String::new()
-        } else {
-            format!("  NOT healthy: {}", reasons.join("; "))
-        };
         writeln!(
             out,
-            "  {worker:<8} {state:<8} last seen {} ago  {}  v{}  up {}  rss {}{counter}{why}",
-            format_age(age),
+            "  {worker:<8} {:<8} last seen {} ago  {}  v{}  up {}  rss {}{counter}{why}",
+            state.name(),
+            format_age(sources.now - s.timestamp_ms),
             s.instance,
             s.version,
             format_age(i64::try_from(s.uptime_s).unwrap_or(0).saturating_mul(1000)),
@@ -207,17 +149,9 @@ fn pack_from_sample(
     sample: &Sample,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let stale_after_ms = i64::try_from(sources.config.collect.poll_interval_ms.saturating_mul(3))
-        .unwrap_or(i64::MAX)
-        .max(3_000);
     let age = sources.now - sample.timestamp_ms;
-    let state = if sample.quality == DataQuality::Stale || age > stale_after_ms {
-        "stale"
-    } else if sample.quality == DataQuality::Suspect {
-        "suspect"
-    } else {
-        "online"
-    };
+    let state =
+        health::pack_state(sample.quality, age, sources.config.collect.poll_interval_ms).name();
     writeln!(
         out,
         "  {:<16} {state:<7} last sample {} ago (seq {})",
@@ -325,13 +259,17 @@ pub(super) fn cloud_link(sources: &Sources<'_>, out: &mut dyn Write) -> io::Resu
     let Some(s) = snapshot_of(sources, WorkerKind::Cloud) else {
         return writeln!(out, "  unknown (no cloud worker snapshot)");
     };
-    let link = match gauge(s, "link_up") {
-        Some(v) if v > 0.0 => "up",
-        Some(_) => "DOWN",
+    let cloud = health::cloud_link(&s.gauges);
+    let link = match cloud.up {
+        Some(true) => "up",
+        Some(false) => "DOWN",
         None => "unknown",
     };
-    let backlog = gauge(s, "backlog").map_or_else(|| "unknown".to_owned(), |b| format!("{b:.0}"));
-    let lag = gauge(s, "upload_lag_ms")
+    let backlog = cloud
+        .backlog
+        .map_or_else(|| "unknown".to_owned(), |b| format!("{b:.0}"));
+    let lag = cloud
+        .upload_lag_ms
         .map(|ms| format!(", upload lag {}", format_age(ms as i64)))
         .unwrap_or_default();
     writeln!(

@@ -1,30 +1,40 @@
 //! The HTTP worker: the gateway's small web server. It follows every
 //! pack's samples and every worker's metrics snapshots on the broker (core
 //! subscriptions: it keeps only the latest of each, so it can never hold
-//! the pipeline back or grow), and serves them in the Prometheus text
-//! format on `/metrics`.
+//! the pipeline back or grow), and serves
 //!
-//! The data path never depends on it: a port already in use, a scraper
-//! that hangs, a broker hiccup cost this worker alone. A listen address
-//! that cannot be bound is retried every few seconds, logged once.
+//! - the local web page (`/`): every pack live (server-sent events, the
+//!   latest sample of each pack as it arrives), the pipeline's health,
+//!   recent events and commands, history charts from the sample store
+//!   (downsampled here) and CSV downloads of a time range;
+//! - the Prometheus text format on `/metrics`.
+//!
+//! The data path never depends on it: a port already in use, a browser or
+//! scraper that hangs, a broker hiccup cost this worker alone. A listen
+//! address that cannot be bound is retried every few seconds, logged once.
+//! The stores are only read, each request on a connection of its own.
 
+mod auth;
+mod download;
 pub mod exposition;
+mod history;
+mod overview;
+mod server;
+mod web;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use packgate_protocol::{decode, names, MetricsSnapshot, Sample};
+use packgate_protocol::{decode, names, MetricsSnapshot, PackId, Sample};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 pub use crate::config::HttpConfig;
-use exposition::{render, Exposed};
+use exposition::Exposed;
 
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 
@@ -48,10 +58,29 @@ crate::worker_metrics! {
             messages_malformed,
             /// Attempts to bind the listen address that failed.
             bind_failures,
+            /// Connections accepted.
+            connections,
+            /// Connections closed at once: as many were open as allowed.
+            connections_refused,
+            /// Requests refused for a missing or wrong password.
+            auth_failures,
+            /// Live streams refused: as many were open as allowed.
+            live_refused,
+            /// History queries answered (charts).
+            history_queries,
+            /// History queries refused or cut short (busy, too slow).
+            history_refused,
+            /// CSV downloads started.
+            downloads,
+            /// Requests that took longer than allowed and were answered
+            /// with 503.
+            requests_timed_out,
         }
         gauges {
             /// Packs exposed.
             packs_exposed,
+            /// Live streams (browsers with the page open) now.
+            live_clients,
         }
         latencies {}
     }
@@ -73,15 +102,16 @@ pub enum HttpError {
 /// The HTTP worker.
 #[derive(Debug)]
 pub struct HttpWorker {
-    config: HttpConfig,
+    config: Arc<Config>,
     metrics: Arc<HttpMetrics>,
 }
 
 impl HttpWorker {
-    /// A worker serving as `config` says.
-    pub fn new(config: HttpConfig) -> Self {
+    /// A worker serving as `config.http` says, showing the packs, stores
+    /// and workers the rest of `config` describes.
+    pub fn new(config: &Config) -> Self {
         Self {
-            config,
+            config: Arc::new(config.clone()),
             metrics: Arc::default(),
         }
     }
@@ -109,30 +139,75 @@ impl Worker for HttpWorker {
     }
 }
 
+/// What the followers keep and the server reads.
+#[derive(Debug, Default)]
+struct Held {
+    exposed: Exposed,
+    /// The [`Held::version`] at which each pack's sample last changed.
+    updated: BTreeMap<PackId, u64>,
+    /// Bumped at every sample taken in.
+    version: u64,
+}
+
 /// What the server and the followers share.
 #[derive(Debug, Clone)]
 struct Shared {
-    exposed: Arc<Mutex<Exposed>>,
+    held: Arc<Mutex<Held>>,
     metrics: Arc<HttpMetrics>,
+    /// The latest [`Held::version`], for the live streams: a watch holds
+    /// only the newest value, so a slow reader skips to it and holds
+    /// nothing back.
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl Shared {
-    fn with<R>(&self, f: impl FnOnce(&mut Exposed) -> R) -> R {
-        f(&mut self.exposed.lock().unwrap_or_else(PoisonError::into_inner))
+    fn new(metrics: Arc<HttpMetrics>) -> Self {
+        Self {
+            held: Arc::default(),
+            metrics,
+            changed: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Held) -> R) -> R {
+        f(&mut self.held.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps `sample` as its pack's latest and tells the live streams.
+    fn take_sample(&self, sample: Sample) {
+        let (packs, version) = self.with(|held| {
+            let known = held.exposed.samples.contains_key(&sample.pack_id);
+            if known || held.exposed.samples.len() < MAX_ENTRIES {
+                held.version += 1;
+                held.updated.insert(sample.pack_id.clone(), held.version);
+                held.exposed.samples.insert(sample.pack_id.clone(), sample);
+            }
+            (held.exposed.samples.len(), held.version)
+        });
+        self.metrics.packs_exposed.set(packs as i64);
+        self.changed.send_replace(version);
+    }
+
+    /// Keeps `snapshot` as its worker instance's latest.
+    fn take_snapshot(&self, snapshot: MetricsSnapshot) {
+        self.with(|held| {
+            let snapshots = &mut held.exposed.snapshots;
+            let key = (snapshot.worker.clone(), snapshot.instance.clone());
+            if snapshots.len() < MAX_ENTRIES || snapshots.contains_key(&key) {
+                snapshots.insert(key, snapshot);
+            }
+        });
     }
 }
 
 /// Follows the broker and serves until `shutdown`.
 pub async fn run(
-    config: HttpConfig,
+    config: Arc<Config>,
     client: async_nats::Client,
     metrics: Arc<HttpMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
-    let shared = Shared {
-        exposed: Arc::default(),
-        metrics,
-    };
+    let shared = Shared::new(metrics);
     let subscribe = |subject: &'static str| {
         let client = client.clone();
         async move {
@@ -148,8 +223,20 @@ pub async fn run(
     let samples = subscribe(names::ALL_SAMPLES_SUBJECT).await?;
     let snapshots = subscribe(names::ALL_METRICS_SUBJECT).await?;
     let follow = tokio::spawn(follow(samples, snapshots, shared.clone()));
-    serve(&config, shared, &shutdown).await;
+    let site = Arc::new(web::Site::new(config));
+    let overview = watch::Sender::new(Arc::<str>::from("{}"));
+    let overview_rx = overview.subscribe();
+    let refresh = tokio::spawn(overview::refresh(
+        Arc::clone(&site),
+        shared.clone(),
+        client,
+        overview,
+        shutdown.clone(),
+    ));
+    let app = web::App::new(site, shared, overview_rx, shutdown.clone());
+    serve(app, &shutdown).await;
     follow.abort();
+    refresh.abort();
     Ok(())
 }
 
@@ -164,25 +251,14 @@ async fn follow(
             Some(message) = samples.next() => match decode::<Sample>(&message.payload) {
                 Ok(sample) => {
                     shared.metrics.samples_seen.inc();
-                    let packs = shared.with(|e| {
-                        if e.samples.len() < MAX_ENTRIES || e.samples.contains_key(&sample.pack_id) {
-                            e.samples.insert(sample.pack_id.clone(), sample);
-                        }
-                        e.samples.len()
-                    });
-                    shared.metrics.packs_exposed.set(packs as i64);
+                    shared.take_sample(sample);
                 }
                 Err(_) => shared.metrics.messages_malformed.inc(),
             },
             Some(message) = snapshots.next() => match decode::<MetricsSnapshot>(&message.payload) {
                 Ok(snapshot) => {
                     shared.metrics.snapshots_seen.inc();
-                    shared.with(|e| {
-                        let key = (snapshot.worker.clone(), snapshot.instance.clone());
-                        if e.snapshots.len() < MAX_ENTRIES || e.snapshots.contains_key(&key) {
-                            e.snapshots.insert(key, snapshot);
-                        }
-                    });
+                    shared.take_snapshot(snapshot);
                 }
                 Err(_) => shared.metrics.messages_malformed.inc(),
             },
@@ -191,20 +267,18 @@ async fn follow(
     }
 }
 
-/// Binds `config.listen` (retrying a failed bind) and serves until
+/// Binds `[http] listen` (retrying a failed bind) and serves until
 /// `shutdown`.
-async fn serve(config: &HttpConfig, shared: Shared, shutdown: &CancellationToken) {
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .with_state(shared.clone());
+async fn serve(app: web::App, shutdown: &CancellationToken) {
+    let listen = app.site.config.http.listen.clone();
     let mut logged = false;
     let listener = loop {
-        match tokio::net::TcpListener::bind(&config.listen).await {
+        match tokio::net::TcpListener::bind(&listen).await {
             Ok(listener) => break listener,
             Err(error) => {
-                shared.metrics.bind_failures.inc();
+                app.shared.metrics.bind_failures.inc();
                 if !std::mem::replace(&mut logged, true) {
-                    tracing::error!(listen = %config.listen, %error, "cannot listen for /metrics; retrying (polling and storing go on)");
+                    tracing::error!(%listen, %error, "cannot listen for the web page and /metrics; retrying (polling and storing go on)");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -214,28 +288,23 @@ async fn serve(config: &HttpConfig, shared: Shared, shutdown: &CancellationToken
         }
     };
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "serving Prometheus metrics on /metrics");
+        let auth = if app.site.config.http.password.is_some() {
+            "password required"
+        } else {
+            "no password"
+        };
+        tracing::info!(%address, auth, "serving the web page on / and Prometheus metrics on /metrics");
     }
-    let stop = shutdown.clone();
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-    {
-        tracing::error!(%error, "the HTTP server failed");
-    }
-}
-
-async fn metrics_page(State(shared): State<Shared>) -> impl IntoResponse {
-    shared.metrics.scrapes.inc();
-    let text = shared.with(|e| render(e, env!("CARGO_PKG_VERSION")));
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
+    let metrics = Arc::clone(&app.shared.metrics);
+    let router = server::router(app);
+    server::serve(
+        listener,
+        router,
+        server::Limits::default(),
+        metrics,
+        shutdown,
     )
+    .await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,313 @@
+//! The health rules that `packgate status` and the web page share: when a
+//! worker is alive, stalled, missing or disabled, when a pack is online,
+//! stale or suspect, what the cloud worker's gauges say of its link, and
+//! which counter tells most about a worker. Pure: facts in, verdicts out,
+//! so the two views can never disagree.
+
+use packgate_protocol::names::{self, ConsumerSpec};
+use packgate_protocol::DataQuality;
+
+use crate::config::Config;
+use crate::workers::WorkerKind;
+
+/// What a worker is doing, as its snapshots, the broker and the
+/// configuration tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerState {
+    /// A snapshot in the last [`alive_window_ms`], and nothing wrong seen.
+    Alive,
+    /// Alive, but not doing its work; the reasons say why.
+    Stalled(Vec<String>),
+    /// No snapshot in the last [`alive_window_ms`] (or never).
+    Missing,
+    /// The configuration does not run it (the setting that says so), and
+    /// it sends no snapshots from elsewhere.
+    Disabled(&'static str),
+}
+
+impl WorkerState {
+    /// One word for it: `alive`, `stalled`, `missing` or `disabled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Alive => "alive",
+            WorkerState::Stalled(_) => "stalled",
+            WorkerState::Missing => "missing",
+            WorkerState::Disabled(_) => "disabled",
+        }
+    }
+}
+
+/// How recent a worker's last snapshot must be for it to count as alive:
+/// three snapshot intervals.
+pub fn alive_window_ms(config: &Config) -> i64 {
+    i64::try_from(config.monitor.snapshot_interval().as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(3)
+}
+
+/// The verdict on `kind`, whose newest snapshot was taken at
+/// `last_snapshot_ms` (none: never seen), at `now_ms`, given the
+/// `reasons` it is not working (see [`data_stall`] and [`consumers_of`]).
+pub fn worker_state(
+    kind: WorkerKind,
+    config: &Config,
+    last_snapshot_ms: Option<i64>,
+    now_ms: i64,
+    reasons: Vec<String>,
+) -> WorkerState {
+    let fresh = last_snapshot_ms.is_some_and(|at| now_ms - at <= alive_window_ms(config));
+    // A worker the configuration does not run is disabled, not missing;
+    // one that sends snapshots anyway (run elsewhere) is shown as it is.
+    match (kind.disabled_by(config), fresh) {
+        (Some(why), false) => WorkerState::Disabled(why),
+        (_, false) => WorkerState::Missing,
+        (_, true) if reasons.is_empty() => WorkerState::Alive,
+        (_, true) => WorkerState::Stalled(reasons),
+    }
+}
+
+/// The counter shown for a worker: its most telling one if present, else
+/// its first.
+pub fn key_counter(kind: WorkerKind, counters: &[(String, u64)]) -> Option<(String, u64)> {
+    let preferred: &[&str] = match kind {
+        WorkerKind::Collect => &["samples_published"],
+        WorkerKind::Data => &["samples_stored"],
+        WorkerKind::Cloud => &["samples_sent", "batches_sent"],
+        WorkerKind::Control => &["commands_received", "applied"],
+        WorkerKind::Monitor => &["snapshots_stored"],
+        WorkerKind::Http => &["scrapes"],
+        WorkerKind::Mqtt => &["states_published"],
+        WorkerKind::Outputs => &[],
+    };
+    preferred
+        .iter()
+        .find_map(|name| counters.iter().find(|(n, _)| n == name))
+        .or_else(|| counters.first())
+        .cloned()
+}
+
+/// The gauge `name` of a snapshot, if it has one.
+pub fn gauge(gauges: &[(String, f64)], name: &str) -> Option<f64> {
+    gauges.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}
+
+/// The durable consumers a worker reads from: each must exist on the
+/// broker for the worker to work.
+pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
+    match kind {
+        WorkerKind::Data => &[names::DATA_CONSUMER],
+        WorkerKind::Monitor => &[
+            names::MONITOR_METRICS_CONSUMER,
+            names::MONITOR_EVENTS_CONSUMER,
+        ],
+        WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
+        WorkerKind::Collect
+        | WorkerKind::Control
+        | WorkerKind::Outputs
+        | WorkerKind::Http
+        | WorkerKind::Mqtt => &[],
+    }
+}
+
+/// Why a consumer of a worker does not let it work: it is missing.
+pub fn missing_consumer(spec: &ConsumerSpec) -> String {
+    format!("consumer {} missing", spec.durable)
+}
+
+/// Why the data worker is stalled, if it is: `lag` samples wait in its
+/// consumer while it has committed nothing for longer than `stall_ms`
+/// (since its last commit, its `last_commit_ms` gauge, or since it
+/// started when it has committed nothing yet). Its snapshot was taken at
+/// `snapshot_ms`, `uptime_s` after it started.
+pub fn data_stall(
+    gauges: &[(String, f64)],
+    snapshot_ms: i64,
+    uptime_s: u64,
+    lag: u64,
+    now_ms: i64,
+    stall_ms: i64,
+) -> Option<String> {
+    if lag == 0 {
+        return None;
+    }
+    let up_ms = i64::try_from(uptime_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let last = gauge(gauges, "last_commit_ms")
+        .map(|ms| ms as i64)
+        .filter(|ms| *ms > 0)
+        .unwrap_or(snapshot_ms.saturating_sub(up_ms));
+    let idle = now_ms.saturating_sub(last);
+    (idle > stall_ms).then(|| {
+        format!(
+            "lag {lag}, nothing stored for {}",
+            crate::cli::status::format_age(idle)
+        )
+    })
+}
+
+/// What a pack's last sample says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackState {
+    /// Read in its poll, recently.
+    Online,
+    /// Not read (the pack did not answer), or too old.
+    Stale,
+    /// Read, but not believable (see the README's "Readings that cannot
+    /// be true").
+    Suspect,
+}
+
+impl PackState {
+    /// One word for it: `online`, `stale` or `suspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackState::Online => "online",
+            PackState::Stale => "stale",
+            PackState::Suspect => "suspect",
+        }
+    }
+}
+
+/// How old a pack's last sample may be before the pack counts as stale:
+/// three poll periods, at least three seconds.
+pub fn stale_after_ms(poll_interval_ms: u64) -> i64 {
+    i64::try_from(poll_interval_ms.saturating_mul(3))
+        .unwrap_or(i64::MAX)
+        .max(3_000)
+}
+
+/// The state of a pack whose last sample has `quality` and is `age_ms`
+/// old, polled every `poll_interval_ms`.
+pub fn pack_state(quality: DataQuality, age_ms: i64, poll_interval_ms: u64) -> PackState {
+    if quality == DataQuality::Stale || age_ms > stale_after_ms(poll_interval_ms) {
+        PackState::Stale
+    } else if quality == DataQuality::Suspect {
+        PackState::Suspect
+    } else {
+        PackState::Online
+    }
+}
+
+/// The cloud link as the cloud worker's gauges tell it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CloudLink {
+    /// Whether the link is up; none when the gauge is absent.
+    pub up: Option<bool>,
+    /// Samples and events waiting to be uploaded.
+    pub backlog: Option<f64>,
+    /// How far behind the uploads are, milliseconds.
+    pub upload_lag_ms: Option<f64>,
+}
+
+/// The cloud link from the cloud worker's snapshot gauges.
+pub fn cloud_link(gauges: &[(String, f64)]) -> CloudLink {
+    CloudLink {
+        up: gauge(gauges, "link_up").map(|v| v > 0.0),
+        backlog: gauge(gauges, "backlog"),
+        upload_lag_ms: gauge(gauges, "upload_lag_ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(names: &[&str]) -> Vec<(String, u64)> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((*n).to_owned(), i as u64))
+            .collect()
+    }
+
+    #[test]
+    fn workers_are_alive_stalled_missing_or_disabled() {
+        let mut config = Config::default();
+        config.monitor.snapshot_interval_s = 10;
+        let now = 1_000_000;
+        let alive = |kind, at, reasons| worker_state(kind, &config, at, now, reasons);
+        assert_eq!(alive_window_ms(&config), 30_000);
+        assert_eq!(
+            alive(WorkerKind::Data, Some(now - 30_000), vec![]),
+            WorkerState::Alive
+        );
+        assert_eq!(
+            alive(WorkerKind::Data, Some(now - 30_001), vec![]),
+            WorkerState::Missing
+        );
+        assert_eq!(alive(WorkerKind::Data, None, vec![]), WorkerState::Missing);
+        assert_eq!(
+            alive(WorkerKind::Data, Some(now), vec!["x".into()]),
+            WorkerState::Stalled(vec!["x".into()])
+        );
+        // The cloud worker is off by default: disabled unless it reports.
+        assert_eq!(
+            alive(WorkerKind::Cloud, None, vec![]),
+            WorkerState::Disabled("cloud.enabled = false")
+        );
+        assert_eq!(
+            alive(WorkerKind::Cloud, Some(now), vec![]),
+            WorkerState::Alive
+        );
+        assert_eq!(WorkerState::Stalled(vec![]).name(), "stalled");
+    }
+
+    #[test]
+    fn the_data_worker_stalls_only_with_a_lag_and_no_commit() {
+        let gauges = vec![("last_commit_ms".to_owned(), 50_000.0)];
+        assert_eq!(data_stall(&gauges, 90_000, 100, 0, 100_000, 30_000), None);
+        assert_eq!(data_stall(&gauges, 90_000, 100, 5, 80_000, 30_000), None);
+        let why = data_stall(&gauges, 90_000, 100, 5, 80_001, 30_000).unwrap();
+        assert_eq!(why, "lag 5, nothing stored for 30 s");
+        // Never committed: idle since it started.
+        assert_eq!(data_stall(&[], 90_000, 10, 1, 100_000, 30_000), None);
+        assert!(data_stall(&[], 90_000, 10, 1, 110_001, 30_000).is_some());
+    }
+
+    #[test]
+    fn packs_are_online_stale_or_suspect() {
+        assert_eq!(stale_after_ms(1_000), 3_000);
+        assert_eq!(stale_after_ms(100), 3_000);
+        assert_eq!(stale_after_ms(5_000), 15_000);
+        assert_eq!(
+            pack_state(DataQuality::Fresh, 3_000, 1_000),
+            PackState::Online
+        );
+        assert_eq!(
+            pack_state(DataQuality::Fresh, 3_001, 1_000),
+            PackState::Stale
+        );
+        assert_eq!(pack_state(DataQuality::Stale, 0, 1_000), PackState::Stale);
+        assert_eq!(
+            pack_state(DataQuality::Suspect, 0, 1_000),
+            PackState::Suspect
+        );
+        assert_eq!(PackState::Suspect.name(), "suspect");
+    }
+
+    #[test]
+    fn key_counters_gauges_and_the_cloud_link() {
+        let data = counters(&["samples_duplicate", "samples_stored"]);
+        assert_eq!(
+            key_counter(WorkerKind::Data, &data),
+            Some(("samples_stored".to_owned(), 1))
+        );
+        assert_eq!(
+            key_counter(WorkerKind::Outputs, &data),
+            Some(("samples_duplicate".to_owned(), 0))
+        );
+        assert_eq!(key_counter(WorkerKind::Outputs, &[]), None);
+        let gauges = vec![("link_up".to_owned(), 0.0), ("backlog".to_owned(), 12.0)];
+        assert_eq!(
+            cloud_link(&gauges),
+            CloudLink {
+                up: Some(false),
+                backlog: Some(12.0),
+                upload_lag_ms: None
+            }
+        );
+        assert_eq!(consumers_of(WorkerKind::Monitor).len(), 2);
+        assert!(consumers_of(WorkerKind::Http).is_empty());
+    }
+}

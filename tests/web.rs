@@ -1,0 +1,577 @@
+//! The local web page in a real headless browser (Debian's `chromium`,
+//! driven over the DevTools protocol): it loads, shows every simulated
+//! pack with the values the store holds for the sample it shows, updates
+//! live within 2 s, draws its history charts, shows the pipeline and the
+//! recent events; the live stream, the history API and the CSV download
+//! checked with a plain HTTP client against the store; an exposed server
+//! without a password is refused at start, and a wrong password gets 401.
+//!
+//! Skipped, with a line saying so, only where chromium is not installed
+//! (`./deploy/dev.sh test` installs it).
+
+// Test code: a failed step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use packgate::config::{Config, Secret};
+use packgate::store::{SampleStore, StoredSample};
+use packgate_protocol::PackId;
+use serde_json::Value;
+
+use support::browser::{chromium, Browser};
+use support::wire::start_gateway;
+use support::*;
+
+const PACKS: [&str; 4] = ["sim-01", "sim-02", "sim-03", "sim-04"];
+
+/// `GET path` on `127.0.0.1:port` with an optional `Authorization`: the
+/// status line, the head and the body.
+fn get(port: u16, path: &str, authorization: Option<&str>) -> (String, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head.to_owned(), body)
+}
+
+/// The body of a chunked response.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// The events of the live stream read for `duration`: (event, data).
+fn live_events(port: u16, duration: Duration) -> Vec<(String, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let deadline = Instant::now() + duration;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    let mut events = Vec::new();
+    for block in text.split("\n\n") {
+        let mut name = None;
+        let mut data = None;
+        // Chunk sizes of the transfer encoding sit on lines of their own.
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = Some(n.to_owned());
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data = Some(d.to_owned());
+            }
+        }
+        if let (Some(name), Some(data)) = (name, data) {
+            events.push((name, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    events
+}
+
+/// The stored sample of `pack` with `boot` and `seq`, once stored.
+fn stored(database: &Path, pack: &str, boot: &str, seq: u64) -> StoredSample {
+    let pack = PackId::new(pack).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let store = SampleStore::open_read_only(database).unwrap();
+        let found = store
+            .latest(&pack, 50)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.sample.seq == seq && r.sample.boot_id.to_string() == boot);
+        if let Some(row) = found {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pack} {boot}:{seq} never stored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the page shows of each pack, read from its cards.
+const CARDS: &str = "JSON.stringify([...document.querySelectorAll('article.pack')].map(a => ({
+    id: a.dataset.pack, state: a.dataset.state, seq: Number(a.dataset.seq), boot: a.dataset.boot,
+    timestamp_ms: Number(a.dataset.timestampMs), updated_at: Number(a.dataset.updatedAt),
+    voltage_v: a.dataset.voltageV,
+    shown_voltage: a.querySelector('.v-voltage').textContent,
+    shown_soc: a.querySelector('.v-soc').textContent,
+    shown_current: a.querySelector('.v-current').textContent,
+    cells: a.querySelectorAll('svg.cells rect.cell').length })))";
+
+fn cards(browser: &mut Browser) -> Vec<Value> {
+    let text = browser.eval(CARDS);
+    serde_json::from_str(text.as_str().unwrap_or("[]")).unwrap()
+}
+
+/// The number before the unit of a shown value: `52.61 V` is 52.61.
+fn shown(text: &Value) -> f64 {
+    text.as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Everything the browser checks, run on a thread of its own.
+fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
+    let mut browser = Browser::launch(chromium, 1280, 900);
+    browser.open(&format!("http://127.0.0.1:{port}/"), 1280, 900);
+
+    // Every pack is shown, live.
+    let all = browser.wait_for(
+        "document.body.dataset.live + ' ' + document.querySelectorAll('article.pack').length + ' ' +
+         document.querySelectorAll('article.pack[data-seq]').length",
+        Duration::from_secs(20),
+        |v| v == "live 4 4",
+    );
+    assert_eq!(all, "live 4 4", "the page shows the four packs, live");
+    let first = cards(&mut browser);
+    let ids: Vec<&str> = first.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, PACKS);
+
+    // The values shown are the store's for the sample shown.
+    for card in &first {
+        let pack = card["id"].as_str().unwrap();
+        let row = stored(
+            database,
+            pack,
+            card["boot"].as_str().unwrap(),
+            card["seq"].as_u64().unwrap(),
+        );
+        let r = &row.sample.reading;
+        assert_eq!(card["timestamp_ms"], row.sample.timestamp_ms);
+        assert_eq!(
+            card["voltage_v"].as_str().unwrap().parse::<f32>().unwrap(),
+            r.pack_voltage_v,
+            "{pack}"
+        );
+        let volts = shown(&card["shown_voltage"]);
+        assert!(
+            (volts - f64::from(r.pack_voltage_v)).abs() <= 0.005 + 1e-6,
+            "{pack}: shown {volts} V, stored {} V",
+            r.pack_voltage_v
+        );
+        let soc = shown(&card["shown_soc"]);
+        assert!(
+            (soc - f64::from(r.soc_pct)).abs() <= 0.05 + 1e-6,
+            "{pack}: shown {soc} %, stored {} %",
+            r.soc_pct
+        );
+        let amps = shown(&card["shown_current"]);
+        assert!((amps - f64::from(r.current_a)).abs() <= 0.005 + 1e-6);
+        assert_eq!(card["cells"], r.cell_voltages_v.0.len(), "a bar per cell");
+        assert_eq!(card["state"], "online");
+    }
+
+    // Live: every pack's card moves on, each sample shown within 2 s of
+    // being taken.
+    let start = Instant::now();
+    let mut updates = 0;
+    let mut slowest = 0;
+    let mut seen: Vec<u64> = first.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    while start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, card) in cards(&mut browser).iter().enumerate() {
+            let seq = card["seq"].as_u64().unwrap();
+            if seq != seen[i] {
+                seen[i] = seq;
+                updates += 1;
+                let delay =
+                    card["updated_at"].as_i64().unwrap() - card["timestamp_ms"].as_i64().unwrap();
+                slowest = slowest.max(delay);
+                assert!(
+                    delay < 2_000,
+                    "{} seq {seq} shown {delay} ms after it was taken",
+                    card["id"]
+                );
+            }
+        }
+    }
+    assert!(
+        updates >= 4 * 3,
+        "{updates} updates in 5 s of four packs polled every second"
+    );
+    eprintln!("{updates} updates seen in 5 s, the slowest shown {slowest} ms after its poll");
+
+    // The history charts: SVG paths with points, for the first pack.
+    let charts = browser.wait_for(
+        "JSON.stringify([...document.querySelectorAll('svg.chart')].map(s => ({
+            id: s.id, points: Number(s.dataset.points),
+            lines: [...s.querySelectorAll('path.line')].map(p => p.getAttribute('d')) })))",
+        Duration::from_secs(70),
+        |v| {
+            let charts: Vec<Value> =
+                serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap_or_default();
+            charts.len() == 4
+                && charts
+                    .iter()
+                    .all(|c| c["points"].as_u64().unwrap_or(0) >= 2)
+        },
+    );
+    let charts: Vec<Value> = serde_json::from_str(charts.as_str().unwrap()).unwrap();
+    eprintln!(
+        "charts drawn {} ms after the live check",
+        start.elapsed().as_millis() - 5_000
+    );
+    for chart in &charts {
+        let points = chart["points"].as_u64().unwrap();
+        assert!(points >= 2, "{chart}");
+        let lines = chart["lines"].as_array().unwrap();
+        let expected_lines = if chart["id"] == "chart-cells" { 2 } else { 1 };
+        assert_eq!(lines.len(), expected_lines, "{chart}");
+        for d in lines {
+            let d = d.as_str().unwrap();
+            let vertices = d.matches(['M', 'L']).count() as u64;
+            assert_eq!(vertices, points, "a vertex per point: {d}");
+        }
+    }
+    let section = browser.eval("document.getElementById('history-section').dataset.pack");
+    assert_eq!(section, "sim-01");
+
+    // The pipeline: the workers of the gateway alive, the packs' events.
+    let alive = browser.wait_for(
+        "[...document.querySelectorAll('#workers td.state.alive')].length",
+        Duration::from_secs(15),
+        |v| v.as_u64().unwrap_or(0) >= 5,
+    );
+    assert!(
+        alive.as_u64().unwrap() >= 5,
+        "collect, data, control, monitor, http alive: {alive}"
+    );
+    let online_events = browser.wait_for(
+        "[...document.querySelectorAll('#events td.pack_online')].length",
+        Duration::from_secs(15),
+        |v| v.as_u64().unwrap_or(0) >= 4,
+    );
+    assert!(online_events.as_u64().unwrap() >= 4, "{online_events}");
+    let commands = browser.eval("document.getElementById('commands-note').textContent");
+    assert_eq!(commands, "none", "no command was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
+    let Some(chromium) = chromium() else {
+        eprintln!(
+            "SKIPPED: chromium is not installed (apt-get install chromium; ./deploy/dev.sh test installs it)"
+        );
+        return;
+    };
+    let broker = TestBroker::start().await;
+    let mut config = sim_config(&broker.url(), broker.dir.path(), 4, 1_000);
+    config.monitor.snapshot_interval_s = 1;
+    let port = free_port();
+    config.http.listen = format!("127.0.0.1:{port}");
+    let (shutdown, gateway) = start_gateway(&config).await;
+    let database = config.database_path();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            SampleStore::open_read_only(&database)
+                .and_then(|s| s.pack_ids())
+                .is_ok_and(|ids| ids.len() == 4)
+        })
+        .await,
+        "the four packs are stored"
+    );
+
+    // The live stream, read directly: a hello, the health, every pack,
+    // then the packs again as they are polled.
+    let events =
+        tokio::task::spawn_blocking(move || live_events(port, Duration::from_millis(3_500)))
+            .await
+            .unwrap();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[..3], ["hello", "overview", "packs"], "{names:?}");
+    assert_eq!(events[0].1["configured"], serde_json::json!(PACKS));
+    assert_eq!(events[0].1["banks"], serde_json::json!([]));
+    assert_eq!(events[2].1["packs"].as_array().unwrap().len(), 4);
+    let first_seq = events[2].1["packs"][0]["seq"].as_u64().unwrap();
+    let later: Vec<u64> = events[3..]
+        .iter()
+        .filter(|(n, _)| n == "packs")
+        .flat_map(|(_, d)| d["packs"].as_array().unwrap().clone())
+        .filter(|p| p["id"] == "sim-01")
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        later.len() >= 2 && later.iter().all(|s| *s > first_seq),
+        "sim-01 after seq {first_seq}: {later:?}"
+    );
+
+    let db = database.clone();
+    tokio::task::spawn_blocking(move || check_in_browser(&chromium, port, &db))
+        .await
+        .unwrap();
+
+    // The history API's charts hold the store's samples of the span.
+    let pack = PackId::new("sim-02").unwrap();
+    let count = |from, to| {
+        SampleStore::open_read_only(&database)
+            .unwrap()
+            .count_between(&pack, from, to)
+            .unwrap()
+    };
+    let (status, _, body) = get(port, "/api/packs/sim-02/history?range=day", None);
+    assert!(status.contains("200"), "{status}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    let (from, to) = (
+        history["from_ms"].as_i64().unwrap(),
+        history["to_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(to - from, 86_400_000);
+    let points = history["points"].as_array().unwrap();
+    let in_points: u64 = points.iter().map(|p| p["n"].as_u64().unwrap()).sum();
+    assert_eq!(in_points, history["samples"].as_u64().unwrap());
+    assert!(in_points > 0 && in_points <= count(from, to), "{in_points}");
+    assert!(points.len() <= 300);
+
+    // The CSV of a span holds exactly the store's rows of that span.
+    let to = packgate::telemetry::now_ms() - 2_000;
+    let from = to - 3_600_000;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let store = SampleStore::open_read_only(&database).unwrap();
+            store.count_between(&pack, to, i64::MAX).unwrap() > 0
+        })
+        .await,
+        "sim-02 has samples after the span"
+    );
+    let (status, head, csv) = get(
+        port,
+        &format!("/api/packs/sim-02/samples.csv?from={from}&to={to}"),
+        None,
+    );
+    assert!(status.contains("200"), "{status}");
+    assert!(head.contains("content-type: text/csv"), "{head}");
+    assert!(
+        head.contains(&format!("filename=\"sim-02_{from}_{to}.csv\"")),
+        "{head}"
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with(
+        "time,timestamp_ms,pack_id,boot_id,seq,quality,pack_voltage_v,current_a,soc_pct"
+    ));
+    let store = SampleStore::open_read_only(&database).unwrap();
+    let (rows, _) = store.page_between(&pack, from, to, None, 100_000).unwrap();
+    assert!(rows.len() >= 5, "{} rows", rows.len());
+    assert_eq!(
+        lines.len(),
+        rows.len() + 1,
+        "a header and a line per stored sample"
+    );
+    for (line, row) in lines[1..].iter().zip(&rows) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let s = &row.sample;
+        assert_eq!(fields[1], s.timestamp_ms.to_string());
+        assert_eq!(fields[2], "sim-02");
+        assert_eq!(fields[4], s.seq.to_string());
+        assert_eq!(fields[6], s.reading.pack_voltage_v.to_string());
+        assert_eq!(fields[7], s.reading.current_a.to_string());
+        assert_eq!(fields[8], s.reading.soc_pct.to_string());
+    }
+    // Only packs the gateway knows; no path through the id.
+    let (status, _, _) = get(port, "/api/packs/sim-09/samples.csv", None);
+    assert!(status.contains("404"), "{status}");
+    let (status, _, _) = get(port, "/api/packs/sim%2F..%2F01/history", None);
+    assert!(status.contains("400"), "{status}");
+    let (status, _, _) = get(
+        port,
+        "/api/packs/sim-01/samples.csv?from=0&to=999999999999",
+        None,
+    );
+    assert!(status.contains("400"), "more than 7 days: {status}");
+
+    shutdown.cancel();
+    let (_report, connection) = gateway.await.unwrap();
+    connection.close(&config.data_dir).await;
+}
+
+fn packgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_packgate"));
+    command.env("PACKGATE_CONFIG", "");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exposed_page_needs_a_password_and_a_wrong_one_gets_401() {
+    // Listening beyond loopback without a password: refused at start,
+    // naming the key, before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let out = packgate()
+        .args([
+            "run",
+            "--sim",
+            "1",
+            "--http-listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("http.password") && stderr.contains("not a loopback address"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("samples.db").exists(), "nothing ran");
+    let file = dir.path().join("exposed.toml");
+    std::fs::write(
+        &file,
+        "[collect]\npoll_interval_ms = 1000\n\n[http]\nlisten = \"0.0.0.0:9640\"\n",
+    )
+    .unwrap();
+    let out = packgate().arg("check-config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The key is left out: its section's line is named.
+    assert!(stderr.contains("line 4: http.password"), "{stderr}");
+
+    // With a password, every path asks for it.
+    let broker = TestBroker::start().await;
+    let mut config: Config = sim_config(&broker.url(), broker.dir.path(), 1, 1_000);
+    let port = free_port();
+    config.http.listen = format!("127.0.0.1:{port}");
+    config.http.password = Some(Secret::from("correct horse"));
+    let (shutdown, gateway) = start_gateway(&config).await;
+    // "packgate:correct horse" and "packgate:wrong"
+    let right = "Basic cGFja2dhdGU6Y29ycmVjdCBob3JzZQ==";
+    let wrong = "Basic cGFja2dhdGU6d3Jvbmc=";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server listens");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let checks = tokio::task::spawn_blocking(move || {
+        for path in [
+            "/",
+            "/metrics",
+            "/api/packs/sim-01/history",
+            "/api/live",
+            "/assets/app.js",
+        ] {
+            let (status, head, _) = get(port, path, None);
+            assert!(status.contains("401"), "{path}: {status}");
+            assert!(head.contains("www-authenticate: Basic"), "{head}");
+            let (status, _, _) = get(port, path, Some(wrong));
+            assert!(
+                status.contains("401"),
+                "{path} with a wrong password: {status}"
+            );
+        }
+        for path in ["/", "/metrics", "/api/packs/sim-01/history"] {
+            let (status, _, _) = get(port, path, Some(right));
+            assert!(status.contains("200"), "{path} with the password: {status}");
+        }
+    });
+    checks.await.unwrap();
+    shutdown.cancel();
+    let (_report, connection) = gateway.await.unwrap();
+    connection.close(&config.data_dir).await;
+}
+
+/// The README's picture of the page: `packgate run --sim 4` as a user
+/// starts it, after `PACKGATE_SCREENSHOT_WAIT_S` seconds (default 600) of
+/// history, at 1280 x 900 (`PACKGATE_SCREENSHOT_HEIGHT` pixels high), into
+/// `docs/web-page.png` (or `PACKGATE_SCREENSHOT_PATH`). Run by hand:
+/// `cargo test -p packgate --test web -- --ignored readme_screenshot`.
+#[test]
+#[ignore = "writes docs/web-page.png; run by hand"]
+fn readme_screenshot() {
+    let chromium = chromium().expect("chromium is installed");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _gateway = KillOnDrop(
+        packgate()
+            .args(["run", "--sim", "4", "--http-listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait_s: u64 = std::env::var("PACKGATE_SCREENSHOT_WAIT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    std::thread::sleep(Duration::from_secs(wait_s));
+    let height: u32 = std::env::var("PACKGATE_SCREENSHOT_HEIGHT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    let mut browser = Browser::launch(&chromium, 1280, height);
+    browser.open(&format!("http://127.0.0.1:{port}/"), 1280, height);
+    let ready = browser.wait_for(
+        "document.querySelectorAll('article.pack').length === 4 && \
+         Number(document.getElementById('chart-cells').dataset.points) > 2 && \
+         document.querySelectorAll('#workers td.state.alive').length >= 5",
+        Duration::from_secs(60),
+        |v| v == true,
+    );
+    assert_eq!(ready, true);
+    // Let the ages and the live values settle for a moment.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let path = std::env::var_os("PACKGATE_SCREENSHOT_PATH").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/web-page.png"),
+        PathBuf::from,
+    );
+    browser.screenshot(&path);
+    let size = std::fs::metadata(&path).unwrap().len();
+    eprintln!("{}: {size} bytes", path.display());
+}
