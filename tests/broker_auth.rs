@@ -3,7 +3,8 @@
 //! and each user tries every escape an attacker with its password would:
 //! purging the samples, deleting a consumer, creating a stream that
 //! republishes onto the control subject, reading other clients' replies,
-//! sending commands, writing to a bus, forging samples, resetting alarms.
+//! sending commands, writing to a bus, forging samples or bank states,
+//! resetting alarms.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -225,6 +226,12 @@ async fn each_broker_user_can_do_only_its_own_job() {
             attacker.publish_refused(bus_subject).await,
             !may_write,
             "{user} and a bus write"
+        );
+        let may_state = user == BrokerUser::Worker(WorkerKind::Bank);
+        assert_eq!(
+            attacker.publish_refused("packgate.banks.house").await,
+            !may_state,
+            "{user} and a bank state"
         );
         let may_sample = user == BrokerUser::Worker(WorkerKind::Collect);
         assert_eq!(

@@ -123,6 +123,9 @@ pub(crate) async fn run_gateway(
     if workers.contains(WorkerKind::Collect) && config.packs.is_empty() {
         bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
     }
+    if workers == WorkerSet::only(WorkerKind::Bank) && config.banks.is_empty() {
+        bail!("no banks configured: add [[banks]] to the configuration");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let shutdown = CancellationToken::new();

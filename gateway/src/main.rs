@@ -51,6 +51,8 @@ enum Action {
     Http(GatewayArgs),
     /// Run only the mqtt worker: the packs in Home Assistant.
     Mqtt(GatewayArgs),
+    /// Run only the bank worker: each bank's state and charge limits.
+    Bank(GatewayArgs),
     /// Workers, packs, streams, the cloud link, recent alarms and commands
     /// at a glance.
     Status {
@@ -424,6 +426,7 @@ impl Action {
                 | Action::Monitor(_)
                 | Action::Http(_)
                 | Action::Mqtt(_)
+                | Action::Bank(_)
                 | Action::Cloud(_)
         )
     }
@@ -485,6 +488,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
         Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
         Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
+        Action::Bank(args) => block_on(run_one(&args, WorkerKind::Bank)),
         Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),

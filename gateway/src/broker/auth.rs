@@ -159,6 +159,11 @@ impl BrokerUser {
                         // the control worker checks and audits.
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());
                     }
+                    WorkerKind::Bank => {
+                        p.subscribe.push(names::ALL_SAMPLES_SUBJECT.to_owned());
+                        p.publish
+                            .extend(names::BANKS_STREAM.subjects.iter().map(|s| (*s).to_owned()));
+                    }
                     WorkerKind::Outputs => {
                         p.subscribe.extend([
                             names::ALL_EVENTS_SUBJECT.to_owned(),
@@ -442,6 +447,23 @@ mod tests {
                 "{user} may read other clients' replies"
             );
         }
+    }
+
+    #[test]
+    fn only_the_bank_worker_publishes_bank_states() {
+        for user in BrokerUser::all() {
+            let p = user.permissions();
+            assert_eq!(
+                p.publish.iter().any(|s| s.starts_with("packgate.banks")),
+                user == BrokerUser::Worker(WorkerKind::Bank),
+                "{user}"
+            );
+        }
+        let bank = BrokerUser::Worker(WorkerKind::Bank).permissions();
+        assert!(bank
+            .subscribe
+            .contains(&names::ALL_SAMPLES_SUBJECT.to_owned()));
+        assert!(!bank.allow_responses);
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub fn key_counter(kind: WorkerKind, counters: &[(String, u64)]) -> Option<(Stri
         WorkerKind::Control => &["commands_received", "applied"],
         WorkerKind::Monitor => &["snapshots_stored"],
         WorkerKind::Http => &["scrapes"],
-        WorkerKind::Mqtt => &["states_published"],
+        WorkerKind::Mqtt | WorkerKind::Bank => &["states_published"],
         WorkerKind::Outputs => &[],
     };
     preferred
@@ -105,7 +105,8 @@ pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
         | WorkerKind::Control
         | WorkerKind::Outputs
         | WorkerKind::Http
-        | WorkerKind::Mqtt => &[],
+        | WorkerKind::Mqtt
+        | WorkerKind::Bank => &[],
     }
 }
 
