@@ -2,7 +2,8 @@
 //! bank worker on a real nats-server. A state every second whose totals are
 //! those of the samples it names; an over-temperature pack takes its share
 //! out at once; a pack that stops answering is out within the stale age;
-//! with every pack silent both currents are zero and the state says why.
+//! with every pack silent both currents are zero and the state says why;
+//! the data worker stores every state once.
 
 // Test code: a failed step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +17,7 @@ use futures_util::StreamExt;
 use packgate::bank::LimitRules;
 use packgate::config::{BankConfig, Config};
 use packgate::runtime::{run_workers, Broker, RunReport, WorkerSet};
+use packgate::store::SampleStore;
 use packgate::workers::bank::BankMetrics;
 use packgate::workers::collect::PackSet;
 use packgate::workers::WorkerKind;
@@ -171,7 +173,7 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     let shutdown = CancellationToken::new();
     let gateway = {
         let (config, shutdown) = (config.clone(), shutdown.clone());
-        let workers = WorkerSet::of(&[WorkerKind::Collect, WorkerKind::Bank]);
+        let workers = WorkerSet::of(&[WorkerKind::Collect, WorkerKind::Bank, WorkerKind::Data]);
         tokio::spawn(async move {
             run_workers(&config, workers, packs, &connection, shutdown)
                 .await
@@ -298,10 +300,20 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     assert_eq!(counts.states_invalid.get(), 0);
     let gauges = metrics.bank(&BankId::new("house").unwrap()).unwrap();
     assert_eq!(gauges.charge_current_a, 0.0);
-    // Every state published is on the bank stream.
+    // Every state published is on the bank stream, and stored once.
+    let published = counts.states_published.get();
     assert_eq!(
         stream_messages(&broker.url(), names::BANKS_STREAM.name).await,
-        counts.states_published.get()
+        published
     );
+    let data = report.data.expect("the data worker ran");
+    assert_eq!(data.bank_states_stored.get(), published);
+    assert_eq!(data.bank_states_malformed.get(), 0);
+    let store = SampleStore::open_read_only(&config.database_path()).unwrap();
+    assert_eq!(store.bank_state_count().unwrap(), published);
+    let house = BankId::new("house").unwrap();
+    let newest = &store.latest_bank_states(&house, 1).unwrap()[0].state;
+    assert_eq!(newest.stop, Some(BankStop::NoFreshData));
+    assert_eq!(newest.packs.len(), 3);
     connection.close(&config.data_dir).await;
 }

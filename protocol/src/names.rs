@@ -163,6 +163,14 @@ pub const DATA_CONSUMER: ConsumerSpec = ConsumerSpec {
     max_ack_pending: 20_000,
 };
 
+/// The data worker's consumer of bank states.
+pub const DATA_BANKS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-data-banks",
+    stream: BANKS_STREAM.name,
+    ack_wait: Duration::from_secs(30),
+    max_ack_pending: 2_000,
+};
+
 /// Subject of the advisory the broker sends when it gives up on a message
 /// of `spec`'s consumer after its last allowed delivery:
 /// `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<durable>`.

@@ -102,6 +102,7 @@ impl BrokerUser {
                     }
                     WorkerKind::Data => {
                         p.consume(&names::DATA_CONSUMER);
+                        p.consume(&names::DATA_BANKS_CONSUMER);
                         // Told when the broker gives up on a sample, so it
                         // is counted and recorded, never gone silently.
                         p.subscribe.push(names::max_deliveries_advisory_subject(

@@ -95,7 +95,7 @@ pub fn gauge(gauges: &[(String, f64)], name: &str) -> Option<f64> {
 /// broker for the worker to work.
 pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
     match kind {
-        WorkerKind::Data => &[names::DATA_CONSUMER],
+        WorkerKind::Data => &[names::DATA_CONSUMER, names::DATA_BANKS_CONSUMER],
         WorkerKind::Monitor => &[
             names::MONITOR_METRICS_CONSUMER,
             names::MONITOR_EVENTS_CONSUMER,
