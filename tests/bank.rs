@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use packgate::bank::LimitRules;
-use packgate::config::{BankConfig, Config};
+use packgate::config::{BankConfig, Config, ConfigSource};
 use packgate::runtime::{run_workers, Broker, RunReport, WorkerSet};
 use packgate::store::SampleStore;
 use packgate::workers::bank::BankMetrics;
@@ -282,6 +282,39 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     assert_eq!(
         (state.charge_current_a, state.discharge_current_a),
         (0.0, 0.0)
+    );
+
+    // status and watch show the bank as it is.
+    let mut out = Vec::new();
+    packgate::cli::status::status(
+        &config,
+        &ConfigSource::Defaults,
+        Some(client.clone()),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let status = String::from_utf8(out).unwrap();
+    let block = status.split("\nBanks\n").nth(1).expect("a Banks section");
+    assert!(
+        block.starts_with("  house            0/3 packs online"),
+        "{status}"
+    );
+    assert!(block.contains("CCL 0.0 A"), "{status}");
+    assert!(
+        block.contains("STOPPED: no pack has fresh data: charge and discharge currents are 0"),
+        "{status}"
+    );
+    let mut out = Vec::new();
+    packgate::cli::watch::watch(client.clone(), &mut out, true, CancellationToken::new())
+        .await
+        .unwrap();
+    let watched = String::from_utf8(out).unwrap();
+    assert!(
+        watched
+            .lines()
+            .any(|l| l.starts_with("bank house") && l.contains("0/3 packs")),
+        "{watched}"
     );
 
     shutdown.cancel();

@@ -82,6 +82,7 @@ impl BrokerUser {
                 p.subscribe.extend([
                     names::ALL_SAMPLES_SUBJECT.to_owned(),
                     names::ALL_EVENTS_SUBJECT.to_owned(),
+                    names::ALL_BANKS_SUBJECT.to_owned(),
                 ]);
             }
             BrokerUser::Worker(kind) => {
