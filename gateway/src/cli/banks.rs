@@ -13,7 +13,7 @@ use crate::store::StoredBankState;
 
 fn derating(d: Derating) -> &'static str {
     match d {
-        Derating::None => "full",
+        Derating::None => "ratings or site",
         Derating::CellVoltage => "cell voltage",
         Derating::Temperature => "temperature",
         Derating::StateOfCharge => "state of charge",
@@ -326,7 +326,7 @@ mod tests {
             "state 0.4 s ago (seq 42)",
             "CVL 55.2 V (absorption)",
             "CCL 100.0 A (limited by cell voltage)",
-            "DCL 200.0 A (limited by full)",
+            "DCL 200.0 A (limited by ratings or site)",
             "lowest cell 3.281 V (p1 cell 3)",
             "highest cell 3.550 V (p2 cell 8)",
             "hottest 31.5 °C (p2 sensor 1)",

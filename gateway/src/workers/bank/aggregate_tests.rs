@@ -234,6 +234,22 @@ fn one_high_cell_halves_every_packs_share_of_the_charge_current() {
     assert_eq!((state.packs_total, state.packs_online), (3, 3));
     assert_eq!(state.msg_id(), "house:0000000000000009:b2");
     packgate_protocol::WireMessage::check(&state).unwrap();
+
+    // With the README's site limits of 200 A: the high cell still rules the
+    // charge side, the site the discharge side.
+    let site = LimitRules {
+        site_max_charge_a: 200.0,
+        site_max_discharge_a: 200.0,
+        ..rules()
+    };
+    let mut controller = LimitsController::new(site);
+    controller.update(&views, start);
+    let limits = controller.update(&views, start + Duration::from_secs(1));
+    let state = bank_state(stamp(2), &site, &inputs(&packs), &limits);
+    assert!(close(state.charge_current_a, 150.0));
+    assert_eq!(state.charge_derating, Derating::CellVoltage);
+    assert!(close(state.discharge_current_a, 200.0));
+    assert_eq!(state.discharge_derating, Derating::None);
 }
 
 #[test]
