@@ -305,6 +305,16 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
     }
     config.collect.poll_interval_ms = 100;
     config.add_sim_packs(2).unwrap();
+    // A bank, so its worker runs on its own user too.
+    config.banks.push(packgate::config::BankConfig {
+        name: packgate_protocol::BankId::new("house").unwrap(),
+        packs: config.packs.iter().map(|p| p.id.clone()).collect(),
+        pack_max_charge_a: None,
+        pack_max_discharge_a: None,
+        pack_capacity_ah: None,
+        limits: packgate::bank::LimitRules::default(),
+    });
+    config.validate("test").unwrap();
     let broker = Broker::open(&config, "test").await.unwrap();
     let url = broker.server.as_ref().unwrap().url();
     let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
@@ -344,5 +354,18 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
         monitor.snapshots_stored.get() > 0,
         "the monitor stored no snapshot"
     );
+    // The bank worker follows the samples and publishes its states, which
+    // the data worker stores.
+    let bank = report
+        .workers
+        .iter()
+        .find(|(kind, _)| *kind == WorkerKind::Bank)
+        .and_then(|(_, m)| m.get::<packgate::workers::bank::BankMetrics>())
+        .expect("the bank worker ran");
+    let states = bank.counts.states_published.get();
+    assert!(states >= 1, "no bank state published");
+    assert_eq!(bank.counts.publish_failures.get(), 0);
+    assert!(bank.counts.samples_taken.get() >= 20);
+    assert_eq!(data.bank_states_stored.get(), states);
     broker.close(dir.path()).await;
 }
