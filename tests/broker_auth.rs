@@ -3,7 +3,8 @@
 //! and each user tries every escape an attacker with its password would:
 //! purging the samples, deleting a consumer, creating a stream that
 //! republishes onto the control subject, reading other clients' replies,
-//! sending commands, writing to a bus, forging samples, resetting alarms.
+//! sending commands, writing to a bus, forging samples or bank states,
+//! resetting alarms.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -226,6 +227,12 @@ async fn each_broker_user_can_do_only_its_own_job() {
             !may_write,
             "{user} and a bus write"
         );
+        let may_state = user == BrokerUser::Worker(WorkerKind::Bank);
+        assert_eq!(
+            attacker.publish_refused("packgate.banks.house").await,
+            !may_state,
+            "{user} and a bank state"
+        );
         let may_sample = user == BrokerUser::Worker(WorkerKind::Collect);
         assert_eq!(
             attacker.publish_refused("packgate.samples.p1").await,
@@ -298,6 +305,16 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
     }
     config.collect.poll_interval_ms = 100;
     config.add_sim_packs(2).unwrap();
+    // A bank, so its worker runs on its own user too.
+    config.banks.push(packgate::config::BankConfig {
+        name: packgate_protocol::BankId::new("house").unwrap(),
+        packs: config.packs.iter().map(|p| p.id.clone()).collect(),
+        pack_max_charge_a: None,
+        pack_max_discharge_a: None,
+        pack_capacity_ah: None,
+        limits: packgate::bank::LimitRules::default(),
+    });
+    config.validate("test").unwrap();
     let broker = Broker::open(&config, "test").await.unwrap();
     let url = broker.server.as_ref().unwrap().url();
     let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
@@ -337,5 +354,18 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
         monitor.snapshots_stored.get() > 0,
         "the monitor stored no snapshot"
     );
+    // The bank worker follows the samples and publishes its states, which
+    // the data worker stores.
+    let bank = report
+        .workers
+        .iter()
+        .find(|(kind, _)| *kind == WorkerKind::Bank)
+        .and_then(|(_, m)| m.get::<packgate::workers::bank::BankMetrics>())
+        .expect("the bank worker ran");
+    let states = bank.counts.states_published.get();
+    assert!(states >= 1, "no bank state published");
+    assert_eq!(bank.counts.publish_failures.get(), 0);
+    assert!(bank.counts.samples_taken.get() >= 20);
+    assert_eq!(data.bank_states_stored.get(), states);
     broker.close(dir.path()).await;
 }

@@ -145,7 +145,11 @@ async fn status_shows_a_data_worker_that_does_not_store_as_not_healthy() {
     let client = async_nats::connect(broker.url()).await.unwrap();
     let js = jetstream::new(client.clone());
     ensure_streams(&js, &config.streams).await.unwrap();
+    // The data worker's two consumers, as the supervisor makes them.
     ensure_consumer(&js, &names::DATA_CONSUMER).await.unwrap();
+    ensure_consumer(&js, &names::DATA_BANKS_CONSUMER)
+        .await
+        .unwrap();
     let subject = names::sample_subject(&PackId::new("p1").unwrap());
     for _ in 0..3 {
         js.publish(subject.clone(), vec![1, 2, 3].into())

@@ -12,8 +12,8 @@ use packgate::config::Config;
 
 const EXAMPLE: &str = include_str!("../deploy/packgate.example.toml");
 
-/// One of each kind of bus, pack, simulated load and output, and a site
-/// limit: what the defaults leave empty.
+/// One of each kind of bus, pack, simulated load and output, a bank and a
+/// site limit: what the defaults leave empty.
 const VARIANTS: &str = r#"
 [[buses]]
 name = "rtu"
@@ -96,6 +96,13 @@ id = "sim-scripted"
 driver = "sim"
 [packs.sim]
 load = { kind = "scripted", steps = [{ duration_s = 60.0, current_a = 10.0 }], repeat = true }
+
+[[banks]]
+name = "house"
+packs = ["modbus-1", "sim-walk"]
+pack_max_charge_a = 100.0
+pack_max_discharge_a = 100.0
+pack_capacity_ah = 280.0
 
 [control.site_limits]
 charge_current_limit_a = { min = 0.0, max = 80.0 }
@@ -232,6 +239,7 @@ fn every_kind_of_bus_pack_load_and_output_has_its_keys_in_the_example() {
     let config: Config = toml::from_str(VARIANTS).unwrap();
     assert_eq!(config.buses.len(), 6);
     assert_eq!(config.packs.len(), 8);
+    assert_eq!(config.banks.len(), 1);
     let documented = documented_paths(EXAMPLE);
     let missing: Vec<String> = config_paths(&config)
         .into_iter()

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use packgate_protocol::{
-    decode, encode, Command, CommandReply, Event, MetricsSnapshot, Sample, WireMessage,
+    decode, encode, BankState, Command, CommandReply, Event, MetricsSnapshot, Sample,
+    WireMessage,
 };
 
 fn check<M: WireMessage>(bytes: &[u8]) {
@@ -27,4 +28,5 @@ fuzz_target!(|data: &[u8]| {
     check::<Command>(data);
     check::<CommandReply>(data);
     check::<MetricsSnapshot>(data);
+    check::<BankState>(data);
 });

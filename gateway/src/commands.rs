@@ -8,19 +8,17 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use packgate::bench::{run_bench, BenchOptions};
 use packgate::broker::{BrokerCredentials, BrokerUser};
-use packgate::cli::render::{write_samples, OutputFormat};
 use packgate::cli::sim::{run_sim, SimOptions};
 use packgate::config::{Config, ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
 use packgate::runtime::{
     cancel_on_signals, credentials_path, run_workers, Broker, WorkerSet, BROKER_URL_FILE,
 };
-use packgate::store::SampleStore;
 use packgate::workers::collect::PackSet;
 use packgate::workers::WorkerKind;
 use packgate_protocol::PackId;
 use tokio_util::sync::CancellationToken;
 
-use crate::{BrokerArgs, ConfigArgs, GatewayArgs, ProfilesCommand};
+use crate::{BrokerArgs, GatewayArgs, ProfilesCommand};
 
 /// Standard output, locked. Commands write through it with `write!` and
 /// pass the error up: a reader that went away (`| head -1`) then ends the
@@ -122,6 +120,9 @@ pub(crate) async fn run_gateway(
     let config = args.load()?;
     if workers.contains(WorkerKind::Collect) && config.packs.is_empty() {
         bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
+    }
+    if workers == WorkerSet::only(WorkerKind::Bank) && config.banks.is_empty() {
+        bail!("no banks configured: add [[banks]] to the configuration");
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -362,32 +363,6 @@ pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()>
     cancel_on_signals(shutdown.clone());
     let mut stdout = std::io::stdout();
     packgate::cli::watch::watch(client, &mut stdout, once, shutdown).await?;
-    Ok(())
-}
-
-pub(crate) fn query_samples(
-    pack: &PackId,
-    limit: usize,
-    format: OutputFormat,
-    source: &ConfigArgs,
-    database: Option<&PathBuf>,
-) -> anyhow::Result<()> {
-    let path = match database {
-        Some(path) => path.clone(),
-        None => source.load()?.database_path(),
-    };
-    let store = SampleStore::open_read_only(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let rows = store.latest(pack, limit)?;
-    if rows.is_empty() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "no samples of pack {pack} in {}",
-            path.display()
-        );
-    }
-    let mut stdout = std::io::stdout().lock();
-    write_samples(&mut stdout, &rows, format)?;
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! The `packgate` command.
 
 mod commands;
+mod query;
 
 use commands::{
-    bench, broker_users, can_decode, check_config, command, profiles, query_samples, reset_alarm,
-    run_gateway, run_one, sim, status, sunspec_scan, watch,
+    bench, broker_users, can_decode, check_config, command, profiles, reset_alarm, run_gateway,
+    run_one, sim, status, sunspec_scan, watch,
 };
 
 use std::future::Future;
@@ -14,12 +15,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use packgate::cli::render::OutputFormat;
 use packgate::config::{Config, ConfigError, ConfigSource, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
 use packgate_protocol::PackId;
+use query::QueryCommand;
 
 /// Edge gateway for battery packs: polls each pack's BMS into NATS
 /// JetStream and runs the workers on that stream.
@@ -51,6 +52,8 @@ enum Action {
     Http(GatewayArgs),
     /// Run only the mqtt worker: the packs in Home Assistant.
     Mqtt(GatewayArgs),
+    /// Run only the bank worker: each bank's state and charge limits.
+    Bank(GatewayArgs),
     /// Workers, packs, streams, the cloud link, recent alarms and commands
     /// at a glance.
     Status {
@@ -85,7 +88,7 @@ enum Action {
         #[command(subcommand)]
         what: QueryCommand,
     },
-    /// Show live samples, one line per pack.
+    /// Show live samples, one line per pack, and one per bank.
     Watch {
         #[command(flatten)]
         target: BrokerArgs,
@@ -279,27 +282,6 @@ fn parse_fault(text: &str) -> Result<(u8, packgate_sim::Faults), String> {
     packgate::cli::sim::parse_fault(text).map_err(|e| e.to_string())
 }
 
-#[derive(Debug, Subcommand)]
-enum QueryCommand {
-    /// The latest samples of one pack, newest first.
-    Samples {
-        /// The pack.
-        #[arg(long)]
-        pack: PackId,
-        /// Most rows.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: OutputFormat,
-        #[command(flatten)]
-        source: ConfigArgs,
-        /// The database file (default: from the configuration).
-        #[arg(long)]
-        database: Option<PathBuf>,
-    },
-}
-
 /// Where the configuration comes from.
 #[derive(Debug, Args)]
 struct ConfigArgs {
@@ -424,6 +406,7 @@ impl Action {
                 | Action::Monitor(_)
                 | Action::Http(_)
                 | Action::Mqtt(_)
+                | Action::Bank(_)
                 | Action::Cloud(_)
         )
     }
@@ -485,6 +468,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
         Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
         Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
+        Action::Bank(args) => block_on(run_one(&args, WorkerKind::Bank)),
         Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),
@@ -496,16 +480,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             action: SetAction::Set { setting, value },
         } => block_on(command(&target, pack, setting, value, ttl_s, id)),
         Action::CheckConfig { file } => check_config(file.as_deref()),
-        Action::Query {
-            what:
-                QueryCommand::Samples {
-                    pack,
-                    limit,
-                    format,
-                    source,
-                    database,
-                },
-        } => query_samples(&pack, limit, format, &source, database.as_ref()),
+        Action::Query { what } => query::query(what),
         Action::Watch { target, once } => block_on(watch(&target, once)),
         Action::Sim {
             packs,

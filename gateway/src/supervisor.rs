@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::runtime::Broker;
 use crate::telemetry::snapshot::spawn_metrics_publisher;
+use crate::workers::bank::BankWorker;
 use crate::workers::cloud::{CloudMetrics, CloudWorker};
 use crate::workers::collect::{
     CollectMetrics, CollectWorker, PackSet, PackSetError, PublisherReport,
@@ -166,6 +167,11 @@ pub fn build_workers(
     if on(WorkerKind::Mqtt) && config.mqtt.enabled {
         workers.push(Box::new(
             MqttWorker::new(config).map_err(|e| WorkerError::new(WorkerKind::Mqtt, e))?,
+        ));
+    }
+    if on(WorkerKind::Bank) && !config.banks.is_empty() {
+        workers.push(Box::new(
+            BankWorker::new(config).map_err(|e| WorkerError::new(WorkerKind::Bank, e))?,
         ));
     }
     if on(WorkerKind::Outputs) {

@@ -37,6 +37,8 @@ pub enum MessageKind {
     CommandReply = 4,
     /// A [`MetricsSnapshot`].
     MetricsSnapshot = 5,
+    /// A [`BankState`](crate::BankState).
+    BankState = 6,
 }
 
 impl MessageKind {
@@ -47,6 +49,7 @@ impl MessageKind {
             3 => MessageKind::Command,
             4 => MessageKind::CommandReply,
             5 => MessageKind::MetricsSnapshot,
+            6 => MessageKind::BankState,
             _ => return None,
         })
     }
@@ -366,17 +369,19 @@ mod tests {
             let _ = decode::<Command>(&bytes);
             let _ = decode::<CommandReply>(&bytes);
             let _ = decode::<MetricsSnapshot>(&bytes);
+            let _ = decode::<BankState>(&bytes);
         }
 
         #[test]
         fn valid_envelope_with_garbage_payload_never_panics(
-            kind in 1u8..=5, payload in prop::collection::vec(any::<u8>(), 0..512)
+            kind in 1u8..=6, payload in prop::collection::vec(any::<u8>(), 0..512)
         ) {
             let mut bytes = vec![SCHEMA_VERSION, kind];
             bytes.extend(payload);
             let _ = decode::<Sample>(&bytes);
             let _ = decode::<Event>(&bytes);
             let _ = decode::<MetricsSnapshot>(&bytes);
+            let _ = decode::<BankState>(&bytes);
         }
 
         #[test]

@@ -5,6 +5,7 @@
 //! This crate is pure: no I/O, no async runtime. Everything here can be
 //! unit- and property-tested without a broker.
 
+pub mod bank;
 pub mod codec;
 pub mod command;
 pub mod event;
@@ -16,12 +17,16 @@ mod rules;
 pub mod sample;
 mod sample_v1;
 
+pub use bank::{
+    BankPack, BankState, BankStop, ChargeStage, Derating, Extreme, PackShare, SocWeighting,
+    MAX_BANK_PACKS,
+};
 pub use codec::{
     decode, encode, DecodeError, MessageKind, WireMessage, OLDEST_READABLE_VERSION, SCHEMA_VERSION,
 };
 pub use command::{Command, CommandId, CommandOrigin, CommandOutcome, CommandReply, SettingName};
 pub use event::{Event, EventKind};
-pub use ids::{BootId, IdError, PackId};
+pub use ids::{BankId, BootId, IdError, PackId, MAX_BANK_ID_LEN};
 pub use limits::RuleError;
 pub use metrics::{LatencySummary, MetricsSnapshot};
 pub use sample::{

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::ids::PackId;
+use crate::ids::{BankId, PackId};
 
 /// Root of every packgate subject on the local broker.
 pub const SUBJECT_ROOT: &str = "packgate";
@@ -24,6 +24,20 @@ pub fn event_subject(pack: &PackId) -> String {
 /// Subject of one worker's metrics: `packgate.metrics.<worker>`.
 pub fn metrics_subject(worker: &str) -> String {
     format!("{SUBJECT_ROOT}.metrics.{worker}")
+}
+
+/// Subject of one bank's states: `packgate.banks.<bank>`.
+pub fn bank_subject(bank: &BankId) -> String {
+    format!("{SUBJECT_ROOT}.banks.{bank}")
+}
+
+/// Every bank's states, for live views.
+pub const ALL_BANKS_SUBJECT: &str = "packgate.banks.>";
+
+/// The bank a bank subject names: `packgate.banks.<bank>`; `None` for any
+/// other subject or an invalid bank id.
+pub fn bank_of_subject(subject: &str) -> Option<BankId> {
+    BankId::new(subject.strip_prefix("packgate.banks.")?).ok()
 }
 
 /// Request-reply subject of the control worker (commands in, replies out).
@@ -110,8 +124,22 @@ pub const METRICS_STREAM: StreamSpec = StreamSpec {
     duplicate_window: Duration::from_secs(120),
 };
 
+/// Bank states (one a second per bank), a few hundred bytes each.
+pub const BANKS_STREAM: StreamSpec = StreamSpec {
+    name: "PACKGATE_BANKS",
+    subjects: &["packgate.banks.>"],
+    max_bytes: 256 * 1024 * 1024,
+    max_age: Duration::from_secs(7 * 24 * 3600),
+    duplicate_window: Duration::from_secs(120),
+};
+
 /// Every stream, in creation order.
-pub const STREAMS: [&StreamSpec; 3] = [&SAMPLES_STREAM, &EVENTS_STREAM, &METRICS_STREAM];
+pub const STREAMS: [&StreamSpec; 4] = [
+    &SAMPLES_STREAM,
+    &EVENTS_STREAM,
+    &METRICS_STREAM,
+    &BANKS_STREAM,
+];
 
 /// A durable pull consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +161,14 @@ pub const DATA_CONSUMER: ConsumerSpec = ConsumerSpec {
     stream: SAMPLES_STREAM.name,
     ack_wait: Duration::from_secs(30),
     max_ack_pending: 20_000,
+};
+
+/// The data worker's consumer of bank states.
+pub const DATA_BANKS_CONSUMER: ConsumerSpec = ConsumerSpec {
+    durable: "packgate-data-banks",
+    stream: BANKS_STREAM.name,
+    ack_wait: Duration::from_secs(30),
+    max_ack_pending: 2_000,
 };
 
 /// Subject of the advisory the broker sends when it gives up on a message
@@ -240,6 +276,15 @@ mod tests {
         assert!(!covered(CONTROL_SUBJECT, &EVENTS_STREAM));
         assert!(covered(ALL_SAMPLES_SUBJECT, &SAMPLES_STREAM));
         assert!(covered(ALL_EVENTS_SUBJECT, &EVENTS_STREAM));
+        let bank = BankId::new("house").unwrap();
+        assert_eq!(bank_subject(&bank), "packgate.banks.house");
+        assert!(covered(&bank_subject(&bank), &BANKS_STREAM));
+        assert!(covered(ALL_BANKS_SUBJECT, &BANKS_STREAM));
+        assert!(!covered(&bank_subject(&bank), &SAMPLES_STREAM));
+        assert!(!covered(&sample_subject(&pack), &BANKS_STREAM));
+        assert_eq!(bank_of_subject(&bank_subject(&bank)), Some(bank));
+        assert_eq!(bank_of_subject("packgate.banks.a.b"), None);
+        assert_eq!(bank_of_subject("packgate.samples.a"), None);
     }
 
     #[test]

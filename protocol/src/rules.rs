@@ -2,12 +2,14 @@
 //! [`decode`](crate::decode): string caps, storable and physically
 //! possible numbers (see [`crate::limits`]).
 
+use crate::bank::{BankState, Extreme, PackShare, MAX_BANK_PACKS};
 use crate::codec::{MessageKind, WireMessage};
 use crate::limits::{
     check_f64, check_len, check_seq, RuleError, MAX_COMMAND_ID_LEN, MAX_INSTANCE_LEN,
     MAX_METRICS_PER_SNAPSHOT, MAX_METRIC_NAME_LEN, MAX_REASON_LEN, MAX_SERIAL_NUMBER_LEN,
-    MAX_SETTING_NAME_LEN, MAX_VERSION_LEN, MAX_WORKER_NAME_LEN,
+    MAX_SETTING_NAME_LEN, MAX_TIMESTAMP_MS, MAX_VERSION_LEN, MAX_WORKER_NAME_LEN,
 };
+use crate::sample::{CELL_VOLTAGE_RANGE_V, MAX_CURRENT_A, MAX_PACK_VOLTAGE_V, TEMPERATURE_RANGE_C};
 use crate::{
     Command, CommandOutcome, CommandReply, Event, EventKind, MetricsSnapshot, Sample, SampleError,
 };
@@ -108,6 +110,101 @@ impl WireMessage for MetricsSnapshot {
             check_len("latencies", &latency.name, MAX_METRIC_NAME_LEN)?;
             for value in [latency.p50_ms, latency.p99_ms, latency.max_ms] {
                 check_f64("latencies", value, 0.0, f64::MAX)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest bank current, A, either sign: every pack at the largest pack
+/// current.
+const MAX_BANK_CURRENT_A: f64 = MAX_CURRENT_A as f64 * MAX_BANK_PACKS as f64;
+
+/// Checks that an `f32` field is finite and within `min..=max`.
+fn check_f32(field: &'static str, value: f32, min: f64, max: f64) -> Result<(), RuleError> {
+    check_f64(field, f64::from(value), min, max)
+}
+
+fn check_extreme(
+    field: &'static str,
+    extreme: Option<&Extreme>,
+    range: (f32, f32),
+) -> Result<(), RuleError> {
+    match extreme {
+        Some(e) => check_f32(field, e.value, f64::from(range.0), f64::from(range.1)),
+        None => Ok(()),
+    }
+}
+
+impl WireMessage for BankState {
+    const KIND: MessageKind = MessageKind::BankState;
+    fn check(&self) -> Result<(), RuleError> {
+        check_seq("seq", self.seq)?;
+        if !(0..=MAX_TIMESTAMP_MS).contains(&self.timestamp_ms) {
+            return Err(RuleError::OutOfRange {
+                field: "timestamp_ms",
+                detail: format!("{} is not within 0..={MAX_TIMESTAMP_MS}", self.timestamp_ms),
+            });
+        }
+        if self.packs.len() > MAX_BANK_PACKS {
+            return Err(RuleError::Invalid(format!(
+                "{} packs; a bank holds at most {MAX_BANK_PACKS}",
+                self.packs.len()
+            )));
+        }
+        let listed = self.packs.len();
+        let online = self.packs.iter().filter(|p| p.counted).count();
+        if usize::try_from(self.packs_total).ok() != Some(listed)
+            || usize::try_from(self.packs_online).ok() != Some(online)
+        {
+            return Err(RuleError::Invalid(format!(
+                "{} of {} packs online, but {online} of {listed} listed",
+                self.packs_online, self.packs_total
+            )));
+        }
+        let volts = f64::from(MAX_PACK_VOLTAGE_V);
+        check_f32("voltage_v", self.voltage_v, -volts, volts)?;
+        check_f32(
+            "current_a",
+            self.current_a,
+            -MAX_BANK_CURRENT_A,
+            MAX_BANK_CURRENT_A,
+        )?;
+        check_f32("soc_pct", self.soc_pct, 0.0, 100.0)?;
+        if let Some(soh) = self.soh_pct {
+            check_f32("soh_pct", soh, 0.0, 100.0)?;
+        }
+        check_extreme("min_cell", self.min_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
+        check_extreme("max_cell", self.max_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
+        check_extreme(
+            "min_temperature",
+            self.min_temperature.as_ref(),
+            TEMPERATURE_RANGE_C,
+        )?;
+        check_extreme(
+            "max_temperature",
+            self.max_temperature.as_ref(),
+            TEMPERATURE_RANGE_C,
+        )?;
+        check_f32("charge_voltage_v", self.charge_voltage_v, 0.0, volts)?;
+        check_f32("discharge_voltage_v", self.discharge_voltage_v, 0.0, volts)?;
+        check_f32(
+            "charge_current_a",
+            self.charge_current_a,
+            0.0,
+            MAX_BANK_CURRENT_A,
+        )?;
+        check_f32(
+            "discharge_current_a",
+            self.discharge_current_a,
+            0.0,
+            MAX_BANK_CURRENT_A,
+        )?;
+        for pack in &self.packs {
+            for share in [pack.charge, pack.discharge] {
+                if let PackShare::Allowed { current_a, .. } = share {
+                    check_f32("packs", current_a, 0.0, f64::from(MAX_CURRENT_A))?;
+                }
             }
         }
         Ok(())

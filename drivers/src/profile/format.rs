@@ -52,6 +52,17 @@ pub(crate) struct ProfileFile {
     /// is marked suspect.
     #[serde(default)]
     pub(crate) max_current_a: Option<f64>,
+    /// The charge current the pack is rated for, amperes: its share of a
+    /// bank's charge current limit.
+    #[serde(default)]
+    pub(crate) max_charge_a: Option<f64>,
+    /// The discharge current the pack is rated for, amperes.
+    #[serde(default)]
+    pub(crate) max_discharge_a: Option<f64>,
+    /// The pack's capacity, ampere-hours: its weight in a bank's state of
+    /// charge.
+    #[serde(default)]
+    pub(crate) capacity_ah: Option<f64>,
     /// Whether `[cells]` lists every series cell (so the pack voltage is
     /// checked against their sum); false when it holds only the highest
     /// and lowest.

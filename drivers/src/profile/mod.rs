@@ -101,6 +101,15 @@ pub struct Profile {
     pub checked_against: String,
     /// The largest current the pack can carry, amperes, when known.
     pub max_current_a: Option<f32>,
+    /// The charge current the pack is rated for, amperes, when the
+    /// profile says: its share of a bank's charge current limit.
+    pub max_charge_a: Option<f64>,
+    /// The discharge current the pack is rated for, amperes, when the
+    /// profile says.
+    pub max_discharge_a: Option<f64>,
+    /// The pack's capacity, ampere-hours, when the profile says: its
+    /// weight in a bank's state of charge.
+    pub capacity_ah: Option<f64>,
     /// Whether the cell list is every series cell.
     pub cells_complete: bool,
     /// Blocks to read at each poll, in order; [`Profile::decode`] takes one
@@ -154,6 +163,9 @@ impl Profile {
             source: file.source,
             checked_against: file.checked_against,
             max_current_a: file.max_current_a.map(|a| a as f32),
+            max_charge_a: file.max_charge_a,
+            max_discharge_a: file.max_discharge_a,
+            capacity_ah: file.capacity_ah,
             cells_complete: file.cells_complete,
             blocks: compiled.blocks,
             settings: compiled.settings,

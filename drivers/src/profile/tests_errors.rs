@@ -387,3 +387,39 @@ fn overlapping_arrays_are_refused() {
     );
     assert_eq!(invalid_path(&two_blocks), "temperatures.offset");
 }
+
+#[test]
+fn ratings_and_capacity_are_optional_and_must_be_positive() {
+    let with = |top: &str| {
+        let text = format!(
+            "name = \"t\"\n{top}\n[[blocks]]\nfunction = 3\nstart = 0\ncount = 40\n{}",
+            minimal(CURRENT)
+        );
+        Profile::from_toml(&text, "test.toml")
+    };
+    let rated = with("max_charge_a = 100.0\nmax_discharge_a = 150.0\ncapacity_ah = 280.0").unwrap();
+    assert_eq!(
+        (rated.max_charge_a, rated.max_discharge_a, rated.capacity_ah),
+        (Some(100.0), Some(150.0), Some(280.0))
+    );
+    let unrated = with("").unwrap();
+    assert_eq!(
+        (
+            unrated.max_charge_a,
+            unrated.max_discharge_a,
+            unrated.capacity_ah
+        ),
+        (None, None, None)
+    );
+    for (top, path) in [
+        ("max_charge_a = 0.0", "max_charge_a"),
+        ("max_discharge_a = -5.0", "max_discharge_a"),
+        ("capacity_ah = nan", "capacity_ah"),
+        ("max_charge_a = 1e9", "max_charge_a"),
+    ] {
+        match with(top) {
+            Err(ProfileError::Invalid { path: got, .. }) => assert_eq!(got, path, "{top}"),
+            other => panic!("{top}: {other:?}"),
+        }
+    }
+}

@@ -130,7 +130,9 @@ pub struct Targets {
     pub shares: Vec<(PackId, Share, Share)>,
 }
 
-fn counts(rules: &LimitRules, pack: &PackView<'_>) -> bool {
+/// Whether `pack` counts under `rules`: its latest sample is fresh and no
+/// older than `stale_after_s`.
+pub fn counts(rules: &LimitRules, pack: &PackView<'_>) -> bool {
     pack.quality == DataQuality::Fresh && pack.age.as_secs_f64() <= rules.stale_after_s
 }
 

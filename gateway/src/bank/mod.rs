@@ -7,7 +7,8 @@ pub mod rules;
 
 pub use curves::Derating;
 pub use limits::{
-    targets, BankLimits, ChargeStage, Excluded, LimitsController, PackView, Share, Stop, Targets,
+    counts, targets, BankLimits, ChargeStage, Excluded, LimitsController, PackView, Share, Stop,
+    Targets,
 };
 pub use rules::{ChemistryLimits, LimitRules};
 

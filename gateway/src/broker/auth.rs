@@ -82,6 +82,7 @@ impl BrokerUser {
                 p.subscribe.extend([
                     names::ALL_SAMPLES_SUBJECT.to_owned(),
                     names::ALL_EVENTS_SUBJECT.to_owned(),
+                    names::ALL_BANKS_SUBJECT.to_owned(),
                 ]);
             }
             BrokerUser::Worker(kind) => {
@@ -102,6 +103,7 @@ impl BrokerUser {
                     }
                     WorkerKind::Data => {
                         p.consume(&names::DATA_CONSUMER);
+                        p.consume(&names::DATA_BANKS_CONSUMER);
                         // Told when the broker gives up on a sample, so it
                         // is counted and recorded, never gone silently.
                         p.subscribe.push(names::max_deliveries_advisory_subject(
@@ -158,6 +160,11 @@ impl BrokerUser {
                         // Home Assistant's setting changes, as commands
                         // the control worker checks and audits.
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());
+                    }
+                    WorkerKind::Bank => {
+                        p.subscribe.push(names::ALL_SAMPLES_SUBJECT.to_owned());
+                        p.publish
+                            .extend(names::BANKS_STREAM.subjects.iter().map(|s| (*s).to_owned()));
                     }
                     WorkerKind::Outputs => {
                         p.subscribe.extend([
@@ -442,6 +449,23 @@ mod tests {
                 "{user} may read other clients' replies"
             );
         }
+    }
+
+    #[test]
+    fn only_the_bank_worker_publishes_bank_states() {
+        for user in BrokerUser::all() {
+            let p = user.permissions();
+            assert_eq!(
+                p.publish.iter().any(|s| s.starts_with("packgate.banks")),
+                user == BrokerUser::Worker(WorkerKind::Bank),
+                "{user}"
+            );
+        }
+        let bank = BrokerUser::Worker(WorkerKind::Bank).permissions();
+        assert!(bank
+            .subscribe
+            .contains(&names::ALL_SAMPLES_SUBJECT.to_owned()));
+        assert!(!bank.allow_responses);
     }
 
     #[test]

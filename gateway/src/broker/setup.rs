@@ -130,23 +130,19 @@ pub const STREAMS_DISK_SHARE: f64 = 0.5;
 /// [`MIN_STREAM_BYTES`]. Limits that fit are returned unchanged.
 pub fn fit_streams_to_disk(limits: &StreamsConfig, disk_bytes: u64) -> StreamsConfig {
     let budget = disk_bytes as f64 * STREAMS_DISK_SHARE;
-    let total: f64 = [&limits.samples, &limits.events, &limits.metrics]
+    let total: f64 = limits
+        .named()
         .iter()
-        .map(|l| l.max_bytes.max(0) as f64)
+        .map(|(_, l)| l.max_bytes.max(0) as f64)
         .sum();
     if total <= budget || total <= 0.0 {
         return limits.clone();
     }
     let scale = budget / total;
-    let fit = |l: &StreamLimits| StreamLimits {
+    limits.map(|l| StreamLimits {
         max_bytes: ((l.max_bytes as f64 * scale) as i64).max(MIN_STREAM_BYTES),
         max_age_s: l.max_age_s,
-    };
-    StreamsConfig {
-        samples: fit(&limits.samples),
-        events: fit(&limits.events),
-        metrics: fit(&limits.metrics),
-    }
+    })
 }
 
 /// Creates or updates every packgate stream; returns what was done to each,
@@ -173,6 +169,7 @@ pub async fn ensure_streams(
                     samples_bytes = smaller.samples.max_bytes,
                     events_bytes = smaller.events.max_bytes,
                     metrics_bytes = smaller.metrics.max_bytes,
+                    banks_bytes = smaller.banks.max_bytes,
                     "the broker cannot reserve the streams' storage; halving them"
                 );
                 limits = smaller;
@@ -189,11 +186,7 @@ async fn ensure_streams_once(
 ) -> Result<Vec<(&'static str, SetupAction)>, (&'static str, Refused)> {
     let mut actions = Vec::with_capacity(STREAMS.len());
     for spec in STREAMS {
-        let limit = match spec.name {
-            n if n == packgate_protocol::names::SAMPLES_STREAM.name => &limits.samples,
-            n if n == packgate_protocol::names::EVENTS_STREAM.name => &limits.events,
-            _ => &limits.metrics,
-        };
+        let limit = limits.of(spec);
         let action = create_or_update(js, spec, &stream_config(spec, limit))
             .await
             .map_err(|refused| (spec.name, refused))?;
@@ -221,15 +214,10 @@ pub const MAX_DELIVERIES: i64 = 20;
 
 /// Every stream at half its size, at least [`MIN_STREAM_BYTES`].
 fn halved(limits: &StreamsConfig) -> StreamsConfig {
-    let half = |l: &StreamLimits| StreamLimits {
+    limits.map(|l| StreamLimits {
         max_bytes: (l.max_bytes / 2).max(MIN_STREAM_BYTES.min(l.max_bytes)),
         max_age_s: l.max_age_s,
-    };
-    StreamsConfig {
-        samples: half(&limits.samples),
-        events: half(&limits.events),
-        metrics: half(&limits.metrics),
-    }
+    })
 }
 
 fn consumer_config(spec: &ConsumerSpec) -> consumer::pull::Config {
@@ -288,6 +276,7 @@ pub async fn ensure_consumer(
 mod tests {
     use super::*;
 
+    /// The bank states stream as large as the metrics stream.
     fn limits(samples: i64, events: i64, metrics: i64) -> StreamsConfig {
         let one = |max_bytes| StreamLimits {
             max_bytes,
@@ -297,6 +286,7 @@ mod tests {
             samples: one(samples),
             events: one(events),
             metrics: one(metrics),
+            banks: one(metrics),
         }
     }
 
@@ -305,7 +295,7 @@ mod tests {
     #[test]
     fn limits_that_fit_are_kept() {
         let want = limits(100 * MIB, 10 * MIB, 10 * MIB);
-        assert_eq!(fit_streams_to_disk(&want, 240 * MIB as u64), want);
+        assert_eq!(fit_streams_to_disk(&want, 260 * MIB as u64), want);
         assert_eq!(fit_streams_to_disk(&want, 10_000 * MIB as u64), want);
     }
 
@@ -314,7 +304,7 @@ mod tests {
         let want = limits(2048 * MIB, 256 * MIB, 256 * MIB);
         let disk = 256 * MIB as u64;
         let fit = fit_streams_to_disk(&want, disk);
-        let total = fit.samples.max_bytes + fit.events.max_bytes + fit.metrics.max_bytes;
+        let total: i64 = fit.named().iter().map(|(_, l)| l.max_bytes).sum();
         assert!(total as f64 <= disk as f64 * STREAMS_DISK_SHARE, "{fit:?}");
         assert!(
             total as f64 > disk as f64 * STREAMS_DISK_SHARE * 0.99,
@@ -337,7 +327,7 @@ mod tests {
     #[test]
     fn a_tiny_disk_still_leaves_each_stream_its_minimum() {
         let fit = fit_streams_to_disk(&limits(2048 * MIB, 256 * MIB, 256 * MIB), 2 * MIB as u64);
-        for l in [fit.samples, fit.events, fit.metrics] {
+        for l in [fit.samples, fit.events, fit.metrics, fit.banks] {
             assert_eq!(l.max_bytes, MIN_STREAM_BYTES);
         }
     }

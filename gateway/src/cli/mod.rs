@@ -1,6 +1,7 @@
 //! The command-line tools beside the workers: query, watch, status, the
 //! simulator, rendering, and the kinds of worker the commands run.
 
+pub mod banks;
 pub mod render;
 pub mod sim;
 pub mod status;

@@ -1,12 +1,13 @@
 //! `packgate watch`: live samples from the broker, one compact line per
-//! pack, redrawn every second.
+//! pack, and one per bank when banks publish their states, redrawn every
+//! second.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use packgate_protocol::{decode, names, DataQuality, PackId, Sample};
+use packgate_protocol::{decode, names, BankId, BankState, DataQuality, PackId, Sample};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +61,12 @@ pub async fn watch(
         .subscribe(names::ALL_SAMPLES_SUBJECT)
         .await
         .map_err(|e| WatchError::Subscribe(e.to_string()))?;
+    let mut banks_subscriber = client
+        .subscribe(names::ALL_BANKS_SUBJECT)
+        .await
+        .map_err(|e| WatchError::Subscribe(e.to_string()))?;
     let mut latest: BTreeMap<PackId, (Sample, Instant)> = BTreeMap::new();
+    let mut banks: BTreeMap<BankId, (BankState, Instant)> = BTreeMap::new();
     let mut malformed = 0u64;
     let mut redraw = tokio::time::interval(Duration::from_secs(1));
     redraw.tick().await;
@@ -73,6 +79,10 @@ pub async fn watch(
                 },
                 None => return Ok(()),
             },
+            Some(message) = banks_subscriber.next() => match decode::<BankState>(&message.payload) {
+                Ok(state) => { banks.insert(state.bank_id.clone(), (state, Instant::now())); }
+                Err(_) => malformed += 1,
+            },
             _ = redraw.tick() => {
                 if !once {
                     // Clear the screen and go home, like `watch(1)`.
@@ -82,6 +92,10 @@ pub async fn watch(
                     if malformed > 0 { format!(", {malformed} malformed messages") } else { String::new() })?;
                 for (sample, at) in latest.values() {
                     writeln!(out, "{}", pack_line(sample, at.elapsed()))?;
+                }
+                for (state, at) in banks.values() {
+                    let age_ms = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+                    writeln!(out, "{}", crate::cli::banks::bank_line(state, age_ms))?;
                 }
                 out.flush()?;
                 if once {

@@ -85,15 +85,54 @@ pub struct StreamsConfig {
     pub events: StreamLimits,
     /// The metrics stream.
     pub metrics: StreamLimits,
+    /// The bank states stream.
+    pub banks: StreamLimits,
+}
+
+impl StreamsConfig {
+    /// Each stream's limits with its name in the configuration
+    /// (`streams.<name>`), in the order of the file.
+    pub fn named(&self) -> [(&'static str, &StreamLimits); 4] {
+        [
+            ("samples", &self.samples),
+            ("events", &self.events),
+            ("metrics", &self.metrics),
+            ("banks", &self.banks),
+        ]
+    }
+
+    /// The limits of the stream `spec` names.
+    pub fn of(&self, spec: &packgate_protocol::names::StreamSpec) -> &StreamLimits {
+        use packgate_protocol::names::{BANKS_STREAM, EVENTS_STREAM, SAMPLES_STREAM};
+        match spec.name {
+            n if n == SAMPLES_STREAM.name => &self.samples,
+            n if n == EVENTS_STREAM.name => &self.events,
+            n if n == BANKS_STREAM.name => &self.banks,
+            _ => &self.metrics,
+        }
+    }
+
+    /// Every stream's limits changed by `f`.
+    pub fn map(&self, f: impl Fn(&StreamLimits) -> StreamLimits) -> Self {
+        Self {
+            samples: f(&self.samples),
+            events: f(&self.events),
+            metrics: f(&self.metrics),
+            banks: f(&self.banks),
+        }
+    }
 }
 
 impl Default for StreamsConfig {
     fn default() -> Self {
-        use packgate_protocol::names::{EVENTS_STREAM, METRICS_STREAM, SAMPLES_STREAM};
+        use packgate_protocol::names::{
+            BANKS_STREAM, EVENTS_STREAM, METRICS_STREAM, SAMPLES_STREAM,
+        };
         Self {
             samples: StreamLimits::of(&SAMPLES_STREAM),
             events: StreamLimits::of(&EVENTS_STREAM),
             metrics: StreamLimits::of(&METRICS_STREAM),
+            banks: StreamLimits::of(&BANKS_STREAM),
         }
     }
 }

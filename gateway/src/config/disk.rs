@@ -23,12 +23,7 @@ impl Config {
         if self.streams == StreamsConfig::default() {
             return Ok(());
         }
-        let s = &self.streams;
-        let streams = [
-            ("samples", s.samples.max_bytes),
-            ("events", s.events.max_bytes),
-            ("metrics", s.metrics.max_bytes),
-        ];
+        let streams = self.streams.named().map(|(name, l)| (name, l.max_bytes));
         let wanted = streams
             .iter()
             .map(|(_, max)| bytes(*max))
@@ -68,14 +63,12 @@ impl Config {
             }
         };
         self.check_streams_against_disk(space, origin)?;
-        let wanted: i64 = [
-            &self.streams.samples,
-            &self.streams.events,
-            &self.streams.metrics,
-        ]
-        .iter()
-        .map(|limits| limits.max_bytes)
-        .fold(0, i64::saturating_add);
+        let wanted: i64 = self
+            .streams
+            .named()
+            .iter()
+            .map(|(_, limits)| limits.max_bytes)
+            .fold(0, i64::saturating_add);
         let held = bytes_under(&self.data_dir.join("nats"));
         if self.broker.url.is_some() && bytes(wanted) > space.available_bytes.saturating_add(held) {
             tracing::warn!(

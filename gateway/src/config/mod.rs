@@ -1,6 +1,7 @@
 //! The gateway's configuration: one TOML file, every key documented, unknown
 //! keys rejected with the line they are on, defaults built in.
 
+mod bank;
 mod bms;
 mod broker;
 mod buses;
@@ -29,6 +30,7 @@ use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Serialize};
 
+pub use bank::{BankConfig, BankConfigError, PackRating};
 pub use bms::{
     BmsProtocol, BmsSerialBusConfig, DalyDriverConfig, JbdDriverConfig, JkDriverConfig,
     PylonAsciiDriverConfig,
@@ -169,6 +171,9 @@ pub struct Config {
     pub buses: Vec<BusConfig>,
     /// The packs to poll.
     pub packs: Vec<PackConfig>,
+    /// Banks: packs in parallel that an inverter sees as one battery, with
+    /// the rules of their charge limits (the bank worker).
+    pub banks: Vec<BankConfig>,
 }
 
 impl Default for Config {
@@ -188,6 +193,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             buses: Vec::new(),
             packs: Vec::new(),
+            banks: Vec::new(),
         }
     }
 }
@@ -278,6 +284,7 @@ impl Config {
         self.mqtt.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.http.validate().map_err(|e| invalid(e.key, e.reason))?;
         packs::validate(&self.buses, &self.packs, &invalid)?;
+        bank::validate(&self.banks, &self.packs, &invalid)?;
         Ok(())
     }
 }

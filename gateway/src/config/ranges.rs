@@ -226,11 +226,7 @@ fn control_and_output_ranges(config: &Config) -> Vec<Range> {
 /// Checks each stream's size and age (its size against the disk is
 /// checked where the disk is known, `Config::fit_streams_to_disk`).
 fn check_streams(config: &Config, invalid: Invalid<'_>) -> Result<(), ConfigError> {
-    for (name, limits) in [
-        ("samples", &config.streams.samples),
-        ("events", &config.streams.events),
-        ("metrics", &config.streams.metrics),
-    ] {
+    for (name, limits) in config.streams.named() {
         if !(MIN_STREAM_BYTES..=MAX_STREAM_BYTES).contains(&limits.max_bytes) {
             return Err(invalid(
                 &format!("streams.{name}.max_bytes"),

@@ -83,7 +83,7 @@ impl StoreError {
     /// the disk (full, busy, I/O), which passes for every row alike.
     pub fn is_row_fault(&self) -> bool {
         match self {
-            StoreError::InvalidSample { .. } => true,
+            StoreError::InvalidSample { .. } | StoreError::InvalidBankState { .. } => true,
             StoreError::Sqlite(source) => matches!(
                 source.sqlite_error_code(),
                 Some(

@@ -1,11 +1,13 @@
-//! The SQLite stores: the data worker's store of samples (here) and the
-//! monitor's store of metrics snapshots and events ([`monitor`]).
+//! The SQLite stores: the data worker's store of samples (here) and of the
+//! banks' states ([`banks`]), and the monitor's store of metrics snapshots
+//! and events ([`monitor`]).
 //!
 //! One row per [`Sample`](packgate_protocol::Sample), unique on
 //! `(pack_id, boot_id, seq)` so a sample redelivered by the broker is never
 //! stored twice. The API is synchronous: the async worker calls it from
 //! `spawn_blocking`.
 
+mod banks;
 mod dead;
 pub mod monitor;
 mod range;
@@ -19,6 +21,7 @@ use packgate_protocol::PackId;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::config::Durability;
+pub use banks::StoredBankState;
 pub use dead::{
     DeadLetter, Isolated, MAX_DEAD_LETTER_ERROR_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES,
     MAX_DEAD_LETTER_ROWS,
@@ -84,6 +87,15 @@ pub enum StoreError {
     #[error("sample {msg_id} cannot be stored: {reason}")]
     InvalidSample {
         /// The sample's `pack:boot:seq`.
+        msg_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A bank state that cannot be stored faithfully (it breaks the wire
+    /// rules); nothing of its batch was stored.
+    #[error("bank state {msg_id} cannot be stored: {reason}")]
+    InvalidBankState {
+        /// The state's `bank:boot:b<seq>`.
         msg_id: String,
         /// What is wrong with it.
         reason: String,
@@ -160,6 +172,8 @@ pub struct SampleStore {
     conn: Connection,
     /// What to select for [`row::read_row`]: older files lack columns.
     columns: &'static str,
+    /// Whether the file has the `bank_states` table (schema 4 on).
+    has_banks: bool,
 }
 
 impl SampleStore {
@@ -179,6 +193,7 @@ impl SampleStore {
         Ok(Self {
             conn,
             columns: row::SELECT_COLUMNS,
+            has_banks: true,
         })
     }
 
@@ -220,11 +235,16 @@ impl SampleStore {
             .and_then(|()| schema::check_readable(&conn, path))
             .map_err(|e| at_open(path, e))?;
         // A file the (older) writer has not migrated yet still reads.
-        let columns = match schema::user_version(&conn).map_err(|e| at_open(path, e))? {
+        let version = schema::user_version(&conn).map_err(|e| at_open(path, e))?;
+        let columns = match version {
             1 => row::SELECT_COLUMNS_V1,
             _ => row::SELECT_COLUMNS,
         };
-        Ok(Self { conn, columns })
+        Ok(Self {
+            conn,
+            columns,
+            has_banks: version >= 4,
+        })
     }
 
     /// Tells an I/O error caused by a lack of room apart from other I/O
@@ -260,10 +280,10 @@ impl SampleStore {
         }
     }
 
-    /// Retention: deletes at most `max_rows` samples older than `cutoff_ms`
-    /// (oldest first), then returns at most [`MAX_VACUUM_PAGES_PER_PRUNE`]
-    /// free pages to the file system. Returns the rows deleted; a result
-    /// equal to `max_rows` means more may be due.
+    /// Retention: deletes at most `max_rows` samples and at most `max_rows`
+    /// bank states older than `cutoff_ms` (oldest first), then returns at
+    /// most [`MAX_VACUUM_PAGES_PER_PRUNE`] free pages to the file system.
+    /// Returns the rows deleted; none means nothing more is due.
     pub fn prune_older_than(
         &mut self,
         cutoff_ms: i64,
@@ -278,8 +298,9 @@ impl SampleStore {
                      ORDER BY timestamp_ms, id LIMIT ?2)",
             )?
             .execute((cutoff_ms, limit))?;
+        let states = self.prune_bank_states(cutoff_ms, limit)?;
         self.incremental_vacuum()?;
-        Ok(deleted)
+        Ok(deleted + states)
     }
 
     /// Frees up to [`MAX_VACUUM_PAGES_PER_PRUNE`] pages, if any are free

@@ -10,13 +10,13 @@ use super::StoreError;
 
 /// The schema version this build writes; files with another (higher or
 /// negative) one are refused rather than misread.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a statement waits for another connection's lock before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `n` takes a file from version `n` to `n + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// Version 1: one row per sample, flat columns so dashboards (Grafana's
 /// SQLite plugin, the sqlite3 shell) can read it without packgate.
@@ -75,6 +75,49 @@ CREATE TABLE dead_letters (
     dead_at_ms INTEGER NOT NULL,
     UNIQUE (stream, stream_seq)
 );
+";
+
+/// Version 4: the banks' states, one row per state, unique on `(bank_id,
+/// boot_id, seq)`: flat columns for dashboards (the extremes with the pack
+/// that holds them, the limits and what limits them), and the whole
+/// encoded message in `state` (each pack's part) for packgate to read
+/// back.
+const V4: &str = "
+CREATE TABLE bank_states (
+    id INTEGER PRIMARY KEY,
+    bank_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    stored_at_ms INTEGER NOT NULL,
+    packs_total INTEGER NOT NULL,
+    packs_online INTEGER NOT NULL,
+    voltage_v REAL,
+    current_a REAL,
+    soc_pct REAL,
+    soc_weighting TEXT,
+    soh_pct REAL,
+    min_cell_v REAL,
+    min_cell_pack TEXT,
+    max_cell_v REAL,
+    max_cell_pack TEXT,
+    min_temperature_c REAL,
+    max_temperature_c REAL,
+    max_temperature_pack TEXT,
+    alarm_flags INTEGER,
+    charge_voltage_v REAL,
+    charge_current_a REAL,
+    discharge_current_a REAL,
+    discharge_voltage_v REAL,
+    stage TEXT,
+    charge_derating TEXT,
+    discharge_derating TEXT,
+    stop TEXT,
+    state BLOB NOT NULL,
+    UNIQUE (bank_id, boot_id, seq)
+);
+CREATE INDEX bank_states_bank_time ON bank_states (bank_id, timestamp_ms);
+CREATE INDEX bank_states_time ON bank_states (timestamp_ms);
 ";
 
 /// Reads the file's schema version.

@@ -20,7 +20,7 @@ fn open_sets_up_wal_incremental_vacuum_and_schema() {
     assert_eq!(pragma(&store, "auto_vacuum"), "Integer(2)");
     assert_eq!(pragma(&store, "synchronous"), "Integer(1)");
     assert_eq!(pragma(&store, "busy_timeout"), "Integer(5000)");
-    assert_eq!(pragma(&store, "user_version"), "Integer(3)");
+    assert_eq!(pragma(&store, "user_version"), "Integer(4)");
     drop(store);
     // Reopening an up-to-date file changes nothing.
     let again = SampleStore::open(&dir.path().join("samples.db")).unwrap();
@@ -60,7 +60,7 @@ fn a_newer_schema_is_refused() {
                 err,
                 StoreError::UnsupportedSchema {
                     found: 9,
-                    supported: 3,
+                    supported: 4,
                     ..
                 }
             ),
@@ -195,7 +195,7 @@ fn a_version_1_file_reads_as_clock_trusted_and_migrates() {
     drop(reader);
     // The writer migrates it in place, keeping the row.
     let mut writer = SampleStore::open(&path).unwrap();
-    assert_eq!(pragma(&writer, "user_version"), "Integer(3)");
+    assert_eq!(pragma(&writer, "user_version"), "Integer(4)");
     let mut untrusted = sample("p1", 1, 2, 7);
     untrusted.clock = ClockQuality::Untrusted;
     writer.insert_batch(&[untrusted.clone()], 8).unwrap();

@@ -76,7 +76,7 @@ pub fn key_counter(kind: WorkerKind, counters: &[(String, u64)]) -> Option<(Stri
         WorkerKind::Control => &["commands_received", "applied"],
         WorkerKind::Monitor => &["snapshots_stored"],
         WorkerKind::Http => &["scrapes"],
-        WorkerKind::Mqtt => &["states_published"],
+        WorkerKind::Mqtt | WorkerKind::Bank => &["states_published"],
         WorkerKind::Outputs => &[],
     };
     preferred
@@ -95,7 +95,7 @@ pub fn gauge(gauges: &[(String, f64)], name: &str) -> Option<f64> {
 /// broker for the worker to work.
 pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
     match kind {
-        WorkerKind::Data => &[names::DATA_CONSUMER],
+        WorkerKind::Data => &[names::DATA_CONSUMER, names::DATA_BANKS_CONSUMER],
         WorkerKind::Monitor => &[
             names::MONITOR_METRICS_CONSUMER,
             names::MONITOR_EVENTS_CONSUMER,
@@ -105,7 +105,8 @@ pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
         | WorkerKind::Control
         | WorkerKind::Outputs
         | WorkerKind::Http
-        | WorkerKind::Mqtt => &[],
+        | WorkerKind::Mqtt
+        | WorkerKind::Bank => &[],
     }
 }
 

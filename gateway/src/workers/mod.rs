@@ -7,6 +7,7 @@
 //! [supervisor](crate::supervisor) starts whichever are enabled and stops
 //! them in [`Stage`] order.
 
+pub mod bank;
 mod batch;
 pub mod cloud;
 pub mod collect;
@@ -52,12 +53,16 @@ pub enum WorkerKind {
     /// Publishes the packs to an MQTT broker, with Home Assistant
     /// discovery.
     Mqtt,
+    /// Follows the packs of each bank and publishes the bank's state and
+    /// charge limits.
+    Bank,
 }
 
 impl WorkerKind {
     /// Every kind, in start order.
-    pub const ALL: [WorkerKind; 8] = [
+    pub const ALL: [WorkerKind; 9] = [
         WorkerKind::Collect,
+        WorkerKind::Bank,
         WorkerKind::Data,
         WorkerKind::Control,
         WorkerKind::Monitor,
@@ -79,13 +84,15 @@ impl WorkerKind {
     /// Why `packgate run` with `config` does not run this worker, as the
     /// setting that says so; `None` when it runs: the cloud worker only with
     /// `cloud.enabled`, the HTTP worker only with `http.enabled`, the GPIO
-    /// outputs only where some are configured.
+    /// outputs only where some are configured, the bank worker only with
+    /// `[[banks]]`.
     pub fn disabled_by(self, config: &crate::config::Config) -> Option<&'static str> {
         let outputs = &config.outputs;
         match self {
             WorkerKind::Cloud if !config.cloud.enabled => Some("cloud.enabled = false"),
             WorkerKind::Http if !config.http.enabled => Some("http.enabled = false"),
             WorkerKind::Mqtt if !config.mqtt.enabled => Some("mqtt.enabled = false"),
+            WorkerKind::Bank if config.banks.is_empty() => Some("no [[banks]] configured"),
             WorkerKind::Outputs
                 if outputs.alarm_relay.is_none() && outputs.status_led.is_none() =>
             {
@@ -112,13 +119,16 @@ impl WorkerKind {
             WorkerKind::Outputs => "outputs",
             WorkerKind::Http => "http",
             WorkerKind::Mqtt => "mqtt",
+            WorkerKind::Bank => "bank",
         }
     }
 
     /// Where the worker sits in the data flow.
     pub const fn stage(self) -> Stage {
         match self {
-            WorkerKind::Collect => Stage::Source,
+            // The bank worker is a source of bank states: it stops before
+            // the store, its last publishes flushed.
+            WorkerKind::Collect | WorkerKind::Bank => Stage::Source,
             WorkerKind::Data => Stage::Store,
             WorkerKind::Control
             | WorkerKind::Monitor

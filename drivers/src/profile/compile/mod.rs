@@ -46,12 +46,17 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
     if file.name.trim().is_empty() {
         return invalid("name", "must not be empty");
     }
-    if let Some(max) = file.max_current_a {
-        if !(max.is_finite()
-            && max > 0.0
-            && max <= f64::from(packgate_protocol::sample::MAX_CURRENT_A))
-        {
-            return invalid("max_current_a", "must be a current above 0 A");
+    let most = f64::from(packgate_protocol::sample::MAX_CURRENT_A);
+    for (path, value, most) in [
+        ("max_current_a", file.max_current_a, most),
+        ("max_charge_a", file.max_charge_a, most),
+        ("max_discharge_a", file.max_discharge_a, most),
+        ("capacity_ah", file.capacity_ah, 1.0e6),
+    ] {
+        if let Some(value) = value {
+            if !(value.is_finite() && value > 0.0 && value <= most) {
+                return invalid(path, format!("must be above 0 and at most {most}"));
+            }
         }
     }
     if file.blocks.is_empty() {

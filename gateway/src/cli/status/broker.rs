@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use packgate_protocol::names;
-use packgate_protocol::{decode, PackId, Sample};
+use packgate_protocol::{decode, BankId, BankState, PackId, Sample, WireMessage};
 
 /// Longest one broker call of `status` may take.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,14 +180,30 @@ pub(super) async fn last_sample(
     stream: &jetstream::stream::Stream,
     pack: &PackId,
 ) -> Option<Result<Sample, String>> {
-    let subject = names::sample_subject(pack);
+    last_message(stream, &names::sample_subject(pack)).await
+}
+
+/// The last state of `bank` on the bank states stream, as
+/// [`last_sample`].
+pub(super) async fn last_bank_state(
+    stream: &jetstream::stream::Stream,
+    bank: &BankId,
+) -> Option<Result<BankState, String>> {
+    last_message(stream, &names::bank_subject(bank)).await
+}
+
+/// The last message on `subject` of `stream`, decoded.
+async fn last_message<M: WireMessage>(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+) -> Option<Result<M, String>> {
     match tokio::time::timeout(
         BROKER_TIMEOUT,
-        stream.get_last_raw_message_by_subject(&subject),
+        stream.get_last_raw_message_by_subject(subject),
     )
     .await
     {
-        Ok(Ok(message)) => Some(decode::<Sample>(&message.payload).map_err(|e| e.to_string())),
+        Ok(Ok(message)) => Some(decode::<M>(&message.payload).map_err(|e| e.to_string())),
         Ok(Err(error))
             if matches!(
                 error.kind(),

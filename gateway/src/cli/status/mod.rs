@@ -3,13 +3,15 @@
 //! stores nothing), missing (from the monitor's snapshots and the
 //! broker) or disabled by the configuration, each pack online or
 //! stale with the age of its last sample (from the broker, or from the
-//! monitor's events when the broker is unreachable), stream sizes and
+//! monitor's events when the broker is unreachable), each bank's latest
+//! state and limits, stream sizes and
 //! consumer lags, the cloud link, recent alarms and recent commands (from
 //! the control worker's audit).
 //!
 //! Every broker call has a short timeout; after the first failure the
 //! broker is reported unreachable and what the databases know is printed.
 
+mod banks;
 mod broker;
 mod format;
 mod sections;
@@ -83,6 +85,7 @@ pub async fn status(
     };
     sections::workers(&mut sources, out).await?;
     sections::packs(&mut sources, out).await?;
+    banks::banks(&mut sources, out).await?;
     sections::streams(&mut sources, out).await?;
     sections::dead_letters(&sources, out)?;
     sections::cloud_link(&sources, out)?;

@@ -5,8 +5,10 @@
 //! not decode, or its values cannot be stored) is counted, recorded in the
 //! `dead_letters` table and terminated alone; the rest of its batch is
 //! stored ([`commit`]). A message the broker gives up delivering is
-//! counted, logged and recorded too ([`given_up`]).
+//! counted, logged and recorded too ([`given_up`]). The banks' states go
+//! into the same database from their own consumer ([`banks`]).
 
+mod banks;
 mod commit;
 mod given_up;
 
@@ -75,6 +77,13 @@ crate::worker_metrics! {
             ack_failures,
             /// Rows removed by retention.
             rows_pruned,
+            /// Bank states committed (new rows).
+            bank_states_stored,
+            /// Redelivered bank states already in the database.
+            bank_states_duplicate,
+            /// Messages on the bank states stream that could not be decoded
+            /// (terminated).
+            bank_states_malformed,
         }
         gauges {
             /// When a batch was last committed, ms since the Unix epoch (0:
@@ -112,7 +121,7 @@ impl Worker for DataWorker {
     }
 
     fn consumers(&self) -> Vec<ConsumerSpec> {
-        vec![names::DATA_CONSUMER]
+        vec![names::DATA_CONSUMER, names::DATA_BANKS_CONSUMER]
     }
 
     fn metrics(&self) -> WorkerMetrics {
@@ -217,6 +226,13 @@ async fn run(
                 shutdown.clone(),
             ))
         });
+    let banks = tokio::spawn(banks::run_banks(
+        js.clone(),
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        Duration::from_millis(config.shutdown_drain_ms),
+        shutdown.clone(),
+    ));
     let mut batches = BatchPuller::new(
         consumer,
         config.batch_max_samples,
@@ -245,6 +261,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = retention.await;
+    let _ = banks.await;
     if let Some(given_up) = given_up {
         let _ = given_up.await;
     }
