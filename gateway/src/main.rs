@@ -413,6 +413,9 @@ impl Action {
 }
 
 fn main() -> ExitCode {
+    // Before any thread: a bounded number of malloc arenas, so the
+    // resident size does not creep over days.
+    packgate::platform::limit_malloc_arenas();
     // A full disk (or file-size limit) must be an error we count, not a
     // signal that kills the gateway.
     packgate::platform::ignore_sigxfsz();

@@ -23,6 +23,33 @@ pub fn ignore_sigxfsz() {
     }
 }
 
+/// The most malloc arenas glibc may create in this process.
+///
+/// glibc gives each thread that allocates its own arena (up to 8 per
+/// core); the workers' tasks hop between runtime and blocking threads, so
+/// memory freed in one arena is reused only by the thread that owns it,
+/// and the resident size creeps for hours; with two it levels off
+/// (`packgate bench --soak`, figures in the README). Two keep the
+/// allocator's locks uncontended for a gateway whose work is I/O.
+pub const MALLOC_ARENAS: i32 = 2;
+
+/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] unless the operator
+/// chose otherwise (`MALLOC_ARENA_MAX` in the environment wins). Call it
+/// once, first in `main`, before any thread starts. Elsewhere than glibc,
+/// nothing to do.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt only changes the allocator's tuning; called
+        // before any other thread exists, it races with nothing. A refusal
+        // (return 0) leaves glibc's default, which is no worse.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
 /// The size of a filesystem and the room left on it, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskSpace {
