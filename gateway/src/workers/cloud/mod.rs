@@ -51,7 +51,16 @@
 //! exponential backoff, and nothing more is fetched meanwhile: memory is one
 //! batch per stream however long the outage, and each pack's messages reach
 //! the cloud in local stream order. The backlog drains at most at
-//! `max_rate_per_s`.
+//! `max_rate_per_s`. A stop does not wait for the cloud: the batch in hand
+//! is handed back (naks the local broker confirms), and the broker gives
+//! those messages to the next start before any newer one, so the order
+//! holds across restarts too.
+//!
+//! The link is up while the connection is open and the cloud answers: an
+//! upload without an ack takes it down (a server hung with its socket
+//! open), and single-message probes bring it back. Why it is down
+//! ([`CloudLinkFault`]) is logged once per change and carried in the
+//! metrics snapshot's notes to `packgate status`.
 
 mod control;
 mod fault;
