@@ -1,7 +1,8 @@
 //! The cloud worker against two real nats-servers, one local and one
 //! standing in for the cloud: an outage of the cloud loses and duplicates
-//! nothing and does not grow memory, and wrong credentials are reported
-//! and lose nothing.
+//! nothing and does not grow memory, wrong credentials are reported and
+//! lose nothing, and a cloud that hangs (SIGSTOP) takes the link down and
+//! back with nothing lost or duplicated.
 
 // Test harness: a failed step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -278,4 +279,102 @@ async fn wrong_cloud_credentials_are_reported_retried_with_backoff_and_lose_noth
     );
     connection.close(&config.data_dir).await;
     let _ = cloud.child.kill().await;
+}
+
+/// Sends `signal` to the cloud server this test started.
+fn signal_server(server: &packgate::broker::NatsServer, signal: i32) {
+    let pid = i32::try_from(server.pid().expect("the server runs")).unwrap();
+    // SAFETY: kill(2) on the pid of a child this test started and has not
+    // reaped (the server is still running, stopped or not).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_cloud_takes_the_link_down_and_back_with_nothing_lost_or_duplicated() {
+    let _serial = SERIAL.lock().await;
+    capture_logs();
+    let local = TestBroker::start().await;
+    let cloud = TestBroker::start().await;
+    let gw = "gw-hung";
+    let observer = async_nats::connect(cloud.url()).await.unwrap();
+    create_cloud_stream(observer.clone(), gw).await;
+
+    let config = sim_config(&local.url(), local.dir.path(), 3, 100);
+    let local_shutdown = CancellationToken::new();
+    let (run, client, js) = start_local(&config, &local_shutdown).await;
+    let metrics = Arc::new(CloudMetrics::default());
+    let cloud_shutdown = CancellationToken::new();
+    let upload = cloud_config(&cloud.url(), gw);
+    let worker = start_cloud(&upload, &client, &js, &metrics, &cloud_shutdown);
+    wait_for("first upload", Duration::from_secs(20), async || {
+        metrics.samples_sent.get() > 50
+    })
+    .await;
+    assert!(metrics.link_up());
+
+    // The cloud hangs with its sockets open.
+    signal_server(&cloud.server, libc::SIGSTOP);
+    let hung = Instant::now();
+    let resume = scopeguard(&cloud.server);
+    wait_for("the link to go down", Duration::from_secs(15), async || {
+        !metrics.link_up()
+    })
+    .await;
+    let noticed = hung.elapsed();
+    let error = metrics.last_error().unwrap_or_default();
+    assert!(error.contains("does not answer"), "{error}");
+    let sent_while_hung = metrics.samples_sent.get();
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(hung.elapsed())).await;
+    assert!(
+        !metrics.link_up(),
+        "the link came back while the cloud hangs"
+    );
+    assert_eq!(metrics.samples_sent.get(), sent_while_hung);
+
+    drop(resume);
+    let resumed = Instant::now();
+    wait_for(
+        "the link to come back",
+        Duration::from_secs(15),
+        async || metrics.link_up(),
+    )
+    .await;
+    let back = resumed.elapsed();
+    assert_eq!(metrics.last_error(), None);
+
+    local_shutdown.cancel();
+    let (report, connection) = run.await.unwrap();
+    assert_eq!(report.collect.unwrap().samples_dropped.get(), 0);
+    let all = local_count(&local.url()).await;
+    wait_for(
+        "everything in the cloud",
+        Duration::from_secs(30),
+        async || cloud_count(&observer).await >= all,
+    )
+    .await;
+    cloud_shutdown.cancel();
+    worker.await.unwrap();
+    let total = assert_cloud_matches_local(&observer, gw, &config.database_path()).await;
+    assert_eq!(cloud_count(&observer).await, all, "duplicates in the cloud");
+    println!(
+        "hung cloud: link down after {noticed:?}, up {back:?} after SIGCONT; \
+         {total} samples in the cloud exactly once; counters {:?}",
+        metrics.counters()
+    );
+    connection.close(&config.data_dir).await;
+}
+
+/// Continues the stopped server when dropped, so a failed assertion does
+/// not leave it stopped.
+fn scopeguard(server: &packgate::broker::NatsServer) -> impl Drop + '_ {
+    struct Resume<'a>(&'a packgate::broker::NatsServer);
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            signal_server(self.0, libc::SIGCONT);
+        }
+    }
+    Resume(server)
 }

@@ -1,6 +1,7 @@
 //! The cloud worker against two real nats-servers, one local and one
 //! standing in for the cloud: control requests from the cloud reach the
-//! local control subject and come back.
+//! local control subject and come back; `packgate cloud command` sends
+//! them as a cloud application does, through a whole gateway.
 
 // Test harness: a failed step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -169,4 +170,100 @@ async fn control_requests_from_the_cloud_reach_the_control_subject_and_come_back
     assert!(metrics.control_requests.get() >= 4);
     shutdown.cancel();
     worker.await.unwrap();
+}
+
+/// `packgate cloud command ARGS` against `cloud_url` for gateway `gw`: its
+/// success, stdout and stderr.
+fn cloud_command(cloud_url: &str, gw: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args(["cloud", "command", "--url", cloud_url, "--gateway", gw])
+        .args(args)
+        // No configuration of this box: the flags say it all.
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloud_command_client_applies_repeats_and_refuses_a_reused_id() {
+    let _serial = SERIAL.lock().await;
+    let local = TestBroker::start().await;
+    let cloud = TestBroker::start().await;
+    let gw = "gw-client";
+    let config = support::cloud_process::write_config(
+        local.dir.path(),
+        &local.url(),
+        &cloud.url(),
+        gw,
+        1,
+        "",
+    );
+    let log = local.dir.path().join("gateway.log");
+    let mut gateway = support::cloud_process::spawn_gateway(&config, &log);
+    let set = |id: &'static str, value: &'static str| {
+        [
+            "--pack",
+            "sim-01",
+            "--id",
+            id,
+            "set",
+            "charge_current_limit_a",
+            value,
+        ]
+    };
+    // The gateway serves control requests once its link is up.
+    let mut first = (false, String::new(), String::new());
+    for _ in 0..40 {
+        first = cloud_command(&cloud.url(), gw, &set("c-1", "40"));
+        if first.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        first.0,
+        "{first:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(first.1.trim(), "c-1: applied, read back 40");
+
+    // The same command again: its first reply, nothing written again.
+    let again = cloud_command(&cloud.url(), gw, &set("c-1", "40"));
+    assert!(again.0, "{again:?}");
+    assert_eq!(again.1.trim(), "c-1: applied, read back 40");
+
+    // The id again with another value: refused, and the reply says what
+    // the id did.
+    let reused = cloud_command(&cloud.url(), gw, &set("c-1", "35"));
+    assert!(!reused.0, "{reused:?}");
+    assert!(
+        reused.2.contains("rejected")
+            && reused.2.contains("\"c-1\" was already used")
+            && reused.2.contains("read back 40")
+            && reused.2.contains("was not applied"),
+        "{}",
+        reused.2
+    );
+
+    // A gateway the cloud does not know, and a cloud that is not there.
+    let unknown = cloud_command(&cloud.url(), "gw-nobody", &set("c-2", "40"));
+    assert!(
+        !unknown.0
+            && unknown
+                .2
+                .contains("no gateway serves packgate.gw-nobody.control")
+    );
+    let port = support::free_port();
+    let nowhere = cloud_command(&format!("nats://127.0.0.1:{port}"), gw, &set("c-3", "40"));
+    assert!(
+        !nowhere.0 && nowhere.2.contains("connection refused"),
+        "{}",
+        nowhere.2
+    );
+    sigterm_and_wait(&mut gateway.0);
 }

@@ -135,6 +135,7 @@ fn data_snapshot(last_commit_ago_ms: i64) -> MetricsSnapshot {
         counters: vec![("samples_stored".into(), 10)],
         gauges: vec![("last_commit_ms".into(), (now - last_commit_ago_ms) as f64)],
         latencies: vec![],
+        notes: vec![],
     }
 }
 

@@ -163,6 +163,7 @@ fn envelope(c: &Corpus) {
             p99_ms: 40.0,
             max_ms: 55.0,
         }],
+        notes: vec![("link_error".into(), "certificate unknown".into())],
     };
     c.put("envelope", "metrics", encode(&snapshot));
 }

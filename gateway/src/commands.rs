@@ -118,6 +118,9 @@ pub(crate) async fn run_gateway(
     name: &str,
 ) -> anyhow::Result<()> {
     let config = args.load()?;
+    if workers.contains(WorkerKind::Cloud) {
+        config.check_files("the configuration")?;
+    }
     if workers.contains(WorkerKind::Collect) && config.packs.is_empty() {
         bail!("no packs configured: add [[packs]] to the configuration or pass --sim N");
     }
@@ -177,6 +180,8 @@ pub(crate) fn check_config(file: Option<&Path>) -> anyhow::Result<()> {
         );
     };
     let config = Config::load(file)?;
+    // The files the configuration names, as the workers will read them.
+    config.check_files(&file.display().to_string())?;
     writeln!(
         stdout(),
         "{}: valid, {} packs",

@@ -1,5 +1,6 @@
 //! The `packgate` command.
 
+mod cloud_cli;
 mod commands;
 mod query;
 
@@ -47,7 +48,9 @@ enum Action {
     /// Run only the monitor worker: every worker's metrics, pack events.
     Monitor(GatewayArgs),
     /// Run only the cloud worker: upload, and the cloud's commands.
-    Cloud(GatewayArgs),
+    /// `packgate cloud command ...` instead sends a command to a gateway
+    /// through the cloud, as an application in the cloud does.
+    Cloud(cloud_cli::CloudArgs),
     /// Run only the HTTP worker: Prometheus metrics on `/metrics`.
     Http(GatewayArgs),
     /// Run only the mqtt worker: the packs in Home Assistant.
@@ -407,7 +410,7 @@ impl Action {
                 | Action::Http(_)
                 | Action::Mqtt(_)
                 | Action::Bank(_)
-                | Action::Cloud(_)
+                | Action::Cloud(cloud_cli::CloudArgs { action: None, .. })
         )
     }
 }
@@ -472,7 +475,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
         Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
         Action::Bank(args) => block_on(run_one(&args, WorkerKind::Bank)),
-        Action::Cloud(args) => block_on(run_one(&args, WorkerKind::Cloud)),
+        Action::Cloud(args) => block_on(cloud_cli::run(args)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),
         Action::Command {

@@ -9,13 +9,17 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::limits::RuleError;
 
-/// The schema version this build writes and reads.
+/// The newest schema version this build writes and reads.
 ///
 /// Version 2 made a sample's state of health optional (absent where the
-/// BMS does not report it) and added the `suspect` quality. Version 1
-/// messages, still on a stream or in a dead-letter table after an
-/// upgrade, are read too (see [`WireMessage::decode_v1`]).
-pub const SCHEMA_VERSION: u8 = 2;
+/// BMS does not report it) and added the `suspect` quality. Version 3 gave
+/// a metrics snapshot its notes (short named texts, such as why the cloud
+/// link is down). Each message is written at the last version that changed
+/// its own layout ([`WireMessage::VERSION`]): samples, events, commands and
+/// replies at 2, so a reader of version 2 reads them as before; snapshots
+/// at 3. Messages of older versions, still on a stream or in a dead-letter
+/// table after an upgrade, are read too (see [`WireMessage::decode_older`]).
+pub const SCHEMA_VERSION: u8 = 3;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_READABLE_VERSION: u8 = 1;
@@ -166,22 +170,29 @@ pub trait WireMessage: Serialize + DeserializeOwned {
         Ok(())
     }
 
-    /// Decodes a version 1 payload: the same layout as today's unless the
-    /// message overrides it.
-    fn decode_v1(payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+    /// The schema version this message is written at: the last one that
+    /// changed its layout. A message of this version or newer (up to
+    /// [`SCHEMA_VERSION`]) has today's layout.
+    const VERSION: u8 = 2;
+
+    /// Decodes a payload written at `version`, older than
+    /// [`Self::VERSION`]: the same layout as today's unless the message
+    /// overrides it.
+    fn decode_older(version: u8, payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        let _ = version;
         postcard::take_from_bytes(payload)
     }
 }
 
-/// Encodes a message in the current schema version.
+/// Encodes a message at its schema version ([`WireMessage::VERSION`]).
 pub fn encode<M: WireMessage>(message: &M) -> Vec<u8> {
-    let out = vec![SCHEMA_VERSION, M::KIND as u8];
+    let out = vec![M::VERSION, M::KIND as u8];
     // postcard only fails on a writer error or a type serde cannot express
     // (such as a map with unknown length); a Vec writer and these plain
     // derive types do neither, so the error arm is unreachable in practice.
     match postcard::to_extend(message, out) {
         Ok(bytes) => bytes,
-        Err(_) => vec![SCHEMA_VERSION, M::KIND as u8],
+        Err(_) => vec![M::VERSION, M::KIND as u8],
     }
 }
 
@@ -201,8 +212,8 @@ pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
             found: kind,
         });
     }
-    let taken = if version == 1 {
-        M::decode_v1(payload)
+    let taken = if version < M::VERSION {
+        M::decode_older(version, payload)
     } else {
         postcard::take_from_bytes(payload)
     };
@@ -326,11 +337,13 @@ mod tests {
                      cpu_s in 0.0f64..1.0e6,
                      counters in prop::collection::vec(("[a-z_]{1,20}", any::<u64>()), 0..8),
                      gauges in prop::collection::vec(("[a-z_]{1,20}", -1.0e9f64..1.0e9), 0..8),
-                     count in any::<u64>(), p50 in 0.0f64..1e4, p99 in 0.0f64..1e4) -> MetricsSnapshot {
+                     count in any::<u64>(), p50 in 0.0f64..1e4, p99 in 0.0f64..1e4,
+                     notes in prop::collection::vec(("[a-z_]{1,20}", ".{0,40}"), 0..4)) -> MetricsSnapshot {
             MetricsSnapshot {
                 worker, instance, timestamp_ms, uptime_s, version: "0.1.0".into(), rss_bytes, cpu_s,
                 counters, gauges,
                 latencies: vec![LatencySummary { name: "x".into(), count, p50_ms: p50, p99_ms: p99, max_ms: p99 }],
+                notes,
             }
         }
     }
@@ -431,7 +444,7 @@ mod tests {
         };
         // Envelope, then pack id "p", boot 1, seq 1, time 0, variant 2:
         // the bytes events had before the serial number was added.
-        assert_eq!(encode(&online), [SCHEMA_VERSION, 2, 1, b'p', 1, 1, 0, 2]);
+        assert_eq!(encode(&online), [2, 2, 1, b'p', 1, 1, 0, 2]);
         let identified = Event {
             kind: EventKind::pack_online(Some("JK-0042".into())),
             ..online.clone()

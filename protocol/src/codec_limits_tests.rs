@@ -62,6 +62,7 @@ fn snapshot() -> MetricsSnapshot {
         counters: vec![("samples_stored".into(), 3)],
         gauges: vec![("depth".into(), 1.0)],
         latencies: vec![],
+        notes: vec![],
     }
 }
 

@@ -73,3 +73,74 @@ pub struct CommandReply {
     /// Its outcome.
     pub outcome: CommandOutcome,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    /// The layout the README gives an integrator, byte by byte: the
+    /// envelope (version 2, kind 3), then each field in order.
+    #[test]
+    fn a_command_has_the_documented_wire_layout() {
+        let mut bytes = vec![2, 3];
+        bytes.extend([4]); // id: length, then UTF-8
+        bytes.extend(b"c-17");
+        bytes.extend([6]); // pack_id
+        bytes.extend(b"sim-01");
+        bytes.extend([22]); // setting
+        bytes.extend(b"charge_current_limit_a");
+        bytes.extend(40.5f64.to_le_bytes()); // value: 8 bytes, little-endian
+        bytes.push(0); // origin: 0 = Cloud, 1 = Local
+        bytes.extend([0xd0, 0x0f]); // issued_at_ms 1000: zigzag 2000, varint
+        bytes.extend([0xf0, 0xab, 0x01]); // expires_at_ms 11000: zigzag 22000
+        let command: Command = decode(&bytes).unwrap();
+        assert_eq!(
+            command,
+            Command {
+                id: CommandId("c-17".into()),
+                pack_id: PackId::new("sim-01").unwrap(),
+                setting: SettingName("charge_current_limit_a".into()),
+                value: 40.5,
+                origin: CommandOrigin::Cloud,
+                issued_at_ms: 1_000,
+                expires_at_ms: 11_000,
+            }
+        );
+        assert_eq!(encode(&command), bytes);
+    }
+
+    #[test]
+    fn a_reply_has_the_documented_wire_layout() {
+        // Envelope (version 2, kind 4), command id, outcome variant
+        // (0 Applied, 1 Rejected, 2 Failed, 3 TimedOut) and its field.
+        let mut applied = vec![2, 4, 4];
+        applied.extend(b"c-17");
+        applied.push(0);
+        applied.extend(40.0f64.to_le_bytes());
+        assert_eq!(
+            decode::<CommandReply>(&applied).unwrap(),
+            CommandReply {
+                command_id: CommandId("c-17".into()),
+                outcome: CommandOutcome::Applied { read_back: 40.0 },
+            }
+        );
+        let mut rejected = vec![2, 4, 4];
+        rejected.extend(b"c-17");
+        rejected.extend([1, 2]);
+        rejected.extend(b"no");
+        assert_eq!(
+            decode::<CommandReply>(&rejected).unwrap().outcome,
+            CommandOutcome::Rejected {
+                reason: "no".into()
+            }
+        );
+        let timed_out = [2, 4, 4, b'c', b'-', b'1', b'7', 3];
+        assert_eq!(
+            decode::<CommandReply>(&timed_out).unwrap().outcome,
+            CommandOutcome::TimedOut
+        );
+    }
+}

@@ -16,7 +16,8 @@ use crate::{
 
 impl WireMessage for Sample {
     const KIND: MessageKind = MessageKind::Sample;
-    fn decode_v1(payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+    fn decode_older(_version: u8, payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        // Only version 1 is older than a sample's layout (2).
         crate::sample_v1::take_sample_v1(payload)
     }
     fn check(&self) -> Result<(), RuleError> {
@@ -75,6 +76,11 @@ impl WireMessage for CommandReply {
 
 impl WireMessage for MetricsSnapshot {
     const KIND: MessageKind = MessageKind::MetricsSnapshot;
+    const VERSION: u8 = 3;
+    fn decode_older(_version: u8, payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        // Versions 1 and 2 wrote the same layout, without notes.
+        crate::metrics::take_snapshot_v2(payload)
+    }
     fn check(&self) -> Result<(), RuleError> {
         check_len("worker", &self.worker, MAX_WORKER_NAME_LEN)?;
         check_len("instance", &self.instance, MAX_INSTANCE_LEN)?;
@@ -92,6 +98,7 @@ impl WireMessage for MetricsSnapshot {
             ("counters", self.counters.len()),
             ("gauges", self.gauges.len()),
             ("latencies", self.latencies.len()),
+            ("notes", self.notes.len()),
         ] {
             if count > MAX_METRICS_PER_SNAPSHOT {
                 return Err(RuleError::Invalid(format!(
@@ -111,6 +118,10 @@ impl WireMessage for MetricsSnapshot {
             for value in [latency.p50_ms, latency.p99_ms, latency.max_ms] {
                 check_f64("latencies", value, 0.0, f64::MAX)?;
             }
+        }
+        for (name, text) in &self.notes {
+            check_len("notes", name, MAX_METRIC_NAME_LEN)?;
+            check_len("notes", text, MAX_REASON_LEN)?;
         }
         Ok(())
     }

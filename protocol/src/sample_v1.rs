@@ -121,7 +121,7 @@ mod tests {
         // Written again, it is a version 2 message that reads the same.
         let again: Sample = decode(&encode(&sample)).unwrap();
         assert_eq!(again, sample);
-        assert_eq!(encode(&sample)[0], crate::SCHEMA_VERSION);
+        assert_eq!(encode(&sample)[0], <Sample as crate::WireMessage>::VERSION);
     }
 
     #[test]

@@ -23,7 +23,8 @@ use super::{stored_keys, stream_messages};
 /// The tests share the process's memory and log capture: one at a time.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Warnings and errors logged by the process, also echoed to stderr.
+/// Warnings and errors logged by the process (and packgate's INFO lines),
+/// also echoed to stderr.
 static LOGS: StdMutex<Vec<u8>> = StdMutex::new(Vec::new());
 
 struct Capture;
@@ -43,8 +44,10 @@ impl Write for Capture {
 pub fn capture_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
+        // packgate's own INFO lines too: some tests look for a line that
+        // must not be logged before its time.
         let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,packgate=info"))
             .with_ansi(false)
             .with_writer(|| Capture)
             .try_init();

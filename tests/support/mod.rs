@@ -11,8 +11,10 @@ use std::time::Duration;
 
 pub mod browser;
 pub mod cloud;
+pub mod cloud_process;
 pub mod control;
 pub mod notify;
+pub mod tls;
 pub mod wire;
 
 use packgate::broker::{NatsServer, NatsServerOptions};
@@ -28,8 +30,15 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> Self {
+        Self::start_with_config(None).await
+    }
+
+    /// A server with `text` in its configuration file (an `accounts` or a
+    /// `tls` block, say).
+    pub async fn start_with_config(text: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut options = NatsServerOptions::new(dir.path().join("store"));
+        options.config_text = text;
         if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
             options.executable = PathBuf::from(path);
         }

@@ -46,7 +46,7 @@ pub struct CloudConfig {
     /// A `.creds` file (user JWT and NKey seed).
     pub creds_file: Option<PathBuf>,
     /// PEM file of the CA certificates the servers' certificates are checked
-    /// against (in addition to the system roots).
+    /// against (instead of the system's roots).
     pub tls_ca_file: Option<PathBuf>,
     /// PEM file of the client certificate, for mutual TLS; needs
     /// `tls_client_key_file`.
@@ -224,6 +224,50 @@ impl CloudConfig {
         Ok(())
     }
 
+    /// Checks that each file the section names (credentials, CA, client
+    /// certificate and key) can be read and holds what it should. A
+    /// missing or unreadable one is a configuration error, at start and for
+    /// `check-config`, rather than a link that fails at every attempt.
+    /// Nothing is checked while the worker is disabled.
+    pub fn check_files(&self) -> Result<(), CloudConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if !self.enabled {
+            return Ok(());
+        }
+        let files = [
+            ("cloud.creds_file", &self.creds_file),
+            ("cloud.tls_ca_file", &self.tls_ca_file),
+            ("cloud.tls_client_cert_file", &self.tls_client_cert_file),
+            ("cloud.tls_client_key_file", &self.tls_client_key_file),
+        ];
+        for (key, path) in files {
+            let Some(path) = path else { continue };
+            let fault = |reason: String| CloudConfigError {
+                key,
+                reason: format!("{}: {reason}", path.display()),
+            };
+            let bytes = std::fs::read(path).map_err(|e| fault(format!("cannot be read: {e}")))?;
+            match key {
+                "cloud.tls_ca_file" | "cloud.tls_client_cert_file" => {
+                    let certificates: Result<Vec<_>, _> =
+                        CertificateDer::pem_slice_iter(&bytes).collect();
+                    match certificates {
+                        Ok(found) if !found.is_empty() => {}
+                        Ok(_) => return Err(fault("holds no PEM certificate".to_owned())),
+                        Err(e) => return Err(fault(format!("is not a PEM certificate file: {e}"))),
+                    }
+                }
+                "cloud.tls_client_key_file" => {
+                    PrivateKeyDer::from_pem_slice(&bytes)
+                        .map_err(|e| fault(format!("holds no PEM private key: {e}")))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The batch linger time.
     pub fn upload_interval(&self) -> Duration {
         Duration::from_millis(self.upload_interval_ms)
@@ -335,6 +379,47 @@ mod tests {
             let back: CloudConfig = toml::from_str(&printed).unwrap();
             assert!(back.validate().unwrap_err().key.starts_with("cloud."));
         }
+    }
+
+    #[test]
+    fn files_named_must_be_readable_and_hold_what_they_should() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let bad = |c: CloudConfig| c.check_files().unwrap_err();
+        let error = bad(CloudConfig {
+            tls_ca_file: Some(missing.clone()),
+            ..enabled()
+        });
+        assert_eq!(error.key, "cloud.tls_ca_file");
+        assert!(
+            error.reason.contains("missing.pem: cannot be read"),
+            "{error}"
+        );
+        let error = bad(CloudConfig {
+            creds_file: Some(missing.clone()),
+            ..enabled()
+        });
+        assert_eq!(error.key, "cloud.creds_file");
+        let error = bad(CloudConfig {
+            tls_ca_file: Some(not_pem.clone()),
+            ..enabled()
+        });
+        assert!(error.reason.contains("no PEM certificate"), "{error}");
+        let error = bad(CloudConfig {
+            tls_client_cert_file: Some(not_pem.clone()),
+            tls_client_key_file: Some(not_pem.clone()),
+            ..enabled()
+        });
+        assert_eq!(error.key, "cloud.tls_client_cert_file");
+        // A disabled worker reads no file.
+        CloudConfig {
+            tls_ca_file: Some(missing),
+            ..CloudConfig::default()
+        }
+        .check_files()
+        .unwrap();
     }
 
     #[test]

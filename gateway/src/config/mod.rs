@@ -289,6 +289,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Checks that the files the configuration names for the workers it
+    /// runs can be read and hold what they should (the `[cloud]`
+    /// credentials, CA, client certificate and key): at start and by
+    /// `check-config`, so that a missing file is a configuration error, not
+    /// a link that fails at every attempt. `origin` names the file.
+    pub fn check_files(&self, origin: &str) -> Result<(), ConfigError> {
+        self.cloud
+            .check_files()
+            .map_err(|error| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line: None,
+                key: error.key.to_owned(),
+                reason: error.reason,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,9 @@ use crate::config::Durability;
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema version this build writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes. Version 1 is read too: it
+/// lacks only the snapshots' notes.
+const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = "
 CREATE TABLE snapshots (
@@ -48,6 +49,10 @@ CREATE INDEX events_pack_time ON events (pack_id, timestamp_ms);
 CREATE INDEX events_time ON events (timestamp_ms);
 ";
 
+/// Version 2: the snapshots' notes (short texts by name, such as why the
+/// cloud link is down), a JSON object.
+const V2: &str = "ALTER TABLE snapshots ADD COLUMN notes_json TEXT NOT NULL DEFAULT '{}';";
+
 /// Why a monitor database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorStoreError {
@@ -65,7 +70,7 @@ pub enum MonitorStoreError {
     },
     /// The file's schema is not one this build reads.
     #[error(
-        "monitor database {path} has schema version {found}; this build reads {SCHEMA_VERSION}"
+        "monitor database {path} has schema version {found}; this build reads 1 to {SCHEMA_VERSION}"
     )]
     UnsupportedSchema {
         /// The file.
@@ -127,6 +132,8 @@ pub struct StoredSnapshot {
     pub counters: Vec<(String, u64)>,
     /// Gauges by name.
     pub gauges: Vec<(String, f64)>,
+    /// Notes by name (none from a version 1 database).
+    pub notes: Vec<(String, String)>,
 }
 
 /// A stored event.
@@ -146,6 +153,8 @@ pub struct StoredEvent {
 #[derive(Debug)]
 pub struct MonitorStore {
     conn: Connection,
+    /// The file's schema version.
+    version: i64,
 }
 
 fn clamp_i64(n: u64) -> i64 {
@@ -191,11 +200,8 @@ impl MonitorStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
-            0 => {
-                tx.execute_batch(V1)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            }
-            SCHEMA_VERSION => {}
+            0 => tx.execute_batch(V1)?,
+            1 | SCHEMA_VERSION => {}
             found => {
                 return Err(MonitorStoreError::UnsupportedSchema {
                     path: path.to_owned(),
@@ -203,8 +209,15 @@ impl MonitorStore {
                 })
             }
         }
+        if version < SCHEMA_VERSION {
+            tx.execute_batch(V2)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         tx.commit()?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            version: SCHEMA_VERSION,
+        })
     }
 
     /// Sets how hard commits are synced to the disk (`synchronous`).
@@ -230,13 +243,16 @@ impl MonitorStore {
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if found != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&found) {
             return Err(MonitorStoreError::UnsupportedSchema {
                 path: path.to_owned(),
                 found,
             });
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            version: found,
+        })
     }
 
     /// Stores snapshots and events in one transaction; rows already stored
@@ -251,8 +267,9 @@ impl MonitorStore {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO snapshots (worker, instance, timestamp_ms, uptime_s,
-                     version, rss_bytes, cpu_s, counters_json, gauges_json, latencies_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     version, rss_bytes, cpu_s, counters_json, gauges_json, latencies_json,
+                     notes_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for s in snapshots {
                 let latencies = serde_json::to_string(&s.latencies).unwrap_or_default();
@@ -267,6 +284,7 @@ impl MonitorStore {
                     json_object(&s.counters),
                     json_object(&s.gauges),
                     latencies,
+                    json_object(&s.notes),
                 ])?;
                 outcome.snapshots += n;
                 outcome.duplicates += 1 - n;
@@ -356,14 +374,21 @@ impl MonitorStore {
     /// The newest snapshot of each worker kind (of whichever instance),
     /// sorted by worker.
     pub fn latest_snapshots(&self) -> Result<Vec<StoredSnapshot>, MonitorStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        // A version 1 file, read by `status` before the monitor upgraded
+        // it, has no notes.
+        let notes = if self.version >= 2 {
+            "s.notes_json"
+        } else {
+            "'{}'"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT s.worker, s.instance, s.timestamp_ms, s.uptime_s, s.version, s.rss_bytes,
-                    s.counters_json, s.gauges_json
+                    s.counters_json, s.gauges_json, {notes}
              FROM snapshots s
              JOIN (SELECT worker, MAX(timestamp_ms) AS ts FROM snapshots GROUP BY worker) m
                ON s.worker = m.worker AND s.timestamp_ms = m.ts
-             GROUP BY s.worker ORDER BY s.worker",
-        )?;
+             GROUP BY s.worker ORDER BY s.worker"
+        ))?;
         let rows = stmt.query_map([], |row| {
             Ok(StoredSnapshot {
                 worker: row.get(0)?,
@@ -374,6 +399,7 @@ impl MonitorStore {
                 rss_bytes: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
                 counters: json_pairs(&row.get::<_, String>(6)?),
                 gauges: json_pairs(&row.get::<_, String>(7)?),
+                notes: json_pairs(&row.get::<_, String>(8)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -15,6 +15,7 @@ fn snapshot(worker: &str, ts: i64) -> MetricsSnapshot {
         counters: vec![("samples_stored".to_owned(), 9)],
         gauges: vec![("backlog".to_owned(), 4.0)],
         latencies: vec![],
+        notes: vec![],
     }
 }
 
@@ -96,4 +97,48 @@ fn one_row_the_database_refuses_does_not_hold_back_its_batch() {
     assert_eq!(refused, vec![1]);
     assert_eq!((outcome.snapshots, outcome.events), (2, 1));
     assert_eq!(store.snapshot_count("data").unwrap(), 2);
+}
+
+#[test]
+fn notes_are_stored_and_a_version_1_file_is_read_then_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitor.db");
+    // A file as the first schema wrote it, with one snapshot.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO snapshots (worker, instance, timestamp_ms, uptime_s, version,
+                 rss_bytes, cpu_s, counters_json, gauges_json, latencies_json)
+             VALUES ('cloud', 'h/1', 100, 1, '0.1.0', 1, 0.1, '{}', '{\"link_up\":0.0}', '[]')",
+            [],
+        )
+        .unwrap();
+    }
+    let old = MonitorStore::open_read_only(&path).unwrap();
+    let latest = old.latest_snapshots().unwrap();
+    assert_eq!(latest[0].gauges, vec![("link_up".to_owned(), 0.0)]);
+    assert!(latest[0].notes.is_empty());
+
+    let mut store = MonitorStore::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let with_note = MetricsSnapshot {
+        notes: vec![("link_error".to_owned(), "certificate unknown".to_owned())],
+        ..snapshot("cloud", 200)
+    };
+    store.insert_batch(&[with_note], &[]).unwrap();
+    let latest = MonitorStore::open_read_only(&path)
+        .unwrap()
+        .latest_snapshots()
+        .unwrap();
+    assert_eq!(latest[0].timestamp_ms, 200);
+    assert_eq!(
+        latest[0].notes,
+        vec![("link_error".to_owned(), "certificate unknown".to_owned())]
+    );
 }

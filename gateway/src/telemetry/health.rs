@@ -190,21 +190,34 @@ pub fn pack_state(quality: DataQuality, age_ms: i64, poll_interval_ms: u64) -> P
     }
 }
 
-/// The cloud link as the cloud worker's gauges tell it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The note of the cloud worker's snapshot that says why its link is down.
+pub const LINK_ERROR_NOTE: &str = "link_error";
+
+/// The cloud link as the cloud worker's gauges and notes tell it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CloudLink {
     /// Whether the link is up; none when the gauge is absent.
     pub up: Option<bool>,
+    /// Why it is down, when it is and the worker said (older workers do
+    /// not).
+    pub why: Option<String>,
     /// Samples and events waiting to be uploaded.
     pub backlog: Option<f64>,
     /// How far behind the uploads are, milliseconds.
     pub upload_lag_ms: Option<f64>,
 }
 
-/// The cloud link from the cloud worker's snapshot gauges.
-pub fn cloud_link(gauges: &[(String, f64)]) -> CloudLink {
+/// The cloud link from the cloud worker's snapshot gauges and notes.
+pub fn cloud_link(gauges: &[(String, f64)], notes: &[(String, String)]) -> CloudLink {
+    let up = gauge(gauges, "link_up").map(|v| v > 0.0);
+    let why = notes
+        .iter()
+        .find(|(name, _)| name == LINK_ERROR_NOTE)
+        .map(|(_, text)| text.clone())
+        .filter(|_| up == Some(false));
     CloudLink {
-        up: gauge(gauges, "link_up").map(|v| v > 0.0),
+        up,
+        why,
         backlog: gauge(gauges, "backlog"),
         upload_lag_ms: gauge(gauges, "upload_lag_ms"),
     }
@@ -301,14 +314,28 @@ mod tests {
         assert_eq!(key_counter(WorkerKind::Outputs, &[]), None);
         let gauges = vec![("link_up".to_owned(), 0.0), ("backlog".to_owned(), 12.0)];
         assert_eq!(
-            cloud_link(&gauges),
+            cloud_link(&gauges, &[]),
             CloudLink {
                 up: Some(false),
+                why: None,
                 backlog: Some(12.0),
                 upload_lag_ms: None
             }
         );
         assert_eq!(consumers_of(WorkerKind::Monitor).len(), 2);
         assert!(consumers_of(WorkerKind::Http).is_empty());
+    }
+
+    #[test]
+    fn a_link_down_says_why_when_the_worker_said() {
+        let notes = vec![(LINK_ERROR_NOTE.to_owned(), "TLS required".to_owned())];
+        let down = vec![("link_up".to_owned(), 0.0)];
+        assert_eq!(
+            cloud_link(&down, &notes).why.as_deref(),
+            Some("TLS required")
+        );
+        // Up, a stale note is not shown.
+        let up = vec![("link_up".to_owned(), 1.0)];
+        assert_eq!(cloud_link(&up, &notes).why, None);
     }
 }

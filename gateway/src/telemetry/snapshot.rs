@@ -37,6 +37,11 @@ pub trait MetricsSource: Send + Sync {
     fn latencies(&self) -> Vec<LatencySummary> {
         vec![]
     }
+    /// Short texts by name, for what a number cannot say (such as why a
+    /// link is down).
+    fn notes(&self) -> Vec<(String, String)> {
+        vec![]
+    }
 }
 
 /// This host's name: `/etc/hostname`, else the kernel's, else `localhost`.
@@ -101,6 +106,7 @@ pub fn take_snapshot(
         counters: source.counters(),
         gauges: source.gauges(),
         latencies: source.latencies(),
+        notes: source.notes(),
     }
 }
 

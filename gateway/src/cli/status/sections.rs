@@ -259,11 +259,18 @@ pub(super) fn cloud_link(sources: &Sources<'_>, out: &mut dyn Write) -> io::Resu
     let Some(s) = snapshot_of(sources, WorkerKind::Cloud) else {
         return writeln!(out, "  unknown (no cloud worker snapshot)");
     };
-    let cloud = health::cloud_link(&s.gauges);
-    let link = match cloud.up {
-        Some(true) => "up",
-        Some(false) => "DOWN",
-        None => "unknown",
+    writeln!(out, "  {}", cloud_link_line(s, sources.now))
+}
+
+/// The cloud link's line: up or DOWN (with why, when the worker said),
+/// the backlog, the upload lag, and the snapshot's age.
+fn cloud_link_line(s: &StoredSnapshot, now: i64) -> String {
+    let cloud = health::cloud_link(&s.gauges, &s.notes);
+    let link = match (cloud.up, &cloud.why) {
+        (Some(true), _) => "up".to_owned(),
+        (Some(false), Some(why)) => format!("DOWN ({why})"),
+        (Some(false), None) => "DOWN".to_owned(),
+        (None, _) => "unknown".to_owned(),
     };
     let backlog = cloud
         .backlog
@@ -272,10 +279,9 @@ pub(super) fn cloud_link(sources: &Sources<'_>, out: &mut dyn Write) -> io::Resu
         .upload_lag_ms
         .map(|ms| format!(", upload lag {}", format_age(ms as i64)))
         .unwrap_or_default();
-    writeln!(
-        out,
-        "  {link}, backlog {backlog}{lag} (as of {} ago)",
-        format_age(sources.now - s.timestamp_ms)
+    format!(
+        "{link}, backlog {backlog}{lag} (as of {} ago)",
+        format_age(now - s.timestamp_ms)
     )
 }
 
@@ -353,4 +359,47 @@ fn command_line(r: &AuditRecord, now: i64) -> String {
         r.outcome.as_deref().unwrap_or("-"),
         r.command_id,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cloud_snapshot(link_up: f64, notes: Vec<(String, String)>) -> StoredSnapshot {
+        StoredSnapshot {
+            worker: "cloud".into(),
+            instance: "box/1".into(),
+            timestamp_ms: 10_000,
+            uptime_s: 60,
+            version: "0.1.0".into(),
+            rss_bytes: 1,
+            counters: vec![],
+            gauges: vec![
+                ("link_up".into(), link_up),
+                ("backlog".into(), 120.0),
+                ("upload_lag_ms".into(), 95_000.0),
+            ],
+            notes,
+        }
+    }
+
+    #[test]
+    fn a_link_down_says_why_next_to_down() {
+        let why = vec![(
+            health::LINK_ERROR_NOTE.to_owned(),
+            "certificate unknown: not signed by a trusted CA".to_owned(),
+        )];
+        let line = cloud_link_line(&cloud_snapshot(0.0, why), 12_000);
+        assert!(
+            line.starts_with(
+                "DOWN (certificate unknown: not signed by a trusted CA), backlog 120, upload lag "
+            ),
+            "{line}"
+        );
+        // An older worker's snapshot has no notes: DOWN alone.
+        let line = cloud_link_line(&cloud_snapshot(0.0, vec![]), 12_000);
+        assert!(line.starts_with("DOWN, backlog 120"), "{line}");
+        let line = cloud_link_line(&cloud_snapshot(1.0, vec![]), 12_000);
+        assert!(line.starts_with("up, backlog 120"), "{line}");
+    }
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use packgate_protocol::{
     decode, encode, names, Command, CommandId, CommandOrigin, CommandOutcome, CommandReply,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -35,10 +35,14 @@ const EXPIRED_FORWARD: Duration = Duration::from_millis(500);
 /// How long in-flight requests may finish after a shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves control requests from the cloud until `shutdown`.
+/// Serves control requests from the cloud until `shutdown`. The
+/// subscription is made at once (the client sends it on every connection);
+/// that requests are served is logged once the cloud has it, on the first
+/// connection, not before.
 pub(crate) async fn run_bridge(
     config: Arc<CloudConfig>,
     cloud: Client,
+    mut connected: watch::Receiver<bool>,
     local: Client,
     metrics: Arc<CloudMetrics>,
     shutdown: CancellationToken,
@@ -56,12 +60,21 @@ pub(crate) async fn run_bridge(
             () = shutdown.cancelled() => return,
         }
     };
-    tracing::info!(%subject, "serving control requests from the cloud");
+    let mut announced = false;
     let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     loop {
         let request = tokio::select! {
             request = requests.next() => request,
+            up = async { connected.wait_for(|up| *up).await.is_ok() }, if !announced => {
+                announced = true;
+                if up {
+                    // The subscription goes out with the connection.
+                    let _ = tokio::time::timeout(config.request_timeout(), cloud.flush()).await;
+                    tracing::info!(%subject, "serving control requests from the cloud");
+                }
+                continue;
+            }
             () = shutdown.cancelled() => break,
         };
         let Some(request) = request else { break };

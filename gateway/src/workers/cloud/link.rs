@@ -1,21 +1,22 @@
 //! The connection to the cloud: authentication, TLS, reconnection without
-//! end with exponential backoff, and the link state for the uploader and
-//! the metrics.
+//! end with exponential backoff, and the events that drive the link's
+//! state. A failed attempt is diagnosed on a connection of its own, since
+//! the client's events give only the kind of error ("IO error"), not its
+//! cause.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::{ClientError, ConnectOptions, Event, ServerError};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::fault::CloudLinkFault;
+use super::state::LinkState;
 use super::{CloudError, CloudMetrics};
 use crate::config::CloudConfig;
-
-/// How often a burst of rejected credentials is logged again.
-const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Delay between connection attempts once the worker has stopped.
 const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -24,6 +25,9 @@ const PARKED: Duration = Duration::from_secs(365 * 24 * 3600);
 /// (the control bridge takes them far faster than they come).
 const SUBSCRIPTION_CAPACITY: usize = 1_024;
 
+/// Least time between two diagnoses of failed connection attempts.
+const DIAGNOSE_EVERY: Duration = Duration::from_secs(5);
+
 /// The cloud connection and its state.
 #[derive(Debug)]
 pub(crate) struct CloudLink {
@@ -31,16 +35,8 @@ pub(crate) struct CloudLink {
     pub(crate) client: async_nats::Client,
     /// JetStream on it (uploads), with a bounded ack window.
     pub(crate) js: jetstream::Context,
-    /// True while connected.
-    pub(crate) up: watch::Receiver<bool>,
-}
-
-/// A run of rejected connection attempts, logged once and then at most every
-/// [`AUTH_LOG_EVERY`].
-#[derive(Debug, Default)]
-struct AuthBurst {
-    attempts: u64,
-    last_logged: Option<Instant>,
+    /// Up, connected, and what is wrong.
+    pub(crate) state: Arc<LinkState>,
 }
 
 /// Whether a connection error means the server refused our credentials.
@@ -52,85 +48,84 @@ fn is_auth_error(text: &str) -> bool {
         || text.contains("user authentication expired")
 }
 
-/// Handles one client event: link state, metrics and the logs an operator
-/// needs (an ERROR once per burst of rejected credentials).
-fn on_event(
-    event: Event,
-    metrics: &CloudMetrics,
-    up: &watch::Sender<bool>,
-    burst: &Mutex<AuthBurst>,
-    urls: &str,
-) {
-    let auth_rejected = |detail: String| {
-        metrics.auth_failures.inc();
-        let message = format!("cloud rejected the credentials: {detail}");
-        metrics.set_last_error(Some(message.clone()));
-        let mut burst = burst.lock().unwrap_or_else(|e| e.into_inner());
-        burst.attempts += 1;
-        let due = burst
-            .last_logged
-            .is_none_or(|at| at.elapsed() >= AUTH_LOG_EVERY);
-        if due {
-            burst.last_logged = Some(Instant::now());
-            tracing::error!(
-                urls,
-                attempts = burst.attempts,
-                "{message}; check cloud.user/password, token, nkey_seed or creds_file. \
-                 Retrying with backoff; nothing is lost, the backlog waits in the local stream"
-            );
-        }
-    };
-    match event {
-        Event::Connected => {
-            metrics.set_link_up(true);
-            metrics.set_last_error(None);
-            let _ = up.send(true);
-            let mut burst = burst.lock().unwrap_or_else(|e| e.into_inner());
-            if burst.attempts > 0 {
-                tracing::info!(
-                    urls,
-                    rejected = burst.attempts,
-                    "cloud accepted the credentials"
-                );
+/// Finds out why connection attempts fail: one attempt of its own with the
+/// same identity and TLS settings, whose error carries its causes. At most
+/// one at a time, and one per [`DIAGNOSE_EVERY`].
+struct Diagnosis {
+    options: ConnectOptions,
+    urls: Vec<String>,
+    timeout: Duration,
+    running: AtomicBool,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Diagnosis {
+    /// Starts a diagnosis in the background unless one is running or ran
+    /// too recently; its finding goes to `state`.
+    fn start(self: &Arc<Self>, state: &Arc<LinkState>) {
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < DIAGNOSE_EVERY)
+                || self.running.swap(true, Ordering::AcqRel)
+            {
+                return;
             }
-            *burst = AuthBurst::default();
-            tracing::info!(urls, "cloud link up");
+            *last = Some(Instant::now());
         }
-        Event::Disconnected => {
-            metrics.set_link_up(false);
-            metrics.set_last_error(Some("disconnected".to_owned()));
-            let _ = up.send(false);
-            tracing::warn!(
-                urls,
-                "cloud link down; reconnecting (uploads wait in the local stream)"
-            );
+        let (this, state) = (Arc::clone(self), Arc::clone(state));
+        tokio::spawn(async move {
+            let found = this.run().await;
+            this.running.store(false, Ordering::Release);
+            match found {
+                // Rejected credentials are reported from the client's own
+                // events, with their count.
+                Some(CloudLinkFault::CredentialsRejected(_)) | None => {}
+                Some(fault) => state.on_fault(fault),
+            }
+        });
+    }
+
+    /// One connection attempt; its fault, or `None` when it connects.
+    async fn run(&self) -> Option<CloudLinkFault> {
+        let per_url = u32::try_from(self.urls.len()).unwrap_or(u32::MAX);
+        let attempt = self.options.clone().connect(self.urls.clone());
+        match tokio::time::timeout(self.timeout * per_url.saturating_add(1), attempt).await {
+            Ok(Ok(client)) => {
+                drop(client);
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cloud connection diagnosed");
+                Some(CloudLinkFault::classify(&error))
+            }
+            Err(_) => Some(CloudLinkFault::Timeout),
         }
-        Event::Closed => {
-            metrics.set_link_up(false);
-            let _ = up.send(false);
-        }
-        Event::ClientError(ClientError::Other(detail)) if is_auth_error(&detail) => {
-            auth_rejected(detail);
-        }
-        Event::ServerError(ServerError::AuthorizationViolation) => {
-            auth_rejected("authorization violation".to_owned());
-        }
-        Event::ClientError(ClientError::Other(detail)) => {
-            metrics.set_last_error(Some(detail.clone()));
-            tracing::debug!(urls, error = %detail, "cloud connection attempt failed");
-        }
-        other => tracing::warn!(urls, event = %other, "cloud link event"),
     }
 }
 
-/// Builds the connection options from the configuration: identity, TLS,
-/// timeouts and reconnection.
-async fn options(
-    config: &CloudConfig,
-    metrics: Arc<CloudMetrics>,
-    up: watch::Sender<bool>,
-    shutdown: CancellationToken,
-) -> Result<ConnectOptions, CloudError> {
+/// Handles one client event: the link's state, and what to find out.
+fn on_event(event: Event, state: &Arc<LinkState>, diagnosis: &Arc<Diagnosis>) {
+    match event {
+        Event::Connected => state.on_connected(),
+        Event::Disconnected => state.on_disconnected(),
+        Event::Closed => state.on_closed(),
+        Event::ClientError(ClientError::Other(detail)) if is_auth_error(&detail) => {
+            state.on_auth_rejected(detail);
+        }
+        Event::ServerError(ServerError::AuthorizationViolation) => {
+            state.on_auth_rejected("authorization violation".to_owned());
+        }
+        Event::ClientError(ClientError::Other(detail)) => {
+            tracing::debug!(error = %detail, "cloud connection attempt failed");
+            diagnosis.start(state);
+        }
+        other => tracing::warn!(event = %other, "cloud link event"),
+    }
+}
+
+/// The connection options of the configuration's identity and TLS, with
+/// its timeouts.
+pub(crate) async fn identity(config: &CloudConfig) -> Result<ConnectOptions, CloudError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.creds_file {
         options =
@@ -160,15 +155,42 @@ async fn options(
     if config.require_tls {
         options = options.require_tls(true);
     }
-    let max = config.retry_backoff_max();
-    let urls = shown_urls(&config.urls);
-    let burst = Arc::new(Mutex::new(AuthBurst::default()));
     Ok(options
         .name(packgate_protocol::names::cloud::connection_name(
             &config.gateway_id,
         ))
         .connection_timeout(config.request_timeout())
-        .request_timeout(Some(config.request_timeout()))
+        .request_timeout(Some(config.request_timeout())))
+}
+
+/// The URLs as logs and errors show them: a password or token in one
+/// replaced by `***`.
+pub(crate) fn shown_urls(urls: &[String]) -> String {
+    urls.iter()
+        .map(|url| crate::broker::connect::redact_url(url))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Opens the cloud connection. It returns at once: the first connection is
+/// made in the background and retried without end, like every later one.
+pub(crate) async fn open(
+    config: &CloudConfig,
+    metrics: Arc<CloudMetrics>,
+    shutdown: CancellationToken,
+) -> Result<CloudLink, CloudError> {
+    let identity = identity(config).await?;
+    let state = Arc::new(LinkState::new(metrics, shown_urls(&config.urls)));
+    let diagnosis = Arc::new(Diagnosis {
+        options: identity.clone(),
+        urls: config.urls.clone(),
+        timeout: config.request_timeout(),
+        running: AtomicBool::new(false),
+        last: Mutex::new(None),
+    });
+    let max = config.retry_backoff_max();
+    let events = Arc::clone(&state);
+    let options = identity
         .ping_interval(Duration::from_secs(20))
         .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .retry_on_initial_connect()
@@ -186,32 +208,9 @@ async fn options(
             }
         })
         .event_callback(move |event| {
-            let metrics = Arc::clone(&metrics);
-            let up = up.clone();
-            let burst = Arc::clone(&burst);
-            let urls = urls.clone();
-            async move { on_event(event, &metrics, &up, &burst, &urls) }
-        }))
-}
-
-/// The URLs as logs and errors show them: a password or token in one
-/// replaced by `***`.
-fn shown_urls(urls: &[String]) -> String {
-    urls.iter()
-        .map(|url| crate::broker::connect::redact_url(url))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Opens the cloud connection. It returns at once: the first connection is
-/// made in the background and retried without end, like every later one.
-pub(crate) async fn open(
-    config: &CloudConfig,
-    metrics: Arc<CloudMetrics>,
-    shutdown: CancellationToken,
-) -> Result<CloudLink, CloudError> {
-    let (up_tx, up) = watch::channel(false);
-    let options = options(config, metrics, up_tx, shutdown).await?;
+            let (state, diagnosis) = (Arc::clone(&events), Arc::clone(&diagnosis));
+            async move { on_event(event, &state, &diagnosis) }
+        });
     let client = options
         .connect(config.urls.clone())
         .await
@@ -224,7 +223,7 @@ pub(crate) async fn open(
         .max_ack_inflight(config.batch_max_samples + 16)
         .backpressure_on_inflight(true)
         .build(client.clone());
-    Ok(CloudLink { client, js, up })
+    Ok(CloudLink { client, js, state })
 }
 
 #[cfg(test)]
@@ -251,29 +250,5 @@ mod tests {
         assert!(is_auth_error("failed signing nonce"));
         assert!(!is_auth_error("IO error"));
         assert!(!is_auth_error("timed out"));
-    }
-
-    #[test]
-    fn a_burst_of_rejections_counts_every_attempt_and_clears_on_connect() {
-        let metrics = CloudMetrics::default();
-        let (tx, rx) = watch::channel(false);
-        let burst = Mutex::new(AuthBurst::default());
-        for _ in 0..3 {
-            on_event(
-                Event::ClientError(ClientError::Other("authorization violation".into())),
-                &metrics,
-                &tx,
-                &burst,
-                "u",
-            );
-        }
-        assert_eq!(metrics.auth_failures.get(), 3);
-        assert!(metrics
-            .last_error()
-            .is_some_and(|e| e.contains("rejected the credentials")));
-        on_event(Event::Connected, &metrics, &tx, &burst, "u");
-        assert!(*rx.borrow());
-        assert!(metrics.link_up());
-        assert_eq!(metrics.last_error(), None);
     }
 }

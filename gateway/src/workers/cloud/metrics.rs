@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
+use crate::telemetry::health::LINK_ERROR_NOTE;
 use crate::telemetry::snapshot::MetricsSource;
 use crate::telemetry::{now_ms, Counter, Gauge};
 
@@ -88,13 +89,22 @@ impl CloudMetrics {
         }
     }
 
+    /// Poll time of the last sample the cloud acknowledged, milliseconds
+    /// since the Unix epoch; `None` before the first.
+    pub(crate) fn last_uploaded_ms(&self) -> Option<i64> {
+        match self.last_uploaded_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(at),
+        }
+    }
+
     pub(crate) fn set_last_uploaded(&self, timestamp_ms: i64) {
         self.last_uploaded_ms
             .fetch_max(timestamp_ms.max(1), Ordering::Relaxed);
     }
 
-    /// The last link error (such as rejected credentials), cleared when the
-    /// link comes up.
+    /// Why the link is down (such as rejected credentials, or a
+    /// certificate the gateway does not trust), cleared when it comes up.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
@@ -114,5 +124,13 @@ impl MetricsSource for CloudMetrics {
 
     fn gauges(&self) -> Vec<(String, f64)> {
         self.gauge_values()
+    }
+
+    /// `link_error`: why the link is down, while it is.
+    fn notes(&self) -> Vec<(String, String)> {
+        self.last_error()
+            .filter(|_| !self.link_up())
+            .map(|error| vec![(LINK_ERROR_NOTE.to_owned(), error)])
+            .unwrap_or_default()
     }
 }

@@ -51,14 +51,27 @@
 //! exponential backoff, and nothing more is fetched meanwhile: memory is one
 //! batch per stream however long the outage, and each pack's messages reach
 //! the cloud in local stream order. The backlog drains at most at
-//! `max_rate_per_s`.
+//! `max_rate_per_s`. A stop does not wait for the cloud: the batch in hand
+//! is handed back (naks the local broker confirms), and the broker gives
+//! those messages to the next start before any newer one, so the order
+//! holds across restarts too.
+//!
+//! The link is up while the connection is open and the cloud answers: an
+//! upload without an ack takes it down (a server hung with its socket
+//! open), and single-message probes bring it back. Why it is down
+//! ([`CloudLinkFault`]) is logged once per change and carried in the
+//! metrics snapshot's notes to `packgate status`.
 
 mod control;
+mod fault;
 mod link;
+mod mark;
 mod metrics;
+mod requester;
+mod state;
 mod uploader;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +84,9 @@ pub use packgate_protocol::names::{CLOUD_EVENTS_CONSUMER, CLOUD_SAMPLES_CONSUMER
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::{CloudConfig, CloudConfigError};
+pub use fault::CloudLinkFault;
 pub use metrics::CloudMetrics;
+pub use requester::request_command;
 use uploader::{Kind, RateLimit, Uploader};
 
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
@@ -120,11 +135,32 @@ pub enum CloudError {
         /// The error.
         source: std::io::Error,
     },
-    /// The connection options are unusable (such as a malformed URL).
+    /// The connection options are unusable (such as a malformed URL), or
+    /// a one-off connection failed.
     #[error("cannot connect to the cloud at {urls}: {reason}")]
     Connect {
         /// The configured URLs.
         urls: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing serves a gateway's control subject in the cloud.
+    #[error("no gateway serves {subject}: is that gateway connected to this cloud, its cloud worker running?")]
+    NoGateway {
+        /// The control subject.
+        subject: String,
+    },
+    /// A control request got no reply.
+    #[error("control request on {subject} failed: {reason}")]
+    Request {
+        /// The control subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+    /// A reply that is not a command reply.
+    #[error("the gateway's reply does not decode: {reason}")]
+    Reply {
         /// Why.
         reason: String,
     },
@@ -224,9 +260,17 @@ impl Worker for CloudWorker {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move {
-            run_cloud(&self.config, ctx.client, ctx.js, self.metrics, shutdown)
-                .await
-                .map_err(|error| WorkerError::new(WorkerKind::Cloud, error))
+            let data_dir = Some(ctx.data_dir.as_path());
+            run(
+                &self.config,
+                data_dir,
+                ctx.client,
+                ctx.js,
+                self.metrics,
+                shutdown,
+            )
+            .await
+            .map_err(|error| WorkerError::new(WorkerKind::Cloud, error))
         })
     }
 }
@@ -234,9 +278,24 @@ impl Worker for CloudWorker {
 /// Runs the cloud worker until `shutdown`: the link, an uploader per local
 /// stream, the control bridge and the backlog gauge. Returns at once when
 /// `cloud.enabled` is false. A batch in hand at shutdown is handed back to
-/// the local stream for the next start.
+/// the local stream for the next start. (The worker run by the supervisor
+/// also keeps the time of its last upload in its data directory, for the
+/// upload lag at the next start.)
 pub async fn run_cloud(
     cloud: &CloudConfig,
+    local: async_nats::Client,
+    local_js: jetstream::Context,
+    metrics: Arc<CloudMetrics>,
+    shutdown: CancellationToken,
+) -> Result<(), CloudError> {
+    run(cloud, None, local, local_js, metrics, shutdown).await
+}
+
+/// [`run_cloud`], keeping the time of the last upload in `data_dir` when
+/// given.
+async fn run(
+    cloud: &CloudConfig,
+    data_dir: Option<&Path>,
     local: async_nats::Client,
     local_js: jetstream::Context,
     metrics: Arc<CloudMetrics>,
@@ -247,6 +306,7 @@ pub async fn run_cloud(
         return Ok(());
     }
     cloud.validate()?;
+    cloud.check_files()?;
     let config = Arc::new(cloud.clone());
     let link = link::open(&config, Arc::clone(&metrics), shutdown.clone()).await?;
     tracing::info!(
@@ -257,7 +317,7 @@ pub async fn run_cloud(
     );
     if config.create_stream {
         let (js, config, shutdown) = (link.js.clone(), Arc::clone(&config), shutdown.clone());
-        let mut up = link.up.clone();
+        let mut up = link.state.up();
         tokio::spawn(async move {
             let connected = tokio::select! {
                 up = up.wait_for(|up| *up) => up.is_ok(),
@@ -270,6 +330,18 @@ pub async fn run_cloud(
     }
     let rate = Arc::new(RateLimit::new(config.max_rate_per_s));
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(dir) = data_dir {
+        // The last upload of an earlier run: the lag is known at once.
+        if let Some(timestamp_ms) = mark::load_in_background(dir.to_owned()).await {
+            metrics.set_last_uploaded(timestamp_ms);
+        }
+        tasks.spawn(mark::run_saver(
+            dir.to_owned(),
+            mark::SAVE_EVERY,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+    }
     for (kind, spec) in uplink_consumers(&config) {
         let uploader = Uploader {
             kind,
@@ -277,7 +349,7 @@ pub async fn run_cloud(
             config: Arc::clone(&config),
             local_js: local_js.clone(),
             cloud_js: link.js.clone(),
-            link_up: link.up.clone(),
+            link: Arc::clone(&link.state),
             rate: Arc::clone(&rate),
             metrics: Arc::clone(&metrics),
         };
@@ -286,6 +358,7 @@ pub async fn run_cloud(
     tasks.spawn(control::run_bridge(
         Arc::clone(&config),
         link.client.clone(),
+        link.state.connected(),
         local,
         Arc::clone(&metrics),
         shutdown.clone(),
@@ -301,7 +374,10 @@ pub async fn run_cloud(
             tracing::error!(%error, "cloud worker task failed");
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), link.client.flush()).await;
+    if link.state.is_connected() {
+        // The last control replies go out; a link down has nothing to send.
+        let _ = tokio::time::timeout(Duration::from_secs(2), link.client.flush()).await;
+    }
     metrics.set_link_up(false);
     Ok(())
 }

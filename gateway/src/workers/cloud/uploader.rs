@@ -13,10 +13,12 @@ use async_nats::jetstream::{self, consumer::PullConsumer, message::PublishMessag
 use futures_util::StreamExt;
 use packgate_protocol::names::{self, ConsumerSpec};
 use packgate_protocol::{decode, Sample};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::fault::CloudLinkFault;
+use super::state::LinkState;
 use super::{cloud_subject, CloudMetrics};
 use crate::broker::ensure_consumer;
 use crate::config::CloudConfig;
@@ -85,7 +87,7 @@ pub(crate) struct Uploader {
     pub(crate) config: Arc<CloudConfig>,
     pub(crate) local_js: jetstream::Context,
     pub(crate) cloud_js: jetstream::Context,
-    pub(crate) link_up: watch::Receiver<bool>,
+    pub(crate) link: Arc<LinkState>,
     pub(crate) rate: Arc<RateLimit>,
     pub(crate) metrics: Arc<CloudMetrics>,
 }
@@ -93,8 +95,8 @@ pub(crate) struct Uploader {
 /// Why one attempt at a batch failed.
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
-    #[error("the cloud link is down")]
-    LinkDown,
+    #[error("the cloud link is down{}", .0.as_ref().map(|f| format!(": {f}")).unwrap_or_default())]
+    LinkDown(Option<CloudLinkFault>),
     #[error("publish to {subject} failed: {reason}")]
     Publish { subject: String, reason: String },
     #[error("the cloud stream {stream} is missing or does not capture {subject}")]
@@ -105,7 +107,8 @@ enum AttemptError {
 
 impl Uploader {
     /// Runs until `shutdown`; a batch in hand at shutdown is handed back to
-    /// the local stream (nak) for the next start.
+    /// the local stream (nak, confirmed by the broker) so that the next
+    /// start takes it first.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let consumer = loop {
             match ensure_consumer(&self.local_js, &self.spec).await {
@@ -127,7 +130,7 @@ impl Uploader {
             if self.deliver(&batch, &shutdown).await {
                 self.ack(&batch).await;
             } else {
-                nak(&batch).await;
+                self.nak(&batch).await;
             }
         }
     }
@@ -189,7 +192,13 @@ impl Uploader {
             if attempt > 0 {
                 self.metrics.upload_retries.inc();
             }
-            let error = match self.attempt(batch).await {
+            // A stop does not wait for the cloud: the batch is handed back.
+            let result = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return false,
+                result = self.attempt(batch) => result,
+            };
+            let error = match result {
                 Ok(()) => return true,
                 Err(error) => error,
             };
@@ -206,13 +215,18 @@ impl Uploader {
             if matches!(error, AttemptError::NoStream { .. }) && self.config.create_stream {
                 super::ensure_cloud_stream(&self.cloud_js, &self.config).await;
             }
-            let deadline = Instant::now()
-                + super::cloud_backoff(self.config.retry_backoff_max()).delay(attempt);
+            let mut delay = super::cloud_backoff(self.config.retry_backoff_max()).delay(attempt);
+            if self.link.is_connected() && !self.link.is_answering() {
+                // A probe is one message: try again at least once per
+                // request timeout, to see the cloud answer again soon.
+                delay = delay.min(self.config.request_timeout());
+            }
+            let deadline = Instant::now() + delay;
             attempt = attempt.saturating_add(1);
             // Wait out the backoff, keeping the batch alive on the local
             // broker, and go at once when the link comes back up.
             loop {
-                let mut link = self.link_up.clone();
+                let mut link = self.link.up();
                 let was_down = !*link.borrow();
                 let wake = (last_progress + progress_every).min(deadline);
                 tokio::select! {
@@ -231,15 +245,54 @@ impl Uploader {
         }
     }
 
-    /// One attempt: publish every message, then await every ack.
+    /// One attempt: publish every message, then await every ack. While the
+    /// cloud has stopped answering, the first message goes alone, as a
+    /// probe; the rest follow once it is acknowledged.
     async fn attempt(&self, batch: &[jetstream::Message]) -> Result<(), AttemptError> {
-        if !*self.link_up.borrow() {
-            return Err(AttemptError::LinkDown);
+        if !self.link.is_connected() {
+            return Err(AttemptError::LinkDown(self.link.fault()));
         }
         self.rate.take(batch.len()).await;
+        let result = if self.link.is_answering() {
+            self.publish_all(batch).await
+        } else {
+            let (probe, rest) = batch.split_at(1.min(batch.len()));
+            match self.publish_all(probe).await {
+                Ok(()) => {
+                    self.link.on_upload_acked();
+                    self.publish_all(rest).await
+                }
+                Err(error) => Err(error),
+            }
+        };
+        match &result {
+            Ok(()) => self.link.on_upload_acked(),
+            Err(AttemptError::AckTimeout(waited)) => self.link.on_upload_timeout(*waited),
+            Err(_) => {}
+        }
+        result?;
+        self.metrics.batches_sent.inc();
+        match self.kind {
+            Kind::Samples => {
+                self.metrics.samples_sent.add(batch.len() as u64);
+                let newest = batch
+                    .iter()
+                    .rev()
+                    .find_map(|m| decode::<Sample>(&m.payload).ok());
+                if let Some(sample) = newest {
+                    self.metrics.set_last_uploaded(sample.timestamp_ms);
+                }
+            }
+            Kind::Events => self.metrics.events_sent.add(batch.len() as u64),
+        }
+        Ok(())
+    }
+
+    /// Publishes `messages` to the cloud stream and awaits every ack.
+    async fn publish_all(&self, messages: &[jetstream::Message]) -> Result<(), AttemptError> {
         let timeout = self.config.request_timeout();
-        let mut acks = Vec::with_capacity(batch.len());
-        for message in batch {
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in messages {
             let subject =
                 cloud_subject(&self.config.gateway_id, &message.subject).unwrap_or_else(|| {
                     packgate_protocol::names::cloud::unknown_subject(&self.config.gateway_id)
@@ -281,6 +334,9 @@ impl Uploader {
                     error.kind(),
                     jetstream::context::PublishErrorKind::StreamNotFound
                 ) || error.to_string().contains("expected stream");
+                if error.kind() == jetstream::context::PublishErrorKind::TimedOut {
+                    return Err(AttemptError::AckTimeout(timeout));
+                }
                 return Err(if missing {
                     AttemptError::NoStream {
                         stream: self.config.stream_name.clone(),
@@ -293,20 +349,6 @@ impl Uploader {
                     }
                 });
             }
-        }
-        self.metrics.batches_sent.inc();
-        match self.kind {
-            Kind::Samples => {
-                self.metrics.samples_sent.add(batch.len() as u64);
-                let newest = batch
-                    .iter()
-                    .rev()
-                    .find_map(|m| decode::<Sample>(&m.payload).ok());
-                if let Some(sample) = newest {
-                    self.metrics.set_last_uploaded(sample.timestamp_ms);
-                }
-            }
-            Kind::Events => self.metrics.events_sent.add(batch.len() as u64),
         }
         Ok(())
     }
@@ -334,6 +376,38 @@ impl Uploader {
         }
     }
 
+    /// Hands the batch back to the local stream (a stop): the broker
+    /// confirms each nak, and redelivers those messages before any newer
+    /// one, so the next start uploads them first. One not confirmed comes
+    /// back after the consumer's ack wait instead.
+    async fn nak(&self, batch: &[jetstream::Message]) {
+        let timeout = self.config.request_timeout().min(Duration::from_secs(2));
+        let mut failures = 0usize;
+        for chunk in batch.chunks(ACK_CONCURRENCY) {
+            let naked = futures_util::future::join_all(
+                chunk.iter().map(|message| nak_one(message, timeout)),
+            )
+            .await;
+            failures += naked.iter().filter(|ok| !**ok).count();
+        }
+        if failures > 0 {
+            tracing::warn!(
+                failures,
+                messages = batch.len(),
+                stream = self.spec.stream,
+                "stopping: the local broker did not confirm the hand-back of some messages \
+                 in hand; they come back after the ack wait ({} s), after newer ones",
+                self.spec.ack_wait.as_secs()
+            );
+        } else {
+            tracing::debug!(
+                messages = batch.len(),
+                stream = self.spec.stream,
+                "stopping: the batch in hand is handed back to the local stream"
+            );
+        }
+    }
+
     /// Tells the local broker the batch is still being worked on.
     async fn progress(&self, batch: &[jetstream::Message]) {
         for message in batch {
@@ -357,12 +431,13 @@ async fn ack_one(message: &jetstream::Message, timeout: Duration) -> bool {
     )
 }
 
-/// Hands a batch back for immediate redelivery (shutdown).
-async fn nak(batch: &[jetstream::Message]) {
-    for message in batch {
-        let _ = tokio::time::timeout(Duration::from_secs(1), message.ack_with(AckKind::Nak(None)))
-            .await;
-    }
+/// Hands one message back for immediate redelivery, confirmed by the
+/// broker.
+async fn nak_one(message: &jetstream::Message, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, message.double_ack_with(AckKind::Nak(None))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The de-duplication id of a local message: its `Nats-Msg-Id` header

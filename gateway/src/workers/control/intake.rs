@@ -3,9 +3,7 @@
 //! refused and audited with its id), or an unreadable request with its id
 //! where the bytes begin with a readable one.
 
-use packgate_protocol::{
-    decode, Command, CommandId, DecodeError, MessageKind, WireMessage, SCHEMA_VERSION,
-};
+use packgate_protocol::{decode, Command, CommandId, DecodeError, MessageKind, WireMessage};
 use serde::{Deserialize, Serialize};
 
 /// Longest id taken from a request that did not decode; a longer one is
@@ -53,7 +51,7 @@ fn salvage_id(payload: &[u8]) -> Option<CommandId> {
     let [version, kind, rest @ ..] = payload else {
         return None;
     };
-    if *version != SCHEMA_VERSION || *kind != MessageKind::Command as u8 {
+    if *version != <Command as WireMessage>::VERSION || *kind != MessageKind::Command as u8 {
         return None;
     }
     let (id, _) = postcard::take_from_bytes::<CommandId>(rest).ok()?;

@@ -52,6 +52,7 @@ fn exposed() -> Exposed {
             p99_ms: 9.0,
             max_ms: 12.0,
         }],
+        notes: vec![],
     };
     e.snapshots
         .insert(("collect".into(), "box:42".into()), snapshot);

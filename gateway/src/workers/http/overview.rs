@@ -100,6 +100,8 @@ struct ConsumerRow {
 struct CloudRow {
     enabled: bool,
     up: Option<bool>,
+    /// Why the link is down, when the worker said.
+    why: Option<String>,
     backlog: Option<f64>,
     upload_lag_ms: Option<f64>,
     as_of_ms: Option<i64>,
@@ -260,7 +262,7 @@ async fn gather<'a>(
     }
     let streams = streams(&mut broker, &lags).await;
     let cloud_snapshot = snapshots.get(WorkerKind::Cloud.name());
-    let link = cloud_snapshot.map(|s| health::cloud_link(&s.gauges));
+    let link = cloud_snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
     Overview {
         now_ms: now,
         broker: BrokerState {
@@ -271,9 +273,10 @@ async fn gather<'a>(
         streams,
         cloud: CloudRow {
             enabled: config.cloud.enabled,
-            up: link.and_then(|l| l.up),
-            backlog: link.and_then(|l| l.backlog),
-            upload_lag_ms: link.and_then(|l| l.upload_lag_ms),
+            up: link.as_ref().and_then(|l| l.up),
+            why: link.as_ref().and_then(|l| l.why.clone()),
+            backlog: link.as_ref().and_then(|l| l.backlog),
+            upload_lag_ms: link.as_ref().and_then(|l| l.upload_lag_ms),
             as_of_ms: cloud_snapshot.map(|s| s.timestamp_ms),
         },
         stores,

@@ -273,6 +273,7 @@
     if (o.dead_letters !== null && o.dead_letters !== undefined) parts.push(o.dead_letters + ' dead letters');
     parts.push(o.cloud.enabled
       ? 'cloud ' + (o.cloud.up === null ? 'unknown' : o.cloud.up ? 'up' : 'DOWN') +
+        (o.cloud.why ? ' (' + o.cloud.why + ')' : '') +
         (o.cloud.backlog === null ? '' : ', backlog ' + o.cloud.backlog)
       : 'cloud disabled');
     parts.push('broker ' + (o.broker.reachable ? 'reachable' : 'unreachable (' + o.broker.reason + ')'));
