@@ -191,11 +191,13 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
     };
 
     // Healthy: every burst is a published state, within resolution.
+    // The limits start at 0 and ramp up to the three packs' 300 A.
     let (first, _) = inverter
-        .burst_where(Duration::from_secs(8), |b| b.module_count == Some(3))
+        .burst_where(Duration::from_secs(8), |b| {
+            b.module_count == Some(3) && b.charge_current_limit_a == Some(300.0)
+        })
         .await
-        .expect("a first burst with every pack");
-    assert_eq!(first.charge_current_limit_a, Some(300.0));
+        .expect("a burst with every pack's share");
     assert_eq!(
         (first.charge_enable, first.discharge_enable),
         (Some(true), Some(true))
@@ -256,6 +258,11 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         "CCL dropped after {:?}",
         at.duration_since(injected)
     );
+    eprintln!(
+        "CCL 300 A -> {:?} A heard {:?} after the fault",
+        burst.charge_current_limit_a,
+        at.duration_since(injected)
+    );
     assert_eq!(burst.charge_current_limit_a, Some(200.0), "{burst:?}");
     assert_eq!(burst.discharge_current_limit_a, Some(200.0));
     assert!(burst.temperature_c.is_some_and(|t| t > 55.0), "{burst:?}");
@@ -297,6 +304,7 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         last = at;
     }
     let sent_for = last.duration_since(first_zero);
+    eprintln!("zeros heard for {sent_for:?}, then silence");
     assert!(
         sent_for <= limit + Duration::from_millis(500),
         "zeros sent for {sent_for:?}, the link should fall silent within {limit:?}"
