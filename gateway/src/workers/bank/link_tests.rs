@@ -113,10 +113,7 @@ impl CanLink for FakeLink {
         frame: &'a CanFrame,
         _limit: Duration,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.sent
-            .lock()
-            .unwrap()
-            .push((Instant::now(), frame.clone()));
+        self.sent.lock().unwrap().push((Instant::now(), *frame));
         Box::pin(async { Ok(()) })
     }
 }
