@@ -42,6 +42,7 @@ fn bank_config(url: &str, dir: &std::path::Path) -> Config {
     let mut config = sim_config(url, dir, 3, 200);
     config.collect.request_timeout_ms = 100;
     config.banks.push(BankConfig {
+        inverter: None,
         name: BankId::new("house").unwrap(),
         packs: vec![pack("sim-01"), pack("sim-02"), pack("sim-03")],
         pack_max_charge_a: None,

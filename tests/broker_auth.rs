@@ -307,6 +307,7 @@ async fn the_embedded_broker_needs_credentials_and_owns_its_store() {
     config.add_sim_packs(2).unwrap();
     // A bank, so its worker runs on its own user too.
     config.banks.push(packgate::config::BankConfig {
+        inverter: None,
         name: packgate_protocol::BankId::new("house").unwrap(),
         packs: config.packs.iter().map(|p| p.id.clone()).collect(),
         pack_max_charge_a: None,

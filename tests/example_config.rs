@@ -103,6 +103,9 @@ packs = ["modbus-1", "sim-walk"]
 pack_max_charge_a = 100.0
 pack_max_discharge_a = 100.0
 pack_capacity_ah = 280.0
+[banks.inverter]
+kind = "slcan"
+port = "/dev/ttyACM1"
 
 [control.site_limits]
 charge_current_limit_a = { min = 0.0, max = 80.0 }

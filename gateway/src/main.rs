@@ -144,6 +144,13 @@ enum Action {
         /// device, or `pty`.
         #[arg(long)]
         jk: Option<String>,
+        /// Listen as an inverter on this slcan serial device, or `pty`:
+        /// print one line per burst a bank's inverter link sends.
+        #[arg(long)]
+        inverter: Option<String>,
+        /// With --inverter: record the bursts to this file as JSON lines.
+        #[arg(long, requires = "inverter")]
+        record: Option<std::path::PathBuf>,
     },
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
@@ -501,6 +508,8 @@ fn run(action: Action) -> anyhow::Result<()> {
             jbd,
             daly,
             jk,
+            inverter,
+            record,
         } => block_on(sim(packgate::cli::sim::SimOptions {
             packs,
             seed,
@@ -516,6 +525,8 @@ fn run(action: Action) -> anyhow::Result<()> {
                 daly,
                 jk,
             },
+            inverter,
+            record,
         })),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),

@@ -71,6 +71,14 @@ impl CanLink for SocketCanLink {
     fn recv(&mut self, limit: Duration) -> BoxFuture<'_, Result<CanFrame, TransportError>> {
         Box::pin(self.recv_frame(limit))
     }
+
+    fn send<'a>(
+        &'a mut self,
+        frame: &'a CanFrame,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(SocketCanLink::send(self, frame, limit))
+    }
 }
 
 impl CanConnector for SocketCanConnector {

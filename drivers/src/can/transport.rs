@@ -64,6 +64,17 @@ impl TransportError {
 pub trait CanLink: Send + fmt::Debug {
     /// The next frame, waiting at most `limit`.
     fn recv(&mut self, limit: Duration) -> BoxFuture<'_, Result<CanFrame, TransportError>>;
+
+    /// Sends one frame, the write done within `limit`; a link that only
+    /// receives refuses.
+    fn send<'a>(
+        &'a mut self,
+        frame: &'a CanFrame,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        let _ = (frame, limit);
+        Box::pin(async { Err(TransportError::Unsupported("sending frames".into())) })
+    }
 }
 
 /// Opens (and reopens) links to one bus.
@@ -203,6 +214,40 @@ impl<S: ByteStream> SlcanLink<S> {
         }
     }
 
+    /// Sends `frame` as one slcan line, the write done within `limit`.
+    /// What the adapter sent meanwhile (its `z` acks, the bus's frames) is
+    /// read as far as it is already there and dropped, so a link that only
+    /// sends never lets its input fill up.
+    pub async fn send_frame(
+        &mut self,
+        frame: &CanFrame,
+        limit: Duration,
+    ) -> Result<(), TransportError> {
+        let line = super::slcan::encode_frame(frame);
+        let write = async {
+            self.stream.write_all(&line).await?;
+            self.stream.flush().await
+        };
+        timeout(limit, write)
+            .await
+            .map_err(|_| TransportError::Timeout(limit))?
+            .map_err(io_error)?;
+        self.discard_input().await
+    }
+
+    /// Reads what is already waiting and drops the frames received.
+    async fn discard_input(&mut self) -> Result<(), TransportError> {
+        for _ in 0..4 {
+            match self.read_some(Instant::now()).await {
+                Ok(_) => {}
+                Err(TransportError::Timeout(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     /// The next frame, waiting at most `limit`.
     pub async fn recv_frame(&mut self, limit: Duration) -> Result<CanFrame, TransportError> {
         let deadline = Instant::now() + limit;
@@ -222,6 +267,14 @@ impl<S: ByteStream> SlcanLink<S> {
 impl<S: ByteStream> CanLink for SlcanLink<S> {
     fn recv(&mut self, limit: Duration) -> BoxFuture<'_, Result<CanFrame, TransportError>> {
         Box::pin(self.recv_frame(limit))
+    }
+
+    fn send<'a>(
+        &'a mut self,
+        frame: &'a CanFrame,
+        limit: Duration,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.send_frame(frame, limit))
     }
 }
 
@@ -359,5 +412,39 @@ mod tests {
             c.connect().await,
             Err(TransportError::Open { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn sends_frames_as_slcan_lines_and_drops_what_comes_back() {
+        let (ours, mut theirs) = duplex(1024);
+        let bringup = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let mut seen = Vec::new();
+            while seen.iter().filter(|b| **b == b'\r').count() < 3 {
+                let n = theirs.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                for _ in buf[..n].iter().filter(|b| **b == b'\r') {
+                    theirs.write_all(b"\r").await.unwrap();
+                }
+            }
+            theirs
+        });
+        let mut link = SlcanLink::open(ours, Bitrate::Kbps500, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut theirs = bringup.await.unwrap();
+        theirs.write_all(b"z\rt3052AABB\r").await.unwrap();
+        let frame = CanFrame::standard(0x351, &[1, 2, 3]).unwrap();
+        link.send_frame(&frame, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = theirs.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"t3513010203\r");
+        // The inverter's frame that came back was read and dropped.
+        assert_eq!(
+            link.recv_frame(Duration::from_millis(20)).await,
+            Err(TransportError::Timeout(Duration::from_millis(20)))
+        );
     }
 }

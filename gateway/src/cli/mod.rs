@@ -4,6 +4,7 @@
 pub mod banks;
 pub mod render;
 pub mod sim;
+pub mod sim_inverter;
 pub mod status;
 pub mod sunspec;
 pub mod watch;

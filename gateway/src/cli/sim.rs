@@ -38,6 +38,11 @@ pub struct SimOptions {
     pub sunspec_layout: Option<SunSpecLayout>,
     /// Lines served with a framed BMS protocol.
     pub framed: FramedLines,
+    /// Listen as an inverter on this slcan line (a serial device, or
+    /// `pty`) and print what a bank's link sends.
+    pub inverter: Option<String>,
+    /// Record the inverter's bursts to this file as JSON lines instead.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// The serial lines served with a framed BMS protocol: each a serial
@@ -77,7 +82,7 @@ pub enum SimCliError {
     )]
     Fault(String),
     /// Nothing to serve.
-    #[error("nothing to serve: give --modbus-tcp, --modbus-rtu, --slcan, --pylon-ascii, --jbd, --daly or --jk")]
+    #[error("nothing to serve: give --modbus-tcp, --modbus-rtu, --slcan, --pylon-ascii, --jbd, --daly, --jk or --inverter")]
     NoTransport,
 }
 
@@ -214,6 +219,7 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
     if options.modbus_tcp.is_none()
         && options.modbus_rtu.is_none()
         && options.slcan.is_none()
+        && options.inverter.is_none()
         && !options.framed.any()
     {
         return Err(SimCliError::NoTransport);
@@ -275,6 +281,20 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
         ));
     }
     serve_framed_lines(&options, &packs, &mut tasks, &mut keep_open, &shutdown)?;
+    if let Some(spec) = &options.inverter {
+        let (port, path, client) = open_line(spec, 115_200)?;
+        keep_open.extend(client);
+        let into = options.record.as_ref().map_or_else(
+            || "printing".to_owned(),
+            |f| format!("recording to {}", f.display()),
+        );
+        announce(format_args!("inverter slcan {path} {into}"));
+        tasks.spawn(super::sim_inverter::run_inverter(
+            port,
+            options.record.clone(),
+            shutdown.clone(),
+        ));
+    }
     while let Some(result) = tasks.join_next().await {
         match result {
             Ok(Ok(())) => {}

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use packgate_protocol::{BankId, PackId, MAX_BANK_PACKS};
 use serde::{Deserialize, Serialize};
 
+use super::inverter::InverterConfig;
 use super::packs::{DriverConfig, PackConfig};
 use super::ConfigError;
 use crate::bank::LimitRules;
@@ -39,6 +40,9 @@ pub struct BankConfig {
     /// limits, the minimum of online packs, the stale age, the ramps.
     #[serde(default)]
     pub limits: LimitRules,
+    /// The CAN link to the bank's inverter, if it has one.
+    #[serde(default)]
+    pub inverter: Option<InverterConfig>,
 }
 
 /// What one pack brings to its bank.
@@ -166,6 +170,9 @@ impl BankConfig {
         }
         if let Some(problem) = self.limits.problem() {
             return Err(error(&rules_key(&problem), problem));
+        }
+        if let Some((field, reason)) = self.inverter.as_ref().and_then(InverterConfig::problem) {
+            return Err(error(&format!("inverter.{field}"), reason));
         }
         if self.limits.min_online_packs > self.packs.len() {
             return Err(error(

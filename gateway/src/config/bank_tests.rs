@@ -5,6 +5,7 @@
 
 use super::super::Config;
 use super::*;
+use crate::config::InverterLinkKind;
 
 /// Three simulated packs and a Modbus one whose profile has no ratings.
 const PACKS: &str = "[[buses]]\nname = \"rs485\"\nkind = \"modbus_rtu\"\nport = \"/dev/ttyUSB0\"\n\
@@ -134,4 +135,63 @@ fn rules_that_cannot_work_name_their_key_and_line() {
         "[[banks]]\nname = \"one\"\npacks = [\"a\"]\n[banks.limits]\nsite_max_charge = 5.0\n",
     );
     assert!(err.contains("unknown field `site_max_charge`"), "{err}");
+}
+
+#[test]
+fn an_inverter_link_reads_with_its_defaults_and_is_refused_when_wrong() {
+    let config = parse(
+        "[[banks]]\nname = \"house\"\npacks = [\"a\"]\n\
+         [banks.inverter]\nkind = \"slcan\"\nport = \"/dev/ttyACM0\"\n",
+    )
+    .unwrap();
+    let inverter = config.banks[0].inverter.as_ref().unwrap();
+    assert_eq!(inverter, &InverterConfig::slcan("/dev/ttyACM0"));
+    assert_eq!(inverter.bitrate_bps, 500_000);
+    assert_eq!(inverter.send_interval_ms, 1000);
+    assert_eq!(inverter.stop_after_s, 10.0);
+    assert_eq!(inverter.name, "packgate");
+    let printed = toml::to_string_pretty(&config).unwrap();
+    assert_eq!(Config::from_toml_str(&printed, "printed").unwrap(), config);
+
+    let socketcan = parse(
+        "[[banks]]\nname = \"house\"\npacks = [\"a\"]\n\
+         [banks.inverter]\nkind = \"socketcan\"\ninterface = \"can0\"\nstop_after_s = 5.0\n",
+    )
+    .unwrap();
+    let inverter = socketcan.banks[0].inverter.as_ref().unwrap();
+    assert_eq!(inverter.kind, InverterLinkKind::Socketcan);
+    assert_eq!(inverter.interface.as_deref(), Some("can0"));
+
+    let bank = "[[banks]]\nname = \"house\"\npacks = [\"a\"]\n[banks.inverter]\n";
+    for (table, key) in [
+        ("kind = \"slcan\"\n", "banks[0].inverter.port"),
+        ("kind = \"socketcan\"\n", "banks[0].inverter.interface"),
+        (
+            "kind = \"slcan\"\nport = \"/dev/x\"\nbitrate_bps = 400000\n",
+            "banks[0].inverter.bitrate_bps",
+        ),
+        (
+            "kind = \"slcan\"\nport = \"/dev/x\"\nstop_after_s = 0.5\n",
+            "banks[0].inverter.stop_after_s",
+        ),
+        (
+            "kind = \"slcan\"\nport = \"/dev/x\"\nsend_interval_ms = 0\n",
+            "banks[0].inverter.send_interval_ms",
+        ),
+        (
+            "kind = \"slcan\"\nport = \"/dev/x\"\nname = \"far too long\"\n",
+            "banks[0].inverter.name",
+        ),
+        (
+            "kind = \"socketcan\"\ninterface = \"can0\"\nport = \"/dev/x\"\n",
+            "banks[0].inverter.port",
+        ),
+    ] {
+        let err = refused(&format!("{bank}{table}"));
+        assert!(err.contains(key), "{table}: {err}");
+    }
+    let err = refused(&format!(
+        "{bank}kind = \"slcan\"\nport = \"/dev/x\"\nbaud = 1\n"
+    ));
+    assert!(err.contains("baud"), "{err}");
 }

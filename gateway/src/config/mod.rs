@@ -12,6 +12,7 @@ mod data;
 mod disk;
 mod durability;
 mod http;
+mod inverter;
 mod lines;
 mod locate;
 mod monitor;
@@ -46,6 +47,7 @@ pub use control::{ControlConfig, ControlConfigError, SiteLimit, MIN_AUDIT_BYTES}
 pub use data::DataConfig;
 pub use durability::Durability;
 pub use http::{HttpConfig, HttpConfigError, DEFAULT_HTTP_PORT};
+pub use inverter::{InverterConfig, InverterLinkKind};
 pub use locate::{ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
 pub use monitor::MonitorConfig;
 pub use mqtt::{MqttConfig, MqttConfigError};

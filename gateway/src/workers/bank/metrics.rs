@@ -28,6 +28,18 @@ crate::worker_metrics! {
             states_skipped,
             /// States that broke the wire rules (not sent; a bug).
             states_invalid,
+            /// Frames written to an inverter link.
+            inverter_frames_sent,
+            /// Frame writes to an inverter link that failed or timed out
+            /// (the adapter is reopened).
+            inverter_send_failures,
+            /// Times an inverter link sent its last zero burst and fell
+            /// silent for want of a fresh bank state.
+            inverter_silences,
+            /// Times an inverter adapter was opened.
+            inverter_connects,
+            /// Attempts to open an inverter adapter that failed.
+            inverter_connect_failures,
         }
         gauges {}
         latencies {}

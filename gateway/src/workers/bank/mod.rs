@@ -12,7 +12,9 @@
 //! pack counted, both currents are zero.
 
 mod aggregate;
+pub mod inverter;
 mod latest;
+pub mod link;
 mod metrics;
 
 use std::sync::Arc;
@@ -53,6 +55,9 @@ pub enum BankError {
     /// The subscription ended: the broker connection was closed.
     #[error("the subscription to the samples ended")]
     SubscriptionEnded,
+    /// A bank's inverter link could not be built.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
 }
 
 /// One bank as the worker runs it.
@@ -65,12 +70,18 @@ struct Bank {
     seq: u64,
     /// Whether the last state stopped the bank (for a log line per change).
     stopped: Option<bool>,
+    /// When a pack last counted.
+    live_at: Option<Instant>,
+    /// The bank's inverter link, if it has one.
+    link: Option<link::LinkSender>,
 }
 
 /// The bank worker, built from the `[[banks]]` sections.
 #[derive(Debug)]
 pub struct BankWorker {
     banks: Vec<Bank>,
+    /// The inverter links, started with the worker.
+    links: Vec<link::InverterLink>,
     publish_timeout: Duration,
     metrics: Arc<BankMetrics>,
 }
@@ -78,11 +89,26 @@ pub struct BankWorker {
 impl BankWorker {
     /// A worker for every bank of `config`.
     pub fn new(config: &Config) -> Result<Self, BankError> {
+        let metrics = Arc::new(BankMetrics::default());
+        let mut links = Vec::new();
         let banks = config
             .banks
             .iter()
             .enumerate()
             .map(|(index, bank)| {
+                let link = match &bank.inverter {
+                    Some(inverter) => {
+                        let (task, sender) = link::InverterLink::new(
+                            bank.name.clone(),
+                            inverter.clone(),
+                            link::connector(&bank.name, inverter)?,
+                            Arc::clone(&metrics),
+                        );
+                        links.push(task);
+                        Some(sender)
+                    }
+                    None => None,
+                };
                 Ok(Bank {
                     id: bank.name.clone(),
                     subject: names::bank_subject(&bank.name),
@@ -92,13 +118,16 @@ impl BankWorker {
                     controller: LimitsController::new(bank.limits),
                     seq: 0,
                     stopped: None,
+                    live_at: None,
+                    link,
                 })
             })
             .collect::<Result<Vec<_>, BankError>>()?;
         Ok(Self {
             banks,
+            links,
             publish_timeout: Duration::from_millis(config.broker.request_timeout_ms.max(100)),
-            metrics: Arc::new(BankMetrics::default()),
+            metrics,
         })
     }
 
@@ -171,6 +200,13 @@ impl BankWorker {
             metrics: Arc::clone(&self.metrics),
         };
         tracing::info!(banks = self.banks.len(), boot_id = %state.boot_id, "bank worker started");
+        // Each inverter link is its own task, the only writer to its link;
+        // stopped (after a last zero burst) when the worker stops.
+        let links_shutdown = CancellationToken::new();
+        let mut links = tokio::task::JoinSet::new();
+        for link in self.links.drain(..) {
+            links.spawn(link.run(links_shutdown.clone()));
+        }
         // The first states after a second: the packs' samples have come in.
         let mut ticker = tokio::time::interval_at(Instant::now() + STATE_PERIOD, STATE_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,6 +235,11 @@ impl BankWorker {
             }
         };
         let _ = tokio::time::timeout(self.publish_timeout, flush).await;
+        links_shutdown.cancel();
+        let _ = tokio::time::timeout(link::SHUTDOWN_GRACE, async {
+            while links.join_next().await.is_some() {}
+        })
+        .await;
         if ended {
             return Err(BankError::SubscriptionEnded);
         }
@@ -239,6 +280,16 @@ impl Loop {
         let state = bank_state(stamp, rules, &inputs, &limits);
         self.metrics.set(&bank.id, BankGauges::of(&state));
         log_stop_change(bank, &state);
+        if state.packs_online > 0 {
+            bank.live_at = Some(now);
+        }
+        if let Some(sender) = &bank.link {
+            sender.send_replace(Some(link::LinkInput {
+                state: state.clone(),
+                at: now,
+                live_at: bank.live_at,
+            }));
+        }
         self.send(&bank.subject, state);
     }
 

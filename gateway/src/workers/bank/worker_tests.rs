@@ -14,6 +14,7 @@ fn config() -> Config {
     let mut config = Config::default();
     config.add_sim_packs(3).unwrap();
     config.banks.push(BankConfig {
+        inverter: None,
         name: BankId::new("house").unwrap(),
         packs: vec![
             PackId::new("sim-01").unwrap(),
