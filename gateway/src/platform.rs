@@ -28,9 +28,10 @@ pub fn ignore_sigxfsz() {
 /// glibc gives each thread that allocates its own arena (up to 8 per
 /// core); the workers' tasks hop between runtime and blocking threads, so
 /// memory freed in one arena is reused only by the thread that owns it,
-/// and the resident size creeps for hours; with two it levels off
-/// (`packgate bench --soak`, figures in the README). Two keep the
-/// allocator's locks uncontended for a gateway whose work is I/O.
+/// which raises the resident size and its creep over hours; with two it
+/// sat lower and grew more slowly in a two-hour soak (`packgate bench
+/// --soak`, figures in the README). Two keep the allocator's locks
+/// uncontended for a gateway whose work is I/O.
 pub const MALLOC_ARENAS: i32 = 2;
 
 /// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] unless the operator
