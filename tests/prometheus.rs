@@ -126,6 +126,18 @@ async fn prometheus_scrapes_a_pack_voltage_that_sqlite_holds() {
     let broker = TestBroker::start().await;
     let mut config = sim_config(&broker.url(), broker.dir.path(), 2, 500);
     config.monitor.snapshot_interval_s = 1;
+    // Both packs as one bank: its limits are scraped too.
+    config.banks.push(packgate::config::BankConfig {
+        inverter: None,
+        name: packgate_protocol::BankId::new("house").unwrap(),
+        packs: ["sim-01", "sim-02"]
+            .map(|p| packgate_protocol::PackId::new(p).unwrap())
+            .to_vec(),
+        pack_max_charge_a: None,
+        pack_max_discharge_a: None,
+        pack_capacity_ah: None,
+        limits: packgate::bank::LimitRules::default(),
+    });
     let http_port = free_port();
     config.http.listen = format!("127.0.0.1:{http_port}");
     let (shutdown, gateway) = start_gateway(&config).await;
@@ -169,6 +181,20 @@ async fn prometheus_scrapes_a_pack_voltage_that_sqlite_holds() {
     let packs = prometheus.query("count by (pack) (packgate_cell_voltage_volts)", "pack");
     assert_eq!(packs.len(), 2, "{packs:?}");
     assert!(packs.iter().all(|(_, cells)| *cells == 16.0), "{packs:?}");
+
+    // The bank's limits as the inverter is given them.
+    let mut online = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && online != vec![("house".to_owned(), 2.0)] {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        online = prometheus.query("packgate_bank_packs_online", "bank");
+    }
+    assert_eq!(online, vec![("house".to_owned(), 2.0)]);
+    let cvl = prometheus.query("packgate_bank_charge_voltage_limit_volts", "bank");
+    assert_eq!(cvl.len(), 1, "{cvl:?}");
+    assert!((cvl[0].1 - 55.2).abs() < 1e-3, "{cvl:?}");
+    let ccl = prometheus.query("packgate_bank_charge_current_limit_amperes", "bank");
+    assert!(ccl.len() == 1 && ccl[0].1 >= 0.0, "{ccl:?}");
 
     shutdown.cancel();
     let (_report, connection) = gateway.await.unwrap();

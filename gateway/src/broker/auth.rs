@@ -134,6 +134,7 @@ impl BrokerUser {
                         p.subscribe.extend([
                             names::ALL_SAMPLES_SUBJECT.to_owned(),
                             names::ALL_METRICS_SUBJECT.to_owned(),
+                            names::ALL_BANKS_SUBJECT.to_owned(),
                         ]);
                         // The page's pipeline health: stream sizes and
                         // the workers' consumer lags, read only.

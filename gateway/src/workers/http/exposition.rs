@@ -1,6 +1,6 @@
 //! The Prometheus text exposition of what the HTTP worker holds: every
-//! pack's latest sample and every worker's latest metrics snapshot. Pure:
-//! state in, text out.
+//! pack's latest sample, every bank's latest state and every worker's
+//! latest metrics snapshot. Pure: state in, text out.
 //!
 //! Names follow Prometheus's conventions: base units (volts, amperes,
 //! seconds, degrees Celsius as Prometheus's own exporters use them),
@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use packgate_protocol::{AlarmFlags, DataQuality, MetricsSnapshot, PackId, Sample};
+use packgate_protocol::{
+    AlarmFlags, BankId, BankState, DataQuality, MetricsSnapshot, PackId, Sample,
+};
 
 /// What is exposed: the latest sample of each pack, the latest snapshot
 /// of each worker instance.
@@ -20,6 +22,8 @@ pub struct Exposed {
     pub samples: BTreeMap<PackId, Sample>,
     /// By worker and instance.
     pub snapshots: BTreeMap<(String, String), MetricsSnapshot>,
+    /// By bank: the latest state of each.
+    pub banks: BTreeMap<BankId, BankState>,
 }
 
 /// The exposition being written: each family's `# HELP` and `# TYPE`
@@ -322,8 +326,63 @@ pub fn render(exposed: &Exposed, version: &str) -> String {
     );
     out.sample("packgate_build_info", &[("version", version)], 1.0);
     packs(&mut out, exposed);
+    banks(&mut out, exposed);
     workers(&mut out, exposed);
     out.text
+}
+
+/// Each bank's limits as the inverter is given them, and its totals.
+fn banks(out: &mut Out, exposed: &Exposed) {
+    type Value = fn(&BankState) -> f64;
+    let families: [(&str, &str, Value); 8] = [
+        (
+            "packgate_bank_charge_voltage_limit_volts",
+            "Charge voltage limit (CVL) the bank gives the inverter.",
+            |b| f64::from(b.charge_voltage_v),
+        ),
+        (
+            "packgate_bank_charge_current_limit_amperes",
+            "Charge current limit (CCL) the bank gives the inverter.",
+            |b| f64::from(b.charge_current_a),
+        ),
+        (
+            "packgate_bank_discharge_current_limit_amperes",
+            "Discharge current limit (DCL) the bank gives the inverter.",
+            |b| f64::from(b.discharge_current_a),
+        ),
+        ("packgate_bank_voltage_volts", "Bank voltage.", |b| {
+            f64::from(b.voltage_v)
+        }),
+        (
+            "packgate_bank_current_amperes",
+            "Bank current: positive while charging.",
+            |b| f64::from(b.current_a),
+        ),
+        (
+            "packgate_bank_state_of_charge_ratio",
+            "Bank state of charge, 0 to 1.",
+            |b| f64::from(b.soc_pct) / 100.0,
+        ),
+        (
+            "packgate_bank_packs_online",
+            "Packs the bank counts now.",
+            |b| f64::from(b.packs_online),
+        ),
+        (
+            "packgate_bank_stopped",
+            "1 while the bank sends zero currents for a safety reason.",
+            |b| flag(b.stop.is_some()),
+        ),
+    ];
+    if exposed.banks.is_empty() {
+        return;
+    }
+    for (name, help, value) in families {
+        out.family(name, "gauge", help);
+        for (bank, state) in &exposed.banks {
+            out.sample(name, &[("bank", bank.as_str())], value(state));
+        }
+    }
 }
 
 #[cfg(test)]

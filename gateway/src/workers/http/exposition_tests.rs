@@ -143,3 +143,73 @@ fn label_values_are_escaped() {
     assert_eq!(number(f64::NAN), "NaN");
     assert_eq!(number(f64::NEG_INFINITY), "-Inf");
 }
+
+#[test]
+fn banks_are_exposed_with_their_limits() {
+    use packgate_protocol::{BankId, BankStop, BootId, ChargeStage, Derating, SocWeighting};
+    let mut e = exposed();
+    assert!(
+        !render(&e, "1").contains("packgate_bank_"),
+        "no bank, no bank family"
+    );
+    let mut state = BankState {
+        bank_id: BankId::new("house").unwrap(),
+        boot_id: BootId(1),
+        seq: 3,
+        timestamp_ms: 1_700_000_000_000,
+        packs_total: 3,
+        packs_online: 2,
+        voltage_v: 53.1,
+        current_a: -42.5,
+        soc_pct: 61.5,
+        soc_weighting: SocWeighting::Capacity,
+        soh_pct: None,
+        min_cell: None,
+        max_cell: None,
+        min_temperature: None,
+        max_temperature: None,
+        alarms: AlarmFlags::NONE,
+        charge_voltage_v: 55.2,
+        charge_current_a: 150.0,
+        discharge_current_a: 200.0,
+        discharge_voltage_v: 48.0,
+        stage: ChargeStage::Absorption,
+        charge_derating: Derating::CellVoltage,
+        discharge_derating: Derating::None,
+        stop: None,
+        packs: Vec::new(),
+    };
+    e.banks.insert(state.bank_id.clone(), state.clone());
+    let text = render(&e, "1");
+    for (start, value) in [
+        (
+            "packgate_bank_charge_voltage_limit_volts{bank=\"house\"} ",
+            "55.2",
+        ),
+        (
+            "packgate_bank_charge_current_limit_amperes{bank=\"house\"} ",
+            "150",
+        ),
+        (
+            "packgate_bank_discharge_current_limit_amperes{bank=\"house\"} ",
+            "200",
+        ),
+        ("packgate_bank_current_amperes{bank=\"house\"} ", "-42.5"),
+        (
+            "packgate_bank_state_of_charge_ratio{bank=\"house\"} ",
+            "0.615",
+        ),
+        ("packgate_bank_packs_online{bank=\"house\"} ", "2"),
+        ("packgate_bank_stopped{bank=\"house\"} ", "0"),
+    ] {
+        let found = line(&text, start);
+        let shown: f64 = found[start.len()..].parse().unwrap();
+        assert!(
+            (shown - value.parse::<f64>().unwrap()).abs() < 1e-4,
+            "{found}"
+        );
+    }
+    state.stop = Some(BankStop::NoFreshData);
+    e.banks.insert(state.bank_id.clone(), state);
+    assert!(render(&e, "1").contains("packgate_bank_stopped{bank=\"house\"} 1"));
+}

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use packgate_protocol::{decode, names, MetricsSnapshot, PackId, Sample};
+use packgate_protocol::{decode, names, BankState, MetricsSnapshot, PackId, Sample};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -188,6 +188,16 @@ impl Shared {
         self.changed.send_replace(version);
     }
 
+    /// Keeps `state` as its bank's latest.
+    fn take_bank_state(&self, state: BankState) {
+        self.with(|held| {
+            let banks = &mut held.exposed.banks;
+            if banks.len() < MAX_ENTRIES || banks.contains_key(&state.bank_id) {
+                banks.insert(state.bank_id.clone(), state);
+            }
+        });
+    }
+
     /// Keeps `snapshot` as its worker instance's latest.
     fn take_snapshot(&self, snapshot: MetricsSnapshot) {
         self.with(|held| {
@@ -222,7 +232,8 @@ pub async fn run(
     };
     let samples = subscribe(names::ALL_SAMPLES_SUBJECT).await?;
     let snapshots = subscribe(names::ALL_METRICS_SUBJECT).await?;
-    let follow = tokio::spawn(follow(samples, snapshots, shared.clone()));
+    let banks = subscribe(names::ALL_BANKS_SUBJECT).await?;
+    let follow = tokio::spawn(follow(samples, snapshots, banks, shared.clone()));
     let site = Arc::new(web::Site::new(config));
     let overview = watch::Sender::new(Arc::<str>::from("{}"));
     let overview_rx = overview.subscribe();
@@ -240,10 +251,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Keeps the latest sample of each pack and snapshot of each worker.
+/// Keeps the latest sample of each pack, state of each bank and snapshot
+/// of each worker.
 async fn follow(
     mut samples: async_nats::Subscriber,
     mut snapshots: async_nats::Subscriber,
+    mut banks: async_nats::Subscriber,
     shared: Shared,
 ) {
     loop {
@@ -253,6 +266,10 @@ async fn follow(
                     shared.metrics.samples_seen.inc();
                     shared.take_sample(sample);
                 }
+                Err(_) => shared.metrics.messages_malformed.inc(),
+            },
+            Some(message) = banks.next() => match decode::<BankState>(&message.payload) {
+                Ok(state) => shared.take_bank_state(state),
                 Err(_) => shared.metrics.messages_malformed.inc(),
             },
             Some(message) = snapshots.next() => match decode::<MetricsSnapshot>(&message.payload) {
