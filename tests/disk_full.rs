@@ -322,7 +322,9 @@ async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
 
     let configured = packgate::config::StreamsConfig::default();
     let actions = ensure_streams(&js, &configured).await.unwrap();
-    assert_eq!(actions.len(), 3);
+    // Every packgate stream (samples, events, metrics, banks).
+    assert_eq!(actions.len(), packgate_protocol::names::STREAMS.len());
+    assert_eq!(actions.len(), 4);
     let mut total = 0;
     for (name, _) in &actions {
         let mut stream = js.get_stream(*name).await.unwrap();

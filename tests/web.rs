@@ -301,6 +301,28 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
     assert!(online_events.as_u64().unwrap() >= 4, "{online_events}");
     let commands = browser.eval("document.getElementById('commands-note').textContent");
     assert_eq!(commands, "none", "no command was sent");
+
+    // The bank, with every pack counted and its limits shown.
+    let bank = browser.wait_for(
+        "JSON.stringify([...document.querySelectorAll('#banks tbody tr')].map(r => \
+         [...r.cells].map(c => c.textContent)))",
+        Duration::from_secs(15),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("house") && t.contains("4 / 4"))
+        },
+    );
+    let rows: Vec<Vec<String>> = serde_json::from_str(bank.as_str().unwrap()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], "house");
+    assert_eq!(rows[0][1], "4 / 4");
+    assert_eq!(rows[0][5], "55.2 V", "the absorption voltage: {rows:?}");
+    assert!(
+        rows[0][6].ends_with(" A") && rows[0][7].ends_with(" A"),
+        "{rows:?}"
+    );
+    let hidden = browser.eval("document.getElementById('banks-section').hidden");
+    assert_eq!(hidden, Value::Bool(false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,6 +336,18 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
     let broker = TestBroker::start().await;
     let mut config = sim_config(&broker.url(), broker.dir.path(), 4, 1_000);
     config.monitor.snapshot_interval_s = 1;
+    // The four packs as one bank, drawn with its limits.
+    config.banks.push(packgate::config::BankConfig {
+        inverter: None,
+        name: packgate_protocol::BankId::new("house").unwrap(),
+        packs: (1..=4)
+            .map(|i| PackId::new(format!("sim-0{i}")).unwrap())
+            .collect(),
+        pack_max_charge_a: None,
+        pack_max_discharge_a: None,
+        pack_capacity_ah: None,
+        limits: packgate::bank::LimitRules::default(),
+    });
     let port = free_port();
     config.http.listen = format!("127.0.0.1:{port}");
     let (shutdown, gateway) = start_gateway(&config).await;

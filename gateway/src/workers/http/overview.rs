@@ -52,8 +52,53 @@ struct Overview<'a> {
     workers: Vec<WorkerRow>,
     streams: Vec<StreamRow>,
     cloud: CloudRow,
+    /// Each bank's latest state: the limits the inverter is given.
+    banks: Vec<BankRow>,
     #[serde(flatten)]
     stores: &'a Stores,
+}
+
+/// One bank, as `status` shows it.
+#[derive(Debug, Serialize)]
+struct BankRow {
+    name: String,
+    timestamp_ms: i64,
+    packs_online: u32,
+    packs_total: u32,
+    soc_pct: f32,
+    voltage_v: f32,
+    current_a: f32,
+    charge_voltage_v: f32,
+    charge_current_a: f32,
+    discharge_current_a: f32,
+    /// `absorption` or `float`.
+    stage: String,
+    /// Why the bank sends zero currents, when it does.
+    stop: Option<String>,
+}
+
+/// The banks' latest states, by name.
+fn bank_rows(shared: &Shared) -> Vec<BankRow> {
+    shared.with(|held| {
+        held.exposed
+            .banks
+            .values()
+            .map(|b| BankRow {
+                name: b.bank_id.to_string(),
+                timestamp_ms: b.timestamp_ms,
+                packs_online: b.packs_online,
+                packs_total: b.packs_total,
+                soc_pct: b.soc_pct,
+                voltage_v: b.voltage_v,
+                current_a: b.current_a,
+                charge_voltage_v: b.charge_voltage_v,
+                charge_current_a: b.charge_current_a,
+                discharge_current_a: b.discharge_current_a,
+                stage: format!("{:?}", b.stage).to_lowercase(),
+                stop: b.stop.map(|stop| format!("{stop:?}")),
+            })
+            .collect()
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -264,6 +309,7 @@ async fn gather<'a>(
     let cloud_snapshot = snapshots.get(WorkerKind::Cloud.name());
     let link = cloud_snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
     Overview {
+        banks: bank_rows(shared),
         now_ms: now,
         broker: BrokerState {
             reachable: broker.reachable(),

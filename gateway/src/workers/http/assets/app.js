@@ -278,6 +278,19 @@
       : 'cloud disabled');
     parts.push('broker ' + (o.broker.reachable ? 'reachable' : 'unreachable (' + o.broker.reason + ')'));
     $('flow').textContent = parts.join(' · ');
+    $('banks-section').hidden = o.banks.length === 0;
+    fillRows($('banks'), o.banks.map((b) => [
+      { text: b.name, cls: 'bank' },
+      b.packs_online + ' / ' + b.packs_total,
+      b.soc_pct.toFixed(1) + ' %',
+      b.voltage_v.toFixed(2) + ' V',
+      b.current_a.toFixed(1) + ' A',
+      b.charge_voltage_v.toFixed(1) + ' V',
+      { text: b.charge_current_a.toFixed(1) + ' A', cls: 'ccl' },
+      { text: b.discharge_current_a.toFixed(1) + ' A', cls: 'dcl' },
+      { text: b.stop ? 'STOPPED: ' + b.stop : b.stage, cls: b.stop ? 'state stalled' : 'state alive' },
+      age(now - b.timestamp_ms) + ' ago',
+    ]));
     fillRows($('workers'), o.workers.map((w) => [
       w.name,
       { text: w.state + (w.why.length ? ': ' + w.why.join('; ') : ''), cls: 'state ' + w.state },
