@@ -223,9 +223,8 @@ struct Hello<'a> {
     stale_after_ms: i64,
     /// The packs the configuration names, shown even before a sample.
     configured: Vec<&'a str>,
-    /// Packs in parallel as one battery: the page has a place for them,
-    /// left empty until the live stream carries the bank states (they are
-    /// on `/metrics` and in `packgate status`).
+    /// Always empty: the banks' states come with each `overview`
+    /// message, refreshed every two seconds.
     banks: [(); 0],
 }
 
