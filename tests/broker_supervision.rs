@@ -217,11 +217,7 @@ async fn a_broker_outage_makes_a_line_down_and_a_line_up_not_one_per_attempt() {
     );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let database = data_dir.join("samples.db");
-    let stored = || {
-        packgate::store::SampleStore::open_read_only(&database)
-            .and_then(|s| s.count())
-            .unwrap_or(0)
-    };
+    let stored = || stored_count(&database);
     assert!(
         eventually(Duration::from_secs(30), || stored() >= 4).await,
         "nothing stored; log:\n{}",

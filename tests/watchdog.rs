@@ -53,11 +53,7 @@ async fn a_broker_outage_keeps_the_watchdog_fed_and_loses_nothing() {
     );
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let database = data_dir.join("samples.db");
-    let stored = || {
-        packgate::store::SampleStore::open_read_only(&database)
-            .and_then(|store| store.count())
-            .unwrap_or(0)
-    };
+    let stored = || stored_count(&database);
     assert!(
         eventually(Duration::from_secs(30), || stored() >= 20).await,
         "nothing stored before the outage; log:\n{}",

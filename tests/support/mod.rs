@@ -121,6 +121,14 @@ pub fn assert_exactly_once(database: &Path, packs: usize, in_order: bool) -> u64
     total
 }
 
+/// Samples in the store at `database` now; 0 while it cannot be read
+/// (not created yet, or mid-write).
+pub fn stored_count(database: &Path) -> u64 {
+    SampleStore::open_read_only(database)
+        .and_then(|store| store.count())
+        .unwrap_or(0)
+}
+
 /// Polls `check` every 50 ms until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
