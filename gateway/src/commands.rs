@@ -425,6 +425,18 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
             slope(soak.rss_slope_mib_per_hour),
             slope(soak.rss_slope_last_half_mib_per_hour)
         )?;
+        if let (Some(start), Some(end)) = (soak.heap_mib_after_warm_up, soak.heap_mib_end) {
+            writeln!(
+                stdout(),
+                "heap in use MiB after warm-up {start:.1}, at the end {end:.1}"
+            )?;
+            writeln!(
+                stdout(),
+                "heap slope MiB/hour after warm-up {}  second half {}",
+                slope(soak.heap_slope_mib_per_hour),
+                slope(soak.heap_slope_last_half_mib_per_hour)
+            )?;
+        }
     }
     if json {
         writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;

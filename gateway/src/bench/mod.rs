@@ -182,7 +182,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         stop.cancel();
     });
     let trace = options.soak.then(|| {
-        tokio::spawn(soak::trace_rss(
+        tokio::spawn(soak::trace_memory(
             soak::sample_every(duration),
             shutdown.clone(),
         ))

@@ -2,7 +2,10 @@
 //! gateway's resident memory sampled through the run, and its slope after
 //! a warm-up. A leak keeps a slope to the end; caches filling up (SQLite's
 //! page cache, the allocator's arenas, the broker client's buffers) show a
-//! slope that flattens, which the second half's slope tells apart.
+//! slope that flattens, which the second half's slope tells apart. The
+//! heap's live bytes are traced beside the resident size: a resident size
+//! that grows over a flat heap is the allocator keeping freed memory, not
+//! a leak.
 
 use std::time::Duration;
 
@@ -14,8 +17,20 @@ use crate::telemetry::process;
 /// Points kept at most, whatever the run's length.
 const MAX_POINTS: usize = 10_000;
 
-/// One resident-memory reading: seconds into the run, MiB.
+/// One memory reading: seconds into the run, MiB.
 pub type RssPoint = (f64, f64);
+
+/// The memory read at one moment of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryReading {
+    /// Seconds into the run.
+    pub at_s: f64,
+    /// Resident memory, MiB.
+    pub rss_mib: f64,
+    /// Live heap allocations, MiB; `None` where the allocator does not
+    /// tell.
+    pub heap_mib: Option<f64>,
+}
 
 /// What a soak measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -34,6 +49,16 @@ pub struct SoakFigures {
     /// The same over the second half of the run only: near zero when the
     /// growth has levelled off, close to the whole slope when it has not.
     pub rss_slope_last_half_mib_per_hour: Option<f64>,
+    /// Live heap at the end of the warm-up, MiB; `None` where the
+    /// allocator does not tell.
+    pub heap_mib_after_warm_up: Option<f64>,
+    /// Live heap at the end, MiB.
+    pub heap_mib_end: Option<f64>,
+    /// Growth of the live heap after the warm-up, MiB per hour: what a
+    /// leak would show, whatever the allocator keeps.
+    pub heap_slope_mib_per_hour: Option<f64>,
+    /// The same over the second half of the run.
+    pub heap_slope_last_half_mib_per_hour: Option<f64>,
 }
 
 /// The start of a run of `duration` left out of the slope: a quarter of
@@ -66,31 +91,45 @@ pub fn slope_per_hour(points: &[RssPoint]) -> Option<f64> {
 }
 
 /// The figures of a run of `duration` from its readings.
-pub fn figures(points: &[RssPoint], duration: Duration) -> SoakFigures {
+pub fn figures(readings: &[MemoryReading], duration: Duration) -> SoakFigures {
     let warm_up_s = warm_up(duration).as_secs_f64();
-    let after: Vec<RssPoint> = points
-        .iter()
-        .copied()
-        .filter(|(t, _)| *t >= warm_up_s)
-        .collect();
     let half_s = duration.as_secs_f64() / 2.0;
-    let last_half: Vec<RssPoint> = after
+    let after: Vec<MemoryReading> = readings
         .iter()
         .copied()
-        .filter(|(t, _)| *t >= half_s)
+        .filter(|r| r.at_s >= warm_up_s)
         .collect();
+    let rss = |from_s: f64| -> Vec<RssPoint> {
+        after
+            .iter()
+            .filter(|r| r.at_s >= from_s)
+            .map(|r| (r.at_s, r.rss_mib))
+            .collect()
+    };
+    let heap = |from_s: f64| -> Vec<RssPoint> {
+        after
+            .iter()
+            .filter(|r| r.at_s >= from_s)
+            .filter_map(|r| r.heap_mib.map(|h| (r.at_s, h)))
+            .collect()
+    };
     SoakFigures {
         hours: duration.as_secs_f64() / 3600.0,
         warm_up_s,
-        rss_mib_after_warm_up: after.first().map_or(0.0, |(_, m)| *m),
-        rss_mib_end: points.last().map_or(0.0, |(_, m)| *m),
-        rss_slope_mib_per_hour: slope_per_hour(&after),
-        rss_slope_last_half_mib_per_hour: slope_per_hour(&last_half),
+        rss_mib_after_warm_up: after.first().map_or(0.0, |r| r.rss_mib),
+        rss_mib_end: readings.last().map_or(0.0, |r| r.rss_mib),
+        rss_slope_mib_per_hour: slope_per_hour(&rss(warm_up_s)),
+        rss_slope_last_half_mib_per_hour: slope_per_hour(&rss(half_s)),
+        heap_mib_after_warm_up: after.first().and_then(|r| r.heap_mib),
+        heap_mib_end: readings.last().and_then(|r| r.heap_mib),
+        heap_slope_mib_per_hour: slope_per_hour(&heap(warm_up_s)),
+        heap_slope_last_half_mib_per_hour: slope_per_hour(&heap(half_s)),
     }
 }
 
-/// Reads this process's resident memory every `every` until `stop`.
-pub async fn trace_rss(every: Duration, stop: CancellationToken) -> Vec<RssPoint> {
+/// Reads this process's resident memory and live heap every `every` until
+/// `stop`.
+pub async fn trace_memory(every: Duration, stop: CancellationToken) -> Vec<MemoryReading> {
     let start = tokio::time::Instant::now();
     let mut ticks = tokio::time::interval(every);
     let mut points = Vec::new();
@@ -99,8 +138,12 @@ pub async fn trace_rss(every: Duration, stop: CancellationToken) -> Vec<RssPoint
             () = stop.cancelled() => break,
             _ = ticks.tick() => {
                 if points.len() < MAX_POINTS {
-                    let mib = process::usage(None).rss_bytes as f64 / (1024.0 * 1024.0);
-                    points.push((start.elapsed().as_secs_f64(), mib));
+                    const MIB: f64 = 1024.0 * 1024.0;
+                    points.push(MemoryReading {
+                        at_s: start.elapsed().as_secs_f64(),
+                        rss_mib: process::usage(None).rss_bytes as f64 / MIB,
+                        heap_mib: process::heap_in_use_bytes().map(|b| b as f64 / MIB),
+                    });
                 }
             }
         }
@@ -112,10 +155,14 @@ pub async fn trace_rss(every: Duration, stop: CancellationToken) -> Vec<RssPoint
 mod tests {
     use super::*;
 
-    fn line(slope_per_hour: f64, from_s: u64, to_s: u64) -> Vec<RssPoint> {
+    fn line(slope_per_hour: f64, from_s: u64, to_s: u64) -> Vec<MemoryReading> {
         (from_s..=to_s)
             .step_by(60)
-            .map(|t| (t as f64, 15.0 + slope_per_hour * t as f64 / 3600.0))
+            .map(|t| MemoryReading {
+                at_s: t as f64,
+                rss_mib: 15.0 + slope_per_hour * t as f64 / 3600.0,
+                heap_mib: Some(6.0),
+            })
             .collect()
     }
 
@@ -129,14 +176,53 @@ mod tests {
         assert!((whole - 0.9).abs() < 1e-9, "{whole}");
         assert!((last - 0.9).abs() < 1e-9, "{last}");
         assert!((figures.rss_mib_after_warm_up - 15.225).abs() < 1e-9);
+        // The heap stayed flat under the growing resident size.
+        assert_eq!(figures.heap_slope_mib_per_hour, Some(0.0));
+        assert_eq!(figures.heap_mib_end, Some(6.0));
+    }
+
+    #[test]
+    fn a_leak_shows_in_the_heap_slope() {
+        let points: Vec<MemoryReading> = (0..=7200u64)
+            .step_by(60)
+            .map(|t| MemoryReading {
+                at_s: t as f64,
+                rss_mib: 20.0,
+                heap_mib: Some(5.0 + 0.5 * t as f64 / 3600.0),
+            })
+            .collect();
+        let figures = figures(&points, Duration::from_secs(7200));
+        assert_eq!(figures.rss_slope_mib_per_hour, Some(0.0));
+        let heap = figures.heap_slope_mib_per_hour.unwrap();
+        assert!((heap - 0.5).abs() < 1e-9, "{heap}");
+        let heap_last = figures.heap_slope_last_half_mib_per_hour.unwrap();
+        assert!((heap_last - 0.5).abs() < 1e-9, "{heap_last}");
+    }
+
+    #[test]
+    fn no_heap_figures_where_the_allocator_does_not_tell() {
+        let points: Vec<MemoryReading> = line(0.0, 0, 3600)
+            .into_iter()
+            .map(|r| MemoryReading {
+                heap_mib: None,
+                ..r
+            })
+            .collect();
+        let figures = figures(&points, Duration::from_secs(3600));
+        assert_eq!(figures.heap_slope_mib_per_hour, None);
+        assert_eq!(figures.heap_mib_end, None);
     }
 
     #[test]
     fn a_cache_that_fills_up_flattens_in_the_second_half() {
         // Grows for the first 40 minutes of a 2-hour run, then stays.
-        let points: Vec<RssPoint> = (0..=7200u64)
+        let points: Vec<MemoryReading> = (0..=7200u64)
             .step_by(60)
-            .map(|t| (t as f64, 15.0 + (t.min(2400) as f64) / 2400.0))
+            .map(|t| MemoryReading {
+                at_s: t as f64,
+                rss_mib: 15.0 + (t.min(2400) as f64) / 2400.0,
+                heap_mib: None,
+            })
             .collect();
         let figures = figures(&points, Duration::from_secs(7200));
         assert!(figures.rss_slope_mib_per_hour.unwrap() > 0.1);

@@ -57,6 +57,29 @@ pub fn usage(pid: Option<u32>) -> ProcessUsage {
     }
 }
 
+/// Bytes this process's heap holds in live allocations (glibc's arenas in
+/// use plus its mmapped blocks), apart from what the allocator keeps free:
+/// a growing resident size over a flat heap is the allocator holding on,
+/// not a leak. `None` where the allocator is not glibc's.
+pub fn heap_in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // `mallinfo` rather than `mallinfo2`: the box's glibc (2.31) lacks
+        // the latter; its int fields wrap only past 2 GiB.
+        // SAFETY: mallinfo reads the allocator's counters under its own
+        // lock and returns them by value.
+        #[allow(unsafe_code, deprecated)]
+        let info = unsafe { libc::mallinfo() };
+        let arena_in_use = u64::from(info.uordblks as u32);
+        let mmapped = u64::from(info.hblkhd as u32);
+        Some(arena_in_use + mmapped)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf takes an integer and touches no memory of ours.
     #[allow(unsafe_code)]
@@ -77,5 +100,17 @@ mod tests {
         let u = usage(None);
         assert!(u.rss_bytes > 0);
         assert!(u.peak_rss_bytes >= u.rss_bytes);
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn the_heap_counts_a_live_allocation_and_forgets_it_when_freed() {
+        let before = heap_in_use_bytes().unwrap();
+        let block = vec![7u8; 64 * 1024 * 1024];
+        let during = heap_in_use_bytes().unwrap();
+        assert!(during >= before + 64 * 1024 * 1024, "{before} -> {during}");
+        drop(std::hint::black_box(block));
+        let after = heap_in_use_bytes().unwrap();
+        assert!(after < during - 32 * 1024 * 1024, "{during} -> {after}");
     }
 }
