@@ -428,7 +428,9 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
         if let (Some(start), Some(end)) = (soak.heap_mib_after_warm_up, soak.heap_mib_end) {
             writeln!(
                 stdout(),
-                "heap in use MiB after warm-up {start:.1}, at the end {end:.1}"
+                "heap in use MiB after warm-up {start:.1}, at the end {end:.1} (SQLite {:.1} -> {:.1})",
+                soak.sqlite_mib_after_warm_up,
+                soak.sqlite_mib_end
             )?;
             writeln!(
                 stdout(),

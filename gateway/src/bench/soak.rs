@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::sqlite_memory_in_use_bytes;
 use crate::telemetry::process;
 
 /// Points kept at most, whatever the run's length.
@@ -30,6 +31,8 @@ pub struct MemoryReading {
     /// Live heap allocations, MiB; `None` where the allocator does not
     /// tell.
     pub heap_mib: Option<f64>,
+    /// What SQLite holds of that heap (page caches above all), MiB.
+    pub sqlite_mib: f64,
 }
 
 /// What a soak measured.
@@ -59,6 +62,10 @@ pub struct SoakFigures {
     pub heap_slope_mib_per_hour: Option<f64>,
     /// The same over the second half of the run.
     pub heap_slope_last_half_mib_per_hour: Option<f64>,
+    /// SQLite's share of the heap at the end of the warm-up, MiB.
+    pub sqlite_mib_after_warm_up: f64,
+    /// SQLite's share of the heap at the end, MiB.
+    pub sqlite_mib_end: f64,
 }
 
 /// The start of a run of `duration` left out of the slope: a quarter of
@@ -124,6 +131,8 @@ pub fn figures(readings: &[MemoryReading], duration: Duration) -> SoakFigures {
         heap_mib_end: readings.last().and_then(|r| r.heap_mib),
         heap_slope_mib_per_hour: slope_per_hour(&heap(warm_up_s)),
         heap_slope_last_half_mib_per_hour: slope_per_hour(&heap(half_s)),
+        sqlite_mib_after_warm_up: after.first().map_or(0.0, |r| r.sqlite_mib),
+        sqlite_mib_end: readings.last().map_or(0.0, |r| r.sqlite_mib),
     }
 }
 
@@ -143,6 +152,7 @@ pub async fn trace_memory(every: Duration, stop: CancellationToken) -> Vec<Memor
                         at_s: start.elapsed().as_secs_f64(),
                         rss_mib: process::usage(None).rss_bytes as f64 / MIB,
                         heap_mib: process::heap_in_use_bytes().map(|b| b as f64 / MIB),
+                        sqlite_mib: sqlite_memory_in_use_bytes() as f64 / MIB,
                     });
                 }
             }
@@ -162,6 +172,7 @@ mod tests {
                 at_s: t as f64,
                 rss_mib: 15.0 + slope_per_hour * t as f64 / 3600.0,
                 heap_mib: Some(6.0),
+                sqlite_mib: 2.0,
             })
             .collect()
     }
@@ -189,6 +200,7 @@ mod tests {
                 at_s: t as f64,
                 rss_mib: 20.0,
                 heap_mib: Some(5.0 + 0.5 * t as f64 / 3600.0),
+                sqlite_mib: 2.0,
             })
             .collect();
         let figures = figures(&points, Duration::from_secs(7200));
@@ -222,6 +234,7 @@ mod tests {
                 at_s: t as f64,
                 rss_mib: 15.0 + (t.min(2400) as f64) / 2400.0,
                 heap_mib: None,
+                sqlite_mib: 0.0,
             })
             .collect();
         let figures = figures(&points, Duration::from_secs(7200));

@@ -28,6 +28,17 @@ pub use dead::{
 };
 pub use range::{PageCursor, SamplePoint};
 pub use row::StoredSample;
+
+/// Bytes SQLite holds on the heap across every connection of this process
+/// (page caches, statements, schema): the share of the heap that grows
+/// with the stores until their caches are full.
+pub fn sqlite_memory_in_use_bytes() -> u64 {
+    // SAFETY: sqlite3_memory_used reads SQLite's own counter and takes no
+    // argument; it is callable from any thread at any time.
+    #[allow(unsafe_code)]
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
+}
 pub use samples::InsertOutcome;
 
 /// Most free pages one [`SampleStore::prune_older_than`] hands back to the
