@@ -7,7 +7,7 @@ use packgate_protocol::PackId;
 use super::daly::DalyDriver;
 use super::jbd::JbdDriver;
 use super::jk::JkDriver;
-use super::pylon_ascii::PylonAsciiDriver;
+use super::pylon_ascii::{PylonAsciiDriver, PylonAsciiLayout};
 use super::SerialFrameLink;
 use crate::plausible::PlausibilityLimits;
 use crate::{DriverResult, PackDriver, Polled, ValidatedSetting};
@@ -29,6 +29,12 @@ impl BmsPackDriver {
     /// A Pylontech-style pack at ADR `address`.
     pub fn pylon_ascii(pack_id: PackId, address: u8) -> Self {
         Self::PylonAscii(PylonAsciiDriver::new(pack_id, address))
+    }
+
+    /// A Pylontech-style pack at ADR `address` that answers in `layout`
+    /// (Pylontech, Seplos V2 or Pace).
+    pub fn pylon_ascii_with_layout(pack_id: PackId, address: u8, layout: PylonAsciiLayout) -> Self {
+        Self::PylonAscii(PylonAsciiDriver::with_layout(pack_id, address, layout))
     }
 
     /// A JBD BMS (one per line).
