@@ -376,7 +376,7 @@ proptest! {
         to in any::<u8>(),
     ) {
         let frame = ALARM_REPLY.as_bytes().to_vec();
-        let good = decode_pace_alarm_reply(&[frame.clone()], 1);
+        let good = decode_pace_alarm_reply(std::slice::from_ref(&frame), 1);
         let i = at.index(frame.len());
         prop_assume!(frame[i] != to);
         let mut flipped = frame;

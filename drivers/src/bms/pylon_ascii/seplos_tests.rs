@@ -408,7 +408,7 @@ proptest! {
         to in any::<u8>(),
     ) {
         let frame = ALARM_REPLY.as_bytes().to_vec();
-        let good = decode_seplos_alarm_reply(&[frame.clone()], 0);
+        let good = decode_seplos_alarm_reply(std::slice::from_ref(&frame), 0);
         let i = at.index(frame.len());
         prop_assume!(frame[i] != to);
         let mut flipped = frame;
