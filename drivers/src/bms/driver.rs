@@ -56,8 +56,10 @@ impl BmsPackDriver {
     /// most, for the poll timeout.
     pub fn poll_requests(&self) -> usize {
         match self {
-            // Analog values, alarm info and, once, the serial number.
-            Self::PylonAscii(_) => 3,
+            // Analog values, alarm info and, once, Pylontech's serial
+            // number.
+            Self::PylonAscii(d) if d.layout() == PylonAsciiLayout::Pylontech => 3,
+            Self::PylonAscii(_) => 2,
             // Basic info, cell voltages and, once, the hardware version.
             Self::Jbd(_) => 3,
             // 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98.
