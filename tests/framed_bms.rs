@@ -16,9 +16,12 @@ use packgate::config::{
     JkDriverConfig, PackConfig, PylonAsciiDriverConfig,
 };
 use packgate::workers::control::send_command;
+use packgate_drivers::bms::pylon_ascii::PylonAsciiLayout;
 use packgate_protocol::{CommandOutcome, DataQuality, EventKind, PackId, PackReading};
 use packgate_sim::serve::framed::{serve_framed, FramedDevice, FramedServerOptions, FramedUnit};
-use packgate_sim::serve::{DalyDevice, JbdDevice, JkDevice, PylonAsciiDevice};
+use packgate_sim::serve::{
+    DalyDevice, JbdDevice, JkDevice, PaceDevice, PylonAsciiDevice, SeplosV2Device,
+};
 use packgate_sim::{Faults, LoadProfile, SimPack, SimPackConfig, CHARGE_SWITCH_ON};
 use support::control::command;
 use support::wire::*;
@@ -135,6 +138,7 @@ async fn four_protocols_on_four_lines_reach_sqlite_and_a_dead_pack_costs_its_slo
         DriverConfig::PylonAscii(PylonAsciiDriverConfig {
             bus: "rack".into(),
             address,
+            layout: PylonAsciiLayout::Pylontech,
         })
     };
     config.packs = vec![
@@ -186,6 +190,96 @@ async fn four_protocols_on_four_lines_reach_sqlite_and_a_dead_pack_costs_its_slo
     assert!(collect.polls_timeout.get() >= 3);
     assert_eq!(
         assert_exactly_once(&config.database_path(), 5, true),
+        collect.samples_published.get()
+    );
+    servers.cancel();
+    connection.close(&config.data_dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seplos_and_pace_lines_reach_sqlite_with_the_packs_soc_and_soh() {
+    let broker = TestBroker::start().await;
+    let servers = CancellationToken::new();
+    let seplos: Vec<FramedUnit> = (0..=2u8)
+        .map(|a| FramedUnit::new(a, frozen_pack(30 + u64::from(a), -9.5), 30))
+        .collect();
+    seplos[1].pack.set_faults(Faults {
+        unresponsive: true,
+        ..Faults::default()
+    });
+    let pace: Vec<FramedUnit> = (1..=2u8)
+        .map(|a| FramedUnit::new(a, frozen_pack(40 + u64::from(a), 6.25), 40))
+        .collect();
+    let (seplos_path, _seplos) = serve_line::<SeplosV2Device>(seplos.clone(), &servers);
+    let (pace_path, _pace) = serve_line::<PaceDevice>(pace.clone(), &servers);
+    let mut config = base_config(&broker, 500);
+    config.buses = vec![line("seplos", seplos_path), line("pace", pace_path)];
+    let pylon = |bus: &str, address, layout| {
+        DriverConfig::PylonAscii(PylonAsciiDriverConfig {
+            bus: bus.into(),
+            address,
+            layout,
+        })
+    };
+    config.packs = vec![
+        pack("seplos-0", pylon("seplos", 0, PylonAsciiLayout::SeplosV2)),
+        pack("seplos-1", pylon("seplos", 1, PylonAsciiLayout::SeplosV2)),
+        pack("seplos-2", pylon("seplos", 2, PylonAsciiLayout::SeplosV2)),
+        pack("pace-1", pylon("pace", 1, PylonAsciiLayout::Pace)),
+        pack("pace-2", pylon("pace", 2, PylonAsciiLayout::Pace)),
+    ];
+    let (shutdown, gateway) = start_gateway(&config).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    shutdown.cancel();
+    let (report, connection) = gateway.await.unwrap();
+    let collect = report.collect.unwrap();
+    for (id, held, soh) in [
+        ("seplos-0", &seplos[0].pack, true),
+        ("seplos-2", &seplos[2].pack, true),
+        ("pace-1", &pace[0].pack, false),
+        ("pace-2", &pace[1].pack, false),
+    ] {
+        let stored = rows(&config, id);
+        assert!(stored.len() >= 7, "{id}: {} samples in 5 s", stored.len());
+        let held = held.reading();
+        for row in &stored {
+            assert_eq!(row.sample.quality, DataQuality::Fresh, "{id}");
+            let r = &row.sample.reading;
+            // The packs' own resolution: 10 mA, 10 mV or 1 mV, 0.1 % SoC
+            // (Seplos) or 10 mAh of 100 Ah (Pace).
+            assert!(
+                (r.current_a - held.current_a).abs() <= 0.0101,
+                "{id}: {r:?}"
+            );
+            assert!(
+                (r.pack_voltage_v - held.pack_voltage_v).abs() <= 0.0101,
+                "{id}"
+            );
+            assert!((r.soc_pct - held.soc_pct).abs() <= 0.101, "{id}: {r:?}");
+            match soh {
+                true => assert!((r.soh_pct.unwrap() - held.soh_pct.unwrap()).abs() <= 0.101),
+                false => assert_eq!(r.soh_pct, None, "{id}: Pace sends no SoH"),
+            }
+            assert_eq!(r.cell_voltages_v.0.len(), held.cell_voltages_v.0.len());
+            for (s, h) in r.cell_voltages_v.0.iter().zip(&held.cell_voltages_v.0) {
+                assert!((s - h).abs() <= 0.0011, "{id}");
+            }
+            assert_eq!(r.temperatures_c.0.len(), held.temperatures_c.0.len());
+            for (s, h) in r.temperatures_c.0.iter().zip(&held.temperatures_c.0) {
+                assert!((s - h).abs() <= 0.11, "{id}");
+            }
+            assert_eq!(r.alarms, held.alarms, "{id}");
+            assert_eq!(
+                (r.charge_enabled, r.discharge_enabled),
+                (held.charge_enabled, held.discharge_enabled)
+            );
+        }
+    }
+    // The dead Seplos pack cost its own slot only.
+    assert!(rows(&config, "seplos-1").is_empty());
+    assert!(collect.polls_timeout.get() >= 3);
+    assert_eq!(
+        assert_exactly_once(&config.database_path(), 4, true),
         collect.samples_published.get()
     );
     servers.cancel();
@@ -314,4 +408,59 @@ async fn packgate_sim_serves_each_framed_protocol_on_its_own_pty() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packgate_sim_serves_the_seplos_and_pace_layouts() {
+    use packgate_drivers::bms::{BmsPackDriver, SerialFrameLink, SerialLineConfig};
+    use packgate_drivers::PackDriver;
+    use std::io::BufRead as _;
+
+    for (flag, layout) in [
+        ("seplos-v2", PylonAsciiLayout::SeplosV2),
+        ("pace", PylonAsciiLayout::Pace),
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+            .args([
+                "sim",
+                "--packs",
+                "2",
+                "--pylon-ascii",
+                "pty",
+                "--layout",
+                flag,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        // "pylon-ascii PATH BAUD baud addresses 1..=2 layout NAME"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            (words[0], words.last()),
+            ("pylon-ascii", Some(&flag)),
+            "{line}"
+        );
+        let (path, baud) = (words[1], words[2].parse::<u32>().unwrap());
+        let mut link = SerialFrameLink::new(SerialLineConfig::new(path, baud));
+        for address in 1..=2 {
+            let id = PackId::new(format!("{flag}-{address}")).unwrap();
+            let mut driver = BmsPackDriver::pylon_ascii_with_layout(id, address, layout);
+            let polled = driver.poll(&mut link).await.unwrap().unwrap();
+            assert_eq!(polled.reading.cell_voltages_v.0.len(), 16, "{line}");
+            assert_eq!(
+                polled.reading.soh_pct.is_some(),
+                layout == PylonAsciiLayout::SeplosV2
+            );
+        }
+        // Read as Pylontech: refused, naming the layout.
+        let mut wrong = BmsPackDriver::pylon_ascii(PackId::new("wrong").unwrap(), 1);
+        let err = wrong.poll(&mut link).await.unwrap_err().to_string();
+        let name = layout.to_string();
+        assert!(err.contains(&format!("set layout = \"{name}\"")), "{err}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

@@ -25,7 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use packgate_drivers::bms::daly::codec as daly;
 use packgate_drivers::bms::jbd::codec as jbd;
 use packgate_drivers::bms::jk::codec as jk;
-use packgate_drivers::bms::pylon_ascii::{codec as pylon, info as pylon_info};
+use packgate_drivers::bms::pylon_ascii::{codec as pylon, info as pylon_info, pace, seplos};
 use packgate_drivers::bms::{self, FrameError, FrameStatus, Framing};
 use packgate_drivers::DeviceException;
 use packgate_protocol::{PackReading, MAX_CELLS, MAX_TEMPERATURE_SENSORS};
@@ -118,9 +118,55 @@ fn pylon_serial_number(s: &str) {
     assert!(!s.ends_with(' '));
 }
 
+/// The Seplos V2 and Pace layouts of one frame's INFO, with the latest
+/// replies of each layout so far: what decodes keeps its layout's limits,
+/// and a reading made of both replies passes the sample rules.
+#[derive(Default)]
+struct OtherLayouts {
+    seplos: (Option<seplos::SeplosAnalog>, Option<seplos::SeplosAlarm>),
+    pace: (Option<pace::PaceAnalog>, Option<pace::PaceAlarm>),
+}
+
+impl OtherLayouts {
+    fn take(&mut self, info: &[u8]) {
+        if let Ok(v) = seplos::decode_seplos_analog(info) {
+            assert!(v.cell_voltages_mv.len() <= seplos::SEPLOS_MAX_CELLS);
+            assert_eq!(v.temperatures_dk.len(), seplos::SEPLOS_TEMPERATURES);
+            assert!(v.soc_permille <= 1000 && v.soh_permille <= 1000);
+            self.seplos.0 = Some(v);
+        }
+        if let Ok(a) = seplos::decode_seplos_alarm(info) {
+            let _ = a.alarm_flags();
+            self.seplos.1 = Some(a);
+        }
+        if let Ok(v) = pace::decode_pace_analog(info) {
+            assert!(v.full_capacity_10mah > 0);
+            assert!(v.remaining_capacity_10mah <= v.full_capacity_10mah);
+            self.pace.0 = Some(v);
+        }
+        if let Ok(a) = pace::decode_pace_alarm(info) {
+            let _ = a.alarm_flags();
+            self.pace.1 = Some(a);
+        }
+        if let (Some(v), Some(a)) = &self.seplos {
+            if let Ok(reading) = seplos::seplos_pack_reading(v, a) {
+                check_reading(&reading);
+                assert_eq!(reading.alarms, a.alarm_flags());
+            }
+        }
+        if let (Some(v), Some(a)) = &self.pace {
+            if let Ok(reading) = pace::pace_pack_reading(v, a) {
+                check_reading(&reading);
+                assert_eq!(reading.soh_pct, None);
+            }
+        }
+    }
+}
+
 fn pylon_frames(address: u8, frames: &[Vec<u8>]) {
     let mut analog = None;
     let mut alarm = None;
+    let mut others = OtherLayouts::default();
     for bytes in frames {
         let one = std::slice::from_ref(bytes);
         let frame = match pylon::parse_frame(bytes) {
@@ -176,6 +222,7 @@ fn pylon_frames(address: u8, frames: &[Vec<u8>]) {
         if let Ok(s) = pylon_info::decode_serial_number(&frame.info) {
             pylon_serial_number(&s);
         }
+        others.take(&frame.info);
         // Each new value with the latest of the other, as one poll.
         if let (Some(v), Some(a)) = (&analog, &alarm) {
             let cells = v.cell_voltages_mv.len();

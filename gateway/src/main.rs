@@ -134,6 +134,10 @@ enum Action {
         /// addresses 1..=N on this serial device, or `pty`.
         #[arg(long)]
         pylon_ascii: Option<String>,
+        /// With --pylon-ascii: the packs' reply layout, pylontech |
+        /// seplos-v2 | pace.
+        #[arg(long, requires = "pylon_ascii", default_value_t = packgate_sim::serve::PylonAsciiSimLayout::Pylontech)]
+        layout: packgate_sim::serve::PylonAsciiSimLayout,
         /// Serve pack 1 as a JBD BMS on this serial device, or `pty`.
         #[arg(long)]
         jbd: Option<String>,
@@ -505,6 +509,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             faults,
             sunspec_layout,
             pylon_ascii,
+            layout,
             jbd,
             daly,
             jk,
@@ -521,6 +526,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             sunspec_layout,
             framed: packgate::cli::sim::FramedLines {
                 pylon_ascii,
+                pylon_ascii_layout: layout,
                 jbd,
                 daly,
                 jk,

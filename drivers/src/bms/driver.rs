@@ -7,7 +7,7 @@ use packgate_protocol::PackId;
 use super::daly::DalyDriver;
 use super::jbd::JbdDriver;
 use super::jk::JkDriver;
-use super::pylon_ascii::PylonAsciiDriver;
+use super::pylon_ascii::{PylonAsciiDriver, PylonAsciiLayout};
 use super::SerialFrameLink;
 use crate::plausible::PlausibilityLimits;
 use crate::{DriverResult, PackDriver, Polled, ValidatedSetting};
@@ -31,6 +31,12 @@ impl BmsPackDriver {
         Self::PylonAscii(PylonAsciiDriver::new(pack_id, address))
     }
 
+    /// A Pylontech-style pack at ADR `address` that answers in `layout`
+    /// (Pylontech, Seplos V2 or Pace).
+    pub fn pylon_ascii_with_layout(pack_id: PackId, address: u8, layout: PylonAsciiLayout) -> Self {
+        Self::PylonAscii(PylonAsciiDriver::with_layout(pack_id, address, layout))
+    }
+
     /// A JBD BMS (one per line).
     pub fn jbd(pack_id: PackId) -> Self {
         Self::Jbd(JbdDriver::new(pack_id))
@@ -50,8 +56,10 @@ impl BmsPackDriver {
     /// most, for the poll timeout.
     pub fn poll_requests(&self) -> usize {
         match self {
-            // Analog values, alarm info and, once, the serial number.
-            Self::PylonAscii(_) => 3,
+            // Analog values, alarm info and, once, Pylontech's serial
+            // number.
+            Self::PylonAscii(d) if d.layout() == PylonAsciiLayout::Pylontech => 3,
+            Self::PylonAscii(_) => 2,
             // Basic info, cell voltages and, once, the hardware version.
             Self::Jbd(_) => 3,
             // 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98.

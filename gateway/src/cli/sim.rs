@@ -8,7 +8,9 @@ use packgate_sim::serve::daly::DalyDevice;
 use packgate_sim::serve::framed::{serve_framed, FramedServerOptions, FramedUnit};
 use packgate_sim::serve::jbd::JbdDevice;
 use packgate_sim::serve::jk::JkDevice;
-use packgate_sim::serve::pylon_ascii::PylonAsciiDevice;
+use packgate_sim::serve::pylon_ascii::{
+    PaceDevice, PylonAsciiDevice, PylonAsciiSimLayout, SeplosV2Device,
+};
 use packgate_sim::serve::{
     serve_modbus_rtu, serve_modbus_tcp, RtuServerOptions, SimUnit, SunSpecLayout,
 };
@@ -51,6 +53,8 @@ pub struct SimOptions {
 pub struct FramedLines {
     /// Pylontech-style RS-485 ASCII: every pack, at addresses 1..=packs.
     pub pylon_ascii: Option<String>,
+    /// The layout the Pylontech-style packs answer in.
+    pub pylon_ascii_layout: PylonAsciiSimLayout,
     /// JBD: pack 1.
     pub jbd: Option<String>,
     /// Daly: pack 1.
@@ -196,15 +200,31 @@ fn serve_framed_lines(
             [one] if name != "pylon-ascii" => format!("pack {}", one.address),
             _ => format!("addresses 1..={}", units.len()),
         };
-        announce(format_args!("{name} {path} {baud_rate} baud {addresses}"));
+        let layout = match name {
+            "pylon-ascii" => format!(" layout {}", lines.pylon_ascii_layout),
+            _ => String::new(),
+        };
+        announce(format_args!(
+            "{name} {path} {baud_rate} baud {addresses}{layout}"
+        ));
         let units = units.clone();
         let (options, shutdown) = (FramedServerOptions::default(), shutdown.clone());
-        match name {
-            "pylon-ascii" => tasks.spawn(serve_framed::<PylonAsciiDevice, _>(
-                port, units, options, shutdown,
-            )),
-            "jbd" => tasks.spawn(serve_framed::<JbdDevice, _>(port, units, options, shutdown)),
-            "daly" => tasks.spawn(serve_framed::<DalyDevice, _>(
+        match (name, lines.pylon_ascii_layout) {
+            ("pylon-ascii", PylonAsciiSimLayout::Pylontech) => {
+                tasks.spawn(serve_framed::<PylonAsciiDevice, _>(
+                    port, units, options, shutdown,
+                ))
+            }
+            ("pylon-ascii", PylonAsciiSimLayout::SeplosV2) => {
+                tasks.spawn(serve_framed::<SeplosV2Device, _>(
+                    port, units, options, shutdown,
+                ))
+            }
+            ("pylon-ascii", PylonAsciiSimLayout::Pace) => tasks.spawn(
+                serve_framed::<PaceDevice, _>(port, units, options, shutdown),
+            ),
+            ("jbd", _) => tasks.spawn(serve_framed::<JbdDevice, _>(port, units, options, shutdown)),
+            ("daly", _) => tasks.spawn(serve_framed::<DalyDevice, _>(
                 port, units, options, shutdown,
             )),
             _ => tasks.spawn(serve_framed::<JkDevice, _>(port, units, options, shutdown)),

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use packgate_drivers::bms::pylon_ascii::PylonAsciiLayout;
 use serde::{Deserialize, Serialize};
 
 /// A serial line (RS-485, or a BMS's UART through a USB adapter) whose
@@ -39,15 +40,23 @@ fn default_reconnect_ms() -> u64 {
 }
 
 /// A pack speaking the Pylontech-style RS-485 ASCII protocol (Pylontech
-/// US/Force, Seplos V1/V2, Pace and the rack packs that copy them).
+/// US/Force, Seplos V1/V2, Pace and the rack packs that copy them), in
+/// its vendor's layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PylonAsciiDriverConfig {
     /// The `bms_serial` bus it is on, by name.
     pub bus: String,
-    /// Its address (ADR) on the line, 1 to 254 (set by the pack's DIP
-    /// switches; Pylontech's first pack is usually 2).
+    /// Its address (ADR) on the line, set by the pack's DIP switches: 1 to
+    /// 254 for Pylontech (its first pack is usually 2), 0 to 15 for
+    /// Seplos, 1 to 15 for Pace.
     pub address: u8,
+    /// The reply layout the pack speaks: "pylontech" (the default),
+    /// "seplos_v2" (Seplos V1/V2, VER 20) or "pace" (Pace boards, VER
+    /// 25). A reply in another layout is refused, naming the one it
+    /// looks like.
+    #[serde(default)]
+    pub layout: PylonAsciiLayout,
 }
 
 /// A JBD / Overkill / Xiaoxiang BMS on its UART or RS-485 port.

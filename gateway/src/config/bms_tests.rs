@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::super::{BusLinkConfig, Config, DriverConfig};
 use super::*;
+use packgate_drivers::bms::pylon_ascii::PylonAsciiLayout;
 
 const LINES: &str = "[[buses]]\nname = \"rack\"\nkind = \"bms_serial\"\nport = \"/dev/ttyUSB1\"\n\
      [[buses]]\nname = \"solo\"\nkind = \"bms_serial\"\nport = \"/dev/ttyUSB2\"\nbaud_rate = 19200\n\
@@ -49,6 +50,46 @@ fn each_framed_driver_reads_with_its_defaults() {
 }
 
 #[test]
+fn a_pylon_ascii_pack_reads_the_layout_it_is_given() {
+    let text = [
+        pack("p", "pylon_ascii", "rack", "address = 2\n"),
+        pack(
+            "s",
+            "pylon_ascii",
+            "rack",
+            "address = 0\nlayout = \"seplos_v2\"\n",
+        ),
+        pack(
+            "c",
+            "pylon_ascii",
+            "rack",
+            "address = 15\nlayout = \"pace\"\n",
+        ),
+    ]
+    .concat();
+    let config = parse(&text).unwrap();
+    let layouts: Vec<_> = config
+        .packs
+        .iter()
+        .map(|p| match &p.driver {
+            DriverConfig::PylonAscii(p) => (p.address, p.layout),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        layouts,
+        [
+            (2, PylonAsciiLayout::Pylontech),
+            (0, PylonAsciiLayout::SeplosV2),
+            (15, PylonAsciiLayout::Pace)
+        ]
+    );
+    let printed = toml::to_string_pretty(&config).unwrap();
+    assert!(printed.contains("layout = \"seplos_v2\""), "{printed}");
+    assert_eq!(Config::from_toml_str(&printed, "printed").unwrap(), config);
+}
+
+#[test]
 fn protocol_defaults_are_the_usual_rates_and_gaps() {
     assert_eq!(BmsProtocol::Jk.default_baud_rate(), 115_200);
     assert_eq!(BmsProtocol::Jbd.default_baud_rate(), 9_600);
@@ -91,6 +132,30 @@ fn a_framed_pack_needs_a_bms_serial_bus_and_a_real_address() {
     }
     let e = parse(&pack("x", "pylon_ascii", "rack", "")).unwrap_err();
     assert!(e.contains("missing field `address`"), "{e}");
+    // Seplos and Pace packs take 0 to 15 (four DIP switches).
+    let e = parse(&pack(
+        "x",
+        "pylon_ascii",
+        "rack",
+        "address = 16\nlayout = \"seplos_v2\"\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("packs[0].address")
+            && e.contains("no Seplos V2 pack's address: must be 0 to 15"),
+        "{e}"
+    );
+    let e = parse(&pack(
+        "x",
+        "pylon_ascii",
+        "rack",
+        "address = 2\nlayout = \"seplos\"\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("unknown variant") && e.contains("seplos_v2"),
+        "{e}"
+    );
     let e = parse(&pack("x", "jk", "rack", "address = 2\n")).unwrap_err();
     assert!(
         e.contains("unknown field `address`") && e.contains("driver = \"jk\""),

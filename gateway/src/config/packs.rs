@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use packgate_drivers::bms::pylon_ascii::PylonAsciiLayout;
 use packgate_protocol::PackId;
 use packgate_sim::SimPackConfig;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -286,10 +287,19 @@ fn check_bms_pack<'a>(
             ),
         ));
     }
+    let layout = match &pack.driver {
+        DriverConfig::PylonAscii(p) => p.layout,
+        _ => PylonAsciiLayout::Pylontech,
+    };
     match address {
-        Some(0 | 255) => Err(invalid(
+        Some(address) if !layout.addresses().contains(&address) => Err(invalid(
             &key("address"),
-            "must be 1 to 254 (0 and 255 are no pack's address)".into(),
+            format!(
+                "{address} is no {} pack's address: must be {} to {}",
+                layout.vendor(),
+                layout.addresses().start(),
+                layout.addresses().end()
+            ),
         )),
         _ => Ok(()),
     }

@@ -17,6 +17,7 @@ pub mod jk;
 pub mod modbus_rtu;
 pub mod modbus_tcp;
 pub mod pylon_ascii;
+pub mod pylon_ascii_layouts;
 pub mod registers;
 pub mod slcan;
 pub mod sunspec;
@@ -26,7 +27,7 @@ pub use jbd::JbdDevice;
 pub use jk::JkDevice;
 pub use modbus_rtu::{serve_modbus_rtu, RtuServerOptions};
 pub use modbus_tcp::serve_modbus_tcp;
-pub use pylon_ascii::PylonAsciiDevice;
+pub use pylon_ascii::{PaceDevice, PylonAsciiDevice, PylonAsciiSimLayout, SeplosV2Device};
 pub use slcan::{serve_slcan, serve_slcan_with, SlcanServerOptions};
 /// The shutdown signal every server takes, re-exported so callers need no
 /// tokio-util dependency of their own.

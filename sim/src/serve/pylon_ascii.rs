@@ -4,18 +4,28 @@
 //! hex, CHKSUM, carriage return. Several packs share a line, each at its
 //! ADR.
 //!
-//! Answers `0x42` (analog values: one board temperature, then the pack's
-//! sensors; capacities in the 24-bit fields of a 100 Ah pack), `0x44`
-//! (alarm info: the pack's alarms as cell and temperature states and
-//! status 1, its switches in status 2) and `0x93` (serial number); RTN
-//! `04` for any other command, `90` when the command value is not the
-//! pack's ADR, and the code of an injected
-//! [`Faults::exception`](crate::Faults::exception) for every request. A
-//! request with a bad CHKSUM gets no answer, as on a real line.
+//! Three layouts of INFO, one per device type: [`PylonAsciiDevice`]
+//! (Pylontech), [`SeplosV2Device`] (Seplos "BMS Communication Protocol"
+//! V2.0) and [`PaceDevice`] (Pace "PACE-RS232-TY16S", VER `25`); the
+//! Seplos and Pace layouts are built in
+//! [`pylon_ascii_layouts`](super::pylon_ascii_layouts). Whatever VER a
+//! request carries, each answers with its own.
+//!
+//! The Pylontech device answers `0x42` (analog values: one board
+//! temperature, then the pack's sensors; capacities in the 24-bit fields
+//! of a 100 Ah pack), `0x44` (alarm info: the pack's alarms as cell and
+//! temperature states and status 1, its switches in status 2) and `0x93`
+//! (serial number); the Seplos and Pace devices `0x42` and `0x44`. Each
+//! answers RTN `04` for any other command, `90` (Pylontech) or `05`
+//! (Seplos, Pace) when the command value is not the pack's ADR, and the
+//! code of an injected [`Faults::exception`](crate::Faults::exception)
+//! for every request. A request with a bad CHKSUM gets no answer, as on
+//! a real line.
 
 use packgate_protocol::{AlarmFlags, PackReading};
 
 use super::framed::{BadRequest, FramedDevice, FramedUnit, RequestScan};
+use super::pylon_ascii_layouts as layouts;
 
 /// The capacity every simulated pack reports, mAh: 100 Ah, so the 24-bit
 /// capacity fields (four user-defined items) carry it.
@@ -28,9 +38,67 @@ const RTN_FORMAT_ERROR: u8 = 0x05;
 /// RTN for a command value that is not the pack's address.
 const RTN_ADDRESS_ERROR: u8 = 0x90;
 
-/// The Pylontech-style ASCII BMS, for [`serve_framed`](super::framed::serve_framed).
+/// The Pylontech-style ASCII BMS in Pylontech's layout, for
+/// [`serve_framed`](super::framed::serve_framed).
 #[derive(Debug, Clone, Copy)]
 pub struct PylonAsciiDevice;
+
+/// The Pylontech-style ASCII BMS in the Seplos V2 layout.
+#[derive(Debug, Clone, Copy)]
+pub struct SeplosV2Device;
+
+/// The Pylontech-style ASCII BMS in the Pace layout (VER `25`).
+#[derive(Debug, Clone, Copy)]
+pub struct PaceDevice;
+
+/// Which INFO layout a simulated Pylontech-style line answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PylonAsciiSimLayout {
+    /// Pylontech's (`pylontech`).
+    #[default]
+    Pylontech,
+    /// Seplos V2's (`seplos-v2`).
+    SeplosV2,
+    /// Pace's (`pace`).
+    Pace,
+}
+
+impl PylonAsciiSimLayout {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PylonAsciiSimLayout::Pylontech => "pylontech",
+            PylonAsciiSimLayout::SeplosV2 => "seplos-v2",
+            PylonAsciiSimLayout::Pace => "pace",
+        }
+    }
+}
+
+impl std::fmt::Display for PylonAsciiSimLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A layout name that is none of `pylontech`, `seplos-v2`, `pace`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown layout {0:?}: use pylontech, seplos-v2 or pace")]
+pub struct UnknownSimLayout(pub String);
+
+impl std::str::FromStr for PylonAsciiSimLayout {
+    type Err = UnknownSimLayout;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            PylonAsciiSimLayout::Pylontech,
+            PylonAsciiSimLayout::SeplosV2,
+            PylonAsciiSimLayout::Pace,
+        ]
+        .into_iter()
+        .find(|l| l.name() == s)
+        .ok_or_else(|| UnknownSimLayout(s.to_owned()))
+    }
+}
 
 /// CHKSUM of the characters between `~` and the checksum.
 fn chksum(chars: &[u8]) -> u16 {
@@ -44,11 +112,18 @@ fn lchksum(lenid: usize) -> usize {
     (16 - nibbles % 16) % 16
 }
 
-/// A reply frame from `address` with return code `rtn`.
+/// A reply frame from `address` with return code `rtn`, VER `20`.
+#[cfg(test)]
 fn reply(address: u8, rtn: u8, info: &[u8]) -> Vec<u8> {
+    reply_with_version(0x20, address, rtn, info)
+}
+
+/// A reply frame with VER `version` from `address` with return code
+/// `rtn`.
+pub(super) fn reply_with_version(version: u8, address: u8, rtn: u8, info: &[u8]) -> Vec<u8> {
     let lenid = (2 * info.len()).min(0xFFF);
     let mut body = format!(
-        "20{address:02X}46{rtn:02X}{:04X}",
+        "{version:02X}{address:02X}46{rtn:02X}{:04X}",
         (lchksum(lenid) << 12) | lenid
     );
     for byte in info {
@@ -59,7 +134,7 @@ fn reply(address: u8, rtn: u8, info: &[u8]) -> Vec<u8> {
 }
 
 /// A request's ADR, CID1, CID2 and INFO.
-struct Request {
+pub(super) struct Request {
     address: u8,
     cid1: u8,
     cid2: u8,
@@ -71,7 +146,7 @@ fn hex_byte(pair: &str) -> Result<u8, BadRequest> {
 }
 
 /// Parses one request frame, checking CHKSUM, LCHKSUM and LENID.
-fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
+pub(super) fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
     let text = std::str::from_utf8(frame).map_err(|_| BadRequest::Malformed)?;
     let inner = text
         .strip_prefix('~')
@@ -101,11 +176,11 @@ fn parse(frame: &[u8]) -> Result<Request, BadRequest> {
     })
 }
 
-fn clamp_u16(value: f32) -> u16 {
+pub(super) fn clamp_u16(value: f32) -> u16 {
     value.round().clamp(0.0, f32::from(u16::MAX)) as u16
 }
 
-fn clamp_i16(value: f32) -> i16 {
+pub(super) fn clamp_i16(value: f32) -> i16 {
     value
         .round()
         .clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
@@ -141,7 +216,7 @@ fn analog_info(address: u8, r: &PackReading) -> Vec<u8> {
 }
 
 /// Index of the largest (`highest`) or smallest value.
-fn extreme(values: &[f32], highest: bool) -> Option<usize> {
+pub(super) fn extreme(values: &[f32], highest: bool) -> Option<usize> {
     let order = |a: &(usize, &f32), b: &(usize, &f32)| a.1.total_cmp(b.1);
     let found = if highest {
         values.iter().enumerate().max_by(order)
@@ -223,59 +298,93 @@ fn serial_number_info(address: u8, serial_number: &str) -> Vec<u8> {
     info
 }
 
-impl FramedDevice for PylonAsciiDevice {
-    fn scan_request(buf: &[u8]) -> RequestScan {
-        match buf.first() {
+fn scan_request(buf: &[u8]) -> RequestScan {
+    match buf.first() {
+        None => RequestScan::NeedMore,
+        Some(b'~') => match buf.iter().position(|b| *b == b'\r') {
+            Some(end) => RequestScan::Frame(end + 1),
             None => RequestScan::NeedMore,
-            Some(b'~') => match buf.iter().position(|b| *b == b'\r') {
-                Some(end) => RequestScan::Frame(end + 1),
-                None => RequestScan::NeedMore,
-            },
-            Some(_) => RequestScan::Junk(buf.iter().position(|b| *b == b'~').unwrap_or(buf.len())),
-        }
+        },
+        Some(_) => RequestScan::Junk(buf.iter().position(|b| *b == b'~').unwrap_or(buf.len())),
     }
+}
 
-    fn address(request: &[u8]) -> Result<Option<u8>, BadRequest> {
-        parse(request).map(|r| Some(r.address))
+/// The frames that answer `request` for `unit` in `layout`.
+fn answer(layout: PylonAsciiSimLayout, unit: &FramedUnit, request: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(request) = parse(request) else {
+        return Vec::new();
+    };
+    let address = unit.address;
+    let version = match layout {
+        PylonAsciiSimLayout::Pace => 0x25,
+        PylonAsciiSimLayout::Pylontech | PylonAsciiSimLayout::SeplosV2 => 0x20,
+    };
+    let frame = |rtn: u8, info: &[u8]| vec![reply_with_version(version, address, rtn, info)];
+    if let Some(code) = unit.pack.faults().exception {
+        return frame(code, &[]);
     }
-
-    fn answer(unit: &FramedUnit, request: &[u8]) -> Vec<Vec<u8>> {
-        let Ok(request) = parse(request) else {
-            return Vec::new();
+    if request.cid1 != 0x46 {
+        return frame(RTN_FORMAT_ERROR, &[]);
+    }
+    let serial = layout == PylonAsciiSimLayout::Pylontech && request.cid2 == 0x93;
+    if !(serial || matches!(request.cid2, 0x42 | 0x44)) {
+        return frame(RTN_CID2_INVALID, &[]);
+    }
+    if request.info != [address] {
+        let rtn = match layout {
+            PylonAsciiSimLayout::Pylontech => RTN_ADDRESS_ERROR,
+            PylonAsciiSimLayout::SeplosV2 | PylonAsciiSimLayout::Pace => RTN_FORMAT_ERROR,
         };
-        let address = unit.address;
-        if let Some(code) = unit.pack.faults().exception {
-            return vec![reply(address, code, &[])];
-        }
-        if request.cid1 != 0x46 {
-            return vec![reply(address, RTN_FORMAT_ERROR, &[])];
-        }
-        if !matches!(request.cid2, 0x42 | 0x44 | 0x93) {
-            return vec![reply(address, RTN_CID2_INVALID, &[])];
-        }
-        if request.info != [address] {
-            return vec![reply(address, RTN_ADDRESS_ERROR, &[])];
-        }
-        let info = match request.cid2 {
-            0x93 => serial_number_info(address, &unit.serial_number),
-            cid2 => {
-                let reading = unit.pack.advance_to(tokio::time::Instant::now().into_std());
-                if cid2 == 0x42 {
-                    analog_info(address, &reading)
-                } else {
-                    alarm_info(address, &reading)
-                }
+        return frame(rtn, &[]);
+    }
+    if serial {
+        return frame(0, &serial_number_info(address, &unit.serial_number));
+    }
+    let reading = unit.pack.advance_to(tokio::time::Instant::now().into_std());
+    let analog = request.cid2 == 0x42;
+    let info = match (layout, analog) {
+        (PylonAsciiSimLayout::Pylontech, true) => analog_info(address, &reading),
+        (PylonAsciiSimLayout::Pylontech, false) => alarm_info(address, &reading),
+        (PylonAsciiSimLayout::SeplosV2, true) => layouts::seplos_analog_info(address, &reading),
+        (PylonAsciiSimLayout::SeplosV2, false) => layouts::seplos_alarm_info(address, &reading),
+        (PylonAsciiSimLayout::Pace, true) => layouts::pace_analog_info(address, &reading),
+        (PylonAsciiSimLayout::Pace, false) => layouts::pace_alarm_info(address, &reading),
+    };
+    frame(0, &info)
+}
+
+/// The [`FramedDevice`] of each layout's device type.
+macro_rules! ascii_device {
+    ($device:ty, $layout:expr) => {
+        impl FramedDevice for $device {
+            fn scan_request(buf: &[u8]) -> RequestScan {
+                scan_request(buf)
             }
-        };
-        vec![reply(address, 0, &info)]
-    }
 
-    fn corrupt(frame: &mut [u8]) {
-        // The last CHKSUM digit, still a hex digit: a checksum error, not
-        // a malformed frame.
-        if let Some(digit) = frame.len().checked_sub(2).and_then(|i| frame.get_mut(i)) {
-            *digit = if *digit == b'0' { b'1' } else { b'0' };
+            fn address(request: &[u8]) -> Result<Option<u8>, BadRequest> {
+                parse(request).map(|r| Some(r.address))
+            }
+
+            fn answer(unit: &FramedUnit, request: &[u8]) -> Vec<Vec<u8>> {
+                answer($layout, unit, request)
+            }
+
+            fn corrupt(frame: &mut [u8]) {
+                corrupt(frame)
+            }
         }
+    };
+}
+
+ascii_device!(PylonAsciiDevice, PylonAsciiSimLayout::Pylontech);
+ascii_device!(SeplosV2Device, PylonAsciiSimLayout::SeplosV2);
+ascii_device!(PaceDevice, PylonAsciiSimLayout::Pace);
+
+/// The last CHKSUM digit changed, still a hex digit: a checksum error,
+/// not a malformed frame.
+fn corrupt(frame: &mut [u8]) {
+    if let Some(digit) = frame.len().checked_sub(2).and_then(|i| frame.get_mut(i)) {
+        *digit = if *digit == b'0' { b'1' } else { b'0' };
     }
 }
 
@@ -365,6 +474,41 @@ mod tests {
         let mut frame = reply(2, 0, &[1, 2, 3]);
         PylonAsciiDevice::corrupt(&mut frame);
         assert_eq!(parse(&frame).err(), Some(BadRequest::Checksum));
+    }
+
+    #[test]
+    fn each_layout_answers_in_its_own_version_and_commands() {
+        let u = unit(2);
+        // Pace answers VER 25 whatever VER it was asked with; Seplos 20.
+        let pace = PaceDevice::answer(&u, ANALOG_REQUEST_ADR2);
+        assert!(pace[0].starts_with(b"~25024600"), "{:?}", pace[0]);
+        let info = parse(&pace[0]).unwrap().info;
+        // Flag, command value, 16 cells, six temperatures, P = 3.
+        assert_eq!((info[1], info[2], info[3 + 32]), (2, 16, 6));
+        assert_eq!(info[info.len() - 7], 3);
+        let seplos = SeplosV2Device::answer(&u, ANALOG_REQUEST_ADR2);
+        assert!(seplos[0].starts_with(b"~20024600"), "{:?}", seplos[0]);
+        assert_eq!(parse(&seplos[0]).unwrap().info.len(), 75);
+        // No serial number command outside Pylontech's layout; a command
+        // value other than the address is a format error.
+        let serial = reply(2, 0x93, &[2]);
+        assert_eq!(
+            parse(&SeplosV2Device::answer(&u, &serial)[0]).unwrap().cid2,
+            4
+        );
+        assert_eq!(
+            parse(&PylonAsciiDevice::answer(&u, &serial)[0])
+                .unwrap()
+                .cid2,
+            0
+        );
+        let foreign = reply(2, 0x44, &[3]);
+        assert_eq!(parse(&PaceDevice::answer(&u, &foreign)[0]).unwrap().cid2, 5);
+        assert_eq!(
+            "seplos-v2".parse::<PylonAsciiSimLayout>(),
+            Ok(PylonAsciiSimLayout::SeplosV2)
+        );
+        assert!("seplos".parse::<PylonAsciiSimLayout>().is_err());
     }
 
     #[test]

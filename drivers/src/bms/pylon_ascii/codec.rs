@@ -85,12 +85,23 @@ fn hex_field(chars: &[u8]) -> Option<u16> {
 /// reply's return code) and `info`; `None` if `info` is longer than
 /// LENID can say.
 pub fn encode_frame(address: u8, cid2: u8, info: &[u8]) -> Option<Vec<u8>> {
+    encode_frame_with_version(PROTOCOL_VERSION, address, cid2, info)
+}
+
+/// A frame as [`encode_frame`] makes it, with VER `version` (Pace's
+/// packs speak `25`).
+pub fn encode_frame_with_version(
+    version: u8,
+    address: u8,
+    cid2: u8,
+    info: &[u8],
+) -> Option<Vec<u8>> {
     let lenid = u16::try_from(2 * info.len())
         .ok()
         .filter(|n| usize::from(*n) <= MAX_INFO_CHARS)?;
     let mut frame = Vec::with_capacity(FRAME_OVERHEAD + usize::from(lenid));
     frame.push(SOI);
-    for byte in [PROTOCOL_VERSION, address, CID1_BATTERY, cid2] {
+    for byte in [version, address, CID1_BATTERY, cid2] {
         push_hex_u8(&mut frame, byte);
     }
     push_hex_u16(&mut frame, length_field(lenid));
@@ -271,6 +282,13 @@ pub fn return_code_message(rtn: u8) -> &'static str {
         0x06 => "invalid data",
         0x90 => "ADR error",
         0x91 => "internal communication error",
+        // Seplos V2.0's further codes, and Pace's.
+        0x07 => "no data",
+        0x09 => "operation or write error",
+        0xE1 => "CID1 invalid",
+        0xE2 => "command execution failure",
+        0xE3 => "device fault",
+        0xE4 => "invalid permissions",
         _ => "unknown return code",
     }
 }

@@ -2,6 +2,7 @@
 //! serial number (`0x93`) replies, and the replies decoded whole.
 
 use super::codec::{reply_info, CID2_ALARM_INFO, CID2_ANALOG_VALUE, CID2_SERIAL_NUMBER};
+use super::layout::PylonAsciiLayout;
 use crate::bms::FrameError;
 use crate::DeviceException;
 
@@ -19,17 +20,17 @@ pub const PLAUSIBLE_TEMPERATURE_C: (f32, f32) = (-100.0, 250.0);
 /// Reads INFO fields in order; a field past the end is malformed (the
 /// frame was whole, so its INFO is simply too short for its counts).
 #[derive(Debug)]
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     info: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(info: &'a [u8]) -> Self {
+    pub(super) fn new(info: &'a [u8]) -> Self {
         Self { info, at: 0 }
     }
 
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
+    pub(super) fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
         let end = self.at.saturating_add(n);
         let field = self.info.get(self.at..end).ok_or_else(|| {
             FrameError::Malformed(format!(
@@ -42,25 +43,25 @@ impl<'a> Reader<'a> {
         Ok(field)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, FrameError> {
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, FrameError> {
         Ok(self.bytes(1, what)?[0])
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16, FrameError> {
+    pub(super) fn u16(&mut self, what: &str) -> Result<u16, FrameError> {
         let b = self.bytes(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn u24(&mut self, what: &str) -> Result<u32, FrameError> {
+    pub(super) fn u24(&mut self, what: &str) -> Result<u32, FrameError> {
         let b = self.bytes(3, what)?;
         Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 
-    fn remaining(&self) -> usize {
+    pub(super) fn remaining(&self) -> usize {
         self.info.len().saturating_sub(self.at)
     }
 
-    fn finish(&self) -> Result<(), FrameError> {
+    pub(super) fn finish(&self) -> Result<(), FrameError> {
         match self.remaining() {
             0 => Ok(()),
             n => Err(FrameError::Malformed(format!(
@@ -95,9 +96,67 @@ pub struct AnalogValues {
     pub cycles: u16,
 }
 
+/// The refusal of a `0x42` reply, read as `layout`, with `count`
+/// user-defined items where the layout has `expected`: the layout it
+/// looks like where another has that count, malformed otherwise.
+pub(super) fn user_defined_refusal(
+    layout: PylonAsciiLayout,
+    count: u8,
+    expected: &str,
+) -> FrameError {
+    let seen = format!("user-defined count {count}");
+    match PylonAsciiLayout::by_user_defined_count(count) {
+        Some(other) if other != layout => layout.mismatch(other, &seen),
+        _ => FrameError::Malformed(format!(
+            "{seen}; the {} layout has {expected}",
+            layout.vendor()
+        )),
+    }
+}
+
+/// The refusal of a `0x44` reply, read as `layout`, with `tail` INFO
+/// bytes after the temperature states that its layout does not have:
+/// the layout it looks like where another has that many, `malformed`
+/// otherwise.
+pub(super) fn alarm_tail_refusal(
+    layout: PylonAsciiLayout,
+    tail: usize,
+    malformed: String,
+) -> FrameError {
+    match PylonAsciiLayout::by_alarm_tail_len(tail) {
+        Some(other) if other != layout => layout.mismatch(
+            other,
+            &format!("{tail} alarm bytes after the temperature states"),
+        ),
+        _ => FrameError::Malformed(malformed),
+    }
+}
+
+/// Refuses a cell above [`MAX_CELL_MV`], naming it.
+pub(super) fn check_cells(cell_voltages_mv: &[u16]) -> Result<(), FrameError> {
+    match cell_voltages_mv
+        .iter()
+        .enumerate()
+        .find(|(_, mv)| **mv > MAX_CELL_MV)
+    {
+        Some((i, mv)) => Err(FrameError::Malformed(format!(
+            "cell {} reads {mv} mV",
+            i + 1
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Converts one temperature to °C, refusing what no sensor reads.
 pub fn temperature_c(raw_dk: i16) -> Result<f32, FrameError> {
-    let c = f32::from(raw_dk.wrapping_sub(KELVIN_OFFSET_DK)) / 10.0;
+    temperature_c_with_offset(raw_dk, KELVIN_OFFSET_DK)
+}
+
+/// Converts one temperature sent as 0.1 K above `offset_dk` (2731 for
+/// Pylontech and Seplos, 2730 for Pace) to °C, refusing what no sensor
+/// reads.
+pub fn temperature_c_with_offset(raw_dk: i16, offset_dk: i16) -> Result<f32, FrameError> {
+    let c = f32::from(raw_dk.wrapping_sub(offset_dk)) / 10.0;
     let (min, max) = PLAUSIBLE_TEMPERATURE_C;
     if (min..=max).contains(&c) {
         Ok(c)
@@ -120,16 +179,7 @@ pub fn decode_analog_values(info: &[u8]) -> Result<AnalogValues, FrameError> {
     let cell_voltages_mv = (0..cells)
         .map(|_| r.u16("cell voltage"))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some((i, mv)) = cell_voltages_mv
-        .iter()
-        .enumerate()
-        .find(|(_, mv)| **mv > MAX_CELL_MV)
-    {
-        return Err(FrameError::Malformed(format!(
-            "cell {} reads {mv} mV",
-            i + 1
-        )));
-    }
+    check_cells(&cell_voltages_mv)?;
     let sensors = r.u8("temperature count")?;
     let temperatures_dk = (0..sensors)
         .map(|_| r.u16("temperature").map(|t| t as i16))
@@ -150,9 +200,11 @@ pub fn decode_analog_values(info: &[u8]) -> Result<AnalogValues, FrameError> {
             r.u24("total capacity (24 bit)")?,
         ),
         n => {
-            return Err(FrameError::Malformed(format!(
-                "{n} user-defined items; the layout has 2 or 4"
-            )))
+            return Err(user_defined_refusal(
+                PylonAsciiLayout::Pylontech,
+                n,
+                "2 or 4",
+            ))
         }
     };
     r.finish()?;
@@ -268,10 +320,11 @@ pub fn decode_alarm_info(info: &[u8]) -> Result<AlarmInfo, FrameError> {
         [s1, s2, s3] => (s1, s2, s3, None),
         [s1, s2, s3, s4, s5] => (s1, s2, s3, Some(u16::from_le_bytes([s4, s5]))),
         _ => {
-            return Err(FrameError::Malformed(format!(
-                "{} status bytes; the layout has 3 or 5",
-                status.len()
-            )))
+            return Err(alarm_tail_refusal(
+                PylonAsciiLayout::Pylontech,
+                status.len() + 3,
+                format!("{} status bytes; the layout has 3 or 5", status.len()),
+            ))
         }
     };
     Ok(AlarmInfo {

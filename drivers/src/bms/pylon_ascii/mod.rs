@@ -1,6 +1,27 @@
 //! The Pylontech-style RS-485 ASCII protocol: Pylontech US2000/US3000
-//! packs, and the framing Seplos and Pace copy. Written from Pylontech's
-//! "PYLON low voltage Protocol RS485", version 3.3 (2018-08-21).
+//! packs, and the Seplos and Pace packs that copy its framing with reply
+//! layouts of their own. The framing and the Pylontech layout are written
+//! from Pylontech's "PYLON low voltage Protocol RS485", version 3.3
+//! (2018-08-21); the Seplos V2 layout in [`seplos`] from Seplos's "BMS
+//! Communication Protocol" V2.0 (2019-10-15); the Pace layout in [`pace`]
+//! from Pace's "PACE RS232 Communication Protocal" (PACE-RS232-TY16S,
+//! protocol V2.5, 2018-07-05). The documents' framing (LENGTH, LCHKSUM,
+//! CHKSUM and their worked examples) is the same in all three.
+//!
+//! # Layouts
+//!
+//! A pack's [`PylonAsciiLayout`] is configured, never guessed: a reply is
+//! decoded only as its pack's layout says. The layouts differ where a
+//! misreading would be silent, so each decoder also refuses the others'
+//! marks and names the layout it saw ([`FrameError::Unexpected`](crate::bms::FrameError::Unexpected)):
+//!
+//! | layout      | VER  | `0x42` user-defined count | `0x44` bytes after the temperature states | addresses |
+//! |-------------|------|---------------------------|-------------------------------------------|-----------|
+//! | `pylontech` | `20` | 2 or 4                    | 6 or 8                                    | 1 to 254  |
+//! | `seplos_v2` | `20` | 10                        | 23                                        | 0 to 15   |
+//! | `pace`      | `25` | 3                         | 12                                        | 1 to 15   |
+//!
+//! A count or length that no layout has is malformed.
 //!
 //! # Frame
 //!
@@ -55,11 +76,8 @@
 //!
 //! The document's units: current "actual value = transmission value ×
 //! 100" mA (its example: −4000 mA = 0xFFD8), voltages to 3 decimals of a
-//! volt, capacities to 3 decimals of an ampere-hour. Seplos (its "BMS
-//! Communication Protocol" V2.0) and Pace keep the framing but send
-//! another `0x42` layout, with more user-defined items (SoC, SoH, rated
-//! capacity, port voltage): this decoder refuses it (a user-defined count
-//! other than 2 or 4 is malformed) rather than misread it.
+//! volt, capacities to 3 decimals of an ampere-hour. A user-defined count
+//! of 10 (Seplos V2) or 3 (Pace) is refused naming that layout.
 //!
 //! # `0x44` get alarm info (request INFO: the address)
 //!
@@ -117,11 +135,15 @@
 pub mod codec;
 mod driver;
 pub mod info;
+pub mod layout;
+pub mod pace;
 mod reading;
+pub mod seplos;
 
 pub use codec::PylonAsciiFraming;
 pub use driver::PylonAsciiDriver;
 pub use info::{AlarmInfo, AnalogValues, LimitState};
+pub use layout::{PylonAsciiLayout, UnknownLayout};
 pub use reading::{
     pack_reading, STATUS1_CELL_UNDER_VOLTAGE, STATUS1_CHARGE_OVER_CURRENT,
     STATUS1_CHARGE_OVER_TEMPERATURE, STATUS1_DISCHARGE_OVER_CURRENT,
@@ -130,5 +152,9 @@ pub use reading::{
     STATUS2_MODULE_POWER, STATUS2_PRECHARGE_MOSFET,
 };
 
+#[cfg(test)]
+mod pace_tests;
+#[cfg(test)]
+mod seplos_tests;
 #[cfg(test)]
 mod tests;

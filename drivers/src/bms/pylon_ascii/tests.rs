@@ -223,9 +223,16 @@ fn each_error_kind_is_told_apart() {
     let mut no_eoi = SMALL_ANALOG_REPLY.as_bytes().to_vec();
     *no_eoi.last_mut().unwrap() = b'\n';
     assert_eq!(kind(parse_frame(&no_eoi)), FrameErrorKind::Malformed);
+    // Three user-defined items: Pace's layout, refused by name; seven:
+    // no layout's, malformed.
     let three = "~20024600002E0002020CE40CEE020BA50A47FFE719D261A803C350000CF38F\r";
+    let e = decode_analog_reply(&frames(three), 2).unwrap_err();
+    assert_eq!(e.kind(), FrameErrorKind::Unexpected);
+    assert!(e.to_string().contains("set layout = \"pace\""), "{e}");
+    let mut seven = parse_frame(SMALL_ANALOG_REPLY.as_bytes()).unwrap().info;
+    seven[18] = 7;
     assert_eq!(
-        kind(decode_analog_reply(&frames(three), 2)),
+        kind(decode_analog_values(&seven)),
         FrameErrorKind::Malformed
     );
     let ffff = "~20024600002E000202FFFF0CEE020BA50A47FFE719D261A802C350000CF364\r";

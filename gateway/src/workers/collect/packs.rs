@@ -207,7 +207,9 @@ fn bms_link(
 fn bms_driver(pack: &PackConfig) -> Option<BmsPackDriver> {
     let id = pack.id.clone();
     Some(match &pack.driver {
-        DriverConfig::PylonAscii(p) => BmsPackDriver::pylon_ascii(id, p.address),
+        DriverConfig::PylonAscii(p) => {
+            BmsPackDriver::pylon_ascii_with_layout(id, p.address, p.layout)
+        }
         DriverConfig::Jbd(_) => BmsPackDriver::jbd(id),
         DriverConfig::Daly(d) => BmsPackDriver::daly(id, d.host_address),
         DriverConfig::Jk(_) => BmsPackDriver::jk(id),
