@@ -15,7 +15,7 @@ use packgate::runtime::{
 };
 use packgate::workers::collect::PackSet;
 use packgate::workers::WorkerKind;
-use packgate_protocol::PackId;
+use packgate_protocol::{BankId, PackId};
 use tokio_util::sync::CancellationToken;
 
 use crate::{BrokerArgs, GatewayArgs, ProfilesCommand};
@@ -293,6 +293,18 @@ pub(crate) async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     packgate::cli::status::status(&config, &source, client, &mut stdout).await?;
     Ok(())
+}
+
+/// The id a command names its target by: the pack, or the bank (a bank's
+/// name is a valid pack id, and never one of a pack).
+pub(crate) fn command_target(pack: Option<PackId>, bank: Option<BankId>) -> anyhow::Result<PackId> {
+    match (pack, bank) {
+        (Some(pack), None) => Ok(pack),
+        (None, Some(bank)) => {
+            PackId::new(bank.as_str()).with_context(|| format!("bank name {bank}"))
+        }
+        _ => bail!("name either --pack or --bank"),
+    }
 }
 
 pub(crate) async fn command(

@@ -5,8 +5,8 @@ mod commands;
 mod query;
 
 use commands::{
-    bench, broker_users, can_decode, check_config, command, profiles, reset_alarm, run_gateway,
-    run_one, sim, status, sunspec_scan, watch,
+    bench, broker_users, can_decode, check_config, command, command_target, profiles, reset_alarm,
+    run_gateway, run_one, sim, status, sunspec_scan, watch,
 };
 
 use std::future::Future;
@@ -20,7 +20,7 @@ use packgate::config::{Config, ConfigError, ConfigSource, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
-use packgate_protocol::PackId;
+use packgate_protocol::{BankId, PackId};
 use query::QueryCommand;
 
 /// Edge gateway for battery packs: polls each pack's BMS into NATS
@@ -63,13 +63,18 @@ enum Action {
         #[command(flatten)]
         target: BrokerArgs,
     },
-    /// Send a command to a pack through the control worker.
+    /// Send a command to a pack, or to a bank's site limits, through the
+    /// control worker.
     Command {
         #[command(flatten)]
         target: BrokerArgs,
         /// The pack.
+        #[arg(long, required_unless_present = "bank", conflicts_with = "bank")]
+        pack: Option<PackId>,
+        /// The bank, to lower one of its site limits: site_max_charge_a,
+        /// site_max_discharge_a (A) or absorption_voltage_v (V).
         #[arg(long)]
-        pack: PackId,
+        bank: Option<BankId>,
         /// Seconds until the command expires.
         #[arg(long, default_value_t = 30)]
         ttl_s: u64,
@@ -225,7 +230,8 @@ enum Action {
 
 #[derive(Debug, Subcommand)]
 enum SetAction {
-    /// Write one setting, such as `charge_current_limit_a 50`.
+    /// Write one setting, such as `charge_current_limit_a 50` (a pack) or
+    /// `site_max_charge_a 40` (a bank).
     Set {
         /// The setting, as named in the pack's profile.
         setting: String,
@@ -488,10 +494,18 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Command {
             target,
             pack,
+            bank,
             ttl_s,
             id,
             action: SetAction::Set { setting, value },
-        } => block_on(command(&target, pack, setting, value, ttl_s, id)),
+        } => block_on(command(
+            &target,
+            command_target(pack, bank)?,
+            setting,
+            value,
+            ttl_s,
+            id,
+        )),
         Action::CheckConfig { file } => check_config(file.as_deref()),
         Action::Query { what } => query::query(what),
         Action::Watch { target, once } => block_on(watch(&target, once)),
