@@ -156,6 +156,14 @@ enum Action {
         /// With --inverter: record the bursts to this file as JSON lines.
         #[arg(long, requires = "inverter")]
         record: Option<std::path::PathBuf>,
+        /// With --inverter: the inverter obeys the CCL and DCL it hears and
+        /// drives the packs: it asks for this load, CURRENT_A:SECONDS
+        /// steps played in a loop (`250:60,-250:60`: charge at 250 A for a
+        /// minute, then discharge), clamped to the limits and split across
+        /// the packs.
+        #[arg(long, requires = "inverter", conflicts_with = "record", value_name = "STEPS",
+              value_parser = packgate::cli::sim_loop::parse_load, allow_hyphen_values = true)]
+        inverter_load: Option<packgate_sim::LoadProfile>,
     },
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
@@ -524,6 +532,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             jk,
             inverter,
             record,
+            inverter_load,
         } => block_on(sim(packgate::cli::sim::SimOptions {
             packs,
             seed,
@@ -541,6 +550,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             },
             inverter,
             record,
+            inverter_load,
         })),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),
