@@ -105,8 +105,7 @@ impl Seen {
         let before = self
             .limits
             .iter()
-            .filter(|(t, _, _)| *t <= from)
-            .last()
+            .rfind(|(t, _, _)| *t <= from)
             .map(|&(_, c, d)| (c, d));
         self.limits
             .iter()
