@@ -307,9 +307,11 @@ pub(crate) fn command_target(pack: Option<PackId>, bank: Option<BankId>) -> anyh
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn command(
     target: &BrokerArgs,
-    pack: PackId,
+    pack: Option<PackId>,
+    bank: Option<BankId>,
     setting: String,
     value: f64,
     ttl_s: u64,
@@ -319,6 +321,7 @@ pub(crate) async fn command(
     use packgate_protocol::{
         Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
     };
+    let pack = command_target(pack, bank)?;
     let config = target.source.load()?;
     let now = packgate::telemetry::now_ms();
     let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));

@@ -5,8 +5,8 @@ mod commands;
 mod query;
 
 use commands::{
-    bench, broker_users, can_decode, check_config, command, command_target, profiles, reset_alarm,
-    run_gateway, run_one, sim, status, sunspec_scan, watch,
+    bench, broker_users, can_decode, check_config, command, profiles, reset_alarm, run_gateway,
+    run_one, sim, status, sunspec_scan, watch,
 };
 
 use std::future::Future;
@@ -71,8 +71,7 @@ enum Action {
         /// The pack.
         #[arg(long, required_unless_present = "bank", conflicts_with = "bank")]
         pack: Option<PackId>,
-        /// The bank, to lower one of its site limits: site_max_charge_a,
-        /// site_max_discharge_a (A) or absorption_voltage_v (V).
+        /// The bank, to lower one of its site limits (see the README).
         #[arg(long)]
         bank: Option<BankId>,
         /// Seconds until the command expires.
@@ -156,11 +155,8 @@ enum Action {
         /// With --inverter: record the bursts to this file as JSON lines.
         #[arg(long, requires = "inverter")]
         record: Option<std::path::PathBuf>,
-        /// With --inverter: the inverter obeys the CCL and DCL it hears and
-        /// drives the packs: it asks for this load, CURRENT_A:SECONDS
-        /// steps played in a loop (`250:60,-250:60`: charge at 250 A for a
-        /// minute, then discharge), clamped to the limits and split across
-        /// the packs.
+        /// With --inverter: obey the CCL/DCL heard and drive the packs with
+        /// this load, CURRENT_A:SECONDS steps in a loop (`250:60,-250:60`).
         #[arg(long, requires = "inverter", conflicts_with = "record", value_name = "STEPS",
               value_parser = packgate::cli::sim_loop::parse_load, allow_hyphen_values = true)]
         inverter_load: Option<packgate_sim::LoadProfile>,
@@ -506,14 +502,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             ttl_s,
             id,
             action: SetAction::Set { setting, value },
-        } => block_on(command(
-            &target,
-            command_target(pack, bank)?,
-            setting,
-            value,
-            ttl_s,
-            id,
-        )),
+        } => block_on(command(&target, pack, bank, setting, value, ttl_s, id)),
         Action::CheckConfig { file } => check_config(file.as_deref()),
         Action::Query { what } => query::query(what),
         Action::Watch { target, once } => block_on(watch(&target, once)),
