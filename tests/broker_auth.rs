@@ -3,8 +3,8 @@
 //! and each user tries every escape an attacker with its password would:
 //! purging the samples, deleting a consumer, creating a stream that
 //! republishes onto the control subject, reading other clients' replies,
-//! sending commands, writing to a bus, forging samples or bank states,
-//! resetting alarms.
+//! sending commands, writing to a bus or to a bank's limits (or taking
+//! those), forging samples or bank states, resetting alarms.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -101,6 +101,19 @@ impl Attacker {
             .unwrap()
             .iter()
             .any(|v| v.contains("permissions violation") && v.contains(&subject))
+    }
+
+    /// Whether the server refused a subscription to `subject` (after it
+    /// was flushed).
+    async fn subscription_refused(&self, subject: &str) -> bool {
+        let _ = self.client.flush().await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let subject = subject.to_lowercase();
+        self.violations.lock().unwrap().iter().any(|v| {
+            v.contains("permissions violation")
+                && v.contains("subscription")
+                && v.contains(&subject)
+        })
     }
 
     /// Publishes to `subject`; whether the server refused it.
@@ -226,6 +239,25 @@ async fn each_broker_user_can_do_only_its_own_job() {
             attacker.publish_refused(bus_subject).await,
             !may_write,
             "{user} and a bus write"
+        );
+        // A bank's site limits: only the control worker sends the
+        // validated commands, only the bank worker takes them.
+        let bank_limits =
+            names::bank_limits_subject(&packgate_protocol::BankId::new("house").unwrap());
+        assert_eq!(
+            attacker.publish_refused(&bank_limits).await,
+            !may_write,
+            "{user} and a bank's limits"
+        );
+        let _limits = attacker
+            .client
+            .subscribe(bank_limits.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            attacker.subscription_refused(&bank_limits).await,
+            user != BrokerUser::Worker(WorkerKind::Bank),
+            "{user} taking a bank's limits"
         );
         let may_state = user == BrokerUser::Worker(WorkerKind::Bank);
         assert_eq!(

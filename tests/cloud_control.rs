@@ -203,6 +203,10 @@ async fn the_cloud_command_client_applies_repeats_and_refuses_a_reused_id() {
         1,
         "",
     );
+    // A bank, whose site limits the cloud may lower.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[[banks]]\nname = \"house\"\npacks = [\"sim-01\"]\n");
+    std::fs::write(&config, text).unwrap();
     let log = local.dir.path().join("gateway.log");
     let mut gateway = support::cloud_process::spawn_gateway(&config, &log);
     let set = |id: &'static str, value: &'static str| {
@@ -248,6 +252,50 @@ async fn the_cloud_command_client_applies_repeats_and_refuses_a_reused_id() {
             && reused.2.contains("was not applied"),
         "{}",
         reused.2
+    );
+
+    // A bank's site limit, the same way round, and from the box.
+    let bank = |id: &'static str, value: &'static str| {
+        [
+            "--bank",
+            "house",
+            "--id",
+            id,
+            "set",
+            "site_max_charge_a",
+            value,
+        ]
+    };
+    let lowered = cloud_command(&cloud.url(), gw, &bank("b-1", "40"));
+    assert!(lowered.0, "{lowered:?}");
+    assert_eq!(lowered.1.trim(), "b-1: applied, read back 40");
+    let raised = cloud_command(&cloud.url(), gw, &bank("b-2", "150"));
+    assert!(
+        !raised.0
+            && raised
+                .2
+                .contains("outside what bank house allows, 0 to 100 A"),
+        "{raised:?}"
+    );
+    let local_command = std::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+        .args(["command", "--config"])
+        .arg(&config)
+        .args(bank("b-3", "30"))
+        .output()
+        .unwrap();
+    assert!(local_command.status.success(), "{local_command:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&local_command.stdout).trim(),
+        "b-3: applied, read back 30"
+    );
+    let both = cloud_command(
+        &cloud.url(),
+        gw,
+        &["--pack", "sim-01", "--bank", "house", "set", "x", "1"],
+    );
+    assert!(
+        !both.0 && both.2.contains("cannot be used with"),
+        "{both:?}"
     );
 
     // A gateway the cloud does not know, and a cloud that is not there.

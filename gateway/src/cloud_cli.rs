@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use packgate::config::{Config, ConfigSource};
-use packgate_protocol::PackId;
+use packgate_protocol::{BankId, PackId};
 
 use packgate::workers::WorkerKind;
 
@@ -65,8 +65,12 @@ pub(crate) struct CloudCommandArgs {
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// The pack.
+    #[arg(long, required_unless_present = "bank", conflicts_with = "bank")]
+    pack: Option<PackId>,
+    /// The bank, to lower one of its site limits: site_max_charge_a,
+    /// site_max_discharge_a (A) or absorption_voltage_v (V).
     #[arg(long)]
-    pack: PackId,
+    bank: Option<BankId>,
     /// Seconds until the command expires.
     #[arg(long, default_value_t = 30)]
     ttl_s: u64,
@@ -116,7 +120,7 @@ pub(crate) async fn cloud_command(args: CloudCommandArgs) -> anyhow::Result<()> 
     let ttl_ms = i64::try_from(args.ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let command = PackCommand {
         id: CommandId(id.clone()),
-        pack_id: args.pack,
+        pack_id: crate::commands::command_target(args.pack, args.bank)?,
         setting: SettingName(setting),
         value,
         origin: CommandOrigin::Cloud,

@@ -15,7 +15,7 @@ use packgate::runtime::{
 };
 use packgate::workers::collect::PackSet;
 use packgate::workers::WorkerKind;
-use packgate_protocol::PackId;
+use packgate_protocol::{BankId, PackId};
 use tokio_util::sync::CancellationToken;
 
 use crate::{BrokerArgs, GatewayArgs, ProfilesCommand};
@@ -295,9 +295,23 @@ pub(crate) async fn status(target: &BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The id a command names its target by: the pack, or the bank (a bank's
+/// name is a valid pack id, and never one of a pack).
+pub(crate) fn command_target(pack: Option<PackId>, bank: Option<BankId>) -> anyhow::Result<PackId> {
+    match (pack, bank) {
+        (Some(pack), None) => Ok(pack),
+        (None, Some(bank)) => {
+            PackId::new(bank.as_str()).with_context(|| format!("bank name {bank}"))
+        }
+        _ => bail!("name either --pack or --bank"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn command(
     target: &BrokerArgs,
-    pack: PackId,
+    pack: Option<PackId>,
+    bank: Option<BankId>,
     setting: String,
     value: f64,
     ttl_s: u64,
@@ -307,6 +321,7 @@ pub(crate) async fn command(
     use packgate_protocol::{
         Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
     };
+    let pack = command_target(pack, bank)?;
     let config = target.source.load()?;
     let now = packgate::telemetry::now_ms();
     let id = id.unwrap_or_else(|| format!("local-{now}-{}", std::process::id()));

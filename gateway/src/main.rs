@@ -20,7 +20,7 @@ use packgate::config::{Config, ConfigError, ConfigSource, MAX_PACKS};
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate::workers::WorkerKind;
-use packgate_protocol::PackId;
+use packgate_protocol::{BankId, PackId};
 use query::QueryCommand;
 
 /// Edge gateway for battery packs: polls each pack's BMS into NATS
@@ -63,13 +63,17 @@ enum Action {
         #[command(flatten)]
         target: BrokerArgs,
     },
-    /// Send a command to a pack through the control worker.
+    /// Send a command to a pack, or to a bank's site limits, through the
+    /// control worker.
     Command {
         #[command(flatten)]
         target: BrokerArgs,
         /// The pack.
+        #[arg(long, required_unless_present = "bank", conflicts_with = "bank")]
+        pack: Option<PackId>,
+        /// The bank, to lower one of its site limits (see the README).
         #[arg(long)]
-        pack: PackId,
+        bank: Option<BankId>,
         /// Seconds until the command expires.
         #[arg(long, default_value_t = 30)]
         ttl_s: u64,
@@ -155,6 +159,11 @@ enum Action {
         /// With --inverter: record the bursts to this file as JSON lines.
         #[arg(long, requires = "inverter")]
         record: Option<std::path::PathBuf>,
+        /// With --inverter: obey the CCL/DCL heard and drive the packs with
+        /// this load, CURRENT_A:SECONDS steps in a loop (`250:60,-250:60`).
+        #[arg(long, requires = "inverter", conflicts_with = "record", value_name = "STEPS",
+              value_parser = packgate::cli::sim_loop::parse_load, allow_hyphen_values = true)]
+        inverter_load: Option<packgate_sim::LoadProfile>,
     },
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
@@ -229,7 +238,8 @@ enum Action {
 
 #[derive(Debug, Subcommand)]
 enum SetAction {
-    /// Write one setting, such as `charge_current_limit_a 50`.
+    /// Write one setting, such as `charge_current_limit_a 50` (a pack) or
+    /// `site_max_charge_a 40` (a bank).
     Set {
         /// The setting, as named in the pack's profile.
         setting: String,
@@ -492,10 +502,11 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Command {
             target,
             pack,
+            bank,
             ttl_s,
             id,
             action: SetAction::Set { setting, value },
-        } => block_on(command(&target, pack, setting, value, ttl_s, id)),
+        } => block_on(command(&target, pack, bank, setting, value, ttl_s, id)),
         Action::CheckConfig { file } => check_config(file.as_deref()),
         Action::Query { what } => query::query(what),
         Action::Watch { target, once } => block_on(watch(&target, once)),
@@ -515,6 +526,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             jk,
             inverter,
             record,
+            inverter_load,
         } => block_on(sim(packgate::cli::sim::SimOptions {
             packs,
             seed,
@@ -533,6 +545,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             },
             inverter,
             record,
+            inverter_load,
         })),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),

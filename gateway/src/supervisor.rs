@@ -151,7 +151,7 @@ pub fn build_workers(
     }
     if on(WorkerKind::Control) {
         workers.push(Box::new(
-            ControlWorker::new(config.control.clone(), &config.packs)
+            ControlWorker::new(config.control.clone(), &config.packs, &config.banks)
                 .map_err(|e| WorkerError::new(WorkerKind::Control, e))?,
         ));
     }

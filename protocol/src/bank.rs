@@ -9,6 +9,45 @@ use crate::sample::AlarmFlags;
 /// Most packs one bank can hold (a state carries one entry per pack).
 pub const MAX_BANK_PACKS: usize = 128;
 
+/// The bank setting that lowers the site's charge current, A: a command
+/// naming a bank and this setting caps the charge current limit (CCL).
+pub const SITE_MAX_CHARGE_A: &str = "site_max_charge_a";
+
+/// The bank setting that lowers the site's discharge current, A (caps the
+/// DCL).
+pub const SITE_MAX_DISCHARGE_A: &str = "site_max_discharge_a";
+
+/// The bank setting that lowers the charge voltage, V (caps the CVL in
+/// absorption and in float).
+pub const ABSORPTION_VOLTAGE_V: &str = "absorption_voltage_v";
+
+/// Every setting a command may set on a bank; each names the key of the
+/// bank's `[banks.limits]` it lowers.
+pub const BANK_SETTINGS: [&str; 3] = [
+    SITE_MAX_CHARGE_A,
+    SITE_MAX_DISCHARGE_A,
+    ABSORPTION_VOLTAGE_V,
+];
+
+/// A site's limits as lowered by commands, below what the configuration
+/// allows; `None` where no command lowered it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct SiteOverrides {
+    /// The charge current cap in effect, A (`site_max_charge_a`).
+    pub site_max_charge_a: Option<f32>,
+    /// The discharge current cap in effect, A (`site_max_discharge_a`).
+    pub site_max_discharge_a: Option<f32>,
+    /// The charge voltage cap in effect, V (`absorption_voltage_v`).
+    pub absorption_voltage_v: Option<f32>,
+}
+
+impl SiteOverrides {
+    /// Whether no limit is lowered.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// How the bank's state of charge weighs its packs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum SocWeighting {
@@ -213,6 +252,75 @@ pub struct BankState {
     pub stop: Option<BankStop>,
     /// Each configured pack, in the configured order.
     pub packs: Vec<BankPack>,
+    /// The site limits lowered by commands (since schema version 4; none
+    /// in older states).
+    pub overrides: SiteOverrides,
+}
+
+/// A bank state as schema versions 1 to 3 wrote it: today's fields in the
+/// same order, without the overrides.
+#[derive(Deserialize)]
+struct BankStateV3 {
+    bank_id: BankId,
+    boot_id: BootId,
+    seq: u64,
+    timestamp_ms: i64,
+    packs_total: u32,
+    packs_online: u32,
+    voltage_v: f32,
+    current_a: f32,
+    soc_pct: f32,
+    soc_weighting: SocWeighting,
+    soh_pct: Option<f32>,
+    min_cell: Option<Extreme>,
+    max_cell: Option<Extreme>,
+    min_temperature: Option<Extreme>,
+    max_temperature: Option<Extreme>,
+    alarms: AlarmFlags,
+    charge_voltage_v: f32,
+    charge_current_a: f32,
+    discharge_current_a: f32,
+    discharge_voltage_v: f32,
+    stage: ChargeStage,
+    charge_derating: Derating,
+    discharge_derating: Derating,
+    stop: Option<BankStop>,
+    packs: Vec<BankPack>,
+}
+
+/// Decodes a bank state payload of versions 1 to 3 into today's
+/// [`BankState`], with no overrides.
+pub(crate) fn take_state_v3(payload: &[u8]) -> postcard::Result<(BankState, &[u8])> {
+    let (old, rest): (BankStateV3, &[u8]) = postcard::take_from_bytes(payload)?;
+    let state = BankState {
+        bank_id: old.bank_id,
+        boot_id: old.boot_id,
+        seq: old.seq,
+        timestamp_ms: old.timestamp_ms,
+        packs_total: old.packs_total,
+        packs_online: old.packs_online,
+        voltage_v: old.voltage_v,
+        current_a: old.current_a,
+        soc_pct: old.soc_pct,
+        soc_weighting: old.soc_weighting,
+        soh_pct: old.soh_pct,
+        min_cell: old.min_cell,
+        max_cell: old.max_cell,
+        min_temperature: old.min_temperature,
+        max_temperature: old.max_temperature,
+        alarms: old.alarms,
+        charge_voltage_v: old.charge_voltage_v,
+        charge_current_a: old.charge_current_a,
+        discharge_current_a: old.discharge_current_a,
+        discharge_voltage_v: old.discharge_voltage_v,
+        stage: old.stage,
+        charge_derating: old.charge_derating,
+        discharge_derating: old.discharge_derating,
+        stop: old.stop,
+        packs: old.packs,
+        overrides: SiteOverrides::default(),
+    };
+    Ok((state, rest))
 }
 
 impl BankState {

@@ -78,6 +78,7 @@ fn state() -> BankState {
                 PackShare::Alarm(AlarmFlags::OVER_TEMPERATURE),
             ),
         ],
+        overrides: SiteOverrides::default(),
     }
 }
 
@@ -106,6 +107,27 @@ fn a_state_round_trips_and_names_itself() {
         decode::<crate::Sample>(&bytes),
         Err(DecodeError::WrongKind { found: 6, .. })
     ));
+}
+
+#[test]
+fn overrides_round_trip_at_version_4_and_older_states_read_without() {
+    let mut s = state();
+    s.overrides.site_max_charge_a = Some(40.0);
+    s.overrides.absorption_voltage_v = Some(54.0);
+    let bytes = encode(&s);
+    assert_eq!(bytes[0], 4);
+    assert_eq!(decode::<BankState>(&bytes), Ok(s.clone()));
+    // A version 3 writer's bytes: the same fields without the overrides
+    // (three absent options at the end).
+    let none = state();
+    let mut v3 = vec![3, MessageKind::BankState as u8];
+    let encoded = encode(&none);
+    assert_eq!(&encoded[encoded.len() - 3..], [0, 0, 0]);
+    v3.extend_from_slice(&encoded[2..encoded.len() - 3]);
+    assert_eq!(decode::<BankState>(&v3), Ok(none));
+    // An override out of range is refused by name.
+    s.overrides.site_max_discharge_a = Some(-1.0);
+    assert_eq!(out_of_range(&encode(&s)), "overrides.site_max_discharge_a");
 }
 
 #[test]

@@ -14,12 +14,13 @@ use crate::limits::RuleError;
 /// Version 2 made a sample's state of health optional (absent where the
 /// BMS does not report it) and added the `suspect` quality. Version 3 gave
 /// a metrics snapshot its notes (short named texts, such as why the cloud
-/// link is down). Each message is written at the last version that changed
-/// its own layout ([`WireMessage::VERSION`]): samples, events, commands and
+/// link is down). Version 4 gave a bank state the site limits lowered by
+/// commands. Each message is written at the last version that changed its
+/// own layout ([`WireMessage::VERSION`]): samples, events, commands and
 /// replies at 2, so a reader of version 2 reads them as before; snapshots
-/// at 3. Messages of older versions, still on a stream or in a dead-letter
+/// at 3; bank states at 4. Messages of older versions, still on a stream or in a dead-letter
 /// table after an upgrade, are read too (see [`WireMessage::decode_older`]).
-pub const SCHEMA_VERSION: u8 = 3;
+pub const SCHEMA_VERSION: u8 = 4;
 
 /// The oldest schema version this build still reads.
 pub const OLDEST_READABLE_VERSION: u8 = 1;

@@ -18,8 +18,9 @@ pub mod sample;
 mod sample_v1;
 
 pub use bank::{
-    BankPack, BankState, BankStop, ChargeStage, Derating, Extreme, PackShare, SocWeighting,
-    MAX_BANK_PACKS,
+    BankPack, BankState, BankStop, ChargeStage, Derating, Extreme, PackShare, SiteOverrides,
+    SocWeighting, ABSORPTION_VOLTAGE_V, BANK_SETTINGS, MAX_BANK_PACKS, SITE_MAX_CHARGE_A,
+    SITE_MAX_DISCHARGE_A,
 };
 pub use codec::{
     decode, encode, DecodeError, MessageKind, WireMessage, OLDEST_READABLE_VERSION, SCHEMA_VERSION,

@@ -40,6 +40,23 @@ pub fn bank_of_subject(subject: &str) -> Option<BankId> {
     BankId::new(subject.strip_prefix("packgate.banks.")?).ok()
 }
 
+/// Request-reply subject of the bank worker for a validated command
+/// lowering one of a bank's site limits: `packgate.bank.<bank>.limits`
+/// (outside the bank states' stream, which captures `packgate.banks.>`).
+pub fn bank_limits_subject(bank: &BankId) -> String {
+    format!("{SUBJECT_ROOT}.bank.{bank}.limits")
+}
+
+/// Every bank-limits subject, for the bank worker's subscription.
+pub const BANK_LIMITS_SUBJECTS: &str = "packgate.bank.*.limits";
+
+/// The bank a bank-limits subject names: `packgate.bank.<bank>.limits`;
+/// `None` for any other subject or an invalid bank id.
+pub fn bank_of_limits_subject(subject: &str) -> Option<BankId> {
+    let rest = subject.strip_prefix("packgate.bank.")?;
+    BankId::new(rest.strip_suffix(".limits")?).ok()
+}
+
 /// Request-reply subject of the control worker (commands in, replies out).
 pub const CONTROL_SUBJECT: &str = "packgate.control.command";
 
@@ -282,9 +299,15 @@ mod tests {
         assert!(covered(ALL_BANKS_SUBJECT, &BANKS_STREAM));
         assert!(!covered(&bank_subject(&bank), &SAMPLES_STREAM));
         assert!(!covered(&sample_subject(&pack), &BANKS_STREAM));
-        assert_eq!(bank_of_subject(&bank_subject(&bank)), Some(bank));
+        assert_eq!(bank_of_subject(&bank_subject(&bank)), Some(bank.clone()));
         assert_eq!(bank_of_subject("packgate.banks.a.b"), None);
         assert_eq!(bank_of_subject("packgate.samples.a"), None);
+        let limits = bank_limits_subject(&bank);
+        assert_eq!(limits, "packgate.bank.house.limits");
+        assert!(STREAMS.iter().all(|spec| !covered(&limits, spec)));
+        assert_eq!(bank_of_limits_subject(&limits), Some(bank));
+        assert_eq!(bank_of_limits_subject("packgate.bank.a.b.limits"), None);
+        assert_eq!(bank_of_limits_subject("packgate.banks.a"), None);
     }
 
     #[test]

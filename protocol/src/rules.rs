@@ -149,6 +149,11 @@ fn check_extreme(
 
 impl WireMessage for BankState {
     const KIND: MessageKind = MessageKind::BankState;
+    const VERSION: u8 = 4;
+    fn decode_older(_version: u8, payload: &[u8]) -> postcard::Result<(Self, &[u8])> {
+        // Versions 1 to 3 wrote the same layout, without the overrides.
+        crate::bank::take_state_v3(payload)
+    }
     fn check(&self) -> Result<(), RuleError> {
         check_seq("seq", self.seq)?;
         if !(0..=MAX_TIMESTAMP_MS).contains(&self.timestamp_ms) {
@@ -211,6 +216,28 @@ impl WireMessage for BankState {
             0.0,
             MAX_BANK_CURRENT_A,
         )?;
+        let o = &self.overrides;
+        for (field, value, most) in [
+            (
+                "overrides.site_max_charge_a",
+                o.site_max_charge_a,
+                MAX_BANK_CURRENT_A,
+            ),
+            (
+                "overrides.site_max_discharge_a",
+                o.site_max_discharge_a,
+                MAX_BANK_CURRENT_A,
+            ),
+            (
+                "overrides.absorption_voltage_v",
+                o.absorption_voltage_v,
+                volts,
+            ),
+        ] {
+            if let Some(value) = value {
+                check_f32(field, value, 0.0, most)?;
+            }
+        }
         for pack in &self.packs {
             for share in [pack.charge, pack.discharge] {
                 if let PackShare::Allowed { current_a, .. } = share {

@@ -5,10 +5,12 @@
 //! [`SimPack`] is a cheap shared handle to one model plus injected
 //! [`Faults`], which drivers and device servers poll while a test or the
 //! simulator CLI changes the faults. Everything random comes from the
-//! config's seed.
+//! config's seed. [`ObeyingInverter`] plays the inverter on such packs: it
+//! sets their loads within the limits their bank's BMS link sends.
 
 mod config;
 mod faults;
+pub mod inverter;
 mod load;
 mod model;
 pub mod ocv;
@@ -19,6 +21,7 @@ pub mod serve;
 
 pub use config::{SimConfigError, SimPackConfig, MAX_CURRENT_A};
 pub use faults::Faults;
+pub use inverter::{HeardLimits, InverterStep, ObeyingInverter};
 pub use load::{LoadProfile, LoadStep};
 pub use model::{
     PackModel, SettingError, BALANCE_CURRENT_A, BALANCE_START_V, BALANCE_THRESHOLD_V,

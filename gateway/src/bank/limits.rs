@@ -308,6 +308,13 @@ impl LimitsController {
         &self.rules
     }
 
+    /// Follows `rules` from the next update on (a site limit lowered or
+    /// restored by a command); the charge stage and the ramps go on:
+    /// a lower limit applies at once, a higher one ramps.
+    pub fn set_rules(&mut self, rules: LimitRules) {
+        self.rules = rules;
+    }
+
     /// The limits at `now` for `packs`' latest samples.
     pub fn update(&mut self, packs: &[PackView<'_>], now: Instant) -> BankLimits {
         let targets = targets(&self.rules, packs);

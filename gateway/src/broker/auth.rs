@@ -117,7 +117,11 @@ impl BrokerUser {
                         ));
                     }
                     WorkerKind::Control => {
-                        p.publish.push(names::BUS_WRITE_SUBJECTS.to_owned());
+                        p.publish.extend([
+                            names::BUS_WRITE_SUBJECTS.to_owned(),
+                            // Validated commands lowering a bank's limits.
+                            names::BANK_LIMITS_SUBJECTS.to_owned(),
+                        ]);
                         p.subscribe.push(names::CONTROL_SUBJECT.to_owned());
                         p.allow_responses = true;
                     }
@@ -163,9 +167,15 @@ impl BrokerUser {
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());
                     }
                     WorkerKind::Bank => {
-                        p.subscribe.push(names::ALL_SAMPLES_SUBJECT.to_owned());
+                        p.subscribe.extend([
+                            names::ALL_SAMPLES_SUBJECT.to_owned(),
+                            // The control worker's validated commands to
+                            // the banks' limits, answered.
+                            names::BANK_LIMITS_SUBJECTS.to_owned(),
+                        ]);
                         p.publish
                             .extend(names::BANKS_STREAM.subjects.iter().map(|s| (*s).to_owned()));
+                        p.allow_responses = true;
                     }
                     WorkerKind::Outputs => {
                         p.subscribe.extend([
@@ -466,7 +476,25 @@ mod tests {
         assert!(bank
             .subscribe
             .contains(&names::ALL_SAMPLES_SUBJECT.to_owned()));
-        assert!(!bank.allow_responses);
+        // It answers the control worker's commands to its limits.
+        assert!(bank.allow_responses);
+    }
+
+    #[test]
+    fn only_control_sends_bank_limits_and_only_the_bank_worker_takes_them() {
+        for user in BrokerUser::all() {
+            let p = user.permissions();
+            assert_eq!(
+                p.publish.iter().any(|s| s.starts_with("packgate.bank.")),
+                user == BrokerUser::Worker(WorkerKind::Control),
+                "{user}"
+            );
+            assert_eq!(
+                p.subscribe.iter().any(|s| s.starts_with("packgate.bank.")),
+                user == BrokerUser::Worker(WorkerKind::Bank),
+                "{user}"
+            );
+        }
     }
 
     #[test]

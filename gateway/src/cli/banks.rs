@@ -5,7 +5,10 @@
 
 use std::io::{self, Write};
 
-use packgate_protocol::{BankState, Derating, Extreme, PackShare};
+use packgate_protocol::{
+    BankState, Derating, Extreme, PackShare, ABSORPTION_VOLTAGE_V, SITE_MAX_CHARGE_A,
+    SITE_MAX_DISCHARGE_A,
+};
 
 use super::render::{iso8601_utc_ms, OutputFormat};
 use super::status::format_age;
@@ -67,6 +70,27 @@ fn out_because(share: PackShare) -> Option<String> {
     }
 }
 
+/// The site limits lowered by commands, if any: `site limits lowered by
+/// command: site_max_charge_a 40.0 A, ...`.
+fn lowered_line(state: &BankState) -> Option<String> {
+    let o = &state.overrides;
+    let parts: Vec<String> = [
+        (SITE_MAX_CHARGE_A, o.site_max_charge_a, "A"),
+        (SITE_MAX_DISCHARGE_A, o.site_max_discharge_a, "A"),
+        (ABSORPTION_VOLTAGE_V, o.absorption_voltage_v, "V"),
+    ]
+    .into_iter()
+    .filter_map(|(name, value, unit)| value.map(|v| format!("{name} {v:.1} {unit}")))
+    .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{:16} site limits lowered by command: {}",
+            "",
+            parts.join(", ")
+        )
+    })
+}
+
 /// The block of `status`, one line each: the totals, the limits with what
 /// limits them, the extremes, the packs that are out and why, a stop.
 pub fn bank_block(state: &BankState, age_ms: i64) -> Vec<String> {
@@ -105,6 +129,9 @@ pub fn bank_block(state: &BankState, age_ms: i64) -> Vec<String> {
             extreme(state.max_temperature.as_ref(), 1, " °C", "sensor"),
         ),
     ];
+    if let Some(line) = lowered_line(state) {
+        lines.push(line);
+    }
     let mut out = Vec::new();
     for pack in &state.packs {
         let charge = out_because(pack.charge);
@@ -245,7 +272,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use packgate_protocol::{
-        AlarmFlags, BankId, BankPack, BankStop, BootId, ChargeStage, PackId, SocWeighting,
+        AlarmFlags, BankId, BankPack, BankStop, BootId, ChargeStage, PackId, SiteOverrides,
+        SocWeighting,
     };
 
     use super::*;
@@ -311,6 +339,7 @@ mod tests {
                 ),
                 entry("p3", PackShare::NotCounted, PackShare::NotCounted, false),
             ],
+            overrides: SiteOverrides::default(),
         }
     }
 
@@ -336,6 +365,17 @@ mod tests {
             assert!(text.contains(part), "{part:?} missing from\n{text}");
         }
         assert!(!text.contains("STOPPED"));
+        assert!(!text.contains("lowered"));
+        let mut lowered = state();
+        lowered.overrides.site_max_charge_a = Some(40.0);
+        lowered.overrides.absorption_voltage_v = Some(54.0);
+        let text = bank_block(&lowered, 400).join("\n");
+        assert!(
+            text.contains(
+                "site limits lowered by command: site_max_charge_a 40.0 A, absorption_voltage_v 54.0 V"
+            ),
+            "{text}"
+        );
         let mut stopped = state();
         stopped.stop = Some(BankStop::TooFewPacks {
             counted: 1,

@@ -5,6 +5,7 @@ pub mod banks;
 pub mod render;
 pub mod sim;
 pub mod sim_inverter;
+pub mod sim_loop;
 pub mod status;
 pub mod sunspec;
 pub mod watch;

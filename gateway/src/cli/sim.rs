@@ -1,6 +1,8 @@
 //! `packgate sim`: simulated packs served as real devices (Modbus TCP,
 //! Modbus RTU on a serial line or a pseudo-terminal, slcan), so the
-//! gateway, or any other Modbus or CAN tool, can poll them over the wire.
+//! gateway, or any other Modbus or CAN tool, can poll them over the wire;
+//! and an inverter on an slcan line that prints what a bank's link sends,
+//! or obeys it and drives the packs' currents (see [`super::sim_loop`]).
 
 use std::time::Duration;
 
@@ -45,6 +47,10 @@ pub struct SimOptions {
     pub inverter: Option<String>,
     /// Record the inverter's bursts to this file as JSON lines instead.
     pub record: Option<std::path::PathBuf>,
+    /// With `inverter`: the inverter obeys the limits it hears, asking the
+    /// packs for this load (clamped to the CCL and DCL heard, split across
+    /// the packs), which becomes their currents.
+    pub inverter_load: Option<packgate_sim::LoadProfile>,
 }
 
 /// The serial lines served with a framed BMS protocol: each a serial
@@ -308,12 +314,36 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
             || "printing".to_owned(),
             |f| format!("recording to {}", f.display()),
         );
-        announce(format_args!("inverter slcan {path} {into}"));
-        tasks.spawn(super::sim_inverter::run_inverter(
-            port,
-            options.record.clone(),
-            shutdown.clone(),
-        ));
+        match &options.inverter_load {
+            Some(profile) => {
+                announce(format_args!(
+                    "inverter slcan {path} obeying, driving packs 1..={}",
+                    packs.len()
+                ));
+                let obeying = packgate_sim::ObeyingInverter::new(
+                    profile.clone(),
+                    packs.iter().map(|(_, pack, _)| pack.clone()).collect(),
+                    super::sim_loop::SILENCE_AFTER,
+                );
+                let (events, printed) = tokio::sync::mpsc::channel(256);
+                tokio::spawn(super::sim_loop::print_events(printed));
+                tasks.spawn(super::sim_loop::run_obeying(
+                    port,
+                    obeying,
+                    super::sim_loop::LoopOptions::default(),
+                    events,
+                    shutdown.clone(),
+                ));
+            }
+            None => {
+                announce(format_args!("inverter slcan {path} {into}"));
+                tasks.spawn(super::sim_inverter::run_inverter(
+                    port,
+                    options.record.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
     }
     while let Some(result) = tasks.join_next().await {
         match result {

@@ -232,6 +232,18 @@ pub(super) fn validate(
             ));
         }
         bank.check(index).map_err(|e| invalid(&e.key, e.reason))?;
+        // A command names its target by id: a bank and a pack of one name
+        // would make it ambiguous.
+        if known.iter().any(|pack| pack.as_str() == bank.name.as_str()) {
+            return Err(invalid(
+                &at("name"),
+                format!(
+                    "bank name {} is also a pack's id: commands name a pack or a bank by it, \
+                     so the two must differ",
+                    bank.name
+                ),
+            ));
+        }
         for pack in &bank.packs {
             if !known.contains(pack) {
                 return Err(invalid(

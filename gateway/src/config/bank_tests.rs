@@ -107,6 +107,11 @@ fn unknown_packs_shared_packs_and_duplicate_names_are_refused_by_key() {
         err.contains("banks[0].packs: a bank holds at least one pack"),
         "{err}"
     );
+    let err = refused("[[banks]]\nname = \"c\"\npacks = [\"a\"]\n");
+    assert!(
+        err.contains("banks[0].name: bank name c is also a pack's id"),
+        "{err}"
+    );
     let err = refused("[[banks]]\nname = \"a.b\"\npacks = [\"a\"]\n");
     assert!(err.contains("bank id \"a.b\" holds '.'"), "{err}");
 }

@@ -226,6 +226,7 @@ mod tests {
                 },
                 discharge: PackShare::SwitchOpen,
             }],
+            overrides: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use packgate_protocol::{
     AlarmFlags, BankId, BankPack, BankState, BankStop, BootId, ChargeStage, Derating, Extreme,
-    PackShare, SocWeighting,
+    PackShare, SiteOverrides, SocWeighting,
 };
 
 use crate::bank::{self, counts, BankLimits, Excluded, LimitRules, PackView, Share};
@@ -258,6 +258,7 @@ pub fn bank_state(
         discharge_derating: derating(limits.targets.discharge_derating),
         stop: limits.targets.stop.map(stop),
         packs: pack_entries,
+        overrides: SiteOverrides::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn state() -> BankState {
         discharge_derating: Derating::None,
         stop: None,
         packs: Vec::new(),
+        overrides: Default::default(),
     }
 }
 

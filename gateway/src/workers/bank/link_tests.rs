@@ -40,6 +40,7 @@ fn state(online: u32) -> BankState {
         discharge_derating: Derating::None,
         stop: (online == 0).then_some(BankStop::NoFreshData),
         packs: Vec::new(),
+        overrides: Default::default(),
     }
 }
 

@@ -40,6 +40,13 @@ crate::worker_metrics! {
             inverter_connects,
             /// Attempts to open an inverter adapter that failed.
             inverter_connect_failures,
+            /// Commands lowering a bank's limits, applied and kept.
+            limit_commands_applied,
+            /// Commands lowering a bank's limits refused on a second check.
+            limit_commands_rejected,
+            /// Commands lowering a bank's limits that could not be kept
+            /// (the file of overrides could not be written): not applied.
+            limit_commands_failed,
         }
         gauges {}
         latencies {}

@@ -5,6 +5,12 @@
 //! (CVL, CCL, DCL; see [`crate::bank`]) and publishes a [`BankState`] on
 //! `packgate.banks.<bank>` with an ack and a de-duplication id.
 //!
+//! It also applies the control worker's validated commands lowering a
+//! bank's site limits (on `packgate.bank.<bank>.limits`, see
+//! [`commands`]): checked again, kept in the data directory's
+//! [`overrides::FILE_NAME`] before the reply, applied from the next state
+//! (computed at once), and carried by every state (`overrides`).
+//!
 //! A broker that is down never holds the loop: a state that cannot be sent
 //! now is skipped and counted, and the limits go on being computed every
 //! second, so their ramps and charge stage stay true to time. A pack whose
@@ -12,10 +18,12 @@
 //! pack counted, both currents are zero.
 
 mod aggregate;
+mod commands;
 pub mod inverter;
 mod latest;
 pub mod link;
 mod metrics;
+pub mod overrides;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +46,7 @@ use super::collect::clock::WallClock;
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::bank::{LimitRules, LimitsController, PackView};
 use crate::config::{BankConfigError, Config, PackRating};
+use crate::workers::control::validate::Policy;
 
 /// How often each bank's state is computed and published.
 pub const STATE_PERIOD: Duration = Duration::from_secs(1);
@@ -58,6 +67,10 @@ pub enum BankError {
     /// A bank's inverter link could not be built.
     #[error(transparent)]
     Link(#[from] link::LinkError),
+    /// The site limits lowered by commands could not be read: the worker
+    /// does not start rather than forget them.
+    #[error("the banks' lowered site limits: {0}")]
+    Overrides(#[from] overrides::OverrideError),
 }
 
 /// One bank as the worker runs it.
@@ -66,6 +79,10 @@ struct Bank {
     id: BankId,
     subject: String,
     packs: Vec<(PackId, PackRating)>,
+    /// The rules as configured.
+    configured: LimitRules,
+    /// The limits commands have lowered.
+    lowered: overrides::Override,
     controller: LimitsController,
     seq: u64,
     /// Whether the last state stopped the bank (for a log line per change).
@@ -84,12 +101,19 @@ pub struct BankWorker {
     links: Vec<link::InverterLink>,
     publish_timeout: Duration,
     metrics: Arc<BankMetrics>,
+    /// What a command to a bank is checked against again.
+    policy: Policy,
+    /// The file of the lowered limits, and every bank's in it.
+    overrides_path: std::path::PathBuf,
+    overrides: overrides::Overrides,
 }
 
 impl BankWorker {
     /// A worker for every bank of `config`.
     pub fn new(config: &Config) -> Result<Self, BankError> {
         let metrics = Arc::new(BankMetrics::default());
+        let overrides_path = overrides::path_in(&config.data_dir);
+        let overrides = overrides::load(&overrides_path)?;
         let mut links = Vec::new();
         let banks = config
             .banks
@@ -109,13 +133,19 @@ impl BankWorker {
                     }
                     None => None,
                 };
+                let lowered = overrides.get(&bank.name).copied().unwrap_or_default();
+                if !lowered.is_empty() {
+                    tracing::info!(bank = %bank.name, ?lowered, file = %overrides_path.display(), "site limits lowered by commands apply");
+                }
                 Ok(Bank {
                     id: bank.name.clone(),
                     subject: names::bank_subject(&bank.name),
                     packs: bank
                         .ratings(index, &config.packs)
                         .map_err(BankError::Config)?,
-                    controller: LimitsController::new(bank.limits),
+                    configured: bank.limits,
+                    lowered,
+                    controller: LimitsController::new(lowered.apply(&bank.limits)),
                     seq: 0,
                     stopped: None,
                     live_at: None,
@@ -128,6 +158,9 @@ impl BankWorker {
             links,
             publish_timeout: Duration::from_millis(config.broker.request_timeout_ms.max(100)),
             metrics,
+            policy: Policy::of(&config.control).with_banks(&config.banks),
+            overrides_path,
+            overrides,
         })
     }
 
@@ -184,6 +217,7 @@ impl BankWorker {
         shutdown: CancellationToken,
     ) -> Result<(), BankError> {
         let mut samples = ctx.client.subscribe(names::ALL_SAMPLES_SUBJECT).await?;
+        let mut commands = ctx.client.subscribe(names::BANK_LIMITS_SUBJECTS).await?;
         let packs = self
             .banks
             .iter()
@@ -219,6 +253,10 @@ impl BankWorker {
                 }
                 message = samples.next() => match message {
                     Some(message) => state.offer(&message.payload),
+                    None => break true,
+                },
+                message = commands.next() => match message {
+                    Some(message) => self.command(&mut state, message).await,
                     None => break true,
                 },
                 _ = ticker.tick() => {
@@ -277,7 +315,8 @@ impl Loop {
             timestamp_ms: self.clock.now_ms().max(0),
         };
         let rules: &LimitRules = bank.controller.rules();
-        let state = bank_state(stamp, rules, &inputs, &limits);
+        let mut state = bank_state(stamp, rules, &inputs, &limits);
+        state.overrides = bank.lowered.in_state(&bank.configured);
         self.metrics.set(&bank.id, BankGauges::of(&state));
         log_stop_change(bank, &state);
         if state.packs_online > 0 {

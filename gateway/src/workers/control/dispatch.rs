@@ -41,7 +41,19 @@ impl Handler {
             expires_at_ms: command.expires_at_ms.min(now.saturating_add(ms(deadline))),
             ..command.clone()
         };
-        let subject = names::bus_write_subject(&command.pack_id);
+        // A bank's limits are the bank worker's; a pack's settings its
+        // bus owner's.
+        let (subject, owner) = if let Some(bank) = self.policy.banks.get(&command.pack_id) {
+            (
+                names::bank_limits_subject(&bank.bank),
+                format!("bank {}'s worker", bank.bank),
+            )
+        } else {
+            (
+                names::bus_write_subject(&command.pack_id),
+                format!("pack {}'s bus", command.pack_id),
+            )
+        };
         let request = async_nats::Request::new()
             .payload(encode(&dispatched).into())
             .timeout(Some(deadline));
@@ -55,10 +67,10 @@ impl Handler {
             Ok(Err(error)) => match error.kind() {
                 RequestErrorKind::TimedOut => CommandOutcome::TimedOut,
                 RequestErrorKind::NoResponders => CommandOutcome::Failed {
-                    error: format!("pack {}'s bus is not running", command.pack_id),
+                    error: format!("{owner} is not running"),
                 },
                 _ => CommandOutcome::Failed {
-                    error: format!("cannot reach pack {}'s bus: {error}", command.pack_id),
+                    error: format!("cannot reach {owner}: {error}"),
                 },
             },
             Ok(Ok(message)) => match decode::<CommandReply>(&message.payload) {
@@ -70,7 +82,7 @@ impl Handler {
                     ),
                 },
                 Err(error) => CommandOutcome::Failed {
-                    error: format!("malformed reply from the pack's bus: {error}"),
+                    error: format!("malformed reply from {owner}: {error}"),
                 },
             },
         };

@@ -27,6 +27,7 @@
 //! [`CommandReply`]: packgate_protocol::CommandReply
 
 pub mod audit;
+pub mod bank;
 mod client;
 mod dispatch;
 mod handler;

@@ -15,7 +15,8 @@ use packgate_drivers::profile::{self, Profile, ProfileError};
 use packgate_drivers::ValidatedSetting;
 use packgate_protocol::{Command, PackId};
 
-use crate::config::{ControlConfig, DriverConfig, PackConfig, SiteLimit};
+use super::bank::{bank_table, settable, BankTable};
+use crate::config::{BankConfig, ControlConfig, DriverConfig, PackConfig, SiteLimit};
 
 /// The profile a simulated pack answers to: its settings are the ones the
 /// simulator implements.
@@ -50,6 +51,8 @@ pub struct Policy {
     pub max_ttl_ms: i64,
     /// Furthest a command's issue time may be ahead of now, milliseconds.
     pub max_skew_ms: i64,
+    /// The banks commands may lower the site limits of, by name.
+    pub banks: BankTable,
 }
 
 impl Policy {
@@ -60,7 +63,14 @@ impl Policy {
             site_limits: control.site_limits.clone(),
             max_ttl_ms: ms(control.max_command_ttl_s.saturating_mul(1000)),
             max_skew_ms: ms(control.max_clock_skew_ms),
+            banks: BankTable::new(),
         }
+    }
+
+    /// The same policy with `banks` as command targets too.
+    pub fn with_banks(mut self, banks: &[BankConfig]) -> Self {
+        self.banks = bank_table(banks);
+        self
     }
 }
 
@@ -89,6 +99,33 @@ pub enum Rejection {
         setting: String,
         /// The settings that are writable, comma-separated, or "none".
         writable: String,
+    },
+    /// A bank has no such setting.
+    #[error("setting {setting} cannot be set on bank {bank} (settable: {settable})", settable = settable())]
+    NotABankSetting {
+        /// The bank.
+        bank: PackId,
+        /// The setting asked for.
+        setting: String,
+    },
+    /// Outside what the bank's configuration allows.
+    #[error(
+        "{setting} = {value} is outside what bank {bank} allows, {min} to {max} {unit}: \
+         a command may lower a site's limit, never raise it past its configuration"
+    )]
+    OutsideBankLimit {
+        /// The bank.
+        bank: PackId,
+        /// The setting.
+        setting: String,
+        /// The value asked for.
+        value: f64,
+        /// The smallest allowed.
+        min: f64,
+        /// The largest allowed: the configured value.
+        max: f64,
+        /// The unit.
+        unit: String,
     },
     /// NaN or infinite.
     #[error("value {0} of {1} is not a finite number")]
@@ -227,6 +264,9 @@ pub fn validate(
     packs: &PackTable,
     policy: &Policy,
 ) -> Result<ValidatedSetting, Rejection> {
+    if policy.banks.contains_key(&command.pack_id) {
+        return validate_bank(command, now_ms, policy);
+    }
     let settings = packs
         .get(&command.pack_id)
         .ok_or_else(|| Rejection::UnknownPack(command.pack_id.clone()))?;
@@ -267,6 +307,54 @@ pub fn validate(
             });
         }
     }
+    check_time(command, now_ms, policy)?;
+    Ok(ValidatedSetting {
+        name: command.setting.clone(),
+        value,
+    })
+}
+
+/// Checks a command to a bank at `now_ms`: a setting the bank has, a
+/// finite value within what its configuration allows, and the time rules.
+fn validate_bank(
+    command: &Command,
+    now_ms: i64,
+    policy: &Policy,
+) -> Result<ValidatedSetting, Rejection> {
+    let bank = &command.pack_id;
+    let name = command.setting.0.as_str();
+    let range = policy
+        .banks
+        .get(bank)
+        .and_then(|bounds| bounds.range(name))
+        .ok_or_else(|| Rejection::NotABankSetting {
+            bank: bank.clone(),
+            setting: name.to_owned(),
+        })?;
+    let value = command.value;
+    if !value.is_finite() {
+        return Err(Rejection::NotFinite(value, name.to_owned()));
+    }
+    if value < range.min || value > range.max {
+        return Err(Rejection::OutsideBankLimit {
+            bank: bank.clone(),
+            setting: name.to_owned(),
+            value,
+            min: range.min,
+            max: range.max,
+            unit: range.unit.to_owned(),
+        });
+    }
+    check_time(command, now_ms, policy)?;
+    Ok(ValidatedSetting {
+        name: command.setting.clone(),
+        value,
+    })
+}
+
+/// The time rules: not expired, not expiring too far ahead, not issued
+/// too far in the future.
+fn check_time(command: &Command, now_ms: i64, policy: &Policy) -> Result<(), Rejection> {
     if command.expires_at_ms <= now_ms {
         return Err(Rejection::Expired {
             ago_ms: now_ms.saturating_sub(command.expires_at_ms),
@@ -286,10 +374,7 @@ pub fn validate(
             max_ms: policy.max_skew_ms,
         });
     }
-    Ok(ValidatedSetting {
-        name: command.setting.clone(),
-        value,
-    })
+    Ok(())
 }
 
 /// What a bus owner checks a write request against before it writes: the
@@ -354,6 +439,7 @@ mod tests {
             site_limits,
             max_ttl_ms: 3_600_000,
             max_skew_ms: 5_000,
+            banks: BankTable::new(),
         }
     }
 

@@ -15,12 +15,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditError, AuditStore};
+use super::bank::{bank_table, BankTable};
 use super::handler::{Handler, AUDIT_TIMEOUT, BROKER_TIMEOUT, GRACE, PRUNE_BATCH};
 use super::limit::RateLimiter;
 use super::validate::{pack_table, PackTable, Policy};
 use super::{ControlError, ControlMetrics};
 use crate::config::ControlConfig;
-use crate::config::{Config, PackConfig};
+use crate::config::{BankConfig, Config, PackConfig};
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::telemetry::now_ms;
 use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
@@ -39,13 +40,19 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct ControlWorker {
     config: ControlConfig,
     table: PackTable,
+    banks: BankTable,
     metrics: Arc<ControlMetrics>,
 }
 
 impl ControlWorker {
     /// Checks the section and loads every pack's writable settings, so a
-    /// bad profile stops the start, not the first command.
-    pub fn new(config: ControlConfig, packs: &[PackConfig]) -> Result<Self, ControlError> {
+    /// bad profile stops the start, not the first command; `banks` are
+    /// targets too (their site limits).
+    pub fn new(
+        config: ControlConfig,
+        packs: &[PackConfig],
+        banks: &[BankConfig],
+    ) -> Result<Self, ControlError> {
         config.validate()?;
         let table = pack_table(packs)?;
         for name in config.site_limits.keys() {
@@ -56,6 +63,7 @@ impl ControlWorker {
         Ok(Self {
             config,
             table,
+            banks: bank_table(banks),
             metrics: Arc::new(ControlMetrics::default()),
         })
     }
@@ -97,7 +105,8 @@ pub async fn run_control(
     metrics: Arc<ControlMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    let worker = ControlWorker::new(config.control.clone(), &config.packs)?.with_metrics(metrics);
+    let worker = ControlWorker::new(config.control.clone(), &config.packs, &config.banks)?
+        .with_metrics(metrics);
     run(worker, &config.data_dir, client, shutdown).await
 }
 
@@ -167,6 +176,7 @@ async fn open_handler(
     let ControlWorker {
         config: control,
         table,
+        banks,
         metrics,
     } = worker;
     let path = data_dir.join(&control.database);
@@ -179,7 +189,10 @@ async fn open_handler(
     let handler = Arc::new(Handler {
         store: Arc::new(Mutex::new(store)),
         table,
-        policy: Policy::of(&control),
+        policy: Policy {
+            banks,
+            ..Policy::of(&control)
+        },
         deadline: control.default_deadline(),
         client: client.clone(),
         metrics,

@@ -178,6 +178,7 @@ fn banks_are_exposed_with_their_limits() {
         discharge_derating: Derating::None,
         stop: None,
         packs: Vec::new(),
+        overrides: Default::default(),
     };
     e.banks.insert(state.bank_id.clone(), state.clone());
     let text = render(&e, "1");
