@@ -75,14 +75,15 @@ fn total(keys: &Keys) -> usize {
 async fn cloud_totals(cloud: &async_nats::Client) -> Vec<usize> {
     let mut totals = Vec::new();
     for gateway_id in GATEWAYS {
-        let filter = format!("packgate.{gateway_id}.>");
-        match try_keys_in_stream_order(cloud, "PACKGATE_CLOUD", Some(filter.as_str())).await {
-            Ok(keys) => totals.push(total(&keys)),
-            Err(error) => {
-                eprintln!("the cloud stream does not answer: {error}");
-                return vec![0; GATEWAYS.len()];
+        let mut sum = 0;
+        for kind in ["samples", "events"] {
+            let filter = format!("packgate.{gateway_id}.{kind}.>");
+            match try_keys_in_stream_order(cloud, "PACKGATE_CLOUD", Some(filter.as_str())).await {
+                Ok(keys) => sum += total(&keys),
+                Err(_) => return vec![0; GATEWAYS.len()],
             }
         }
+        totals.push(sum);
     }
     totals
 }

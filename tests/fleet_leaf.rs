@@ -41,12 +41,21 @@ async fn a_box_as_a_leaf_node_uploads_exactly_once_through_a_cluster_node_killed
     let mut gateway = spawn_gateway(&config, &log);
 
     let observer = cluster.client().await;
-    let filter = format!("packgate.{gw}.>");
+    let filters = [
+        format!("packgate.{gw}.samples.>"),
+        format!("packgate.{gw}.events.>"),
+    ];
     // 0 while the stream does not answer (a leader being elected).
     let in_cloud = async |observer: &async_nats::Client| {
-        try_keys_in_stream_order(observer, "PACKGATE_CLOUD", Some(filter.as_str()))
-            .await
-            .map_or(0, |keys| keys.values().map(Vec::len).sum::<usize>())
+        let mut sum = 0;
+        for filter in &filters {
+            match try_keys_in_stream_order(observer, "PACKGATE_CLOUD", Some(filter.as_str())).await
+            {
+                Ok(keys) => sum += keys.values().map(Vec::len).sum::<usize>(),
+                Err(_) => return 0,
+            }
+        }
+        sum
     };
     wait_for(
         "uploads through the leaf node",
