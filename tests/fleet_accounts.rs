@@ -56,6 +56,8 @@ async fn receives(client: &async_nats::Client, subject: &str, provoke: impl Asyn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let (cluster, passwords) = shipped_cloud().await;
     let ops = cluster.client().await;
     let ops_js = jetstream::new(ops.clone());
@@ -216,6 +218,8 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_uploads_with_its_own_user_of_the_shipped_cloud() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let (cluster, passwords) = shipped_cloud().await;
     let ops = cluster.client().await;
     let local = TestBroker::start().await;

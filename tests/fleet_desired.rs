@@ -219,6 +219,8 @@ impl Rig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_set_while_the_link_is_down_is_applied_when_it_returns() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
     wait_for("the first uploads", Duration::from_secs(30), async || {
         support::cloud::cloud_count(&rig.ops).await > 5
@@ -264,6 +266,8 @@ async fn a_value_set_while_the_link_is_down_is_applied_when_it_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_set_while_the_pack_is_offline_is_applied_when_it_comes_online() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let mut rig = Rig::start().await;
     wait_for(
         "the pack's first samples",
@@ -306,6 +310,8 @@ async fn a_value_set_while_the_pack_is_offline_is_applied_when_it_comes_online()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
     let revision = rig.desire("5000").await;
     wait_for(
@@ -338,6 +344,8 @@ async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setting_changed_on_the_device_is_corrected() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
     rig.desire("45").await;
     rig.wait_charge("the desired value", 45.0, Duration::from_secs(30))
