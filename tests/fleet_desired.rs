@@ -200,6 +200,25 @@ impl Rig {
         rows
     }
 
+    /// `packgate desired ARGS --cloud <the cloud>`: its output; it must
+    /// succeed.
+    fn packgate_desired(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_packgate"))
+            .arg("desired")
+            .args(args)
+            .arg("--cloud")
+            .arg(self.cloud.url())
+            .env("PACKGATE_CONFIG", "")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "packgate desired {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     async fn wait_charge(&self, what: &str, amps: f64, within: Duration) {
         let device = &self.device;
         wait_for(what, within, async || {
@@ -313,7 +332,23 @@ async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
     // One at a time: each runs brokers, clusters and gateways of its own.
     let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
-    let revision = rig.desire("5000").await;
+    // Set the way an operator does, with `packgate desired set`.
+    let set = rig.packgate_desired(&[
+        "set",
+        "--gateway",
+        GW,
+        "--pack",
+        PACK,
+        "--author",
+        "ops",
+        CHARGE,
+        "5000",
+    ]);
+    let revision: u64 = set
+        .rsplit("(revision ")
+        .next()
+        .and_then(|r| r.trim().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("packgate desired set said: {set}"));
     wait_for(
         "the rejection's report",
         Duration::from_secs(30),
@@ -328,6 +363,12 @@ async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
     assert!(
         report["reason"].as_str().unwrap().contains("5000"),
         "{report}"
+    );
+    let listed = rig.packgate_desired(&["list", "--gateway", GW]);
+    assert!(
+        listed.contains("tcp-1.charge_current_limit_a = 5000")
+            && listed.contains("by ops: rejected (charge_current_limit_a = 5000 is outside"),
+        "packgate desired list said: {listed}"
     );
     // Several recheck periods later: still one attempt, nothing written.
     tokio::time::sleep(Duration::from_secs(7)).await;
