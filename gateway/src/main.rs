@@ -2,6 +2,7 @@
 
 mod cloud_cli;
 mod commands;
+mod desired_cli;
 mod query;
 
 use commands::{
@@ -51,6 +52,9 @@ enum Action {
     /// `packgate cloud command ...` instead sends a command to a gateway
     /// through the cloud, as an application in the cloud does.
     Cloud(cloud_cli::CloudArgs),
+    /// Desired settings in the cloud: set, get, list or delete the value a
+    /// gateway keeps a pack's setting at.
+    Desired(desired_cli::DesiredArgs),
     /// Run only the HTTP worker: Prometheus metrics on `/metrics`.
     Http(GatewayArgs),
     /// Run only the mqtt worker: the packs in Home Assistant.
@@ -497,6 +501,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
         Action::Bank(args) => block_on(run_one(&args, WorkerKind::Bank)),
         Action::Cloud(args) => block_on(cloud_cli::run(args)),
+        Action::Desired(args) => block_on(desired_cli::run(args)),
         Action::Status { target } => block_on(status(&target)),
         Action::BrokerUsers { credentials, out } => broker_users(&credentials, &out),
         Action::Command {

@@ -255,12 +255,20 @@ pub mod cloud {
         format!("{SUBJECT_ROOT}.{gateway_id}.control")
     }
 
-    /// The subjects the cloud stream must capture for a gateway.
+    /// The subjects the cloud stream must capture for a gateway: its
+    /// samples, events and reports on its desired settings.
     pub fn stream_subjects(gateway_id: &str) -> Vec<String> {
         vec![
             format!("{SUBJECT_ROOT}.{gateway_id}.samples.>"),
             format!("{SUBJECT_ROOT}.{gateway_id}.events.>"),
+            format!("{SUBJECT_ROOT}.{gateway_id}.desired.>"),
         ]
+    }
+
+    /// Where a gateway reports what became of a desired setting:
+    /// `packgate.<gateway_id>.desired.<pack>.<setting>`.
+    pub fn desired_report_subject(gateway_id: &str, pack: &str, setting: &str) -> String {
+        format!("{SUBJECT_ROOT}.{gateway_id}.desired.{pack}.{setting}")
     }
 
     /// Where an upload whose local subject is unknown goes.
@@ -271,6 +279,35 @@ pub mod cloud {
     /// The cloud connection's name, shown in the cloud server's monitoring.
     pub fn connection_name(gateway_id: &str) -> String {
         format!("{SUBJECT_ROOT}-cloud-{gateway_id}")
+    }
+
+    /// The prefix of a gateway's reply subjects on the cloud connection,
+    /// `_INBOX.<gateway_id>`: a cloud lets each gateway subscribe to its own
+    /// inbox and no other.
+    pub fn inbox_prefix(gateway_id: &str) -> String {
+        format!("_INBOX.{gateway_id}")
+    }
+
+    /// The cloud's key-value bucket of desired settings, shared by the
+    /// fleet; each gateway's keys start with its id.
+    pub const DESIRED_BUCKET: &str = "PACKGATE_DESIRED";
+
+    /// The key of a desired setting: `<gateway_id>.<pack>.<setting>`.
+    pub fn desired_key(gateway_id: &str, pack: &str, setting: &str) -> String {
+        format!("{gateway_id}.{pack}.{setting}")
+    }
+
+    /// The key filter of a gateway's desired settings in the bucket:
+    /// `<gateway_id>.>`.
+    pub fn desired_keys(gateway_id: &str) -> String {
+        format!("{gateway_id}.>")
+    }
+
+    /// The name of the consumer through which a gateway follows its
+    /// desired settings, `desired-<gateway_id>`: fixed per gateway, so a
+    /// cloud's permissions can name it.
+    pub fn desired_consumer(gateway_id: &str) -> String {
+        format!("desired-{gateway_id}")
     }
 }
 

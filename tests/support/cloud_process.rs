@@ -25,6 +25,30 @@ pub fn write_config(
     packs: usize,
     extra_cloud: &str,
 ) -> PathBuf {
+    write_config_urls(
+        dir,
+        local_url,
+        &[cloud_url.to_owned()],
+        gateway_id,
+        packs,
+        extra_cloud,
+    )
+}
+
+/// [`write_config`] with several cloud URLs (the nodes of a cluster).
+pub fn write_config_urls(
+    dir: &Path,
+    local_url: &str,
+    cloud_urls: &[String],
+    gateway_id: &str,
+    packs: usize,
+    extra_cloud: &str,
+) -> PathBuf {
+    let cloud_urls = cloud_urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut text = format!(
         r#"data_dir = "{data}"
 [broker]
@@ -37,7 +61,7 @@ snapshot_interval_s = 1
 listen = "127.0.0.1:0"
 [cloud]
 enabled = true
-urls = ["{cloud_url}"]
+urls = [{cloud_urls}]
 gateway_id = "{gateway_id}"
 upload_interval_ms = 500
 retry_backoff_max_ms = 1000
@@ -115,9 +139,26 @@ pub async fn keys_in_stream_order(
     stream: &str,
     filter: Option<&str>,
 ) -> BTreeMap<PackId, Vec<(BootId, u64)>> {
+    try_keys_in_stream_order(client, stream, filter)
+        .await
+        .unwrap_or_else(|error| panic!("reading {stream}: {error}"))
+}
+
+/// [`keys_in_stream_order`], or why the stream could not be read (a
+/// cluster electing a leader, say).
+pub async fn try_keys_in_stream_order(
+    client: &async_nats::Client,
+    stream: &str,
+    filter: Option<&str>,
+) -> Result<BTreeMap<PackId, Vec<(BootId, u64)>>, String> {
     let js = jetstream::new(client.clone());
-    let mut stream = js.get_stream(stream).await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .last_sequence;
     let reader: consumer::PullConsumer = stream
         .create_consumer(consumer::pull::Config {
             filter_subject: filter.unwrap_or_default().to_owned(),
@@ -127,7 +168,7 @@ pub async fn keys_in_stream_order(
             ..Default::default()
         })
         .await
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut per_pack: BTreeMap<PackId, Vec<(BootId, u64)>> = BTreeMap::new();
     loop {
         let mut batch = reader
@@ -136,12 +177,12 @@ pub async fn keys_in_stream_order(
             .expires(Duration::from_millis(500))
             .messages()
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         let mut got = 0;
         while let Some(message) = batch.next().await {
-            let message = message.unwrap();
+            let message = message.map_err(|e| e.to_string())?;
             if message.info().unwrap().stream_sequence > last {
-                return per_pack;
+                return Ok(per_pack);
             }
             let key = match decode::<Sample>(&message.payload) {
                 Ok(s) => (s.pack_id, s.boot_id, s.seq),
@@ -154,7 +195,7 @@ pub async fn keys_in_stream_order(
             got += 1;
         }
         if got == 0 {
-            return per_pack;
+            return Ok(per_pack);
         }
     }
 }

@@ -133,6 +133,9 @@ impl BrokerUser {
                         p.consume(&names::CLOUD_SAMPLES_CONSUMER);
                         p.consume(&names::CLOUD_EVENTS_CONSUMER);
                         p.publish.push(names::CONTROL_SUBJECT.to_owned());
+                        // The packs' online events: a pack back (or
+                        // replaced) gets its desired settings at once.
+                        p.subscribe.push(names::ALL_EVENTS_SUBJECT.to_owned());
                     }
                     WorkerKind::Http => {
                         p.subscribe.extend([

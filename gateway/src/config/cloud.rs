@@ -79,6 +79,16 @@ pub struct CloudConfig {
     /// `packgate.<gateway_id>.events.>`); usually the cloud operator creates
     /// it.
     pub create_stream: bool,
+    /// Name of the cloud's key-value bucket of desired settings (keys
+    /// `<gateway_id>.<pack>.<setting>`) that the worker follows and applies;
+    /// empty turns desired settings off.
+    pub desired_bucket: String,
+    /// Seconds between two writes of a desired setting already applied: the
+    /// write is read back, so a setting changed on the pack (or by a local
+    /// command) returns to the desired value within this time.
+    pub desired_recheck_s: u64,
+    /// Most desired-setting commands sent to the control worker a second.
+    pub desired_max_per_s: u32,
 }
 
 impl Default for CloudConfig {
@@ -103,6 +113,9 @@ impl Default for CloudConfig {
             request_timeout_ms: 10_000,
             stream_name: "PACKGATE_CLOUD".to_owned(),
             create_stream: false,
+            desired_bucket: packgate_protocol::names::cloud::DESIRED_BUCKET.to_owned(),
+            desired_recheck_s: 900,
+            desired_max_per_s: 2,
         }
     }
 }
@@ -221,6 +234,18 @@ impl CloudConfig {
                 "must be 1 to 64 letters, digits, '-' or '_'",
             );
         }
+        if !self.desired_bucket.is_empty() && !is_name_token(&self.desired_bucket) {
+            return invalid(
+                "cloud.desired_bucket",
+                "must be empty (off) or 1 to 64 letters, digits, '-' or '_'",
+            );
+        }
+        if !(1..=86_400).contains(&self.desired_recheck_s) {
+            return invalid("cloud.desired_recheck_s", "must be 1 to 86400 (a day)");
+        }
+        if !(1..=100).contains(&self.desired_max_per_s) {
+            return invalid("cloud.desired_max_per_s", "must be 1 to 100");
+        }
         Ok(())
     }
 
@@ -281,6 +306,11 @@ impl CloudConfig {
     /// The longest backoff.
     pub fn retry_backoff_max(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_max_ms)
+    }
+
+    /// The time between two writes of an applied desired setting.
+    pub fn desired_recheck(&self) -> Duration {
+        Duration::from_secs(self.desired_recheck_s)
     }
 }
 

@@ -159,6 +159,11 @@ pub(crate) async fn identity(config: &CloudConfig) -> Result<ConnectOptions, Clo
         .name(packgate_protocol::names::cloud::connection_name(
             &config.gateway_id,
         ))
+        // Replies (publish acks, API answers) come to `_INBOX.<gateway_id>.>`,
+        // so a cloud may let each gateway read its own inbox and no other.
+        .custom_inbox_prefix(packgate_protocol::names::cloud::inbox_prefix(
+            &config.gateway_id,
+        ))
         .connection_timeout(config.request_timeout())
         .request_timeout(Some(config.request_timeout())))
 }

@@ -27,6 +27,14 @@ pub struct CloudMetrics {
     /// Local acks that failed after the cloud had the batch (the messages
     /// come back and are de-duplicated by the cloud stream).
     pub ack_failures: Counter,
+    /// Desired settings applied and read back (first writes and rechecks).
+    pub desired_applied: Counter,
+    /// Desired settings the control path refused (kept until they change).
+    pub desired_rejected: Counter,
+    /// Attempts at desired settings that failed and are tried again.
+    pub desired_retries: Counter,
+    /// Desired settings of this gateway the worker follows.
+    pub desired_settings: Gauge,
     /// Whether the cloud connection is up.
     link_up: AtomicBool,
     /// Messages the cloud has not yet acknowledged: pending plus in hand, of
@@ -51,6 +59,9 @@ impl CloudMetrics {
             ("auth_failures", &self.auth_failures),
             ("control_requests", &self.control_requests),
             ("ack_failures", &self.ack_failures),
+            ("desired_applied", &self.desired_applied),
+            ("desired_rejected", &self.desired_rejected),
+            ("desired_retries", &self.desired_retries),
         ]
         .into_iter()
         .map(|(name, counter)| (name.to_owned(), counter.get()))
@@ -64,6 +75,10 @@ impl CloudMetrics {
         let mut gauges = vec![
             ("link_up".to_owned(), if self.link_up() { 1.0 } else { 0.0 }),
             ("backlog".to_owned(), self.backlog.get() as f64),
+            (
+                "desired_settings".to_owned(),
+                self.desired_settings.get() as f64,
+            ),
         ];
         if let Some(lag) = self.upload_lag_ms() {
             gauges.push(("upload_lag_ms".to_owned(), lag as f64));

@@ -15,6 +15,8 @@
 //! | `packgate.<gateway_id>.samples.<pack>`    | samples, published to JetStream               |
 //! | `packgate.<gateway_id>.events.<pack>`     | events (alarms, online/offline), to JetStream |
 //! | `packgate.<gateway_id>.control`           | control requests, served by request-reply     |
+//! | `packgate.<gateway_id>.desired.<pack>.<setting>` | reports on desired settings, to JetStream ([`desired`]) |
+//! | `_INBOX.<gateway_id>.>`                   | the worker's replies (publish acks, API answers) |
 //!
 //! Payloads are the local ones, unchanged (postcard in the packgate
 //! envelope). Every uploaded message carries the local de-duplication id in
@@ -24,8 +26,9 @@
 //! <stream_name>`.
 //!
 //! The cloud stream (`stream_name`, default `PACKGATE_CLOUD`) must capture
-//! `packgate.<gateway_id>.samples.>` and `packgate.<gateway_id>.events.>`
-//! (or `packgate.*.samples.>` and `packgate.*.events.>` for many gateways),
+//! `packgate.<gateway_id>.samples.>`, `packgate.<gateway_id>.events.>` and
+//! `packgate.<gateway_id>.desired.>` (or `packgate.*.samples.>`,
+//! `packgate.*.events.>` and `packgate.*.desired.>` for many gateways),
 //! but **not** `packgate.<gateway_id>.control`: a stream capturing the
 //! control subject would answer control requests with its own publish ack.
 //! Its `duplicate_window` should be at least 10 minutes: the window only
@@ -63,6 +66,7 @@
 //! metrics snapshot's notes to `packgate status`.
 
 mod control;
+pub mod desired;
 mod fault;
 mod link;
 mod mark;
@@ -161,6 +165,12 @@ pub enum CloudError {
     /// A reply that is not a command reply.
     #[error("the gateway's reply does not decode: {reason}")]
     Reply {
+        /// Why.
+        reason: String,
+    },
+    /// Reading or writing the desired-settings bucket failed.
+    #[error("desired settings: {reason}")]
+    Desired {
         /// Why.
         reason: String,
     },
@@ -355,6 +365,16 @@ async fn run(
         };
         tasks.spawn(uploader.run(shutdown.clone()));
     }
+    desired::spawn(
+        &mut tasks,
+        &config,
+        &link,
+        &local,
+        data_dir.map(Path::to_owned),
+        &metrics,
+        &shutdown,
+    )
+    .await;
     tasks.spawn(control::run_bridge(
         Arc::clone(&config),
         link.client.clone(),

@@ -13,6 +13,33 @@ use packgate_protocol::{decode, encode, Command, CommandReply};
 use super::{control_subject, link, CloudError, CloudLinkFault};
 use crate::config::CloudConfig;
 
+/// One connection to the cloud of `config`, as an application there
+/// makes it (no reconnection): for the commands that act on the cloud.
+pub(crate) async fn connect_once(config: &CloudConfig) -> Result<async_nats::Client, CloudError> {
+    config.validate()?;
+    config.check_files()?;
+    let options = link::identity(config).await?;
+    let urls = link::shown_urls(&config.urls);
+    let per_url = u32::try_from(config.urls.len()).unwrap_or(u32::MAX);
+    let connect = options.connect(config.urls.clone());
+    match tokio::time::timeout(
+        config.request_timeout() * per_url.saturating_add(1),
+        connect,
+    )
+    .await
+    {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(CloudError::Connect {
+            urls,
+            reason: CloudLinkFault::classify(&error).to_string(),
+        }),
+        Err(_) => Err(CloudError::Connect {
+            urls,
+            reason: CloudLinkFault::Timeout.to_string(),
+        }),
+    }
+}
+
 /// Sends `command` to the gateway `config.gateway_id` through the cloud of
 /// `config` and waits up to `wait` for its reply.
 pub async fn request_command(
@@ -20,32 +47,7 @@ pub async fn request_command(
     command: &Command,
     wait: Duration,
 ) -> Result<CommandReply, CloudError> {
-    config.validate()?;
-    config.check_files()?;
-    let options = link::identity(config).await?;
-    let urls = link::shown_urls(&config.urls);
-    let per_url = u32::try_from(config.urls.len()).unwrap_or(u32::MAX);
-    let connect = options.connect(config.urls.clone());
-    let client = match tokio::time::timeout(
-        config.request_timeout() * per_url.saturating_add(1),
-        connect,
-    )
-    .await
-    {
-        Ok(Ok(client)) => client,
-        Ok(Err(error)) => {
-            return Err(CloudError::Connect {
-                urls,
-                reason: CloudLinkFault::classify(&error).to_string(),
-            })
-        }
-        Err(_) => {
-            return Err(CloudError::Connect {
-                urls,
-                reason: CloudLinkFault::Timeout.to_string(),
-            })
-        }
-    };
+    let client = connect_once(config).await?;
     let subject = control_subject(&config.gateway_id);
     let request = async_nats::Request::new()
         .payload(encode(command).into())
