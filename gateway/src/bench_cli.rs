@@ -10,7 +10,7 @@ use packgate::config::Durability;
 
 /// `packgate bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Simulated packs, at most 1000 (with --transport modbus-tcp, devices
     /// of one pack each).
     #[arg(long, default_value_t = 100, value_parser = super::parse_sim_count)]
@@ -58,12 +58,12 @@ pub struct BenchArgs {
     data_dir: Option<PathBuf>,
     /// End with one JSON object of the figures.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 impl BenchArgs {
     /// What to run.
-    pub fn into_options(self) -> anyhow::Result<BenchOptions> {
+    pub(crate) fn into_options(self) -> anyhow::Result<BenchOptions> {
         let duration = self.soak.map_or(Duration::from_secs(self.duration), |hours| {
             Duration::from_secs_f64(hours * 3600.0)
         });

@@ -520,11 +520,13 @@ fn run(action: Action) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `future` to its end on a two-thread runtime (the box has few
-/// cores; the workers are I/O-bound).
+/// Runs `future` to its end on one thread: the workers are I/O-bound, and
+/// one thread wakes once for whatever is ready instead of handing each
+/// task between threads (the box has few cores; at 1 Hz those hand-offs
+/// were most of the cost). Blocking work (SQLite) runs on tokio's blocking
+/// threads.
 fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
