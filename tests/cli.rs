@@ -531,7 +531,14 @@ fn a_store_that_cannot_be_read_is_said_so_not_called_missing() {
 fn bench_polls_modbus_tcp_devices_of_a_separate_process_with_every_worker() {
     let out = packgate()
         .args(["bench", "--transport", "modbus-tcp", "--devices", "3"])
-        .args(["--duration", "6", "--warm-up", "2", "--all-workers", "--json"])
+        .args([
+            "--duration",
+            "6",
+            "--warm-up",
+            "2",
+            "--all-workers",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

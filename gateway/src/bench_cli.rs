@@ -64,9 +64,11 @@ pub(crate) struct BenchArgs {
 impl BenchArgs {
     /// What to run.
     pub(crate) fn into_options(self) -> anyhow::Result<BenchOptions> {
-        let duration = self.soak.map_or(Duration::from_secs(self.duration), |hours| {
-            Duration::from_secs_f64(hours * 3600.0)
-        });
+        let duration = self
+            .soak
+            .map_or(Duration::from_secs(self.duration), |hours| {
+                Duration::from_secs_f64(hours * 3600.0)
+            });
         let warm_up = self.warm_up.map_or_else(
             || (duration / 4).min(Duration::from_secs(10)),
             Duration::from_secs,

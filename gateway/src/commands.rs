@@ -412,12 +412,15 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
     writeln!(
         stdout(),
         "after warm-up ({:.0} s): CPU % of one core  gateway {:.3}  broker {:.3}",
-        w.window_s, w.gateway_cpu_pct, w.broker_cpu_pct
+        w.window_s,
+        w.gateway_cpu_pct,
+        w.broker_cpu_pct
     )?;
     writeln!(
         stdout(),
         "RSS MiB             gateway {:.1}  broker {:.1}",
-        w.gateway_rss_mib, w.broker_rss_mib
+        w.gateway_rss_mib,
+        w.broker_rss_mib
     )?;
     let per_hour = |v: Option<f64>| {
         v.map_or_else(

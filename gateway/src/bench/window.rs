@@ -30,9 +30,12 @@ impl Reading {
         Self {
             at: Instant::now(),
             gateway: process::usage(None),
-            broker: broker_pid.map(|pid| process::usage(Some(pid))).unwrap_or_default(),
+            broker: broker_pid
+                .map(|pid| process::usage(Some(pid)))
+                .unwrap_or_default(),
             gateway_written_bytes: process::storage_written_bytes(None),
-            broker_written_bytes: broker_pid.and_then(|pid| process::storage_written_bytes(Some(pid))),
+            broker_written_bytes: broker_pid
+                .and_then(|pid| process::storage_written_bytes(Some(pid))),
         }
     }
 }
@@ -62,7 +65,13 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// The figures from `first` to `last`; zero over an empty window.
 pub fn between(first: &Reading, last: &Reading) -> WindowFigures {
     let window_s = last.at.saturating_duration_since(first.at).as_secs_f64();
-    let per_s = |delta: f64| if window_s > 0.0 { delta / window_s } else { 0.0 };
+    let per_s = |delta: f64| {
+        if window_s > 0.0 {
+            delta / window_s
+        } else {
+            0.0
+        }
+    };
     let per_hour = |a: Option<u64>, b: Option<u64>| {
         a.zip(b)
             .map(|(a, b)| per_s(b.saturating_sub(a) as f64) * 3600.0)
