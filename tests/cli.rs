@@ -526,3 +526,48 @@ fn a_store_that_cannot_be_read_is_said_so_not_called_missing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Permission denied"), "{stderr}");
 }
+
+#[test]
+fn bench_polls_modbus_tcp_devices_of_a_separate_process_with_every_worker() {
+    let out = packgate()
+        .args(["bench", "--transport", "modbus-tcp", "--devices", "3"])
+        .args([
+            "--duration",
+            "6",
+            "--warm-up",
+            "2",
+            "--all-workers",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout.lines().last().unwrap();
+    let report: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(report["transport"], "modbus-tcp");
+    assert_eq!(report["packs"], 3);
+    assert_eq!(report["registers_per_poll"], 64);
+    let workers: Vec<&str> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(workers, ["collect", "data", "control", "monitor", "http"]);
+    // Three devices polled once a second for about six seconds, each
+    // sample stored once.
+    let stored = report["stored"].as_u64().unwrap();
+    assert!((9..=24).contains(&stored), "{json}");
+    assert_eq!(report["published"].as_u64().unwrap(), stored, "{json}");
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicated"], 0);
+    let steady = &report["steady"];
+    assert!(steady["window_s"].as_f64().unwrap() >= 3.5, "{json}");
+    assert!(steady["gateway_rss_mib"].as_f64().unwrap() > 1.0, "{json}");
+    assert!(steady["broker_rss_mib"].as_f64().unwrap() > 1.0, "{json}");
+}

@@ -389,10 +389,15 @@ pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()>
 pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<()> {
     let _ = writeln!(
         std::io::stderr(),
-        "bench: {} simulated packs at {} Hz (0 = as fast as possible) for {} s, durability {}, {}",
+        "bench: {} simulated packs ({}) at {} Hz (0 = as fast as possible) for {} s ({} s warm-up), durability {}, {}",
         options.packs,
+        match options.transport {
+            packgate::bench::BenchTransport::Sim => "in process",
+            packgate::bench::BenchTransport::ModbusTcp => "Modbus TCP devices in a separate process",
+        },
         options.rate_hz,
         options.duration.as_secs(),
+        options.warm_up.as_secs(),
         options.durability.name(),
         match (options.soak || options.all_workers, &options.mqtt_broker) {
             (false, None) => "collect and data".to_owned(),
@@ -418,6 +423,32 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
     writeln!(stdout(), "gateway peak RSS MB {:>12.1}", r.gateway_rss_mb)?;
     writeln!(stdout(), "broker peak RSS MB  {:>12.1}", r.broker_rss_mb)?;
     writeln!(stdout(), "SQLite commits      {:>12}", r.sqlite_commits)?;
+    let w = &r.steady;
+    writeln!(
+        stdout(),
+        "after warm-up ({:.0} s): CPU % of one core  gateway {:.3}  broker {:.3}",
+        w.window_s,
+        w.gateway_cpu_pct,
+        w.broker_cpu_pct
+    )?;
+    writeln!(
+        stdout(),
+        "RSS MiB             gateway {:.1}  broker {:.1}",
+        w.gateway_rss_mib,
+        w.broker_rss_mib
+    )?;
+    let per_hour = |v: Option<f64>| {
+        v.map_or_else(
+            || "not accounted".to_owned(),
+            |v| format!("{:.1} MiB", v / (1024.0 * 1024.0)),
+        )
+    };
+    writeln!(
+        stdout(),
+        "storage writes / hour  gateway {}  broker {}",
+        per_hour(w.gateway_written_bytes_per_hour),
+        per_hour(w.broker_written_bytes_per_hour)
+    )?;
     let kib = |v: Option<f64>| v.map_or_else(|| "not accounted".to_owned(), |v| format!("{v:.1}"));
     writeln!(
         stdout(),

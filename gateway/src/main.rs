@@ -1,5 +1,6 @@
 //! The `packgate` command.
 
+mod bench_cli;
 mod cloud_cli;
 mod commands;
 mod desired_cli;
@@ -119,6 +120,11 @@ enum Action {
         /// Serve Modbus TCP on this address, such as 127.0.0.1:5020.
         #[arg(long)]
         modbus_tcp: Option<String>,
+        /// Modbus TCP devices, each serving every pack on its own port:
+        /// the ports after --modbus-tcp's, or each a free one when its
+        /// port is 0.
+        #[arg(long, default_value_t = 1, requires = "modbus_tcp")]
+        devices: u16,
         /// Serve Modbus RTU on this serial device, or `pty` for a new
         /// pseudo-terminal whose path is printed.
         #[arg(long)]
@@ -201,43 +207,7 @@ enum Action {
         what: SunSpecCommand,
     },
     /// Measure the whole pipeline with simulated packs.
-    Bench {
-        /// Simulated packs, at most 1000.
-        #[arg(long, default_value_t = 100, value_parser = parse_sim_count)]
-        packs: usize,
-        /// Seconds of polling.
-        #[arg(long, default_value_t = 10, conflicts_with = "soak")]
-        duration: u64,
-        /// Run for HOURS with every local worker (as on the box) and
-        /// report how the gateway's memory grows after warm-up.
-        #[arg(long, value_name = "HOURS", value_parser = parse_soak_hours)]
-        soak: Option<f64>,
-        /// Run every worker that needs no outside server (control,
-        /// monitor, http too), not only collect and data.
-        #[arg(long)]
-        all_workers: bool,
-        /// Run the mqtt worker too, publishing to the MQTT broker at
-        /// HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
-        mqtt: Option<String>,
-        /// Polls per second per pack; 0 as fast as possible.
-        #[arg(long, default_value_t = 1.0)]
-        rate: f64,
-        /// The nats-server executable.
-        #[arg(long, default_value = "nats-server")]
-        nats_server: PathBuf,
-        /// What a power cut may cost: fast or safe (see `durability` in
-        /// the configuration); the figures show its disk writes.
-        #[arg(long, default_value = "fast", value_parser = ["fast", "safe"])]
-        durability: String,
-        /// Put the stores in a temporary directory under this one (the
-        /// disk to measure, an SD card say) instead of the system's.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// End with one JSON object of the figures.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(Box<bench_cli::BenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -519,6 +489,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             packs,
             seed,
             modbus_tcp,
+            devices,
             modbus_rtu,
             baud_rate,
             slcan,
@@ -536,6 +507,7 @@ fn run(action: Action) -> anyhow::Result<()> {
             packs,
             seed,
             modbus_tcp,
+            modbus_tcp_devices: devices,
             modbus_rtu,
             baud_rate,
             slcan,
@@ -565,45 +537,20 @@ fn run(action: Action) -> anyhow::Result<()> {
                     bases,
                 },
         } => block_on(sunspec_scan(&address, unit, &bases)),
-        Action::Bench {
-            packs,
-            duration,
-            soak,
-            all_workers,
-            mqtt,
-            rate,
-            nats_server,
-            durability,
-            data_dir,
-            json,
-        } => {
-            let options = packgate::bench::BenchOptions {
-                packs,
-                duration: soak.map_or(std::time::Duration::from_secs(duration), |hours| {
-                    std::time::Duration::from_secs_f64(hours * 3600.0)
-                }),
-                rate_hz: rate,
-                nats_server_path: nats_server,
-                durability: if durability == "safe" {
-                    packgate::config::Durability::Safe
-                } else {
-                    packgate::config::Durability::Fast
-                },
-                data_dir,
-                soak: soak.is_some(),
-                all_workers,
-                mqtt_broker: mqtt,
-            };
-            block_on(bench(options, json))
+        Action::Bench(args) => {
+            let json = args.json;
+            block_on(bench(args.into_options()?, json))
         }
     }
 }
 
-/// Runs `future` to its end on a two-thread runtime (the box has few
-/// cores; the workers are I/O-bound).
+/// Runs `future` to its end on one thread: the workers are I/O-bound, and
+/// one thread wakes once for whatever is ready instead of handing each
+/// task between threads (the box has few cores; at 1 Hz those hand-offs
+/// were most of the cost). Blocking work (SQLite) runs on tokio's blocking
+/// threads.
 fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?

@@ -1,8 +1,12 @@
 //! `packgate bench`: simulated packs through the whole pipeline (collect,
 //! JetStream file store, data worker, SQLite), measured end to end; with
-//! `--soak`, every local worker for hours, and how the memory grows.
+//! `--soak`, every local worker for hours, and how the memory grows; with
+//! `--transport modbus-tcp`, simulated Modbus TCP devices in a separate
+//! process polled over real sockets, as on a site.
 
+pub mod devices;
 pub mod soak;
+pub mod window;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,13 +22,31 @@ use crate::telemetry::process;
 use crate::workers::collect::PackSet;
 use crate::workers::WorkerKind;
 
+/// Where the benchmark's packs are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchTransport {
+    /// The simulator's model polled in this process.
+    #[default]
+    Sim,
+    /// Simulated Modbus TCP devices, one endpoint each, served by a
+    /// separate `packgate sim` process.
+    ModbusTcp,
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Simulated packs.
+    /// Simulated packs (with `ModbusTcp`, devices of one pack each).
     pub packs: usize,
-    /// How long to poll.
+    /// Where the packs are.
+    pub transport: BenchTransport,
+    /// The `packgate` executable that serves the Modbus TCP devices.
+    pub sim_executable: PathBuf,
+    /// How long to poll, warm-up included.
     pub duration: Duration,
+    /// The start of the run left out of the steady-state figures.
+    pub warm_up: Duration,
     /// Polls per second per pack; 0 as fast as possible.
     pub rate_hz: f64,
     /// The nats-server executable.
@@ -49,6 +71,18 @@ pub struct BenchOptions {
 /// The figures, with the key names of `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// Where the packs were.
+    pub transport: BenchTransport,
+    /// Packs polled.
+    pub packs: usize,
+    /// Polls per second per pack asked for; 0 as fast as possible.
+    pub rate_hz: f64,
+    /// Holding registers read per poll (Modbus TCP only).
+    pub registers_per_poll: Option<u16>,
+    /// The workers that ran.
+    pub workers: Vec<&'static str>,
+    /// CPU, memory and storage writes after the warm-up.
+    pub steady: window::WindowFigures,
     /// Samples acknowledged by JetStream.
     pub published: u64,
     /// Samples in SQLite.
@@ -102,6 +136,12 @@ pub enum BenchError {
     /// The database could not be read back.
     #[error("cannot read the results back: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The simulated devices' process could not be started.
+    #[error("cannot start the simulated Modbus TCP devices: {0}")]
+    Devices(std::io::Error),
+    /// More devices than one simulator serves.
+    #[error("{0} Modbus TCP devices; at most 65535")]
+    TooManyDevices(usize),
 }
 
 /// The pipeline measured: collect and data only.
@@ -142,7 +182,19 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         ..Config::default()
     };
     config.broker.nats_server_path = options.nats_server_path.clone();
-    config.add_sim_packs(options.packs)?;
+    let devices = match options.transport {
+        BenchTransport::Sim => {
+            config.add_sim_packs(options.packs)?;
+            None
+        }
+        BenchTransport::ModbusTcp => {
+            let count = u16::try_from(options.packs)
+                .map_err(|_| BenchError::TooManyDevices(options.packs))?;
+            let devices = devices::Devices::start(&options.sim_executable, count).await?;
+            devices::configure(&mut config, &devices.addresses);
+            Some(devices)
+        }
+    };
     config.collect.poll_interval_ms = if options.rate_hz > 0.0 {
         ((1000.0 / options.rate_hz).round() as u64).max(10)
     } else {
@@ -177,9 +229,14 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
     let gateway_written_before = process::storage_written_bytes(None);
     let stop = shutdown.clone();
     let duration = options.duration;
-    tokio::spawn(async move {
-        tokio::time::sleep(duration).await;
+    let warm_up = options.warm_up.min(duration);
+    let steady = tokio::spawn(async move {
+        tokio::time::sleep(warm_up).await;
+        let first = window::Reading::now(broker_pid);
+        tokio::time::sleep(duration - warm_up).await;
+        let last = window::Reading::now(broker_pid);
         stop.cancel();
+        window::between(&first, &last)
     });
     let trace = options.soak.then(|| {
         tokio::spawn(soak::trace_memory(
@@ -187,12 +244,12 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
             shutdown.clone(),
         ))
     });
-    let workers = if options.soak {
-        &SOAK[..]
-    } else {
-        &PIPELINE[..]
-    };
-    let report = run_workers(&config, WorkerSet::of(workers), packs, &broker, shutdown).await?;
+    let run = run_workers(&config, WorkerSet::of(&workers), packs, &broker, shutdown).await;
+    if let Some(devices) = devices {
+        devices.stop().await;
+    }
+    let report = run?;
+    let steady = steady.await.unwrap_or_default();
     let soak = match trace {
         Some(trace) => Some(soak::figures(&trace.await.unwrap_or_default(), duration)),
         None => None,
@@ -224,6 +281,13 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         .map(|m| m.poll_to_commit.summary())
         .unwrap_or_else(|| crate::telemetry::LatencyHistogram::new("poll_to_commit").summary());
     Ok(BenchReport {
+        transport: options.transport,
+        packs: options.packs,
+        rate_hz: options.rate_hz,
+        registers_per_poll: (options.transport == BenchTransport::ModbusTcp)
+            .then_some(devices::REGISTERS_PER_POLL),
+        workers: workers.iter().map(|w| w.name()).collect(),
+        steady,
         published,
         stored,
         lost: published.saturating_sub(distinct),

@@ -29,6 +29,10 @@ pub struct SimOptions {
     pub seed: u64,
     /// Modbus TCP listen address, such as `127.0.0.1:5020`.
     pub modbus_tcp: Option<String>,
+    /// Modbus TCP devices, each its own endpoint serving every pack: the
+    /// first on `modbus_tcp`, the next on the ports after it (each on a
+    /// port of its own choosing when the port is 0). 0 counts as 1.
+    pub modbus_tcp_devices: u16,
     /// Modbus RTU: a serial device, or `pty` for a new pseudo-terminal.
     pub modbus_rtu: Option<String>,
     /// Baud rate of the RTU line.
@@ -157,6 +161,32 @@ fn announce(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
+/// The listen addresses of `devices` Modbus TCP devices from `first`:
+/// the ports after its own, or port 0 (any free port) for each when its
+/// port is 0.
+fn device_addresses(first: &str, devices: u16) -> Result<Vec<String>, SimCliError> {
+    let devices = devices.max(1);
+    if devices == 1 {
+        return Ok(vec![first.to_owned()]);
+    }
+    let bad = || SimCliError::Io {
+        what: format!("{first:?}: expected host:port to serve {devices} devices from"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    };
+    let (host, port) = first.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    (0..devices)
+        .map(|n| {
+            let port = if port == 0 {
+                Some(0)
+            } else {
+                port.checked_add(n)
+            };
+            port.map(|port| format!("{host}:{port}")).ok_or_else(bad)
+        })
+        .collect()
+}
+
 /// The packs to serve: unit id, pack (with its faults) and seed.
 fn sim_packs(options: &SimOptions) -> Vec<(u8, SimPack, u64)> {
     (1..=options.packs.max(1))
@@ -266,18 +296,20 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
     let mut tasks = tokio::task::JoinSet::new();
     let mut keep_open = Vec::new();
     if let Some(address) = &options.modbus_tcp {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(io_error(format!("binding {address}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(io_error("reading the bound address"))?;
-        announce(format_args!(
-            "modbus-tcp {local} units 1..={}{}",
-            packs.len(),
-            sunspec_note(options.sunspec_layout)
-        ));
-        tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
+        for address in device_addresses(address, options.modbus_tcp_devices)? {
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(io_error(format!("binding {address}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(io_error("reading the bound address"))?;
+            announce(format_args!(
+                "modbus-tcp {local} units 1..={}{}",
+                packs.len(),
+                sunspec_note(options.sunspec_layout)
+            ));
+            tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
+        }
     }
     if let Some(spec) = &options.modbus_rtu {
         let (port, path, client) = open_line(spec, options.baud_rate)?;
@@ -374,5 +406,20 @@ mod tests {
         assert!(parse_fault("1=crc").unwrap().1.corrupt_crc);
         assert!(parse_fault("x=crc").is_err());
         assert!(parse_fault("1=melt").is_err());
+    }
+
+    #[test]
+    fn devices_take_the_ports_after_the_first_or_each_a_free_one() {
+        assert_eq!(
+            device_addresses("127.0.0.1:5020", 3).unwrap(),
+            ["127.0.0.1:5020", "127.0.0.1:5021", "127.0.0.1:5022"]
+        );
+        assert_eq!(
+            device_addresses("127.0.0.1:0", 2).unwrap(),
+            ["127.0.0.1:0", "127.0.0.1:0"]
+        );
+        assert_eq!(device_addresses("[::1]:7", 0).unwrap(), ["[::1]:7"]);
+        assert!(device_addresses("127.0.0.1:65535", 2).is_err());
+        assert!(device_addresses("nowhere", 2).is_err());
     }
 }

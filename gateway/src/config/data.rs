@@ -13,8 +13,13 @@ pub struct DataConfig {
     /// Most samples committed in one transaction.
     pub batch_max_samples: usize,
     /// Longest a received sample waits for its batch to fill before the
-    /// batch is committed anyway, milliseconds.
+    /// batch is committed anyway, milliseconds: at a few packs one
+    /// transaction (and one disk write) covers many samples.
     pub batch_linger_ms: u64,
+    /// A batch holding this many samples is committed as soon as no more
+    /// are waiting, without lingering: bounds the latency when many packs
+    /// are polled.
+    pub batch_min_samples: usize,
     /// Samples older than this are deleted, days; 0 keeps everything.
     pub retention_days: u32,
     /// How often retention runs, seconds.
@@ -30,7 +35,8 @@ impl Default for DataConfig {
         Self {
             database: PathBuf::from("samples.db"),
             batch_max_samples: 1_000,
-            batch_linger_ms: 10,
+            batch_linger_ms: 500,
+            batch_min_samples: 8,
             retention_days: 90,
             retention_interval_s: 600,
             shutdown_drain_ms: 2_000,

@@ -138,6 +138,12 @@ fn store_and_broker_ranges(config: &Config) -> Vec<Range> {
         ),
         range("data.batch_linger_ms", d.batch_linger_ms, 0, 60_000),
         range(
+            "data.batch_min_samples",
+            wide(d.batch_min_samples),
+            1,
+            100_000,
+        ),
+        range(
             "data.retention_days",
             u64::from(d.retention_days),
             0,

@@ -1,13 +1,16 @@
 //! Pulling a durable consumer in batches: the shared front half of every
 //! worker that stores what it reads (data, monitor). A batch is whatever
-//! arrived up to `max` messages or within `linger` of its first message,
-//! so a busy stream makes big transactions and a quiet one small, prompt
-//! ones.
+//! arrived up to `max` messages or within `linger` of its first message;
+//! once it holds `enough` it closes as soon as nothing more is waiting. So
+//! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
+//! many samples instead of one per sample, a steady one closes a batch
+//! every `enough` samples (latency stays low), and a busy one makes big
+//! transactions of what is already waiting.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct BatchPuller {
     consumer: PullConsumer,
     max: usize,
+    /// A batch this full closes once nothing more is waiting.
+    enough: usize,
     linger: Duration,
     what: &'static str,
     messages: Option<jetstream::consumer::pull::Stream>,
@@ -30,6 +35,9 @@ struct Lost {
     count: u64,
     warned: Option<Instant>,
 }
+
+/// At shutdown, the stream is drained once nothing arrives for this long.
+const DRAIN_IDLE: Duration = Duration::from_millis(100);
 
 /// Most one WARN per puller about lost pulls in this time.
 const LOST_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -60,11 +68,19 @@ impl BatchPuller {
         Self {
             consumer,
             max: max.max(1),
+            enough: max.max(1),
             linger,
             what,
             messages: None,
             lost: None,
         }
+    }
+
+    /// Closes a batch of `enough` messages (at least 1, at most `max`) as
+    /// soon as no more are waiting, instead of lingering for more.
+    pub(crate) fn with_enough(mut self, enough: usize) -> Self {
+        self.enough = enough.clamp(1, self.max);
+        self
     }
 
     /// The next batch, or `None` once `shutdown` fires while waiting for
@@ -127,7 +143,17 @@ impl BatchPuller {
             }
             let deadline = Instant::now() + self.linger;
             while batch.len() < self.max {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
+                let next = if batch.len() >= self.enough {
+                    // Enough for a transaction: take what is already
+                    // here, wait for nothing.
+                    match messages.next().now_or_never() {
+                        Some(next) => Ok(next),
+                        None => break,
+                    }
+                } else {
+                    tokio::time::timeout_at(deadline, messages.next()).await
+                };
+                match next {
                     Ok(Some(Ok(message))) => batch.push(message),
                     Ok(Some(Err(error))) => {
                         tracing::debug!(%error, stream = self.what, "pull stream hiccup")
@@ -197,19 +223,18 @@ impl BatchPuller {
     }
 
     /// After shutdown: the next batch of what is still arriving, or `None`
-    /// once nothing arrives for one linger period (at least 100 ms) or at
-    /// `until`. What stopped sources flushed last is stored this way, not
+    /// once nothing arrives for 100 ms or at `until`. What stopped sources flushed last is stored this way, not
     /// left for the next start.
     pub(crate) async fn drain_batch(&mut self, until: Instant) -> Option<Vec<jetstream::Message>> {
         let messages = self.messages.as_mut()?;
-        let idle = self.linger.max(Duration::from_millis(100));
+        let idle = DRAIN_IDLE;
         let first_by = (Instant::now() + idle).min(until);
         let mut batch = Vec::with_capacity(self.max);
         match tokio::time::timeout_at(first_by, messages.next()).await {
             Ok(Some(Ok(message))) => batch.push(message),
             Ok(Some(Err(_)) | None) | Err(_) => return None,
         }
-        let deadline = (Instant::now() + self.linger).min(until);
+        let deadline = (Instant::now() + self.linger.min(DRAIN_IDLE)).min(until);
         while batch.len() < self.max {
             match tokio::time::timeout_at(deadline, messages.next()).await {
                 Ok(Some(Ok(message))) => batch.push(message),

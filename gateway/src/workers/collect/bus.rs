@@ -124,12 +124,20 @@ async fn apply_write<D: PackDriver>(
     let _ = write.reply.send(outcome);
 }
 
-/// Where in the period the `index`-th of `count` buses starts, so many
-/// buses make an even load instead of a burst once a period.
+/// Most start times in one period: buses are spread over at most this
+/// many evenly spaced instants, so many buses make an even load instead of
+/// a burst once a period, while the buses of one instant share one wake-up
+/// (their polls, their publishes and, downstream, their transaction).
+pub(super) const POLL_GROUPS: usize = 10;
+
+/// Where in the period the `index`-th of `count` buses starts: in one of
+/// at most [`POLL_GROUPS`] groups, evenly spaced, buses dealt to the groups
+/// in turn.
 pub(super) fn phase(period: Duration, index: usize, count: usize) -> Duration {
-    let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
-    let index = u32::try_from(index).unwrap_or(u32::MAX).min(count - 1);
-    (period / count).saturating_mul(index)
+    let groups = count.clamp(1, POLL_GROUPS);
+    let group = u32::try_from(index.min(count.max(1) - 1) % groups).unwrap_or(0);
+    let groups = u32::try_from(groups).unwrap_or(1);
+    (period / groups).saturating_mul(group)
 }
 
 /// The `tick`-th instant of a schedule that starts at `start`.
@@ -317,6 +325,24 @@ mod tests {
         assert_eq!(phase(second, 5, 0), Duration::ZERO);
         let huge = Duration::from_millis(u64::MAX);
         assert!(phase(huge, usize::MAX, usize::MAX) < huge);
+    }
+
+    #[test]
+    fn many_buses_share_a_few_start_times_spread_over_the_period() {
+        let second = Duration::from_secs(1);
+        let phases: Vec<Duration> = (0..50).map(|i| phase(second, i, 50)).collect();
+        let mut distinct = phases.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), POLL_GROUPS);
+        assert_eq!(distinct[1], Duration::from_millis(100));
+        assert_eq!(distinct[9], Duration::from_millis(900));
+        // Dealt in turn: each group holds five buses, neighbours apart.
+        assert_eq!(phases[0], phases[10]);
+        assert_ne!(phases[0], phases[1]);
+        for start in &distinct {
+            assert_eq!(phases.iter().filter(|p| *p == start).count(), 5);
+        }
     }
 
     #[tokio::test(start_paused = true)]

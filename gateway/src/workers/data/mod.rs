@@ -238,7 +238,8 @@ async fn run(
         config.batch_max_samples,
         Duration::from_millis(config.batch_linger_ms),
         names::SAMPLES_STREAM.name,
-    );
+    )
+    .with_enough(config.batch_min_samples);
     let mut committer = Committer {
         store,
         metrics,

@@ -33,8 +33,9 @@ static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
 
 /// Most messages committed in one transaction.
 const BATCH_MAX: usize = 200;
-/// Longest a received message waits for its batch to fill.
-const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// Longest a received message waits for its batch to fill: the workers'
+/// snapshots of one interval, and a burst of events, make one transaction.
+const BATCH_LINGER: Duration = Duration::from_millis(500);
 /// Pause between attempts at a failing commit.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 /// How often a batch kept in hand while the database fails tells the broker
