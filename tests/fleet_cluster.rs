@@ -145,7 +145,7 @@ async fn a_fleet_uploads_exactly_once_in_order_through_a_cluster_node_killed_and
     }
     wait_for(
         "every gateway's first uploads",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || cloud_totals(&observer).await.iter().all(|n| *n >= 20),
     )
     .await;
@@ -162,7 +162,7 @@ async fn a_fleet_uploads_exactly_once_in_order_through_a_cluster_node_killed_and
     let observer = cluster.client().await;
     wait_for(
         "uploads from every gateway with a node down",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || {
             cloud_totals(&observer)
                 .await
@@ -178,13 +178,13 @@ async fn a_fleet_uploads_exactly_once_in_order_through_a_cluster_node_killed_and
     cluster.restart(&leader).await;
     wait_for(
         "the restarted node to catch up",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || cluster.current_replicas("PACKGATE_CLOUD").await == 3,
     )
     .await;
     wait_for(
         "uploads after the restart",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || {
             cloud_totals(&observer)
                 .await
@@ -210,7 +210,7 @@ async fn a_fleet_uploads_exactly_once_in_order_through_a_cluster_node_killed_and
         let (samples, events) = in_cloud(&observer, site.gateway_id).await;
         if total(&samples) + total(&events) < all {
             let mut uploader = spawn_packgate("cloud", &site.config, &site.log);
-            wait_for("the rest", Duration::from_secs(60), async || {
+            wait_for("the rest", Duration::from_secs(150), async || {
                 let (s, e) = in_cloud(&observer, site.gateway_id).await;
                 total(&s) + total(&e) >= all
             })

@@ -241,7 +241,7 @@ async fn a_value_set_while_the_link_is_down_is_applied_when_it_returns() {
     // One at a time: each runs brokers, clusters and gateways of its own.
     let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
-    wait_for("the first uploads", Duration::from_secs(30), async || {
+    wait_for("the first uploads", Duration::from_secs(60), async || {
         support::cloud::cloud_count(&rig.ops).await > 5
     })
     .await;
@@ -256,10 +256,10 @@ async fn a_value_set_while_the_link_is_down_is_applied_when_it_returns() {
     );
     let cut_for = Instant::now();
     rig.uplink.restore();
-    rig.wait_charge("the desired value", 40.0, Duration::from_secs(30))
+    rig.wait_charge("the desired value", 40.0, Duration::from_secs(60))
         .await;
     let took = cut_for.elapsed();
-    wait_for("the report", Duration::from_secs(15), async || {
+    wait_for("the report", Duration::from_secs(30), async || {
         rig.report()
             .await
             .is_some_and(|r| r["status"] == "applied" && r["revision"] == revision)
@@ -290,14 +290,14 @@ async fn a_value_set_while_the_pack_is_offline_is_applied_when_it_comes_online()
     let mut rig = Rig::start().await;
     wait_for(
         "the pack's first samples",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         async || stored_count(&rig.config.data_dir.join(&rig.config.data.database)) > 5,
     )
     .await;
     rig.device.unplug();
     tokio::time::sleep(Duration::from_secs(2)).await;
     rig.desire(r#"{"value": 55, "author": "ops"}"#).await;
-    wait_for("a failed attempt", Duration::from_secs(20), async || {
+    wait_for("a failed attempt", Duration::from_secs(45), async || {
         rig.report()
             .await
             .is_some_and(|r| r["status"] == "retrying")
@@ -306,7 +306,7 @@ async fn a_value_set_while_the_pack_is_offline_is_applied_when_it_comes_online()
     assert!((rig.device.charge_a() - 100.0).abs() < 0.05);
     rig.device.plug_in().await;
     let back = Instant::now();
-    rig.wait_charge("the desired value", 55.0, Duration::from_secs(30))
+    rig.wait_charge("the desired value", 55.0, Duration::from_secs(60))
         .await;
     let took = back.elapsed();
     let audited = rig.audited();
@@ -351,7 +351,7 @@ async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
         .unwrap_or_else(|| panic!("packgate desired set said: {set}"));
     wait_for(
         "the rejection's report",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         async || {
             rig.report()
                 .await
@@ -378,7 +378,7 @@ async fn an_out_of_bounds_value_is_rejected_audited_reported_and_not_retried() {
     assert!((rig.device.charge_a() - 100.0).abs() < 0.05);
     // A new value is a new revision, and is applied.
     rig.desire("60").await;
-    rig.wait_charge("the corrected value", 60.0, Duration::from_secs(20))
+    rig.wait_charge("the corrected value", 60.0, Duration::from_secs(45))
         .await;
     rig.stop().await;
 }
@@ -389,13 +389,13 @@ async fn a_setting_changed_on_the_device_is_corrected() {
     let _serial = support::cloud::SERIAL.lock().await;
     let rig = Rig::start().await;
     rig.desire("45").await;
-    rig.wait_charge("the desired value", 45.0, Duration::from_secs(30))
+    rig.wait_charge("the desired value", 45.0, Duration::from_secs(60))
         .await;
     // Someone writes 12.5 A on the device, behind the gateway's back.
     rig.device.raw_write(CHARGE_REGISTER, 125).await;
     assert!((rig.device.charge_a() - 12.5).abs() < 0.05);
     let drifted = Instant::now();
-    rig.wait_charge("the correction", 45.0, Duration::from_secs(20))
+    rig.wait_charge("the correction", 45.0, Duration::from_secs(45))
         .await;
     let took = drifted.elapsed();
     let applied = rig

@@ -59,7 +59,7 @@ async fn a_box_as_a_leaf_node_uploads_exactly_once_through_a_cluster_node_killed
     };
     wait_for(
         "uploads through the leaf node",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || in_cloud(&observer).await >= 20,
     )
     .await;
@@ -71,7 +71,7 @@ async fn a_box_as_a_leaf_node_uploads_exactly_once_through_a_cluster_node_killed
     let observer = cluster.client().await;
     wait_for(
         "uploads with a node down",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || in_cloud(&observer).await >= before + 20,
     )
     .await;
@@ -80,7 +80,7 @@ async fn a_box_as_a_leaf_node_uploads_exactly_once_through_a_cluster_node_killed
     let after_restart = in_cloud(&observer).await;
     wait_for(
         "uploads after the restart",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         async || in_cloud(&observer).await >= after_restart + 20,
     )
     .await;
@@ -96,7 +96,7 @@ async fn a_box_as_a_leaf_node_uploads_exactly_once_through_a_cluster_node_killed
         .sum();
     if in_cloud(&observer).await < all {
         let mut uploader = spawn_packgate("cloud", &config, &log);
-        wait_for("the rest", Duration::from_secs(60), async || {
+        wait_for("the rest", Duration::from_secs(150), async || {
             in_cloud(&observer).await >= all
         })
         .await;
