@@ -293,6 +293,21 @@ pub fn return_code_message(rtn: u8) -> &'static str {
     }
 }
 
+/// The single reply to command `cid2` sent to `address`, its INFO decoded
+/// by `decode` (see [`reply_info`]): the pack's refusal apart from a frame
+/// that is wrong.
+pub fn decode_reply<T>(
+    frames: &[Vec<u8>],
+    address: u8,
+    cid2: u8,
+    decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
+) -> Result<Result<T, DeviceException>, FrameError> {
+    Ok(match reply_info(frames, address, cid2)? {
+        Err(refused) => Err(refused),
+        Ok(info) => Ok(decode(&info)?),
+    })
+}
+
 /// The INFO of the single reply to command `cid2` sent to `address`:
 /// another address's frame is [`FrameError::WrongAddress`], a CID1 other
 /// than battery data or a reply carrying the command itself (the

@@ -1,7 +1,7 @@
 //! The typed INFO of the analog value (`0x42`), alarm (`0x44`) and
 //! serial number (`0x93`) replies, and the replies decoded whole.
 
-use super::codec::{reply_info, CID2_ALARM_INFO, CID2_ANALOG_VALUE, CID2_SERIAL_NUMBER};
+use super::codec::{decode_reply, CID2_ALARM_INFO, CID2_ANALOG_VALUE, CID2_SERIAL_NUMBER};
 use super::layout::PylonAsciiLayout;
 use crate::bms::FrameError;
 use crate::DeviceException;
@@ -375,19 +375,16 @@ fn check_command_value(found: u8, address: u8) -> Result<(), FrameError> {
 }
 
 /// The `0x42` reply of the pack at `address`, decoded (see
-/// [`reply_info`] and [`decode_analog_values`]).
+/// [`reply_info`](super::codec::reply_info) and [`decode_analog_values`]).
 pub fn decode_analog_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<AnalogValues, DeviceException>, FrameError> {
-    match reply_info(frames, address, CID2_ANALOG_VALUE)? {
-        Err(refused) => Ok(Err(refused)),
-        Ok(info) => {
-            let values = decode_analog_values(&info)?;
-            check_command_value(values.command_value, address)?;
-            Ok(Ok(values))
-        }
-    }
+    decode_reply(frames, address, CID2_ANALOG_VALUE, |info| {
+        let values = decode_analog_values(info)?;
+        check_command_value(values.command_value, address)?;
+        Ok(values)
+    })
 }
 
 /// The `0x44` reply of the pack at `address`, decoded.
@@ -395,14 +392,11 @@ pub fn decode_alarm_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<AlarmInfo, DeviceException>, FrameError> {
-    match reply_info(frames, address, CID2_ALARM_INFO)? {
-        Err(refused) => Ok(Err(refused)),
-        Ok(info) => {
-            let alarm = decode_alarm_info(&info)?;
-            check_command_value(alarm.command_value, address)?;
-            Ok(Ok(alarm))
-        }
-    }
+    decode_reply(frames, address, CID2_ALARM_INFO, |info| {
+        let alarm = decode_alarm_info(info)?;
+        check_command_value(alarm.command_value, address)?;
+        Ok(alarm)
+    })
 }
 
 /// The `0x93` reply of the pack at `address`, decoded.
@@ -410,12 +404,9 @@ pub fn decode_serial_number_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<String, DeviceException>, FrameError> {
-    match reply_info(frames, address, CID2_SERIAL_NUMBER)? {
-        Err(refused) => Ok(Err(refused)),
-        Ok(info) => {
-            let serial_number = decode_serial_number(&info)?;
-            check_command_value(info.first().copied().unwrap_or(0), address)?;
-            Ok(Ok(serial_number))
-        }
-    }
+    decode_reply(frames, address, CID2_SERIAL_NUMBER, |info| {
+        let serial_number = decode_serial_number(info)?;
+        check_command_value(info.first().copied().unwrap_or(0), address)?;
+        Ok(serial_number)
+    })
 }

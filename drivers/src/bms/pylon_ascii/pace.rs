@@ -92,14 +92,15 @@
 //! capacity is no health figure it states (a captured pack reports a
 //! full capacity above its design capacity).
 
-use packgate_protocol::{AlarmFlags, BalancingState, CellVoltages, PackReading, Temperatures};
+use packgate_protocol::{AlarmFlags, BalancingState, PackReading};
 
-use super::codec::{reply_info, CID2_ALARM_INFO, CID2_ANALOG_VALUE};
+use super::codec::{decode_reply, CID2_ALARM_INFO, CID2_ANALOG_VALUE};
 use super::info::{
     alarm_tail_refusal, check_cells, temperature_c_with_offset, user_defined_refusal, LimitState,
     Reader,
 };
 use super::layout::PylonAsciiLayout;
+use super::reading::{cell_temperatures_c, cell_voltages_v, check_reply_counts};
 use crate::bms::FrameError;
 use crate::{DeviceException, DriverError};
 
@@ -391,10 +392,7 @@ pub fn decode_pace_analog_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<PaceAnalog, DeviceException>, FrameError> {
-    Ok(match reply_info(frames, address, CID2_ANALOG_VALUE)? {
-        Err(refused) => Err(refused),
-        Ok(info) => Ok(decode_pace_analog(&info)?),
-    })
+    decode_reply(frames, address, CID2_ANALOG_VALUE, decode_pace_analog)
 }
 
 /// The `0x44` reply of the Pace pack at `address`, decoded.
@@ -402,10 +400,7 @@ pub fn decode_pace_alarm_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<PaceAlarm, DeviceException>, FrameError> {
-    Ok(match reply_info(frames, address, CID2_ALARM_INFO)? {
-        Err(refused) => Err(refused),
-        Ok(info) => Ok(decode_pace_alarm(&info)?),
-    })
+    decode_reply(frames, address, CID2_ALARM_INFO, decode_pace_alarm)
 }
 
 /// One poll's reading from a Pace pack's `0x42` and `0x44` replies,
@@ -415,35 +410,19 @@ pub fn pace_pack_reading(
     alarm: &PaceAlarm,
 ) -> Result<PackReading, DriverError> {
     let cells = analog.cell_voltages_mv.len();
-    if alarm.cell_states.len() != cells
-        || alarm.temperature_states.len() != analog.temperatures_dk.len()
-    {
-        return Err(DriverError::Protocol(format!(
-            "analog information lists {cells} cells and {} temperatures, warn information {} and {}",
-            analog.temperatures_dk.len(),
-            alarm.cell_states.len(),
-            alarm.temperature_states.len()
-        )));
-    }
-    let cell_sensors = analog.temperatures_dk.len().saturating_sub(2);
-    let temperatures_c = analog.temperatures_dk[..cell_sensors]
-        .iter()
-        .map(|t| temperature_c_with_offset(*t, PACE_KELVIN_OFFSET_DK))
-        .collect::<Result<Vec<f32>, _>>()
-        .map_err(DriverError::Frame)?;
+    check_reply_counts(
+        ("analog information", "warn information"),
+        (cells, analog.temperatures_dk.len()),
+        (alarm.cell_states.len(), alarm.temperature_states.len()),
+    )?;
+    let temperatures_c = cell_temperatures_c(&analog.temperatures_dk, PACE_KELVIN_OFFSET_DK)?;
     Ok(PackReading {
         pack_voltage_v: f32::from(analog.pack_voltage_mv) / 1000.0,
         current_a: f32::from(analog.current_10ma) / 100.0,
         soc_pct: analog.soc_pct(),
         soh_pct: None,
-        cell_voltages_v: CellVoltages(
-            analog
-                .cell_voltages_mv
-                .iter()
-                .map(|mv| f32::from(*mv) / 1000.0)
-                .collect(),
-        ),
-        temperatures_c: Temperatures(temperatures_c),
+        cell_voltages_v: cell_voltages_v(&analog.cell_voltages_mv),
+        temperatures_c,
         balancing: BalancingState(0),
         alarms: alarm.alarm_flags(),
         charge_enabled: alarm.charge_mosfet_on(),

@@ -7,7 +7,7 @@ use packgate_protocol::{
     MAX_TEMPERATURE_SENSORS,
 };
 
-use super::info::{temperature_c, AlarmInfo, AnalogValues, LimitState};
+use super::info::{temperature_c, temperature_c_with_offset, AlarmInfo, AnalogValues, LimitState};
 use crate::DriverError;
 
 /// Status 1 bit 0: module (pack) over voltage.
@@ -147,6 +147,48 @@ impl AnalogValues {
     }
 }
 
+/// A poll's two replies must agree on the cell and temperature counts;
+/// `replies` names them as the vendor's document does.
+pub(super) fn check_reply_counts(
+    replies: (&str, &str),
+    analog: (usize, usize),
+    alarm: (usize, usize),
+) -> Result<(), DriverError> {
+    if analog == alarm {
+        return Ok(());
+    }
+    Err(DriverError::Protocol(format!(
+        "{} list {} cells and {} temperatures, {} {} and {}",
+        replies.0, analog.0, analog.1, replies.1, alarm.0, alarm.1
+    )))
+}
+
+/// Volts of the cells sent in millivolts.
+pub(super) fn cell_voltages_v(cell_voltages_mv: &[u16]) -> CellVoltages {
+    CellVoltages(
+        cell_voltages_mv
+            .iter()
+            .map(|mv| f32::from(*mv) / 1000.0)
+            .collect(),
+    )
+}
+
+/// The cells' temperatures, °C, of a Seplos or Pace pack: every sensor
+/// but the last two (MOSFET and ambient), sent as 0.1 K above
+/// `offset_dk`.
+pub(super) fn cell_temperatures_c(
+    temperatures_dk: &[i16],
+    offset_dk: i16,
+) -> Result<Temperatures, DriverError> {
+    let cell_sensors = temperatures_dk.len().saturating_sub(2);
+    temperatures_dk[..cell_sensors]
+        .iter()
+        .map(|t| temperature_c_with_offset(*t, offset_dk))
+        .collect::<Result<Vec<f32>, _>>()
+        .map(Temperatures)
+        .map_err(DriverError::Frame)
+}
+
 /// One poll's reading from its `0x42` and `0x44` replies, which must
 /// agree on the cell and temperature counts.
 pub fn pack_reading(analog: &AnalogValues, alarm: &AlarmInfo) -> Result<PackReading, DriverError> {
@@ -156,16 +198,11 @@ pub fn pack_reading(analog: &AnalogValues, alarm: &AlarmInfo) -> Result<PackRead
             "{cells} cells; a reading carries at most {MAX_CELLS}"
         )));
     }
-    if alarm.cell_states.len() != cells
-        || alarm.temperature_states.len() != analog.temperatures_dk.len()
-    {
-        return Err(DriverError::Protocol(format!(
-            "analog values list {cells} cells and {} temperatures, alarm info {} and {}",
-            analog.temperatures_dk.len(),
-            alarm.cell_states.len(),
-            alarm.temperature_states.len()
-        )));
-    }
+    check_reply_counts(
+        ("analog values", "alarm info"),
+        (cells, analog.temperatures_dk.len()),
+        (alarm.cell_states.len(), alarm.temperature_states.len()),
+    )?;
     let temperatures_c = analog
         .temperatures_dk
         .iter()
@@ -184,13 +221,7 @@ pub fn pack_reading(analog: &AnalogValues, alarm: &AlarmInfo) -> Result<PackRead
         current_a: f32::from(analog.current_100ma) / 10.0,
         soc_pct: analog.soc_pct(),
         soh_pct: None,
-        cell_voltages_v: CellVoltages(
-            analog
-                .cell_voltages_mv
-                .iter()
-                .map(|mv| f32::from(*mv) / 1000.0)
-                .collect(),
-        ),
+        cell_voltages_v: cell_voltages_v(&analog.cell_voltages_mv),
         temperatures_c: Temperatures(temperatures_c),
         balancing: BalancingState(0),
         alarms: alarm.alarm_flags(),

@@ -117,14 +117,15 @@
 //! an error. Current × 0.01 A, voltage × 0.01 V, SoC and SoH as sent
 //! (above 100.0 % an error), balancing from the equilibrium bytes.
 
-use packgate_protocol::{AlarmFlags, BalancingState, CellVoltages, PackReading, Temperatures};
+use packgate_protocol::{AlarmFlags, BalancingState, PackReading};
 
-use super::codec::{reply_info, CID2_ALARM_INFO, CID2_ANALOG_VALUE};
+use super::codec::{decode_reply, CID2_ALARM_INFO, CID2_ANALOG_VALUE};
 use super::info::{
     alarm_tail_refusal, check_cells, temperature_c_with_offset, user_defined_refusal, LimitState,
     Reader, KELVIN_OFFSET_DK,
 };
 use super::layout::PylonAsciiLayout;
+use super::reading::{cell_temperatures_c, cell_voltages_v, check_reply_counts};
 use crate::bms::FrameError;
 use crate::{DeviceException, DriverError};
 
@@ -462,10 +463,7 @@ pub fn decode_seplos_analog_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<SeplosAnalog, DeviceException>, FrameError> {
-    Ok(match reply_info(frames, address, CID2_ANALOG_VALUE)? {
-        Err(refused) => Err(refused),
-        Ok(info) => Ok(decode_seplos_analog(&info)?),
-    })
+    decode_reply(frames, address, CID2_ANALOG_VALUE, decode_seplos_analog)
 }
 
 /// The `0x44` reply of the Seplos pack at `address`, decoded.
@@ -473,10 +471,7 @@ pub fn decode_seplos_alarm_reply(
     frames: &[Vec<u8>],
     address: u8,
 ) -> Result<Result<SeplosAlarm, DeviceException>, FrameError> {
-    Ok(match reply_info(frames, address, CID2_ALARM_INFO)? {
-        Err(refused) => Err(refused),
-        Ok(info) => Ok(decode_seplos_alarm(&info)?),
-    })
+    decode_reply(frames, address, CID2_ALARM_INFO, decode_seplos_alarm)
 }
 
 /// One poll's reading from a Seplos pack's `0x42` and `0x44` replies,
@@ -486,35 +481,19 @@ pub fn seplos_pack_reading(
     alarm: &SeplosAlarm,
 ) -> Result<PackReading, DriverError> {
     let cells = analog.cell_voltages_mv.len();
-    if alarm.cell_states.len() != cells
-        || alarm.temperature_states.len() != analog.temperatures_dk.len()
-    {
-        return Err(DriverError::Protocol(format!(
-            "telemetry lists {cells} cells and {} temperatures, telesignalling {} and {}",
-            analog.temperatures_dk.len(),
-            alarm.cell_states.len(),
-            alarm.temperature_states.len()
-        )));
-    }
-    let cell_sensors = analog.temperatures_dk.len().saturating_sub(2);
-    let temperatures_c = analog.temperatures_dk[..cell_sensors]
-        .iter()
-        .map(|t| temperature_c_with_offset(*t, KELVIN_OFFSET_DK))
-        .collect::<Result<Vec<f32>, _>>()
-        .map_err(DriverError::Frame)?;
+    check_reply_counts(
+        ("telemetry", "telesignalling"),
+        (cells, analog.temperatures_dk.len()),
+        (alarm.cell_states.len(), alarm.temperature_states.len()),
+    )?;
+    let temperatures_c = cell_temperatures_c(&analog.temperatures_dk, KELVIN_OFFSET_DK)?;
     Ok(PackReading {
         pack_voltage_v: f32::from(analog.pack_voltage_10mv) / 100.0,
         current_a: f32::from(analog.current_10ma) / 100.0,
         soc_pct: f32::from(analog.soc_permille) / 10.0,
         soh_pct: Some(f32::from(analog.soh_permille) / 10.0),
-        cell_voltages_v: CellVoltages(
-            analog
-                .cell_voltages_mv
-                .iter()
-                .map(|mv| f32::from(*mv) / 1000.0)
-                .collect(),
-        ),
-        temperatures_c: Temperatures(temperatures_c),
+        cell_voltages_v: cell_voltages_v(&analog.cell_voltages_mv),
+        temperatures_c,
         balancing: alarm.balancing(cells),
         alarms: alarm.alarm_flags(),
         charge_enabled: alarm.charge_switch_on(),
