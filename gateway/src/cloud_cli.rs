@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use packgate::config::{Config, ConfigSource};
+use packgate::config::{CloudConfig, Config, ConfigSource};
 use packgate_protocol::{BankId, PackId};
 
 use packgate::workers::WorkerKind;
@@ -82,14 +82,16 @@ pub(crate) struct CloudCommandArgs {
     action: SetAction,
 }
 
-/// `packgate cloud command`: a command to a gateway's pack through the
-/// cloud, as an application in the cloud sends it; prints its outcome.
-pub(crate) async fn cloud_command(args: CloudCommandArgs) -> anyhow::Result<()> {
-    use packgate::workers::control::format_value;
-    use packgate_protocol::{
-        Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
-    };
-    let source = ConfigSource::for_command(args.config.as_deref());
+/// The `[cloud]` section a command run from the cloud's side connects
+/// with: the configuration's (`config`, else the file the other commands
+/// read, else the defaults), with the connection flags on top.
+pub(crate) fn cloud_section(
+    config: Option<&std::path::Path>,
+    urls: &[String],
+    creds: Option<&std::path::Path>,
+    tls_ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<CloudConfig> {
+    let source = ConfigSource::for_command(config);
     let mut cloud = match source.path() {
         Some(path) => {
             Config::load(path)
@@ -99,18 +101,34 @@ pub(crate) async fn cloud_command(args: CloudCommandArgs) -> anyhow::Result<()> 
         None => Default::default(),
     };
     cloud.enabled = true;
-    if !args.urls.is_empty() {
-        cloud.urls = args.urls;
+    if !urls.is_empty() {
+        cloud.urls = urls.to_vec();
     }
+    if let Some(creds) = creds {
+        (cloud.user, cloud.password, cloud.token, cloud.nkey_seed) = (None, None, None, None);
+        cloud.creds_file = Some(creds.to_owned());
+    }
+    if let Some(ca) = tls_ca_file {
+        cloud.tls_ca_file = Some(ca.to_owned());
+    }
+    Ok(cloud)
+}
+
+/// `packgate cloud command`: a command to a gateway's pack through the
+/// cloud, as an application in the cloud sends it; prints its outcome.
+pub(crate) async fn cloud_command(args: CloudCommandArgs) -> anyhow::Result<()> {
+    use packgate::workers::control::format_value;
+    use packgate_protocol::{
+        Command as PackCommand, CommandId, CommandOrigin, CommandOutcome, SettingName,
+    };
+    let mut cloud = cloud_section(
+        args.config.as_deref(),
+        &args.urls,
+        args.creds.as_deref(),
+        args.tls_ca_file.as_deref(),
+    )?;
     if let Some(gateway) = args.gateway {
         cloud.gateway_id = gateway;
-    }
-    if let Some(creds) = args.creds {
-        (cloud.user, cloud.password, cloud.token, cloud.nkey_seed) = (None, None, None, None);
-        cloud.creds_file = Some(creds);
-    }
-    if let Some(ca) = args.tls_ca_file {
-        cloud.tls_ca_file = Some(ca);
     }
     let SetAction::Set { setting, value } = args.action;
     let now = packgate::telemetry::now_ms();

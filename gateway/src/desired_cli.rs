@@ -4,9 +4,9 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use packgate::config::{CloudConfig, Config, ConfigSource};
+use packgate::config::CloudConfig;
 use packgate::workers::cloud::desired::{
     delete_desired, list_desired, set_desired, DesiredEntry, DesiredValue,
 };
@@ -95,26 +95,12 @@ enum DesiredAction {
 /// The `[cloud]` section the command connects with: the configuration's,
 /// with the flags on top.
 fn cloud_config(args: &DesiredArgs) -> anyhow::Result<CloudConfig> {
-    let source = ConfigSource::for_command(args.config.as_deref());
-    let mut cloud = match source.path() {
-        Some(path) => {
-            Config::load(path)
-                .with_context(|| format!("the configuration {source}"))?
-                .cloud
-        }
-        None => CloudConfig::default(),
-    };
-    cloud.enabled = true;
-    if !args.urls.is_empty() {
-        cloud.urls.clone_from(&args.urls);
-    }
-    if let Some(creds) = &args.creds {
-        (cloud.user, cloud.password, cloud.token, cloud.nkey_seed) = (None, None, None, None);
-        cloud.creds_file = Some(creds.clone());
-    }
-    if let Some(ca) = &args.tls_ca_file {
-        cloud.tls_ca_file = Some(ca.clone());
-    }
+    let cloud = crate::cloud_cli::cloud_section(
+        args.config.as_deref(),
+        &args.urls,
+        args.creds.as_deref(),
+        args.tls_ca_file.as_deref(),
+    )?;
     if cloud.desired_bucket.is_empty() {
         bail!("cloud.desired_bucket is empty: desired settings are off in this configuration");
     }
