@@ -53,6 +53,21 @@ struct Site {
     process: KillOnDrop,
 }
 
+/// The tail of each gateway's log on a failed run: what its cloud link did.
+impl Drop for Site {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("--- {} log, last {} lines ---", self.gateway_id, tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 type Keys = BTreeMap<PackId, Vec<(BootId, u64)>>;
 
 /// What the cloud holds of `gateway_id`: (samples, events) per pack, in

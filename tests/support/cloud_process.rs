@@ -100,13 +100,19 @@ pub fn spawn_packgate(command: &str, config: &Path, log: &Path) -> KillOnDrop {
             .arg(command)
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", gateway_log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap(),
     )
+}
+
+/// The log filter of spawned gateways: `info`, or what
+/// `PACKGATE_TEST_RUST_LOG` says when a failing run is being diagnosed.
+fn gateway_log_filter() -> String {
+    std::env::var("PACKGATE_TEST_RUST_LOG").unwrap_or_else(|_| "info".to_owned())
 }
 
 /// The output of `packgate status --config CONFIG`.
