@@ -15,11 +15,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
 use packgate::config::Config;
 use packgate::runtime::{Broker, RunReport};
 use packgate::workers::cloud::CloudConfig;
 use packgate::workers::control::{AuditRecord, AuditStore};
 use packgate_protocol::names::cloud::{desired_key, desired_report_subject, DESIRED_BUCKET};
+use packgate_protocol::{Event, EventKind};
 use packgate_sim::serve::{serve_modbus_tcp, SimUnit};
 use packgate_sim::SimPack;
 use support::cloud::{create_cloud_stream, wait_for};
@@ -40,6 +42,8 @@ const CHARGE_REGISTER: u16 = 100;
 /// on the same address.
 struct Device {
     pack: SimPack,
+    /// The seed its serial number is derived from.
+    seed: u64,
     address: SocketAddr,
     stop: CancellationToken,
 }
@@ -50,6 +54,7 @@ impl Device {
         let address = listener.local_addr().unwrap();
         let device = Self {
             pack: still_pack(7),
+            seed: 7,
             address,
             stop: CancellationToken::new(),
         };
@@ -60,7 +65,7 @@ impl Device {
     fn serve(&self, listener: tokio::net::TcpListener) {
         tokio::spawn(serve_modbus_tcp(
             listener,
-            vec![SimUnit::new(1, self.pack.clone(), 7)],
+            vec![SimUnit::new(1, self.pack.clone(), self.seed)],
             self.stop.clone(),
         ));
     }
@@ -84,6 +89,13 @@ impl Device {
             }
         };
         self.serve(listener);
+    }
+
+    /// Another pack, with another serial number and its factory settings,
+    /// takes this one's place on the same address (not yet answering).
+    fn replace_with(&mut self, seed: u64) {
+        self.pack = still_pack(seed);
+        self.seed = seed;
     }
 
     fn charge_a(&self) -> f64 {
@@ -121,6 +133,12 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Self {
+        Self::start_rechecking_every(2).await
+    }
+
+    /// A rig whose reconciler reads back and re-applies every
+    /// `recheck_s` seconds.
+    async fn start_rechecking_every(recheck_s: u64) -> Self {
         let local = TestBroker::start().await;
         let cloud = TestBroker::start().await;
         let ops = async_nats::connect(cloud.url()).await.unwrap();
@@ -149,7 +167,7 @@ impl Rig {
             upload_interval_ms: 500,
             retry_backoff_max_ms: 1_000,
             request_timeout_ms: 2_000,
-            desired_recheck_s: 2,
+            desired_recheck_s: recheck_s,
             ..CloudConfig::default()
         };
         let (shutdown, gateway) = start_gateway(&config).await;
@@ -406,4 +424,84 @@ async fn a_setting_changed_on_the_device_is_corrected() {
     assert!(applied >= 2, "{applied} applied writes audited");
     println!("corrected {took:?} after the drift (recheck every 2 s)");
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_pack_gets_the_desired_value_when_it_comes_online() {
+    // One at a time: each runs brokers, clusters and gateways of its own.
+    let _serial = support::cloud::SERIAL.lock().await;
+    // The periodic recheck is an hour away: only the online event of the
+    // new pack can bring the value to it within this test.
+    let mut rig = Rig::start_rechecking_every(3_600).await;
+    let local = async_nats::connect(rig.local.url()).await.unwrap();
+    let mut events = local
+        .subscribe(packgate_protocol::names::ALL_EVENTS_SUBJECT)
+        .await
+        .unwrap();
+    rig.desire(r#"{"value": 55, "author": "ops"}"#).await;
+    rig.wait_charge(
+        "the desired value on the first pack",
+        55.0,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // The pack is swapped: it goes offline, and a new one with another
+    // serial number and its factory limit of 100 A answers on its address.
+    rig.device.unplug();
+    next_event(&mut events, "the pack offline", |kind| {
+        matches!(kind, EventKind::PackOffline { .. })
+    })
+    .await;
+    rig.device.replace_with(8);
+    assert!((rig.device.charge_a() - 100.0).abs() < 0.05);
+    rig.device.plug_in().await;
+    let back = Instant::now();
+    let online = next_event(&mut events, "the new pack online", |kind| {
+        matches!(kind, EventKind::PackOnlineIdentified { .. })
+    })
+    .await;
+    let EventKind::PackOnlineIdentified { serial_number } = online else {
+        unreachable!()
+    };
+    assert_eq!(
+        serial_number,
+        packgate_sim::serve::registers::serial_number_from_seed(8).to_string(),
+        "the online event names the new pack"
+    );
+    rig.wait_charge(
+        "the desired value on the new pack",
+        55.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    let took = back.elapsed();
+    let applied = rig
+        .audited()
+        .iter()
+        .filter(|r| r.outcome.as_deref() == Some("applied"))
+        .count();
+    assert_eq!(applied, 2, "once for each pack: {:?}", rig.audited());
+    println!("the new pack ({serial_number}) had the desired value {took:?} after it answered");
+    rig.stop().await;
+}
+
+/// The next pack event of `tcp-1` that `wanted` accepts, within 30 s.
+async fn next_event(
+    events: &mut async_nats::Subscriber,
+    what: &str,
+    wanted: impl Fn(&EventKind) -> bool,
+) -> EventKind {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap();
+        let event: Event = packgate_protocol::decode(&message.payload).unwrap();
+        if event.pack_id.as_str() == PACK && wanted(&event.kind) {
+            return event.kind;
+        }
+    }
 }

@@ -175,6 +175,19 @@ pub async fn try_keys_in_stream_order(
         })
         .await
         .map_err(|e| e.to_string())?;
+    let read = read_up_to(&reader, last).await;
+    // The reader goes at once rather than lingering for its inactivity
+    // threshold: a test that looks often would otherwise pile them up.
+    let name = reader.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    read
+}
+
+/// What `reader` delivers up to stream sequence `last`, per pack.
+async fn read_up_to(
+    reader: &consumer::PullConsumer,
+    last: u64,
+) -> Result<BTreeMap<PackId, Vec<(BootId, u64)>>, String> {
     let mut per_pack: BTreeMap<PackId, Vec<(BootId, u64)>> = BTreeMap::new();
     loop {
         let mut batch = reader
