@@ -151,7 +151,7 @@ fuzz_setup() {
     return 1
 }
 
-# Runs fuzz target $1 for $2 seconds on its seeds (fuzz/corpus/$1, never
+# Runs fuzz target $1 for $2 seconds on its committed corpus (fuzz/corpus/$1, never
 # written) and what earlier runs found (fuzz/target/corpus/$1). Prints one
 # summary line; on a crash, the log's end and where the reproducer is.
 fuzz_run() {
