@@ -218,6 +218,19 @@ impl Rig {
         rows
     }
 
+    /// The audited commands once `done` holds for them: a write shows on
+    /// the device a moment before its audit row has its outcome.
+    async fn audited_when(&self, done: impl Fn(&[AuditRecord]) -> bool) -> Vec<AuditRecord> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let audited = self.audited();
+            if done(&audited) || Instant::now() >= deadline {
+                return audited;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `packgate desired ARGS --cloud <the cloud>`: its output; it must
     /// succeed.
     fn packgate_desired(&self, args: &[&str]) -> String {
@@ -285,15 +298,11 @@ async fn a_value_set_while_the_link_is_down_is_applied_when_it_returns() {
     .await;
     let report = rig.report().await.unwrap();
     assert_eq!(report["read_back"].as_f64(), Some(40.0));
-    let audited = rig.audited();
-    assert!(
-        audited
-            .iter()
-            .any(|r| r.outcome.as_deref() == Some("applied")
-                && r.origin == "cloud"
-                && r.value == 40.0),
-        "{audited:?}"
-    );
+    let applied_40 = |r: &AuditRecord| {
+        r.outcome.as_deref() == Some("applied") && r.origin == "cloud" && r.value == 40.0
+    };
+    let audited = rig.audited_when(|a| a.iter().any(applied_40)).await;
+    assert!(audited.iter().any(applied_40), "{audited:?}");
     // The local copy has it: a restart during the next outage still knows.
     let copy = std::fs::read_to_string(rig.config.data_dir.join("desired-settings.json")).unwrap();
     assert!(copy.contains("\"value\": 40.0"), "{copy}");
@@ -327,7 +336,9 @@ async fn a_value_set_while_the_pack_is_offline_is_applied_when_it_comes_online()
     rig.wait_charge("the desired value", 55.0, Duration::from_secs(60))
         .await;
     let took = back.elapsed();
-    let audited = rig.audited();
+    let audited = rig
+        .audited_when(|a| a.last().and_then(|r| r.outcome.as_deref()) == Some("applied"))
+        .await;
     assert!(
         audited
             .iter()
@@ -416,11 +427,12 @@ async fn a_setting_changed_on_the_device_is_corrected() {
     rig.wait_charge("the correction", 45.0, Duration::from_secs(45))
         .await;
     let took = drifted.elapsed();
-    let applied = rig
-        .audited()
-        .iter()
-        .filter(|r| r.outcome.as_deref() == Some("applied"))
-        .count();
+    let count_applied = |a: &[AuditRecord]| {
+        a.iter()
+            .filter(|r| r.outcome.as_deref() == Some("applied"))
+            .count()
+    };
+    let applied = count_applied(&rig.audited_when(|a| count_applied(a) >= 2).await);
     assert!(applied >= 2, "{applied} applied writes audited");
     println!("corrected {took:?} after the drift (recheck every 2 s)");
     rig.stop().await;
@@ -476,11 +488,12 @@ async fn a_replaced_pack_gets_the_desired_value_when_it_comes_online() {
     )
     .await;
     let took = back.elapsed();
-    let applied = rig
-        .audited()
-        .iter()
-        .filter(|r| r.outcome.as_deref() == Some("applied"))
-        .count();
+    let count_applied = |a: &[AuditRecord]| {
+        a.iter()
+            .filter(|r| r.outcome.as_deref() == Some("applied"))
+            .count()
+    };
+    let applied = count_applied(&rig.audited_when(|a| count_applied(a) >= 2).await);
     assert_eq!(applied, 2, "once for each pack: {:?}", rig.audited());
     println!("the new pack ({serial_number}) had the desired value {took:?} after it answered");
     rig.stop().await;
