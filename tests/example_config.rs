@@ -340,3 +340,162 @@ fn pack_ids_are_found_with_their_drivers() {
         .collect();
     assert_eq!(pack_ids_and_drivers(text), want);
 }
+
+const README: &str = include_str!("../README.md");
+
+/// The rows of the README's table of sections: each row's first cell (the
+/// section, such as `` `[collect]` `` or `` `[streams.samples]`, `.events` ``)
+/// and its second (the keys).
+fn readme_section_rows(text: &str) -> Vec<(String, String)> {
+    let Some(start) = text.find("Every section and its keys") else {
+        return Vec::new();
+    };
+    text[start..]
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| {
+            let mut cells = line.trim_matches('|').split(" | ");
+            let section = cells.next()?.trim().to_owned();
+            let keys = cells.next()?.trim().to_owned();
+            section.starts_with('`').then_some((section, keys))
+        })
+        .collect()
+}
+
+/// The words inside backticks in `text`, dots kept: `` `[banks.inverter]` ``
+/// gives `banks.inverter`, `` `pin = { chip, line }` `` gives `pin`, `chip`,
+/// `line`.
+fn quoted_words(text: &str) -> BTreeSet<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .flat_map(|quoted| {
+            quoted
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .map(|word| word.trim_matches('.').to_owned())
+                .filter(|word| !word.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The sections a row's first cell names: `[a.b]`, `[[a]]` or a bare key
+/// give `a.b`, `a`.
+fn row_sections(section_cell: &str) -> BTreeSet<String> {
+    quoted_words(section_cell)
+}
+
+/// The keys a row's second cell names: its quoted words and each part of
+/// a dotted one (`[control.site_limits]` names `site_limits`).
+fn row_keys(keys_cell: &str) -> BTreeSet<String> {
+    quoted_words(keys_cell)
+        .into_iter()
+        .flat_map(|word| {
+            let mut parts: Vec<String> = word.split('.').map(str::to_owned).collect();
+            parts.push(word);
+            parts
+        })
+        .collect()
+}
+
+/// The sections of `wanted` that no row of `rows` names, a section being
+/// named by its own row or by a row of one of its tables (`outputs` by
+/// `[outputs.alarm_relay]`).
+fn sections_without_a_row(rows: &[(String, String)], wanted: &[String]) -> Vec<String> {
+    let named: BTreeSet<String> = rows.iter().flat_map(|(s, _)| row_sections(s)).collect();
+    wanted
+        .iter()
+        .filter(|section| {
+            !named
+                .iter()
+                .any(|n| n == *section || n.starts_with(&format!("{section}.")))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The top-level sections of the configuration, and `banks.inverter`.
+fn config_sections() -> Vec<String> {
+    let value = serde_json::to_value(Config::default()).unwrap();
+    let mut sections: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    sections.push("banks.inverter".to_owned());
+    sections
+}
+
+/// The keys of each table section whose row lists them all: the section's
+/// name as its README row gives it, and its keys.
+fn table_sections_and_keys() -> Vec<(String, Vec<String>)> {
+    let value = serde_json::to_value(Config::default()).unwrap();
+    let mut out = Vec::new();
+    for (name, section) in value.as_object().unwrap() {
+        let Some(keys) = section.as_object() else {
+            continue;
+        };
+        // `streams` and `outputs` have a row per table, not one of their own.
+        if name == "streams" || name == "outputs" {
+            continue;
+        }
+        out.push((name.clone(), keys.keys().cloned().collect()));
+    }
+    let inverter =
+        serde_json::to_value(packgate::config::InverterConfig::slcan("/dev/ttyACM0")).unwrap();
+    out.push((
+        "banks.inverter".to_owned(),
+        inverter.as_object().unwrap().keys().cloned().collect(),
+    ));
+    out
+}
+
+#[test]
+fn every_section_has_a_row_in_the_readme_table() {
+    let rows = readme_section_rows(README);
+    assert!(rows.len() >= 15, "the README's table of sections: {rows:?}");
+    let missing = sections_without_a_row(&rows, &config_sections());
+    assert!(
+        missing.is_empty(),
+        "sections without a row in the README's table (\"Every section and its keys\"): {missing:?}"
+    );
+    for (section, keys) in table_sections_and_keys() {
+        let row = rows
+            .iter()
+            .find(|(s, _)| row_sections(s).contains(&section))
+            .unwrap_or_else(|| panic!("no README row names [{section}] itself"));
+        let listed = row_keys(&row.1);
+        let unlisted: Vec<&String> = keys.iter().filter(|k| !listed.contains(*k)).collect();
+        assert!(
+            unlisted.is_empty(),
+            "README row of [{section}] lacks the keys {unlisted:?}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_table_reader_sees_rows_and_their_sections() {
+    let text = "Every section and its keys:\n\n| section | keys |\n| --- | --- |\n\
+                | `data_dir` | databases |\n\
+                | `[streams.samples]`, `.events` | `max_bytes` |\n\
+                | `[[banks]]` | `name`, `pin = { chip, line }` |\n\
+                \nafter\n| `[mqtt]` | not in the table |\n";
+    let rows = readme_section_rows(text);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        row_sections(&rows[1].0),
+        ["events", "streams.samples"].map(String::from).into()
+    );
+    assert_eq!(
+        row_keys(&rows[2].1),
+        ["chip", "line", "name", "pin"].map(String::from).into()
+    );
+    assert_eq!(
+        row_keys("`[control.site_limits]`"),
+        ["control", "control.site_limits", "site_limits"]
+            .map(String::from)
+            .into()
+    );
+    let wanted = ["data_dir", "streams", "banks", "mqtt", "banks.inverter"].map(String::from);
+    assert_eq!(
+        sections_without_a_row(&rows, &wanted),
+        ["mqtt", "banks.inverter"]
+    );
+}

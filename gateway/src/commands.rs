@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use packgate::bench::{run_bench, BenchOptions};
+use packgate::bench::soak::SoakFigures;
+use packgate::bench::{run_bench, BenchOptions, BenchReport};
 use packgate::broker::{BrokerCredentials, BrokerUser};
 use packgate::cli::sim::{run_sim, SimOptions};
 use packgate::config::{Config, ConfigSource, CONFIG_ENV, SYSTEM_CONFIG};
@@ -307,7 +308,7 @@ pub(crate) fn command_target(pack: Option<PackId>, bank: Option<BankId>) -> anyh
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends one command to the control worker and prints its outcome.
 pub(crate) async fn command(
     target: &BrokerArgs,
     pack: Option<PackId>,
@@ -386,9 +387,25 @@ pub(crate) async fn watch(target: &BrokerArgs, once: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Runs the benchmark and prints its figures (and the report as JSON with
+/// `json`).
 pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<()> {
-    let _ = writeln!(
-        std::io::stderr(),
+    let _ = writeln!(std::io::stderr(), "{}", bench_banner(&options));
+    let r = run_bench(&options).await?;
+    write_bench_totals(&r)?;
+    write_bench_steady(&r)?;
+    if let Some(soak) = &r.soak {
+        write_bench_soak(soak)?;
+    }
+    if json {
+        writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;
+    }
+    Ok(())
+}
+
+/// What a bench run is about to measure, for stderr.
+fn bench_banner(options: &BenchOptions) -> String {
+    format!(
         "bench: {} simulated packs ({}) at {} Hz (0 = as fast as possible) for {} s ({} s warm-up), durability {}, {}",
         options.packs,
         match options.transport {
@@ -405,8 +422,11 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
             (true, None) => "every local worker".to_owned(),
             (true, Some(broker)) => format!("every local worker and mqtt to {broker}"),
         }
-    );
-    let r = run_bench(&options).await?;
+    )
+}
+
+/// The whole run's counts, latencies and peaks.
+fn write_bench_totals(r: &BenchReport) -> anyhow::Result<()> {
     writeln!(stdout(), "samples published   {:>12}", r.published)?;
     writeln!(stdout(), "samples stored      {:>12}", r.stored)?;
     writeln!(stdout(), "lost                {:>12}", r.lost)?;
@@ -423,6 +443,11 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
     writeln!(stdout(), "gateway peak RSS MB {:>12.1}", r.gateway_rss_mb)?;
     writeln!(stdout(), "broker peak RSS MB  {:>12.1}", r.broker_rss_mb)?;
     writeln!(stdout(), "SQLite commits      {:>12}", r.sqlite_commits)?;
+    Ok(())
+}
+
+/// The figures after the warm-up: CPU, RSS and storage writes.
+fn write_bench_steady(r: &BenchReport) -> anyhow::Result<()> {
     let w = &r.steady;
     writeln!(
         stdout(),
@@ -456,38 +481,38 @@ pub(crate) async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<(
         kib(r.gateway_written_kib_per_1k),
         kib(r.broker_written_kib_per_1k)
     )?;
-    if let Some(soak) = &r.soak {
-        let slope = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:+.3}"));
+    Ok(())
+}
+
+/// The soak's memory figures: RSS and heap, and their slopes.
+fn write_bench_soak(soak: &SoakFigures) -> anyhow::Result<()> {
+    let slope = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:+.3}"));
+    writeln!(
+        stdout(),
+        "RSS MiB after warm-up ({:.0} min) {:.1}, at the end {:.1}",
+        soak.warm_up_s / 60.0,
+        soak.rss_mib_after_warm_up,
+        soak.rss_mib_end
+    )?;
+    writeln!(
+        stdout(),
+        "RSS slope MiB/hour  after warm-up {}  second half {}",
+        slope(soak.rss_slope_mib_per_hour),
+        slope(soak.rss_slope_last_half_mib_per_hour)
+    )?;
+    if let (Some(start), Some(end)) = (soak.heap_mib_after_warm_up, soak.heap_mib_end) {
         writeln!(
             stdout(),
-            "RSS MiB after warm-up ({:.0} min) {:.1}, at the end {:.1}",
-            soak.warm_up_s / 60.0,
-            soak.rss_mib_after_warm_up,
-            soak.rss_mib_end
+            "heap in use MiB after warm-up {start:.1}, at the end {end:.1} (SQLite {:.1} -> {:.1})",
+            soak.sqlite_mib_after_warm_up,
+            soak.sqlite_mib_end
         )?;
         writeln!(
             stdout(),
-            "RSS slope MiB/hour  after warm-up {}  second half {}",
-            slope(soak.rss_slope_mib_per_hour),
-            slope(soak.rss_slope_last_half_mib_per_hour)
+            "heap slope MiB/hour after warm-up {}  second half {}",
+            slope(soak.heap_slope_mib_per_hour),
+            slope(soak.heap_slope_last_half_mib_per_hour)
         )?;
-        if let (Some(start), Some(end)) = (soak.heap_mib_after_warm_up, soak.heap_mib_end) {
-            writeln!(
-                stdout(),
-                "heap in use MiB after warm-up {start:.1}, at the end {end:.1} (SQLite {:.1} -> {:.1})",
-                soak.sqlite_mib_after_warm_up,
-                soak.sqlite_mib_end
-            )?;
-            writeln!(
-                stdout(),
-                "heap slope MiB/hour after warm-up {}  second half {}",
-                slope(soak.heap_slope_mib_per_hour),
-                slope(soak.heap_slope_last_half_mib_per_hour)
-            )?;
-        }
-    }
-    if json {
-        writeln!(stdout(), "{}", serde_json::to_string(&r)?)?;
     }
     Ok(())
 }

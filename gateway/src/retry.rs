@@ -27,6 +27,12 @@ impl Backoff {
         }
     }
 
+    /// The same wait `delay` after every failure: a loop that polls
+    /// something at a steady pace until it answers.
+    pub const fn fixed(delay: Duration) -> Self {
+        Self::new(delay, delay)
+    }
+
     /// The wait after failure number `attempt` (0 for the first).
     pub fn delay(&self, attempt: u32) -> Duration {
         self.initial
@@ -39,6 +45,12 @@ impl Backoff {
         self.attempt
     }
 
+    /// The wait the next failure would get, without counting one: a pause
+    /// that should not lengthen the following ones.
+    pub fn current_delay(&self) -> Duration {
+        self.delay(self.attempt)
+    }
+
     /// The wait for the current failure; the next one waits longer.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.delay(self.attempt);
@@ -49,6 +61,12 @@ impl Backoff {
     /// After a success: the next failure waits `initial` again.
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+
+    /// Sleeps for [`next_delay`](Self::next_delay), for a loop that has no
+    /// shutdown token of its own (it ends when its channel closes).
+    pub async fn sleep(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
     }
 
     /// Sleeps for [`next_delay`](Self::next_delay); `false` when `shutdown`
@@ -118,6 +136,51 @@ mod tests {
         assert_eq!(backoff.next_delay(), Duration::from_millis(200));
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_fixed_backoff_never_grows() {
+        let mut backoff = Backoff::fixed(Duration::from_secs(1));
+        let delays: Vec<_> = (0..5).map(|_| backoff.next_delay()).collect();
+        assert_eq!(delays, [Duration::from_secs(1); 5]);
+        assert_eq!(backoff.attempt(), 5);
+    }
+
+    #[test]
+    fn the_current_delay_does_not_count_a_failure() {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(300));
+        assert_eq!(backoff.current_delay(), Duration::from_millis(50));
+        assert_eq!(backoff.current_delay(), Duration::from_millis(50));
+        backoff.next_delay();
+        assert_eq!(backoff.current_delay(), Duration::from_millis(100));
+        assert_eq!(backoff.attempt(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_waits_the_growing_delays() {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let started = tokio::time::Instant::now();
+        let mut woke = Vec::new();
+        for _ in 0..7 {
+            backoff.sleep().await;
+            woke.push(started.elapsed().as_secs());
+        }
+        // 1, 2, 4, 8, 16, then capped at 30.
+        assert_eq!(woke, [1, 3, 7, 15, 31, 61, 91]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_returns_at_shutdown_without_finishing_the_delay() {
+        let mut backoff = Backoff::fixed(Duration::from_secs(60));
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            stopper.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        assert!(!backoff.wait(&shutdown).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]

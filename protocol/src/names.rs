@@ -60,6 +60,10 @@ pub fn bank_of_limits_subject(subject: &str) -> Option<BankId> {
 /// Request-reply subject of the control worker (commands in, replies out).
 pub const CONTROL_SUBJECT: &str = "packgate.control.command";
 
+/// Queue group of the control subscription: several control workers share
+/// the commands, each handled by one of them.
+pub const CONTROL_QUEUE_GROUP: &str = "packgate-control";
+
 /// Request-reply subject of the task that owns a pack's bus, for writes:
 /// `packgate.bus.<pack>.write`.
 pub fn bus_write_subject(pack: &PackId) -> String {
@@ -94,6 +98,10 @@ pub fn pack_of_sample_subject(subject: &str) -> Option<PackId> {
 
 /// Request subject that resets a latched alarm relay.
 pub const OUTPUTS_RESET_SUBJECT: &str = "packgate.outputs.reset";
+
+/// The JetStream API's account-info request: answered only while
+/// JetStream itself works, so it serves as the broker's health probe.
+pub const JS_API_INFO_SUBJECT: &str = "$JS.API.INFO";
 
 /// Header carrying JetStream's de-duplication id.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
@@ -288,9 +296,24 @@ pub mod cloud {
         format!("_INBOX.{gateway_id}")
     }
 
+    /// The cloud stream a gateway uploads to unless `stream_name` says
+    /// otherwise.
+    pub const DEFAULT_STREAM: &str = "PACKGATE_CLOUD";
+
     /// The cloud's key-value bucket of desired settings, shared by the
     /// fleet; each gateway's keys start with its id.
     pub const DESIRED_BUCKET: &str = "PACKGATE_DESIRED";
+
+    /// The stream that holds a key-value bucket: `KV_<bucket>`.
+    pub fn bucket_stream(bucket: &str) -> String {
+        format!("KV_{bucket}")
+    }
+
+    /// The prefix of a key-value bucket's subjects, `$KV.<bucket>.`: the
+    /// key follows it.
+    pub fn bucket_subject_prefix(bucket: &str) -> String {
+        format!("$KV.{bucket}.")
+    }
 
     /// The key of a desired setting: `<gateway_id>.<pack>.<setting>`.
     pub fn desired_key(gateway_id: &str, pack: &str, setting: &str) -> String {
@@ -314,6 +337,22 @@ pub mod cloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_lives_in_its_stream_under_its_prefix() {
+        assert_eq!(
+            cloud::bucket_stream(cloud::DESIRED_BUCKET),
+            "KV_PACKGATE_DESIRED"
+        );
+        assert_eq!(
+            format!(
+                "{}{}",
+                cloud::bucket_subject_prefix(cloud::DESIRED_BUCKET),
+                cloud::desired_keys("gw-1")
+            ),
+            "$KV.PACKGATE_DESIRED.gw-1.>"
+        );
+    }
 
     #[test]
     fn subjects_fall_in_their_streams() {

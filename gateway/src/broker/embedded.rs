@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use packgate_protocol::names;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +22,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// Unanswered probes in a row, with the connection up, before a restart.
 const PROBES_BEFORE_RESTART: u32 = 3;
-/// The JetStream API's info request.
-const JS_INFO_SUBJECT: &str = "$JS.API.INFO";
 /// Time given to a restarted server before it is probed again.
 const RESTART_GRACE: Duration = Duration::from_secs(30);
 
@@ -122,7 +121,7 @@ impl EmbeddedBroker {
                 }
                 // Any answer will do: a JetStream that is up answers its
                 // info request, one that is stuck lets it time out.
-                let probe = client.request(JS_INFO_SUBJECT, bytes::Bytes::new());
+                let probe = client.request(names::JS_API_INFO_SUBJECT, bytes::Bytes::new());
                 match tokio::time::timeout(PROBE_EVERY, probe).await {
                     Ok(Ok(_)) => unanswered = 0,
                     Ok(Err(error)) => {

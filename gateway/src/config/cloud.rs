@@ -111,7 +111,7 @@ impl Default for CloudConfig {
             max_rate_per_s: 2_000,
             retry_backoff_max_ms: 60_000,
             request_timeout_ms: 10_000,
-            stream_name: "PACKGATE_CLOUD".to_owned(),
+            stream_name: packgate_protocol::names::cloud::DEFAULT_STREAM.to_owned(),
             create_stream: false,
             desired_bucket: packgate_protocol::names::cloud::DESIRED_BUCKET.to_owned(),
             desired_recheck_s: 900,

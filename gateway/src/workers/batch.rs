@@ -14,6 +14,8 @@ use futures_util::{FutureExt as _, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::Backoff;
+
 /// Hands out batches of one pull consumer, re-opening the pull when the
 /// broker drops it.
 pub(crate) struct BatchPuller {
@@ -26,6 +28,8 @@ pub(crate) struct BatchPuller {
     messages: Option<jetstream::consumer::pull::Stream>,
     /// Since when the pull keeps being lost, with no message in between.
     lost: Option<Lost>,
+    /// The wait before trying again to open a pull that could not be.
+    reopen: Backoff,
 }
 
 /// A pull lost again and again: since when, how often, when last said.
@@ -35,6 +39,9 @@ struct Lost {
     count: u64,
     warned: Option<Instant>,
 }
+
+/// Wait between tries to open a pull.
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// At shutdown, the stream is drained once nothing arrives for this long.
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
@@ -73,6 +80,7 @@ impl BatchPuller {
             what,
             messages: None,
             lost: None,
+            reopen: Backoff::fixed(REOPEN_RETRY),
         }
     }
 
@@ -105,17 +113,20 @@ impl BatchPuller {
                         .messages()
                         .await;
                     match opened {
-                        Ok(messages) => self.messages.insert(messages),
+                        Ok(messages) => {
+                            self.reopen.reset();
+                            self.messages.insert(messages)
+                        }
                         Err(error) => {
                             if crate::broker::broker_outage_within(AFTER_OUTAGE) {
                                 tracing::debug!(%error, stream = self.what, "cannot pull; retrying");
                             } else {
                                 tracing::warn!(%error, stream = self.what, "cannot pull; retrying");
                             }
-                            tokio::select! {
-                                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                                () = shutdown.cancelled() => return None,
+                            if !self.reopen.wait(shutdown).await {
+                                return None;
                             }
+                            continue;
                         }
                     }
                 }
@@ -180,10 +191,7 @@ impl BatchPuller {
             Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat => {
                 self.note_lost(error);
                 self.messages = None;
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => false,
-                    () = shutdown.cancelled() => true,
-                }
+                !self.reopen.wait(shutdown).await
             }
             _ => {
                 tracing::debug!(%error, stream = self.what, "pull stream hiccup");

@@ -3,7 +3,7 @@
 
 use packgate_protocol::AlarmFlags;
 
-use super::{integer_type, invalid, Context, Invalid};
+use super::{integer_type, invalid, Context, Invalid, NumberSpec};
 use crate::profile::decode::{AlarmField, ArrayCount, ArrayField, SerialField};
 use crate::profile::format::{AlarmFile, ArrayFile, CountFile, SerialFile, TypeName};
 use crate::profile::value::NumberType;
@@ -15,17 +15,17 @@ impl Context<'_> {
         a: &ArrayFile,
         most: usize,
     ) -> Result<ArrayField, Invalid> {
-        let value = self.scaled(
-            path,
-            a.block,
-            a.offset,
-            a.ty,
-            a.scale,
-            a.scale_from,
-            a.value_offset,
-            a.word_order,
-            false,
-        )?;
+        let spec = NumberSpec {
+            block: a.block,
+            offset: a.offset,
+            ty: a.ty,
+            scale: a.scale,
+            scale_from: a.scale_from,
+            value_offset: a.value_offset,
+            order: a.word_order,
+            invert: false,
+        };
+        let value = self.scaled(path, spec)?;
         let width = value.ty.width();
         let stride = a.stride.unwrap_or(width);
         if stride < width {

@@ -33,6 +33,44 @@ pub(crate) fn invalid<T>(path: impl Into<String>, reason: impl Into<String>) -> 
     })
 }
 
+/// Where a scaled number sits and how it is read: the keys a single value
+/// and an array share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NumberSpec {
+    /// Index into `blocks`.
+    pub(crate) block: usize,
+    /// Register offset from the block's start.
+    pub(crate) offset: u16,
+    /// Value type.
+    pub(crate) ty: TypeName,
+    /// Fixed scale (default 1).
+    pub(crate) scale: Option<f64>,
+    /// Scale read at run time.
+    pub(crate) scale_from: Option<LocationFile>,
+    /// Added after scaling (default 0).
+    pub(crate) value_offset: Option<f64>,
+    /// Word order of a 32-bit value (default: the profile's).
+    pub(crate) order: Option<WordOrder>,
+    /// Negate the value.
+    pub(crate) invert: bool,
+}
+
+impl NumberSpec {
+    /// The number keys of a single value.
+    fn of_value(f: &ValueFile) -> Self {
+        Self {
+            block: f.block,
+            offset: f.offset,
+            ty: f.ty,
+            scale: f.scale,
+            scale_from: f.scale_from,
+            value_offset: f.value_offset,
+            order: f.word_order,
+            invert: f.invert,
+        }
+    }
+}
+
 /// A validated profile, in parts.
 #[derive(Debug)]
 pub(crate) struct Compiled {
@@ -229,32 +267,20 @@ impl Context<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn scaled(
-        &self,
-        path: &str,
-        block: usize,
-        offset: u16,
-        ty: TypeName,
-        scale: Option<f64>,
-        scale_from: Option<LocationFile>,
-        value_offset: Option<f64>,
-        order: Option<WordOrder>,
-        invert: bool,
-    ) -> Result<NumberField, Invalid> {
-        let ty = number_type(path, ty)?;
-        let value_offset = value_offset.unwrap_or(0.0);
+    fn scaled(&self, path: &str, spec: NumberSpec) -> Result<NumberField, Invalid> {
+        let ty = number_type(path, spec.ty)?;
+        let value_offset = spec.value_offset.unwrap_or(0.0);
         if !value_offset.is_finite() {
             return invalid(format!("{path}.value_offset"), "must be a finite number");
         }
         Ok(NumberField {
             path: path.to_owned(),
-            at: self.location(path, block, offset, ty.width())?,
+            at: self.location(path, spec.block, spec.offset, ty.width())?,
             ty,
-            order: order.unwrap_or(self.order),
-            scale: self.scale(path, scale, scale_from)?,
+            order: spec.order.unwrap_or(self.order),
+            scale: self.scale(path, spec.scale, spec.scale_from)?,
             value_offset,
-            invert,
+            invert: spec.invert,
         })
     }
 
@@ -266,18 +292,7 @@ impl Context<'_> {
         if f.true_values.is_some() {
             return invalid(format!("{path}.true_values"), "only for flags");
         }
-        let (b, o) = (f.block, f.offset);
-        self.scaled(
-            path,
-            b,
-            o,
-            f.ty,
-            f.scale,
-            f.scale_from,
-            f.value_offset,
-            f.word_order,
-            f.invert,
-        )
+        self.scaled(path, NumberSpec::of_value(f))
     }
 
     fn no_scaling(path: &str, f: &ValueFile) -> Result<(), Invalid> {

@@ -149,15 +149,14 @@ impl BrokerView {
 /// The packs with samples on the broker, from the stream's subjects (at
 /// most a thousand).
 pub(super) async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<PackId> {
-    let prefix = format!("{}.samples.", names::SUBJECT_ROOT);
     let listing = async {
-        let mut subjects = stream.info_with_subjects(format!("{prefix}>")).await.ok()?;
+        let mut subjects = stream
+            .info_with_subjects(names::ALL_SAMPLES_SUBJECT)
+            .await
+            .ok()?;
         let mut ids = Vec::new();
         while let Some(Ok((subject, _messages))) = subjects.next().await {
-            if let Some(id) = subject
-                .strip_prefix(&prefix)
-                .and_then(|s| PackId::new(s).ok())
-            {
+            if let Some(id) = names::pack_of_sample_subject(&subject) {
                 ids.push(id);
             }
             if ids.len() >= 1_000 {

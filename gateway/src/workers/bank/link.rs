@@ -21,12 +21,13 @@ use packgate_drivers::can::transport::{
 };
 use packgate_protocol::{BankId, BankState};
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout, Instant, MissedTickBehavior};
+use tokio::time::{timeout, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::inverter::{report, stopped};
 use super::metrics::BankMetrics;
 use crate::config::{InverterConfig, InverterLinkKind};
+use crate::retry::Backoff;
 
 /// How long a stopping worker gives its links to send their last burst.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -177,7 +178,7 @@ impl InverterLink {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let write_timeout = Duration::from_millis(self.config.write_timeout_ms);
         let max_backoff = Duration::from_millis(self.config.reconnect_backoff_max_ms);
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, max_backoff);
         // Nothing is sent before the first good state.
         let mut silent = true;
         loop {
@@ -189,7 +190,7 @@ impl InverterLink {
                 Ok(Ok(mut link)) => {
                     self.metrics.counts.inverter_connects.inc();
                     tracing::info!(bank = %self.bank, "inverter link open");
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     match self.send_until(&mut *link, &mut silent, &shutdown).await {
                         Ok(()) => return,
                         Err(error) => {
@@ -206,11 +207,9 @@ impl InverterLink {
                     tracing::debug!(bank = %self.bank, "inverter adapter did not open in time");
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = sleep(backoff) => {}
+            if !backoff.wait(&shutdown).await {
+                return;
             }
-            backoff = (backoff * 2).min(max_backoff);
         }
     }
 

@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use packgate_drivers::can::pylontech::{decode_frame, BmsFrame, ID_LIMITS, ID_REQUEST};
 use packgate_drivers::can::CanFrame;
 use packgate_protocol::{BankStop, BootId, ChargeStage, Derating, SocWeighting};
+use tokio::time::sleep;
 
 use super::*;
 

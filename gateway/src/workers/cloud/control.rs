@@ -18,7 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{control_subject, CloudMetrics};
 use crate::config::CloudConfig;
+use crate::retry::Backoff;
 use crate::telemetry::now_ms;
+
+/// Wait between tries to subscribe to the cloud's control subject.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 
 /// Requests handled at once; past it the bridge stops taking more off the
 /// subscription (whose buffer is bounded) until one finishes.
@@ -48,6 +52,7 @@ pub(crate) async fn run_bridge(
     shutdown: CancellationToken,
 ) {
     let subject = control_subject(&config.gateway_id);
+    let mut retry = Backoff::fixed(SUBSCRIBE_RETRY);
     let mut requests = loop {
         match tokio::time::timeout(config.request_timeout(), cloud.subscribe(subject.clone())).await
         {
@@ -55,9 +60,8 @@ pub(crate) async fn run_bridge(
             Ok(Err(error)) => tracing::warn!(%error, %subject, "cannot subscribe; retrying"),
             Err(_) => tracing::warn!(%subject, "subscribing timed out; retrying"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = shutdown.cancelled() => return,
+        if !retry.wait(&shutdown).await {
+            return;
         }
     };
     let mut announced = false;

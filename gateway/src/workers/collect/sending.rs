@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::retry::Backoff;
+
 /// First wait after a failed publish; it doubles up to the configured
 /// ceiling and starts again at this after an ack.
 pub(super) const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -55,8 +57,7 @@ enum State {
 #[derive(Debug)]
 pub(super) struct Sending {
     state: State,
-    delay: Duration,
-    max_delay: Duration,
+    retry: Backoff,
 }
 
 impl Sending {
@@ -64,8 +65,7 @@ impl Sending {
     pub(super) fn new(max_delay: Duration) -> Self {
         Self {
             state: State::Healthy,
-            delay: FIRST_RETRY_DELAY,
-            max_delay: max_delay.max(FIRST_RETRY_DELAY),
+            retry: Backoff::new(FIRST_RETRY_DELAY, max_delay.max(FIRST_RETRY_DELAY)),
         }
     }
 
@@ -97,7 +97,7 @@ impl Sending {
     /// The broker connection is down at `now`: wait one retry delay.
     pub(super) fn disconnected(&mut self, now: Instant) {
         self.state = State::Paused {
-            until: now + self.delay,
+            until: now + self.retry.current_delay(),
             after_failure: self.failing(),
         };
     }
@@ -113,8 +113,7 @@ impl Sending {
                 after_failure: true,
             },
             State::Healthy | State::Recovering => {
-                let until = now + self.delay;
-                self.delay = (self.delay * 2).min(self.max_delay);
+                let until = now + self.retry.next_delay();
                 State::Paused {
                     until,
                     after_failure: true,
@@ -139,7 +138,7 @@ impl Sending {
     /// ends a run of failures (to be logged).
     pub(super) fn acked(&mut self) -> bool {
         let recovered = self.failing();
-        self.delay = FIRST_RETRY_DELAY;
+        self.retry.reset();
         self.state = match self.state {
             State::Paused { until, .. } => State::Paused {
                 until,

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::WriteRequest;
 use super::CollectMetrics;
+use crate::retry::{retry_until_shutdown, Backoff};
 use crate::telemetry::events::LogLimiter;
 use crate::telemetry::now_ms;
 use crate::workers::control::validate::WriteCheck;
@@ -34,6 +35,9 @@ static REFUSED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 /// Longest the router waits for a bus to report an outcome; the bus applies
 /// each write under its own timeout, so this only bounds a stuck bus.
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Wait between tries to subscribe to the write subjects.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 
 /// The pack a write subject names: `packgate.bus.<pack>.write`.
 fn pack_of(subject: &str) -> Option<PackId> {
@@ -79,19 +83,13 @@ async fn subscribe(
     client: &async_nats::Client,
     shutdown: &CancellationToken,
 ) -> Option<async_nats::Subscriber> {
-    let subject = names::BUS_WRITE_SUBJECTS.to_owned();
-    loop {
-        match client.subscribe(subject.clone()).await {
-            Ok(subscriber) => return Some(subscriber),
-            Err(error) => {
-                tracing::warn!(%error, "cannot subscribe to write requests; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = shutdown.cancelled() => return None,
-                }
-            }
-        }
-    }
+    retry_until_shutdown(
+        "cannot subscribe to write requests",
+        Backoff::fixed(SUBSCRIBE_RETRY),
+        shutdown,
+        || client.subscribe(names::BUS_WRITE_SUBJECTS),
+    )
+    .await
 }
 
 /// Serves write requests until `shutdown`, checking each with `check`.

@@ -18,18 +18,13 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::audit::{AuditError, AuditRecord, AuditStore, Begin};
 use super::client::format_value;
+use super::events::{AuditStep, ControlEvent};
 use super::intake::{self, Request};
 use super::limit::{RateLimiter, Source};
 use super::validate::{validate, PackTable, Policy};
 use super::ControlMetrics;
-use crate::telemetry::events::LogLimiter;
+use crate::telemetry::events::InternalEvent;
 use crate::telemetry::now_ms;
-
-/// Malformed commands log one line per interval, with the count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
-
-/// Commands over the rate limit log one line per interval, with the count.
-static RATE_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
 
 /// Longest one audit store operation may take (SQLite waits up to its busy
 /// timeout for a lock; this bounds a stuck disk too).
@@ -126,10 +121,7 @@ impl Handler {
                 }
             }
             Request::Unreadable { id, error } => {
-                self.metrics.malformed.inc();
-                if let Some(held_back) = MALFORMED_LOG.allow() {
-                    tracing::warn!(%error, kind = error.kind_name(), held_back, "malformed command");
-                }
+                ControlEvent::Malformed { error: &error }.emit(&self.metrics);
                 let id = id.unwrap_or_else(|| CommandId(String::new()));
                 if self.limiter.allow(Source::Unreadable, now) {
                     self.refuse_unreadable(id, &error).await
@@ -145,18 +137,17 @@ impl Handler {
         let payload = Bytes::from(encode(&answer));
         let sent = tokio::time::timeout(BROKER_TIMEOUT, self.client.publish(to, payload)).await;
         if !matches!(sent, Ok(Ok(()))) {
-            self.metrics.reply_failures.inc();
-            tracing::warn!(command = %answer.command_id.0, "cannot send the reply to the requester");
+            ControlEvent::ReplyFailed {
+                id: &answer.command_id,
+            }
+            .emit(&self.metrics);
         }
     }
 
     /// The reply to a request over its source's rate: refused, counted,
     /// not audited.
     fn rate_limited(&self, id: &CommandId, source: Source) -> CommandReply {
-        self.metrics.rate_limited.inc();
-        if let Some(held_back) = RATE_LOG.allow() {
-            tracing::warn!(%source, command = %id.0, held_back, "too many commands: refused");
-        }
+        ControlEvent::RateLimited { id, source }.emit(&self.metrics);
         reply(
             id,
             CommandOutcome::Rejected {
@@ -188,9 +179,11 @@ impl Handler {
             }
             Err(error) => {
                 // Nothing is written to a pack without its audit row.
-                self.metrics.audit_failures.inc();
-                self.metrics.failed.inc();
-                tracing::error!(%error, command = %command.id.0, "cannot audit a command: refused");
+                ControlEvent::AuditFailed {
+                    error: &error,
+                    step: AuditStep::Begin(&command.id),
+                }
+                .emit(&self.metrics);
                 return reply(
                     &command.id,
                     CommandOutcome::Failed {
@@ -222,8 +215,11 @@ impl Handler {
             .audit(move |store| store.complete(&stored, now_ms()))
             .await
         {
-            self.metrics.audit_failures.inc();
-            tracing::error!(%error, command = %answer.command_id.0, "cannot complete the audit row");
+            ControlEvent::AuditFailed {
+                error: &error,
+                step: AuditStep::Complete(&answer.command_id),
+            }
+            .emit(&self.metrics);
         }
         self.keep_within_size().await;
     }
@@ -249,8 +245,11 @@ impl Handler {
                     Ok(true) => break,
                     Ok(false) => {}
                     Err(error) => {
-                        self.metrics.audit_failures.inc();
-                        tracing::error!(%error, "cannot audit a malformed command");
+                        ControlEvent::AuditFailed {
+                            error: &error,
+                            step: AuditStep::Malformed,
+                        }
+                        .emit(&self.metrics);
                         break;
                     }
                 }
@@ -301,11 +300,11 @@ impl Handler {
             .await
         {
             Ok(_) => self.complete(&reply(&key, outcome.clone())).await,
-            Err(error) => {
-                self.metrics.audit_failures.inc();
-                self.metrics.rejected.inc();
-                tracing::error!(%error, "cannot audit a refused command");
+            Err(error) => ControlEvent::AuditFailed {
+                error: &error,
+                step: AuditStep::Refused,
             }
+            .emit(&self.metrics),
         }
         reply(&command.id, outcome)
     }
@@ -318,14 +317,11 @@ impl Handler {
             .await
         {
             Ok(0) => {}
-            Ok(rows) => {
-                self.metrics.rows_pruned.add(rows as u64);
-                tracing::info!(
-                    rows,
-                    max_bytes = max,
-                    "audit store at its size limit: oldest rows deleted"
-                );
+            Ok(rows) => ControlEvent::RowsPruned {
+                rows,
+                max_bytes: max,
             }
+            .emit(&self.metrics),
             Err(error) => tracing::warn!(%error, "cannot keep the audit store within its size"),
         }
     }

@@ -30,6 +30,7 @@ pub mod audit;
 pub mod bank;
 mod client;
 mod dispatch;
+mod events;
 mod handler;
 mod intake;
 mod limit;
@@ -39,7 +40,7 @@ mod worker;
 pub use crate::config::{ControlConfig, ControlConfigError, SiteLimit};
 pub use audit::{AuditError, AuditRecord, AuditStore, RELAY_RESET_SETTING};
 pub use client::{format_value, send_command, ControlClientError};
-pub use worker::{run_control, ControlWorker, QUEUE_GROUP};
+pub use worker::{run_control, ControlWorker};
 
 use packgate_drivers::profile::ProfileError;
 use packgate_protocol::CommandOutcome;

@@ -27,10 +27,6 @@ use crate::telemetry::now_ms;
 use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use futures_util::future::BoxFuture;
 
-/// Queue group of the control subscription: several control workers share
-/// the commands, each handled by one of them.
-pub const QUEUE_GROUP: &str = "packgate-control";
-
 /// How often retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -240,7 +236,10 @@ async fn subscribe(
         || async {
             match tokio::time::timeout(
                 BROKER_TIMEOUT,
-                client.queue_subscribe(names::CONTROL_SUBJECT, QUEUE_GROUP.to_owned()),
+                client.queue_subscribe(
+                    names::CONTROL_SUBJECT,
+                    names::CONTROL_QUEUE_GROUP.to_owned(),
+                ),
             )
             .await
             {

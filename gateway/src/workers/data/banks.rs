@@ -102,6 +102,7 @@ async fn commit(
     }
     let states = Arc::new(states);
     let mut last_progress = tokio::time::Instant::now();
+    let mut retry = Backoff::fixed(RETRY_PAUSE);
     loop {
         let (store, batch) = (Arc::clone(store), Arc::clone(&states));
         let committed = tokio::task::spawn_blocking(move || {
@@ -152,9 +153,7 @@ async fn commit(
             }
             last_progress = tokio::time::Instant::now();
         }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY_PAUSE) => {}
-            () = shutdown.cancelled() => {}
-        }
+        // Shutdown ends the pause; the next round hands the batch back.
+        let _ = retry.wait(shutdown).await;
     }
 }

@@ -18,6 +18,9 @@ pub use crate::store::monitor::{
     event_detail, BatchOutcome, MonitorStore, MonitorStoreError, StoredEvent, StoredSnapshot,
 };
 
+mod events;
+
+use self::events::MonitorEvent;
 use super::batch::BatchPuller;
 use super::retention::prune_expired;
 use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
@@ -25,11 +28,8 @@ use crate::broker::{ensure_consumer, BrokerError};
 use crate::config::Durability;
 pub use crate::config::MonitorConfig;
 use crate::retry::{retry_until_shutdown, Backoff};
+use crate::telemetry::events::InternalEvent;
 use futures_util::future::BoxFuture;
-
-/// Malformed messages log one line per interval, with the count.
-static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
-    crate::telemetry::events::LogLimiter::new(Duration::from_secs(10));
 
 /// Most messages committed in one transaction.
 const BATCH_MAX: usize = 200;
@@ -269,14 +269,11 @@ async fn consume(
 async fn ack(message: &jetstream::Message, kind: AckKind, metrics: &MonitorMetrics) {
     match tokio::time::timeout(Duration::from_secs(5), message.ack_with(kind)).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            metrics.ack_failures.inc();
-            tracing::debug!(%error, "ack failed; the message will be redelivered");
+        Ok(Err(error)) => MonitorEvent::AckFailed {
+            error: Some(&error),
         }
-        Err(_) => {
-            metrics.ack_failures.inc();
-            tracing::debug!("ack timed out; the message will be redelivered");
-        }
+        .emit(metrics),
+        Err(_) => MonitorEvent::AckFailed { error: None }.emit(metrics),
     }
 }
 
@@ -301,20 +298,11 @@ async fn commit_batch(
     else {
         return;
     };
-    metrics.snapshots_stored.add(outcome.snapshots as u64);
-    metrics.events_stored.add(outcome.events as u64);
-    metrics.duplicates.add(outcome.duplicates as u64);
-    metrics.rows_refused.add(refused.len() as u64);
-    metrics.batches_committed.inc();
-    if !refused.is_empty() {
-        if let Some(held_back) = MALFORMED_LOG.allow() {
-            tracing::warn!(
-                refused = refused.len(),
-                held_back,
-                "the monitor database refused messages: terminated, the rest stored"
-            );
-        }
+    MonitorEvent::Committed {
+        outcome: &outcome,
+        refused: refused.len(),
     }
+    .emit(metrics);
     for (index, message) in kept.iter().enumerate() {
         let kind = if refused.contains(&index) {
             AckKind::Term
@@ -347,16 +335,11 @@ async fn decode_batch(
                 kept_events.push(message);
             }
             Err(error) => {
-                metrics.messages_malformed.inc();
-                if let Some(held_back) = MALFORMED_LOG.allow() {
-                    tracing::warn!(
-                        subject = %message.subject,
-                        %error,
-                        kind = error.kind_name(),
-                        held_back,
-                        "malformed message on a monitored stream: terminated"
-                    );
+                MonitorEvent::Malformed {
+                    subject: message.subject.as_str(),
+                    error: &error,
                 }
+                .emit(metrics);
                 ack(&message, AckKind::Term, metrics).await;
             }
         }
@@ -378,6 +361,7 @@ async fn store_retrying(
 ) -> Option<(BatchOutcome, Vec<usize>)> {
     let (snapshots, events) = (Arc::new(snapshots), Arc::new(events));
     let mut last_progress = tokio::time::Instant::now();
+    let mut retry = Backoff::fixed(RETRY_PAUSE);
     loop {
         let (store, snapshots, events) = (
             Arc::clone(store),
@@ -393,14 +377,12 @@ async fn store_retrying(
         .await;
         match committed {
             Ok(Ok(done)) => return Some(done),
-            Ok(Err(error)) => {
-                metrics.store_failures.inc();
-                tracing::error!(%error, messages = kept.len(), "cannot commit to the monitor database; retried");
+            Ok(Err(error)) => MonitorEvent::CommitFailed {
+                error: &error,
+                messages: kept.len(),
             }
-            Err(error) => {
-                metrics.store_failures.inc();
-                tracing::error!(%error, "monitor store task failed");
-            }
+            .emit(metrics),
+            Err(error) => MonitorEvent::StoreTaskFailed { error: &error }.emit(metrics),
         }
         if shutdown.is_cancelled() {
             for message in kept {
@@ -414,10 +396,8 @@ async fn store_retrying(
             }
             last_progress = tokio::time::Instant::now();
         }
-        tokio::select! {
-            () = tokio::time::sleep(RETRY_PAUSE) => {}
-            () = shutdown.cancelled() => {}
-        }
+        // Shutdown ends the pause; the next round hands the batch back.
+        let _ = retry.wait(shutdown).await;
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::discovery::Topics;
 use super::{MqttConfig, MqttError, MqttMetrics};
+use crate::retry::Backoff;
 
 /// Requests the client queues for the event loop at most.
 const QUEUE: usize = 256;
@@ -171,7 +172,7 @@ async fn drive(
     metrics: Arc<MqttMetrics>,
     address: String,
 ) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut up = false;
     let mut warned = false;
     loop {
@@ -179,7 +180,7 @@ async fn drive(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 metrics.connections.inc();
                 metrics.connected.set(1);
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 up = true;
                 if std::mem::take(&mut warned) {
                     tracing::info!(%address, "MQTT broker reachable again");
@@ -210,8 +211,7 @@ async fn drive(
                 if tx.is_closed() {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.sleep().await;
             }
         }
     }

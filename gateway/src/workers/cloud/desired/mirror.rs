@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
-use packgate_protocol::names::cloud::{desired_consumer, desired_keys};
+use packgate_protocol::names::cloud::{
+    bucket_stream, bucket_subject_prefix, desired_consumer, desired_keys,
+};
 use packgate_protocol::PackId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -147,7 +149,7 @@ impl Mirror {
     /// change as it comes.
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), FollowError> {
         let timeout = self.config.request_timeout();
-        let stream_name = format!("KV_{}", self.config.desired_bucket);
+        let stream_name = bucket_stream(&self.config.desired_bucket);
         let stream = self
             .cloud_js
             .get_stream_no_info(&stream_name)
@@ -156,7 +158,7 @@ impl Mirror {
         let name = desired_consumer(&self.config.gateway_id);
         // A consumer of an earlier run may have other settings.
         let _ = tokio::time::timeout(timeout, stream.delete_consumer(&name)).await;
-        let prefix = format!("$KV.{}.", self.config.desired_bucket);
+        let prefix = bucket_subject_prefix(&self.config.desired_bucket);
         let wanted = consumer::pull::Config {
             name: Some(name),
             filter_subject: format!("{prefix}{}", desired_keys(&self.config.gateway_id)),
