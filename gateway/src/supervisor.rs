@@ -461,3 +461,39 @@ async fn keep_consumers(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_workers_built_are_those_the_configuration_runs_reading_their_kinds_consumers() {
+        let mut config = Config::default();
+        config.cloud.enabled = true;
+        let workers = build_workers(&config, &WorkerSet::all(), PackSet::default()).unwrap();
+        let kinds: Vec<_> = workers.iter().map(|w| w.kind()).collect();
+        assert_eq!(kinds, WorkerKind::expected(&config));
+        assert!(kinds.contains(&WorkerKind::Cloud));
+        assert!(!kinds.contains(&WorkerKind::Bank), "no [[banks]]");
+        for worker in &workers {
+            let durables: Vec<_> = worker.consumers().iter().map(|c| c.durable).collect();
+            let declared: Vec<_> = worker
+                .kind()
+                .consumers()
+                .iter()
+                .map(|c| c.durable)
+                .collect();
+            assert_eq!(durables, declared, "{}", worker.kind());
+        }
+        let data = build_workers(
+            &config,
+            &WorkerSet::only(WorkerKind::Data),
+            PackSet::default(),
+        )
+        .unwrap();
+        let kinds: Vec<_> = data.iter().map(|w| w.kind()).collect();
+        assert_eq!(kinds, [WorkerKind::Data]);
+    }
+}
