@@ -10,7 +10,8 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod outputs;
+pub mod health;
+pub mod kinds;
 pub mod platform;
 pub mod retry;
 pub mod runtime;
@@ -18,5 +19,10 @@ pub mod sd_notify;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;
+pub mod text;
 pub mod watchdog;
 pub mod workers;
+
+pub use workers::outputs;
+#[cfg(test)]
+mod module_graph_tests;

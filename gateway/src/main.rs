@@ -1,10 +1,13 @@
 //! The `packgate` command.
 
+mod args;
 mod bench_cli;
 mod cloud_cli;
 mod commands;
 mod desired_cli;
 mod query;
+mod sim_cli;
+mod worker_cli;
 
 use commands::{
     bench, broker_users, can_decode, check_config, command, profiles, reset_alarm, run_gateway,
@@ -17,13 +20,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use packgate::config::{Config, ConfigError, ConfigSource, MAX_PACKS};
+use args::{parse_sim_count, BrokerArgs, ConfigArgs, GatewayArgs};
+use clap::{Parser, Subcommand};
+use packgate::config::ConfigError;
 use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
-use packgate::workers::WorkerKind;
 use packgate_protocol::{BankId, PackId};
 use query::QueryCommand;
+use worker_cli::WorkerCommand;
 
 /// Edge gateway for battery packs: polls each pack's BMS into NATS
 /// JetStream and runs the workers on that stream.
@@ -41,14 +45,10 @@ struct Cli {
 enum Action {
     /// Run every worker in this process (the default on the box).
     Run(GatewayArgs),
-    /// Run only the collect worker: poll the packs and publish.
-    Collect(GatewayArgs),
-    /// Run only the data worker: store samples in SQLite.
-    Data(GatewayArgs),
-    /// Run only the control worker: validated, audited writes to packs.
-    Control(GatewayArgs),
-    /// Run only the monitor worker: every worker's metrics, pack events.
-    Monitor(GatewayArgs),
+    // Run only one worker: `packgate collect`, `packgate data`, ... (one
+    // command per kind of worker that has one, from its kind's facts).
+    #[command(flatten)]
+    Worker(WorkerCommand),
     /// Run only the cloud worker: upload, and the cloud's commands.
     /// `packgate cloud command ...` instead sends a command to a gateway
     /// through the cloud, as an application in the cloud does.
@@ -56,12 +56,6 @@ enum Action {
     /// Desired settings in the cloud: set, get, list or delete the value a
     /// gateway keeps a pack's setting at.
     Desired(desired_cli::DesiredArgs),
-    /// Run only the HTTP worker: Prometheus metrics on `/metrics`.
-    Http(GatewayArgs),
-    /// Run only the mqtt worker: the packs in Home Assistant.
-    Mqtt(GatewayArgs),
-    /// Run only the bank worker: each bank's state and charge limits.
-    Bank(GatewayArgs),
     /// Workers, packs, streams, the cloud link, recent alarms and commands
     /// at a glance.
     Status {
@@ -110,71 +104,7 @@ enum Action {
     },
     /// Serve simulated packs as real devices (Modbus TCP, Modbus RTU, slcan,
     /// and the framed serial BMS protocols).
-    Sim {
-        /// Packs, served as unit ids 1..=N.
-        #[arg(long, default_value_t = 4)]
-        packs: u8,
-        /// Base seed of the packs' models.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Serve Modbus TCP on this address, such as 127.0.0.1:5020.
-        #[arg(long)]
-        modbus_tcp: Option<String>,
-        /// Modbus TCP devices, each serving every pack on its own port:
-        /// the ports after --modbus-tcp's, or each a free one when its
-        /// port is 0.
-        #[arg(long, default_value_t = 1, requires = "modbus_tcp")]
-        devices: u16,
-        /// Serve Modbus RTU on this serial device, or `pty` for a new
-        /// pseudo-terminal whose path is printed.
-        #[arg(long)]
-        modbus_rtu: Option<String>,
-        /// Baud rate of the RTU line.
-        #[arg(long, default_value_t = 9600)]
-        baud_rate: u32,
-        /// Serve pack 1 as a Pylontech-style CAN BMS through slcan on this
-        /// serial device, or `pty`.
-        #[arg(long)]
-        slcan: Option<String>,
-        /// Inject a fault: UNIT=unresponsive | late:MS | crc | exception:CODE
-        /// | garbage | overtemp (repeatable).
-        #[arg(long = "fault", value_parser = parse_fault)]
-        faults: Vec<(u8, packgate_sim::Faults)>,
-        /// Serve the packs as SunSpec batteries (models 1, 802, 803 from
-        /// 40000) in this layout: standard | common65 | vendor-first | no803.
-        #[arg(long)]
-        sunspec_layout: Option<packgate_sim::serve::SunSpecLayout>,
-        /// Serve the packs as Pylontech-style RS-485 ASCII BMSs at
-        /// addresses 1..=N on this serial device, or `pty`.
-        #[arg(long)]
-        pylon_ascii: Option<String>,
-        /// With --pylon-ascii: the packs' reply layout, pylontech |
-        /// seplos-v2 | pace.
-        #[arg(long, requires = "pylon_ascii", default_value_t = packgate_sim::serve::PylonAsciiSimLayout::Pylontech)]
-        layout: packgate_sim::serve::PylonAsciiSimLayout,
-        /// Serve pack 1 as a JBD BMS on this serial device, or `pty`.
-        #[arg(long)]
-        jbd: Option<String>,
-        /// Serve pack 1 as a Daly BMS on this serial device, or `pty`.
-        #[arg(long)]
-        daly: Option<String>,
-        /// Serve pack 1 as a JK B/BD BMS ("NW" frames) on this serial
-        /// device, or `pty`.
-        #[arg(long)]
-        jk: Option<String>,
-        /// Listen as an inverter on this slcan serial device, or `pty`:
-        /// print one line per burst a bank's inverter link sends.
-        #[arg(long)]
-        inverter: Option<String>,
-        /// With --inverter: record the bursts to this file as JSON lines.
-        #[arg(long, requires = "inverter")]
-        record: Option<std::path::PathBuf>,
-        /// With --inverter: obey the CCL/DCL heard and drive the packs with
-        /// this load, CURRENT_A:SECONDS steps in a loop (`250:60,-250:60`).
-        #[arg(long, requires = "inverter", conflicts_with = "record", value_name = "STEPS",
-              value_parser = packgate::cli::sim_loop::parse_load, allow_hyphen_values = true)]
-        inverter_load: Option<packgate_sim::LoadProfile>,
-    },
+    Sim(Box<sim_cli::SimArgs>),
     /// Create the broker credentials file (mode 0600) if it is missing, and
     /// write the nats-server users file (one user per worker, with its
     /// permissions) from it: run at package install.
@@ -264,119 +194,6 @@ enum CanCommand {
     },
 }
 
-/// `--sim N`: a count up to [`MAX_PACKS`], refused before anything is
-/// allocated for it.
-fn parse_sim_count(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(count) if count <= MAX_PACKS => Ok(count),
-        Ok(count) => Err(format!(
-            "{count} simulated packs; one gateway polls at most {MAX_PACKS}"
-        )),
-        Err(e) => Err(format!("{text:?} is not a number of packs: {e}")),
-    }
-}
-
-fn parse_fault(text: &str) -> Result<(u8, packgate_sim::Faults), String> {
-    packgate::cli::sim::parse_fault(text).map_err(|e| e.to_string())
-}
-
-/// Where the configuration comes from.
-#[derive(Debug, Args)]
-struct ConfigArgs {
-    /// Configuration file (TOML). Without it: the file $PACKGATE_CONFIG
-    /// names (set but empty: the built-in defaults), else
-    /// /etc/packgate/packgate.toml if it exists, else the built-in
-    /// defaults. `status` names the one it read; RUST_LOG=debug logs it.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Data directory, overriding the configuration's.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-}
-
-impl ConfigArgs {
-    fn load(&self) -> anyhow::Result<Config> {
-        Ok(self.load_with_source()?.0)
-    }
-
-    /// The configuration, and the file it came from.
-    fn load_with_source(&self) -> anyhow::Result<(Config, ConfigSource)> {
-        let source = ConfigSource::for_command(self.config.as_deref());
-        tracing::debug!(%source, "configuration");
-        let mut config = match source.path() {
-            Some(path) => Config::load(path)
-                .map_err(with_permission_hint)
-                .with_context(|| format!("the configuration {source}"))?,
-            None => Config::default(),
-        };
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
-            // The file's streams, against the filesystem they now go on.
-            if source.path().is_some() {
-                config.fit_streams_to_data_dir("--data-dir")?;
-            }
-        }
-        Ok((config, source))
-    }
-}
-
-/// A configuration this user may not read, with what to do about it; any
-/// other error as it is.
-fn with_permission_hint(error: ConfigError) -> anyhow::Error {
-    let denied = matches!(&error, ConfigError::Read { source, .. }
-        if source.kind() == std::io::ErrorKind::PermissionDenied);
-    if denied {
-        anyhow::Error::new(error).context(
-            "this user may not read the configuration (it may hold the cloud's secrets): \
-             run the command with sudo, or join the file's group (installed from the \
-             package: sudo adduser $USER packgate, then log in again)",
-        )
-    } else {
-        error.into()
-    }
-}
-
-/// Which broker to talk to.
-#[derive(Debug, Args)]
-struct BrokerArgs {
-    #[command(flatten)]
-    source: ConfigArgs,
-    /// URL of a running nats-server, overriding the configuration.
-    #[arg(long)]
-    nats_url: Option<String>,
-}
-
-#[derive(Debug, Args)]
-struct GatewayArgs {
-    #[command(flatten)]
-    broker: BrokerArgs,
-    /// Add N simulated packs (sim-01, sim-02...); at most 1000 packs in
-    /// all, configured and simulated.
-    #[arg(long, num_args = 0..=1, default_missing_value = "4", value_parser = parse_sim_count)]
-    sim: Option<usize>,
-    /// Serve the web page and /metrics on this address instead of
-    /// `[http] listen` (port 0: any free port, logged at start).
-    #[arg(long, value_name = "ADDRESS:PORT")]
-    http_listen: Option<String>,
-}
-
-impl GatewayArgs {
-    fn load(&self) -> anyhow::Result<Config> {
-        let mut config = self.broker.source.load()?;
-        if let Some(url) = &self.broker.nats_url {
-            config.broker.url = Some(url.clone());
-        }
-        if let Some(count) = self.sim {
-            config.add_sim_packs(count)?;
-        }
-        if let Some(listen) = &self.http_listen {
-            config.http.listen = listen.clone();
-        }
-        config.validate("command line")?;
-        Ok(config)
-    }
-}
-
 /// `--soak HOURS`: more than a minute, at most a week.
 fn parse_soak_hours(text: &str) -> Result<f64, String> {
     let hours: f64 = text
@@ -398,13 +215,7 @@ impl Action {
         matches!(
             self,
             Action::Run(_)
-                | Action::Collect(_)
-                | Action::Data(_)
-                | Action::Control(_)
-                | Action::Monitor(_)
-                | Action::Http(_)
-                | Action::Mqtt(_)
-                | Action::Bank(_)
+                | Action::Worker(_)
                 | Action::Cloud(cloud_cli::CloudArgs { action: None, .. })
         )
     }
@@ -463,13 +274,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Run(args) => block_on(run_gateway(&args, WorkerSet::all(), "packgate")),
-        Action::Collect(args) => block_on(run_one(&args, WorkerKind::Collect)),
-        Action::Data(args) => block_on(run_one(&args, WorkerKind::Data)),
-        Action::Control(args) => block_on(run_one(&args, WorkerKind::Control)),
-        Action::Monitor(args) => block_on(run_one(&args, WorkerKind::Monitor)),
-        Action::Http(args) => block_on(run_one(&args, WorkerKind::Http)),
-        Action::Mqtt(args) => block_on(run_one(&args, WorkerKind::Mqtt)),
-        Action::Bank(args) => block_on(run_one(&args, WorkerKind::Bank)),
+        Action::Worker(WorkerCommand { kind, args }) => block_on(run_one(&args, kind)),
         Action::Cloud(args) => block_on(cloud_cli::run(args)),
         Action::Desired(args) => block_on(desired_cli::run(args)),
         Action::Status { target } => block_on(status(&target)),
@@ -485,45 +290,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         Action::CheckConfig { file } => check_config(file.as_deref()),
         Action::Query { what } => query::query(what),
         Action::Watch { target, once } => block_on(watch(&target, once)),
-        Action::Sim {
-            packs,
-            seed,
-            modbus_tcp,
-            devices,
-            modbus_rtu,
-            baud_rate,
-            slcan,
-            faults,
-            sunspec_layout,
-            pylon_ascii,
-            layout,
-            jbd,
-            daly,
-            jk,
-            inverter,
-            record,
-            inverter_load,
-        } => block_on(sim(packgate::cli::sim::SimOptions {
-            packs,
-            seed,
-            modbus_tcp,
-            modbus_tcp_devices: devices,
-            modbus_rtu,
-            baud_rate,
-            slcan,
-            faults,
-            sunspec_layout,
-            framed: packgate::cli::sim::FramedLines {
-                pylon_ascii,
-                pylon_ascii_layout: layout,
-                jbd,
-                daly,
-                jk,
-            },
-            inverter,
-            record,
-            inverter_load,
-        })),
+        Action::Sim(args) => block_on(sim(args.into_options())),
         Action::ResetAlarm { target } => block_on(reset_alarm(&target)),
         Action::Profiles { what } => profiles(&what),
         Action::Can {

@@ -6,7 +6,8 @@
 //! after it stopped.
 //!
 //! Adding a worker: a folder under `workers/` with a type implementing
-//! [`Worker`], a [`WorkerKind`] variant, and one line in [`build_workers`].
+//! [`Worker`], its config section in `config/`, its kind's facts in
+//! [`crate::kinds`], and its line in `build`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use packgate_protocol::names::ConsumerSpec;
 
+use crate::broker::Broker;
 use crate::broker::{ensure_consumer, BrokerError, BrokerUser, SetupAction};
 use crate::config::Config;
 use crate::retry::{retry_until_shutdown, Backoff};
-use crate::runtime::Broker;
 use crate::telemetry::snapshot::spawn_metrics_publisher;
 use crate::workers::bank::BankWorker;
 use crate::workers::cloud::{CloudMetrics, CloudWorker};
@@ -33,7 +34,8 @@ use crate::workers::http::HttpWorker;
 use crate::workers::monitor::{MonitorMetrics, MonitorWorker};
 use crate::workers::mqtt::MqttWorker;
 use crate::workers::{
-    collect, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics,
+    collect, GatewayView, OutputsWorker, Stage, Worker, WorkerContext, WorkerError, WorkerKind,
+    WorkerMetrics,
 };
 
 /// Which workers run in this process.
@@ -134,54 +136,65 @@ pub enum RunError {
     },
 }
 
-/// The enabled workers of `set`, built from their config sections. One
-/// line per worker.
+/// The workers of `set` that `config` runs ([`WorkerKind::disabled_by`]),
+/// each built from its own config section and the [`GatewayView`].
 pub fn build_workers(
     config: &Config,
     set: &WorkerSet,
     packs: PackSet,
 ) -> Result<Vec<Box<dyn Worker>>, RunError> {
-    let on = |kind| set.contains(kind);
-    let mut workers: Vec<Box<dyn Worker>> = Vec::new();
-    if on(WorkerKind::Collect) {
-        workers.push(Box::new(CollectWorker::new(config.collect.clone(), packs)));
-    }
-    if on(WorkerKind::Data) {
-        workers.push(Box::new(DataWorker::new(config.data.clone())));
-    }
-    if on(WorkerKind::Control) {
-        workers.push(Box::new(
-            ControlWorker::new(config.control.clone(), &config.packs, &config.banks)
-                .map_err(|e| WorkerError::new(WorkerKind::Control, e))?,
-        ));
-    }
-    if on(WorkerKind::Monitor) {
-        workers.push(Box::new(MonitorWorker::new(config.monitor.clone())));
-    }
-    if on(WorkerKind::Cloud) && config.cloud.enabled {
-        workers.push(Box::new(CloudWorker::new(config.cloud.clone())));
-    }
-    if on(WorkerKind::Http) && config.http.enabled {
-        workers.push(Box::new(HttpWorker::new(config)));
-    }
-    if on(WorkerKind::Mqtt) && config.mqtt.enabled {
-        workers.push(Box::new(
-            MqttWorker::new(config).map_err(|e| WorkerError::new(WorkerKind::Mqtt, e))?,
-        ));
-    }
-    if on(WorkerKind::Bank) && !config.banks.is_empty() {
-        workers.push(Box::new(
-            BankWorker::new(config).map_err(|e| WorkerError::new(WorkerKind::Bank, e))?,
-        ));
-    }
-    if on(WorkerKind::Outputs) {
-        workers.extend(
-            OutputsWorker::open(config)
-                .map_err(|e| WorkerError::new(WorkerKind::Outputs, e))?
-                .map(|w| Box::new(w) as Box<dyn Worker>),
-        );
+    let view = GatewayView::of(config);
+    let mut packs = Some(packs);
+    let mut workers = Vec::new();
+    for kind in WorkerKind::ALL {
+        if set.contains(kind) && kind.disabled_by(config).is_none() {
+            let built = build(kind, config, &view, &mut packs).map_err(|e| {
+                RunError::Worker(WorkerError {
+                    worker: kind,
+                    source: e,
+                })
+            })?;
+            workers.extend(built);
+        }
     }
     Ok(workers)
+}
+
+/// Why a worker could not be built.
+type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The worker of `kind`, from its config section (and the collector from
+/// `packs`): the one line each worker has here. `None` when it finds
+/// nothing to do.
+fn build(
+    kind: WorkerKind,
+    config: &Config,
+    view: &GatewayView,
+    packs: &mut Option<PackSet>,
+) -> Result<Option<Box<dyn Worker>>, BuildError> {
+    fn some(worker: impl Worker + 'static) -> Option<Box<dyn Worker>> {
+        Some(Box::new(worker))
+    }
+    Ok(match kind {
+        WorkerKind::Collect => some(CollectWorker::new(
+            config.collect.clone(),
+            packs.take().unwrap_or_default(),
+        )),
+        WorkerKind::Data => some(DataWorker::new(config.data.clone())),
+        WorkerKind::Control => some(ControlWorker::new(
+            config.control.clone(),
+            &view.packs,
+            &view.banks,
+        )?),
+        WorkerKind::Monitor => some(MonitorWorker::new(config.monitor.clone())),
+        WorkerKind::Cloud => some(CloudWorker::new(config.cloud.clone())),
+        WorkerKind::Http => some(HttpWorker::new(config.http.clone(), view.clone())),
+        WorkerKind::Mqtt => some(MqttWorker::new(config.mqtt.clone(), view)?),
+        WorkerKind::Bank => some(BankWorker::new(&config.banks, &config.control, view)?),
+        WorkerKind::Outputs => {
+            OutputsWorker::open(&config.outputs, view)?.map(|w| Box::new(w) as _)
+        }
+    })
 }
 
 /// A running stage: its workers' tasks and the signal that stops them.
@@ -446,5 +459,41 @@ async fn keep_consumers(
                 Err(_) => tracing::debug!(consumer = spec.durable, "consumer check timed out"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_workers_built_are_those_the_configuration_runs_reading_their_kinds_consumers() {
+        let mut config = Config::default();
+        config.cloud.enabled = true;
+        let workers = build_workers(&config, &WorkerSet::all(), PackSet::default()).unwrap();
+        let kinds: Vec<_> = workers.iter().map(|w| w.kind()).collect();
+        assert_eq!(kinds, WorkerKind::expected(&config));
+        assert!(kinds.contains(&WorkerKind::Cloud));
+        assert!(!kinds.contains(&WorkerKind::Bank), "no [[banks]]");
+        for worker in &workers {
+            let durables: Vec<_> = worker.consumers().iter().map(|c| c.durable).collect();
+            let declared: Vec<_> = worker
+                .kind()
+                .consumers()
+                .iter()
+                .map(|c| c.durable)
+                .collect();
+            assert_eq!(durables, declared, "{}", worker.kind());
+        }
+        let data = build_workers(
+            &config,
+            &WorkerSet::only(WorkerKind::Data),
+            PackSet::default(),
+        )
+        .unwrap();
+        let kinds: Vec<_> = data.iter().map(|w| w.kind()).collect();
+        assert_eq!(kinds, [WorkerKind::Data]);
     }
 }

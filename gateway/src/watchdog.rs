@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Broker;
+use crate::broker::Broker;
 use crate::telemetry::snapshot::MetricsSource;
 use crate::workers::{WorkerKind, WorkerMetrics};
 

@@ -13,9 +13,10 @@ use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use packgate_protocol::names::{self, ConsumerSpec};
+use packgate_protocol::names;
 
-use crate::workers::WorkerKind;
+pub use crate::kinds::Permissions;
+use crate::kinds::WorkerKind;
 
 /// A user of the local broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,175 +54,48 @@ impl BrokerUser {
         format!("_INBOX_{}", self.name())
     }
 
-    /// What this user may publish and subscribe to.
+    /// What this user may publish and subscribe to: a worker's own
+    /// metrics subject and what its [kind's facts](crate::kinds) grant.
     pub fn permissions(self) -> Permissions {
-        let own_metrics = |kind: WorkerKind| names::metrics_subject(kind.name());
         let mut p = Permissions::default();
         p.subscribe.push(format!("{}.>", self.inbox_prefix()));
         match self {
             BrokerUser::Setup => p.publish.push("$JS.API.>".into()),
-            BrokerUser::Operator => {
-                p.publish.extend([
-                    names::CONTROL_SUBJECT.to_owned(),
-                    names::OUTPUTS_RESET_SUBJECT.to_owned(),
-                ]);
-                // Read-only JetStream API: infos, listings, a stored message.
-                p.publish.extend(
-                    [
-                        "$JS.API.INFO",
-                        "$JS.API.STREAM.NAMES",
-                        "$JS.API.STREAM.LIST",
-                        "$JS.API.STREAM.INFO.*",
-                        "$JS.API.STREAM.MSG.GET.*",
-                        "$JS.API.CONSUMER.NAMES.*",
-                        "$JS.API.CONSUMER.LIST.*",
-                        "$JS.API.CONSUMER.INFO.*.*",
-                    ]
-                    .map(str::to_owned),
-                );
-                p.subscribe.extend([
-                    names::ALL_SAMPLES_SUBJECT.to_owned(),
-                    names::ALL_EVENTS_SUBJECT.to_owned(),
-                    names::ALL_BANKS_SUBJECT.to_owned(),
-                ]);
-            }
+            BrokerUser::Operator => operator_grants(&mut p),
             BrokerUser::Worker(kind) => {
-                p.publish.push(own_metrics(kind));
-                match kind {
-                    WorkerKind::Collect => {
-                        p.publish.extend(
-                            [
-                                names::SAMPLES_STREAM.subjects,
-                                names::EVENTS_STREAM.subjects,
-                            ]
-                            .concat()
-                            .iter()
-                            .map(|s| (*s).to_owned()),
-                        );
-                        p.subscribe.push(names::BUS_WRITE_SUBJECTS.to_owned());
-                        p.allow_responses = true;
-                    }
-                    WorkerKind::Data => {
-                        p.consume(&names::DATA_CONSUMER);
-                        p.consume(&names::DATA_BANKS_CONSUMER);
-                        // Told when the broker gives up on a sample, so it
-                        // is counted and recorded, never gone silently.
-                        p.subscribe.push(names::max_deliveries_advisory_subject(
-                            &names::DATA_CONSUMER,
-                        ));
-                        // ... and reads that one sample back by its stream
-                        // sequence to keep its content.
-                        p.publish.push(format!(
-                            "$JS.API.STREAM.MSG.GET.{}",
-                            names::DATA_CONSUMER.stream
-                        ));
-                    }
-                    WorkerKind::Control => {
-                        p.publish.extend([
-                            names::BUS_WRITE_SUBJECTS.to_owned(),
-                            // Validated commands lowering a bank's limits.
-                            names::BANK_LIMITS_SUBJECTS.to_owned(),
-                        ]);
-                        p.subscribe.push(names::CONTROL_SUBJECT.to_owned());
-                        p.allow_responses = true;
-                    }
-                    WorkerKind::Monitor => {
-                        p.consume(&names::MONITOR_METRICS_CONSUMER);
-                        p.consume(&names::MONITOR_EVENTS_CONSUMER);
-                    }
-                    WorkerKind::Cloud => {
-                        p.consume(&names::CLOUD_SAMPLES_CONSUMER);
-                        p.consume(&names::CLOUD_EVENTS_CONSUMER);
-                        p.publish.push(names::CONTROL_SUBJECT.to_owned());
-                        // The packs' online events: a pack back (or
-                        // replaced) gets its desired settings at once.
-                        p.subscribe.push(names::ALL_EVENTS_SUBJECT.to_owned());
-                    }
-                    WorkerKind::Http => {
-                        p.subscribe.extend([
-                            names::ALL_SAMPLES_SUBJECT.to_owned(),
-                            names::ALL_METRICS_SUBJECT.to_owned(),
-                            names::ALL_BANKS_SUBJECT.to_owned(),
-                        ]);
-                        // The page's pipeline health: stream sizes and
-                        // the workers' consumer lags, read only.
-                        p.publish.extend(
-                            names::STREAMS
-                                .iter()
-                                .map(|s| format!("$JS.API.STREAM.INFO.{}", s.name)),
-                        );
-                        p.publish.extend(
-                            WorkerKind::ALL
-                                .into_iter()
-                                .flat_map(crate::telemetry::health::consumers_of)
-                                .map(|c| {
-                                    format!("$JS.API.CONSUMER.INFO.{}.{}", c.stream, c.durable)
-                                }),
-                        );
-                    }
-                    WorkerKind::Mqtt => {
-                        p.subscribe.extend([
-                            names::ALL_SAMPLES_SUBJECT.to_owned(),
-                            // The serial numbers of the packs' online events.
-                            names::ALL_EVENTS_SUBJECT.to_owned(),
-                        ]);
-                        // Home Assistant's setting changes, as commands
-                        // the control worker checks and audits.
-                        p.publish.push(names::CONTROL_SUBJECT.to_owned());
-                    }
-                    WorkerKind::Bank => {
-                        p.subscribe.extend([
-                            names::ALL_SAMPLES_SUBJECT.to_owned(),
-                            // The control worker's validated commands to
-                            // the banks' limits, answered.
-                            names::BANK_LIMITS_SUBJECTS.to_owned(),
-                        ]);
-                        p.publish
-                            .extend(names::BANKS_STREAM.subjects.iter().map(|s| (*s).to_owned()));
-                        p.allow_responses = true;
-                    }
-                    WorkerKind::Outputs => {
-                        p.subscribe.extend([
-                            names::ALL_EVENTS_SUBJECT.to_owned(),
-                            names::OUTPUTS_RESET_SUBJECT.to_owned(),
-                        ]);
-                        p.allow_responses = true;
-                    }
-                }
+                p.publish.push(names::metrics_subject(kind.name()));
+                (kind.spec().grants)(&mut p);
             }
         }
         p
     }
 }
 
+/// The CLI's: commands through the control worker, alarm resets, the
+/// live streams, and the JetStream API read only (infos, listings, a
+/// stored message).
+fn operator_grants(p: &mut Permissions) {
+    p.publish_to(&[names::CONTROL_SUBJECT, names::OUTPUTS_RESET_SUBJECT]);
+    p.publish_to(&[
+        "$JS.API.INFO",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.INFO.*",
+        "$JS.API.STREAM.MSG.GET.*",
+        "$JS.API.CONSUMER.NAMES.*",
+        "$JS.API.CONSUMER.LIST.*",
+        "$JS.API.CONSUMER.INFO.*.*",
+    ]);
+    p.subscribe_to(&[
+        names::ALL_SAMPLES_SUBJECT,
+        names::ALL_EVENTS_SUBJECT,
+        names::ALL_BANKS_SUBJECT,
+    ]);
+}
+
 impl fmt::Display for BrokerUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The subjects one user may publish and subscribe to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Permissions {
-    /// Subjects it may publish to.
-    pub publish: Vec<String>,
-    /// Subjects it may subscribe to.
-    pub subscribe: Vec<String>,
-    /// Whether it may answer requests it received (one reply each).
-    pub allow_responses: bool,
-}
-
-impl Permissions {
-    /// Reading one durable consumer: its info, pulls and acks, nothing
-    /// that creates, changes or deletes.
-    fn consume(&mut self, spec: &ConsumerSpec) {
-        let (stream, durable) = (spec.stream, spec.durable);
-        self.publish.extend([
-            format!("$JS.API.STREAM.INFO.{stream}"),
-            format!("$JS.API.CONSUMER.INFO.{stream}.{durable}"),
-            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
-            format!("$JS.ACK.{stream}.{durable}.>"),
-        ]);
     }
 }
 

@@ -7,6 +7,7 @@ use async_nats::jetstream;
 
 use super::auth::{BrokerCredentials, BrokerUser, CredentialsError};
 use super::link_log::LinkWatch;
+pub use crate::config::redact_url;
 use crate::config::BrokerConfig;
 
 /// Why talking to the broker failed, by operation.
@@ -40,20 +41,6 @@ pub enum BrokerError {
     /// Shutdown came before the broker was ready.
     #[error("shut down before the broker was ready")]
     Interrupted,
-}
-
-/// `url` with any password or token in it replaced by `***`, for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("***", |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
-    }
 }
 
 /// Connects to `url` as `name`. The first connection is retried in the

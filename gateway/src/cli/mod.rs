@@ -2,7 +2,7 @@
 //! simulator, rendering, and the kinds of worker the commands run.
 
 pub mod banks;
-pub mod render;
+pub use crate::store::render;
 pub mod sim;
 pub mod sim_inverter;
 pub mod sim_loop;

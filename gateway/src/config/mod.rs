@@ -59,7 +59,7 @@ pub use packs::{
 pub use ranges::{
     MAX_PACKS, MAX_STREAM_AGE_S, MAX_STREAM_BYTES, MIN_POLL_INTERVAL_MS, MIN_STREAM_BYTES,
 };
-pub use secret::Secret;
+pub use secret::{redact_url, Secret};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

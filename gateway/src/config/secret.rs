@@ -64,15 +64,27 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// `url` with any password or token in it replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("***", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Serialises a URL with the password or token in it replaced by `***`
 /// (`serialize_with` of a config field holding one).
 pub(super) fn serialize_url<S: Serializer>(
     url: &Option<String>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    url.as_deref()
-        .map(crate::broker::connect::redact_url)
-        .serialize(serializer)
+    url.as_deref().map(redact_url).serialize(serializer)
 }
 
 /// [`serialize_url`] for a list of URLs.
@@ -81,7 +93,7 @@ pub(super) fn serialize_urls<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     urls.iter()
-        .map(|url| crate::broker::connect::redact_url(url))
+        .map(|url| redact_url(url))
         .collect::<Vec<_>>()
         .serialize(serializer)
 }

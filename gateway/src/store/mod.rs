@@ -11,6 +11,7 @@ mod banks;
 mod dead;
 pub mod monitor;
 mod range;
+pub mod render;
 mod row;
 mod samples;
 mod schema;

@@ -1,113 +1,15 @@
-//! The health rules that `packgate status` and the web page share: when a
-//! worker is alive, stalled, missing or disabled, when a pack is online,
-//! stale or suspect, what the cloud worker's gauges say of its link, and
-//! which counter tells most about a worker. Pure: facts in, verdicts out,
-//! so the two views can never disagree.
+//! The health rules read off snapshots and samples alone: when a pack is
+//! online, stale or suspect, when the data worker is stalled, what the
+//! cloud worker's gauges say of its link. Pure: facts in, verdicts out.
+//! The rules that also need the workers' kinds and the configuration are
+//! in [`crate::health`], which `packgate status` and the web page share.
 
-use packgate_protocol::names::{self, ConsumerSpec};
+use packgate_protocol::names::ConsumerSpec;
 use packgate_protocol::DataQuality;
-
-use crate::config::Config;
-use crate::workers::WorkerKind;
-
-/// What a worker is doing, as its snapshots, the broker and the
-/// configuration tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerState {
-    /// A snapshot in the last [`alive_window_ms`], and nothing wrong seen.
-    Alive,
-    /// Alive, but not doing its work; the reasons say why.
-    Stalled(Vec<String>),
-    /// No snapshot in the last [`alive_window_ms`] (or never).
-    Missing,
-    /// The configuration does not run it (the setting that says so), and
-    /// it sends no snapshots from elsewhere.
-    Disabled(&'static str),
-}
-
-impl WorkerState {
-    /// One word for it: `alive`, `stalled`, `missing` or `disabled`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            WorkerState::Alive => "alive",
-            WorkerState::Stalled(_) => "stalled",
-            WorkerState::Missing => "missing",
-            WorkerState::Disabled(_) => "disabled",
-        }
-    }
-}
-
-/// How recent a worker's last snapshot must be for it to count as alive:
-/// three snapshot intervals.
-pub fn alive_window_ms(config: &Config) -> i64 {
-    i64::try_from(config.monitor.snapshot_interval().as_millis())
-        .unwrap_or(i64::MAX / 4)
-        .saturating_mul(3)
-}
-
-/// The verdict on `kind`, whose newest snapshot was taken at
-/// `last_snapshot_ms` (none: never seen), at `now_ms`, given the
-/// `reasons` it is not working (see [`data_stall`] and [`consumers_of`]).
-pub fn worker_state(
-    kind: WorkerKind,
-    config: &Config,
-    last_snapshot_ms: Option<i64>,
-    now_ms: i64,
-    reasons: Vec<String>,
-) -> WorkerState {
-    let fresh = last_snapshot_ms.is_some_and(|at| now_ms - at <= alive_window_ms(config));
-    // A worker the configuration does not run is disabled, not missing;
-    // one that sends snapshots anyway (run elsewhere) is shown as it is.
-    match (kind.disabled_by(config), fresh) {
-        (Some(why), false) => WorkerState::Disabled(why),
-        (_, false) => WorkerState::Missing,
-        (_, true) if reasons.is_empty() => WorkerState::Alive,
-        (_, true) => WorkerState::Stalled(reasons),
-    }
-}
-
-/// The counter shown for a worker: its most telling one if present, else
-/// its first.
-pub fn key_counter(kind: WorkerKind, counters: &[(String, u64)]) -> Option<(String, u64)> {
-    let preferred: &[&str] = match kind {
-        WorkerKind::Collect => &["samples_published"],
-        WorkerKind::Data => &["samples_stored"],
-        WorkerKind::Cloud => &["samples_sent", "batches_sent"],
-        WorkerKind::Control => &["commands_received", "applied"],
-        WorkerKind::Monitor => &["snapshots_stored"],
-        WorkerKind::Http => &["scrapes"],
-        WorkerKind::Mqtt | WorkerKind::Bank => &["states_published"],
-        WorkerKind::Outputs => &[],
-    };
-    preferred
-        .iter()
-        .find_map(|name| counters.iter().find(|(n, _)| n == name))
-        .or_else(|| counters.first())
-        .cloned()
-}
 
 /// The gauge `name` of a snapshot, if it has one.
 pub fn gauge(gauges: &[(String, f64)], name: &str) -> Option<f64> {
     gauges.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
-}
-
-/// The durable consumers a worker reads from: each must exist on the
-/// broker for the worker to work.
-pub fn consumers_of(kind: WorkerKind) -> &'static [ConsumerSpec] {
-    match kind {
-        WorkerKind::Data => &[names::DATA_CONSUMER, names::DATA_BANKS_CONSUMER],
-        WorkerKind::Monitor => &[
-            names::MONITOR_METRICS_CONSUMER,
-            names::MONITOR_EVENTS_CONSUMER,
-        ],
-        WorkerKind::Cloud => &[names::CLOUD_SAMPLES_CONSUMER, names::CLOUD_EVENTS_CONSUMER],
-        WorkerKind::Collect
-        | WorkerKind::Control
-        | WorkerKind::Outputs
-        | WorkerKind::Http
-        | WorkerKind::Mqtt
-        | WorkerKind::Bank => &[],
-    }
 }
 
 /// Why a consumer of a worker does not let it work: it is missing.
@@ -142,7 +44,7 @@ pub fn data_stall(
     (idle > stall_ms).then(|| {
         format!(
             "lag {lag}, nothing stored for {}",
-            crate::cli::status::format_age(idle)
+            crate::text::format_age(idle)
         )
     })
 }
@@ -227,46 +129,6 @@ pub fn cloud_link(gauges: &[(String, f64)], notes: &[(String, String)]) -> Cloud
 mod tests {
     use super::*;
 
-    fn counters(names: &[&str]) -> Vec<(String, u64)> {
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| ((*n).to_owned(), i as u64))
-            .collect()
-    }
-
-    #[test]
-    fn workers_are_alive_stalled_missing_or_disabled() {
-        let mut config = Config::default();
-        config.monitor.snapshot_interval_s = 10;
-        let now = 1_000_000;
-        let alive = |kind, at, reasons| worker_state(kind, &config, at, now, reasons);
-        assert_eq!(alive_window_ms(&config), 30_000);
-        assert_eq!(
-            alive(WorkerKind::Data, Some(now - 30_000), vec![]),
-            WorkerState::Alive
-        );
-        assert_eq!(
-            alive(WorkerKind::Data, Some(now - 30_001), vec![]),
-            WorkerState::Missing
-        );
-        assert_eq!(alive(WorkerKind::Data, None, vec![]), WorkerState::Missing);
-        assert_eq!(
-            alive(WorkerKind::Data, Some(now), vec!["x".into()]),
-            WorkerState::Stalled(vec!["x".into()])
-        );
-        // The cloud worker is off by default: disabled unless it reports.
-        assert_eq!(
-            alive(WorkerKind::Cloud, None, vec![]),
-            WorkerState::Disabled("cloud.enabled = false")
-        );
-        assert_eq!(
-            alive(WorkerKind::Cloud, Some(now), vec![]),
-            WorkerState::Alive
-        );
-        assert_eq!(WorkerState::Stalled(vec![]).name(), "stalled");
-    }
-
     #[test]
     fn the_data_worker_stalls_only_with_a_lag_and_no_commit() {
         let gauges = vec![("last_commit_ms".to_owned(), 50_000.0)];
@@ -301,17 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn key_counters_gauges_and_the_cloud_link() {
-        let data = counters(&["samples_duplicate", "samples_stored"]);
-        assert_eq!(
-            key_counter(WorkerKind::Data, &data),
-            Some(("samples_stored".to_owned(), 1))
-        );
-        assert_eq!(
-            key_counter(WorkerKind::Outputs, &data),
-            Some(("samples_duplicate".to_owned(), 0))
-        );
-        assert_eq!(key_counter(WorkerKind::Outputs, &[]), None);
+    fn gauges_and_the_cloud_link() {
         let gauges = vec![("link_up".to_owned(), 0.0), ("backlog".to_owned(), 12.0)];
         assert_eq!(
             cloud_link(&gauges, &[]),
@@ -322,8 +174,8 @@ mod tests {
                 upload_lag_ms: None
             }
         );
-        assert_eq!(consumers_of(WorkerKind::Monitor).len(), 2);
-        assert!(consumers_of(WorkerKind::Http).is_empty());
+        assert_eq!(gauge(&gauges, "backlog"), Some(12.0));
+        assert_eq!(gauge(&gauges, "nope"), None);
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub mod data;
 pub mod http;
 pub mod monitor;
 pub mod mqtt;
+pub mod outputs;
 mod retention;
+mod view;
 
 use std::any::Any;
 use std::fmt;
@@ -28,141 +30,11 @@ use futures_util::future::BoxFuture;
 use packgate_protocol::names::ConsumerSpec;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::outputs::OutputsWorker;
+pub use crate::kinds::{Stage, WorkerKind};
 use crate::telemetry::snapshot::MetricsSource;
 use collect::clock::WallClock;
-
-/// Every kind of worker, by the name it has on the command line, in its
-/// metrics and in `packgate status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkerKind {
-    /// Polls the packs and publishes samples and events.
-    Collect,
-    /// Stores samples in SQLite.
-    Data,
-    /// Validates, audits and dispatches commands to packs.
-    Control,
-    /// Stores every worker's metrics and the pack events.
-    Monitor,
-    /// Uploads to the cloud and brings its commands in.
-    Cloud,
-    /// Drives the GPIO alarm relay and status LED from pack events.
-    Outputs,
-    /// Serves the Prometheus metrics over HTTP.
-    Http,
-    /// Publishes the packs to an MQTT broker, with Home Assistant
-    /// discovery.
-    Mqtt,
-    /// Follows the packs of each bank and publishes the bank's state and
-    /// charge limits.
-    Bank,
-}
-
-impl WorkerKind {
-    /// Every kind, in start order.
-    pub const ALL: [WorkerKind; 9] = [
-        WorkerKind::Collect,
-        WorkerKind::Bank,
-        WorkerKind::Data,
-        WorkerKind::Control,
-        WorkerKind::Monitor,
-        WorkerKind::Cloud,
-        WorkerKind::Outputs,
-        WorkerKind::Http,
-        WorkerKind::Mqtt,
-    ];
-
-    /// The kinds a gateway of `config` runs in `packgate run`: every
-    /// worker that `config` does not disable ([`WorkerKind::disabled_by`]).
-    pub fn expected(config: &crate::config::Config) -> Vec<WorkerKind> {
-        WorkerKind::ALL
-            .into_iter()
-            .filter(|kind| kind.disabled_by(config).is_none())
-            .collect()
-    }
-
-    /// Why `packgate run` with `config` does not run this worker, as the
-    /// setting that says so; `None` when it runs: the cloud worker only with
-    /// `cloud.enabled`, the HTTP worker only with `http.enabled`, the GPIO
-    /// outputs only where some are configured, the bank worker only with
-    /// `[[banks]]`.
-    pub fn disabled_by(self, config: &crate::config::Config) -> Option<&'static str> {
-        let outputs = &config.outputs;
-        match self {
-            WorkerKind::Cloud if !config.cloud.enabled => Some("cloud.enabled = false"),
-            WorkerKind::Http if !config.http.enabled => Some("http.enabled = false"),
-            WorkerKind::Mqtt if !config.mqtt.enabled => Some("mqtt.enabled = false"),
-            WorkerKind::Bank if config.banks.is_empty() => Some("no [[banks]] configured"),
-            WorkerKind::Outputs
-                if outputs.alarm_relay.is_none() && outputs.status_led.is_none() =>
-            {
-                Some("no [outputs] configured")
-            }
-            _ => None,
-        }
-    }
-
-    /// The name of a process running only this worker, as it introduces
-    /// itself to the broker: `packgate-collect`, ...
-    pub fn process_name(self) -> String {
-        format!("packgate-{}", self.name())
-    }
-
-    /// The worker's name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            WorkerKind::Collect => "collect",
-            WorkerKind::Data => "data",
-            WorkerKind::Control => "control",
-            WorkerKind::Monitor => "monitor",
-            WorkerKind::Cloud => "cloud",
-            WorkerKind::Outputs => "outputs",
-            WorkerKind::Http => "http",
-            WorkerKind::Mqtt => "mqtt",
-            WorkerKind::Bank => "bank",
-        }
-    }
-
-    /// Where the worker sits in the data flow.
-    pub const fn stage(self) -> Stage {
-        match self {
-            // The bank worker is a source of bank states: it stops before
-            // the store, its last publishes flushed.
-            WorkerKind::Collect | WorkerKind::Bank => Stage::Source,
-            WorkerKind::Data => Stage::Store,
-            WorkerKind::Control
-            | WorkerKind::Monitor
-            | WorkerKind::Cloud
-            | WorkerKind::Outputs
-            | WorkerKind::Http
-            | WorkerKind::Mqtt => Stage::Sink,
-        }
-    }
-}
-
-impl fmt::Display for WorkerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where a worker sits in the data flow; it decides the stop order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
-    /// Puts messages on the streams (collect): stops first, after flushing
-    /// its publishes.
-    Source,
-    /// Stores what the sources published (data): stops once it has taken
-    /// what the stopped sources flushed.
-    Store,
-    /// Everything else: stops last.
-    Sink,
-}
-
-impl Stage {
-    /// Every stage, in stop order.
-    pub const STOP_ORDER: [Stage; 3] = [Stage::Source, Stage::Store, Stage::Sink];
-}
+pub use outputs::OutputsWorker;
+pub use view::{GatewayView, StorePaths};
 
 /// What every worker is given to run: the broker connection, where its
 /// files go, and the wall clock that stamps what it records.
@@ -254,11 +126,12 @@ pub trait Worker: Send + fmt::Debug {
     /// Its metrics, published in snapshots while it runs.
     fn metrics(&self) -> WorkerMetrics;
 
-    /// The durable consumers it reads. The supervisor creates them (the
+    /// The durable consumers it reads, as its kind's facts name them
+    /// ([`WorkerKind::consumers`]). The supervisor creates them (the
     /// worker's own broker user may only read them) and recreates one that
     /// vanishes.
     fn consumers(&self) -> Vec<ConsumerSpec> {
-        Vec::new()
+        self.kind().consumers().to_vec()
     }
 
     /// Runs until `shutdown` fires, then finishes what it holds (within its

@@ -12,14 +12,13 @@
 //! broker is reported unreachable and what the databases know is printed.
 
 mod banks;
-mod broker;
-mod format;
 mod sections;
 
 use std::io::Write;
 
-pub use broker::{BrokerView, ConsumerView, BROKER_TIMEOUT};
-pub use format::{format_age, format_bytes};
+use crate::broker::view as broker;
+pub use crate::broker::view::{BrokerView, ConsumerView, BROKER_TIMEOUT};
+pub use crate::text::{format_age, format_bytes};
 
 use crate::config::{Config, ConfigSource};
 use crate::telemetry::now_ms;

@@ -7,10 +7,10 @@ use packgate_protocol::names::{self, STREAMS};
 use packgate_protocol::{PackId, Sample};
 
 use super::broker::{last_sample, packs_on_broker, ConsumerView};
-use super::format::{format_age, format_bytes};
 use super::{Sources, RECENT};
+use crate::health::{self, WorkerState};
 use crate::store::SampleStore;
-use crate::telemetry::health::{self, WorkerState};
+use crate::text::{format_age, format_bytes};
 use crate::workers::control::{AuditRecord, AuditStore};
 use crate::workers::monitor::StoredSnapshot;
 use crate::workers::WorkerKind;
@@ -29,7 +29,7 @@ async fn stall_reasons(
     stall_ms: i64,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
-    for spec in health::consumers_of(kind) {
+    for spec in kind.consumers() {
         match sources.broker.consumer(spec).await {
             ConsumerView::Missing => reasons.push(health::missing_consumer(spec)),
             ConsumerView::Lag(lag) if kind == WorkerKind::Data => {
@@ -85,7 +85,8 @@ pub(super) async fn workers(sources: &mut Sources<'_>, out: &mut dyn Write) -> i
             }
             (_, Some(s)) => (s, String::new()),
         };
-        let counter = health::key_counter(kind, &s.counters)
+        let counter = kind
+            .key_counter(&s.counters)
             .map(|(name, value)| format!("  {name} {value}"))
             .unwrap_or_default();
         writeln!(

@@ -43,9 +43,9 @@ pub use latest::{Held, Latest, Taken};
 pub use metrics::{BankGauges, BankMetrics};
 
 use super::collect::clock::WallClock;
-use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use super::{GatewayView, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 use crate::bank::{LimitRules, LimitsController, PackView};
-use crate::config::{BankConfigError, Config, PackRating};
+use crate::config::{BankConfig, BankConfigError, ControlConfig, PackRating};
 use crate::workers::control::validate::Policy;
 
 /// How often each bank's state is computed and published.
@@ -109,14 +109,18 @@ pub struct BankWorker {
 }
 
 impl BankWorker {
-    /// A worker for every bank of `config`.
-    pub fn new(config: &Config) -> Result<Self, BankError> {
+    /// A worker for every bank of `banks`, made of the packs of `view`,
+    /// checking commands to their limits against `control`'s policy. The
+    /// limits lowered by commands are read from the data directory when
+    /// it starts.
+    pub fn new(
+        banks: &[BankConfig],
+        control: &ControlConfig,
+        view: &GatewayView,
+    ) -> Result<Self, BankError> {
         let metrics = Arc::new(BankMetrics::default());
-        let overrides_path = overrides::path_in(&config.data_dir);
-        let overrides = overrides::load(&overrides_path)?;
         let mut links = Vec::new();
-        let banks = config
-            .banks
+        let built = banks
             .iter()
             .enumerate()
             .map(|(index, bank)| {
@@ -133,19 +137,15 @@ impl BankWorker {
                     }
                     None => None,
                 };
-                let lowered = overrides.get(&bank.name).copied().unwrap_or_default();
-                if !lowered.is_empty() {
-                    tracing::info!(bank = %bank.name, ?lowered, file = %overrides_path.display(), "site limits lowered by commands apply");
-                }
                 Ok(Bank {
                     id: bank.name.clone(),
                     subject: names::bank_subject(&bank.name),
                     packs: bank
-                        .ratings(index, &config.packs)
+                        .ratings(index, &view.packs)
                         .map_err(BankError::Config)?,
                     configured: bank.limits,
-                    lowered,
-                    controller: LimitsController::new(lowered.apply(&bank.limits)),
+                    lowered: overrides::Override::default(),
+                    controller: LimitsController::new(bank.limits),
                     seq: 0,
                     stopped: None,
                     live_at: None,
@@ -154,14 +154,32 @@ impl BankWorker {
             })
             .collect::<Result<Vec<_>, BankError>>()?;
         Ok(Self {
-            banks,
+            banks: built,
             links,
-            publish_timeout: Duration::from_millis(config.broker.request_timeout_ms.max(100)),
+            publish_timeout: Duration::from_millis(view.request_timeout_ms.max(100)),
             metrics,
-            policy: Policy::of(&config.control).with_banks(&config.banks),
-            overrides_path,
-            overrides,
+            policy: Policy::of(control).with_banks(banks),
+            overrides_path: std::path::PathBuf::new(),
+            overrides: overrides::Overrides::new(),
         })
+    }
+
+    /// Reads the limits lowered by commands from the file in `data_dir`
+    /// and applies them: they hold across restarts.
+    fn apply_overrides(&mut self, data_dir: &std::path::Path) -> Result<(), BankError> {
+        let path = overrides::path_in(data_dir);
+        let overrides = overrides::load(&path)?;
+        for bank in &mut self.banks {
+            let lowered = overrides.get(&bank.id).copied().unwrap_or_default();
+            if !lowered.is_empty() {
+                tracing::info!(bank = %bank.id, ?lowered, file = %path.display(), "site limits lowered by commands apply");
+            }
+            bank.lowered = lowered;
+            bank.controller = LimitsController::new(lowered.apply(&bank.configured));
+        }
+        self.overrides_path = path;
+        self.overrides = overrides;
+        Ok(())
     }
 
     /// Its metrics.
@@ -216,6 +234,7 @@ impl BankWorker {
         ctx: WorkerContext,
         shutdown: CancellationToken,
     ) -> Result<(), BankError> {
+        self.apply_overrides(&ctx.data_dir)?;
         let mut samples = ctx.client.subscribe(names::ALL_SAMPLES_SUBJECT).await?;
         let mut commands = ctx.client.subscribe(names::BANK_LIMITS_SUBJECTS).await?;
         let packs = self

@@ -7,8 +7,9 @@
 use packgate_protocol::{BootId, CellVoltages, ClockQuality, PackReading, Temperatures};
 
 use super::*;
-use crate::config::BankConfig;
+use crate::config::{BankConfig, Config};
 use crate::workers::collect::clock::SystemClock;
+use crate::workers::GatewayView;
 
 fn config() -> Config {
     let mut config = Config::default();
@@ -65,7 +66,8 @@ async fn a_broker_that_is_down_skips_the_publish_and_keeps_the_ramp() {
         .await
         .unwrap();
     let config = config();
-    let mut worker = BankWorker::new(&config).unwrap();
+    let mut worker =
+        BankWorker::new(&config.banks, &config.control, &GatewayView::of(&config)).unwrap();
     let metrics = worker.bank_metrics();
     let mut state = Loop {
         latest: Latest::new(worker.banks[0].packs.iter().map(|(id, _)| id.clone())),

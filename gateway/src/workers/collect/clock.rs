@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn the_sane_epoch_is_2025() {
         assert_eq!(
-            crate::cli::render::iso8601_utc_ms(SANE_EPOCH_MS),
+            crate::text::iso8601_utc_ms(SANE_EPOCH_MS),
             "2025-01-01T00:00:00.000Z"
         );
     }

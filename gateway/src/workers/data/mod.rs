@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use packgate_protocol::names;
-use packgate_protocol::names::ConsumerSpec;
 use tokio_util::sync::CancellationToken;
 
 use futures_util::future::BoxFuture;
@@ -118,10 +117,6 @@ impl DataWorker {
 impl Worker for DataWorker {
     fn kind(&self) -> WorkerKind {
         WorkerKind::Data
-    }
-
-    fn consumers(&self) -> Vec<ConsumerSpec> {
-        vec![names::DATA_CONSUMER, names::DATA_BANKS_CONSUMER]
     }
 
     fn metrics(&self) -> WorkerMetrics {

@@ -26,7 +26,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::history::{query_pairs, text};
 use super::web::App;
-use crate::cli::render::{write_csv_header, write_csv_rows};
+use crate::store::render::{write_csv_header, write_csv_rows};
 use crate::store::{SampleStore, StoreError};
 use crate::telemetry::now_ms;
 

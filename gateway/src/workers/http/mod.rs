@@ -32,11 +32,10 @@ use packgate_protocol::{decode, names, BankState, MetricsSnapshot, PackId, Sampl
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 pub use crate::config::HttpConfig;
 use exposition::Exposed;
 
-use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use super::{GatewayView, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 
 /// Pause between attempts to bind a listen address that failed.
 const BIND_RETRY: Duration = Duration::from_secs(5);
@@ -102,16 +101,18 @@ pub enum HttpError {
 /// The HTTP worker.
 #[derive(Debug)]
 pub struct HttpWorker {
-    config: Arc<Config>,
+    config: HttpConfig,
+    view: GatewayView,
     metrics: Arc<HttpMetrics>,
 }
 
 impl HttpWorker {
-    /// A worker serving as `config.http` says, showing the packs, stores
-    /// and workers the rest of `config` describes.
-    pub fn new(config: &Config) -> Self {
+    /// A worker serving as `config` says, showing the packs, stores and
+    /// workers `view` describes.
+    pub fn new(config: HttpConfig, view: GatewayView) -> Self {
         Self {
-            config: Arc::new(config.clone()),
+            config,
+            view,
             metrics: Arc::default(),
         }
     }
@@ -132,7 +133,8 @@ impl Worker for HttpWorker {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, Result<(), WorkerError>> {
         Box::pin(async move {
-            run(self.config, ctx.client, self.metrics, shutdown)
+            let site = web::Site::new(self.config, self.view, &ctx.data_dir);
+            run(site, ctx.client, self.metrics, shutdown)
                 .await
                 .map_err(|e| WorkerError::new(WorkerKind::Http, e))
         })
@@ -211,8 +213,8 @@ impl Shared {
 }
 
 /// Follows the broker and serves until `shutdown`.
-pub async fn run(
-    config: Arc<Config>,
+async fn run(
+    site: web::Site,
     client: async_nats::Client,
     metrics: Arc<HttpMetrics>,
     shutdown: CancellationToken,
@@ -234,7 +236,7 @@ pub async fn run(
     let snapshots = subscribe(names::ALL_METRICS_SUBJECT).await?;
     let banks = subscribe(names::ALL_BANKS_SUBJECT).await?;
     let follow = tokio::spawn(follow(samples, snapshots, banks, shared.clone()));
-    let site = Arc::new(web::Site::new(config));
+    let site = Arc::new(site);
     let overview = watch::Sender::new(Arc::<str>::from("{}"));
     let overview_rx = overview.subscribe();
     let refresh = tokio::spawn(overview::refresh(
@@ -287,7 +289,7 @@ async fn follow(
 /// Binds `[http] listen` (retrying a failed bind) and serves until
 /// `shutdown`.
 async fn serve(app: web::App, shutdown: &CancellationToken) {
-    let listen = app.site.config.http.listen.clone();
+    let listen = app.site.http.listen.clone();
     let mut logged = false;
     let listener = loop {
         match tokio::net::TcpListener::bind(&listen).await {
@@ -305,7 +307,7 @@ async fn serve(app: web::App, shutdown: &CancellationToken) {
         }
     };
     if let Ok(address) = listener.local_addr() {
-        let auth = if app.site.config.http.password.is_some() {
+        let auth = if app.site.http.password.is_some() {
             "password required"
         } else {
             "no password"

@@ -1,5 +1,5 @@
 //! The pipeline's health for the page: the facts `packgate status` shows,
-//! by the same rules ([`crate::telemetry::health`]), from the snapshots
+//! by the same rules ([`crate::health`]), from the snapshots
 //! this worker follows, the broker's streams and consumers (each call
 //! under a short timeout), and the stores (recent events and commands,
 //! dead letters; read-only, off the async threads, under a timeout).
@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::web::Site;
 use super::Shared;
-use crate::cli::status::{BrokerView, ConsumerView};
+use crate::broker::{BrokerView, ConsumerView};
+use crate::health::{self, WorkerState};
 use crate::store::SampleStore;
-use crate::telemetry::health::{self, WorkerState};
 use crate::telemetry::now_ms;
 use crate::workers::control::AuditStore;
 use crate::workers::monitor::MonitorStore;
@@ -248,10 +248,10 @@ async fn gather<'a>(
     client: &async_nats::Client,
     stores: &'a Stores,
 ) -> Overview<'a> {
-    let config = &site.config;
+    let rules = &site.view.health;
     let now = now_ms();
     let snapshots = newest_snapshots(shared);
-    let window_ms = health::alive_window_ms(config);
+    let window_ms = rules.alive_window_ms;
     let mut broker = BrokerView::new(Some(client));
     let mut lags: BTreeMap<&'static str, ConsumerView> = BTreeMap::new();
     let mut workers = Vec::new();
@@ -260,8 +260,8 @@ async fn gather<'a>(
         let mut reasons = Vec::new();
         // The consumers of a worker the configuration does not run are
         // not looked for.
-        let consumers = match kind.disabled_by(config) {
-            None => health::consumers_of(kind),
+        let consumers = match rules.disabled_by(kind) {
+            None => kind.consumers(),
             Some(_) => &[],
         };
         for spec in consumers {
@@ -286,8 +286,7 @@ async fn gather<'a>(
         if !fresh {
             reasons.clear();
         }
-        let state =
-            health::worker_state(kind, config, snapshot.map(|s| s.timestamp_ms), now, reasons);
+        let state = rules.worker_state(kind, snapshot.map(|s| s.timestamp_ms), now, reasons);
         let why = match &state {
             WorkerState::Stalled(reasons) => reasons.clone(),
             WorkerState::Disabled(setting) => vec![(*setting).to_owned()],
@@ -302,7 +301,7 @@ async fn gather<'a>(
             version: snapshot.map(|s| s.version.clone()),
             uptime_s: snapshot.map(|s| s.uptime_s),
             rss_bytes: snapshot.map(|s| s.rss_bytes),
-            counter: snapshot.and_then(|s| health::key_counter(kind, &s.counters)),
+            counter: snapshot.and_then(|s| kind.key_counter(&s.counters)),
         });
     }
     let streams = streams(&mut broker, &lags).await;
@@ -318,7 +317,7 @@ async fn gather<'a>(
         workers,
         streams,
         cloud: CloudRow {
-            enabled: config.cloud.enabled,
+            enabled: rules.disabled_by(WorkerKind::Cloud).is_none(),
             up: link.as_ref().and_then(|l| l.up),
             why: link.as_ref().and_then(|l| l.why.clone()),
             backlog: link.as_ref().and_then(|l| l.backlog),
@@ -342,7 +341,7 @@ async fn streams(
             .map(|stream| stream.cached_info().state.clone());
         let mut consumers = Vec::new();
         for kind in WorkerKind::ALL {
-            for consumer in health::consumers_of(kind) {
+            for consumer in kind.consumers() {
                 if consumer.stream != spec.name {
                     continue;
                 }

@@ -82,7 +82,7 @@ async fn not_found() -> Response {
 
 /// Answers 401 to a request without the right password, when one is set.
 async fn password(State(app): State<App>, request: Request, next: Next) -> Response {
-    let Some(password) = &app.site.config.http.password else {
+    let Some(password) = &app.site.http.password else {
         return next.run(request).await;
     };
     if auth::authorized(

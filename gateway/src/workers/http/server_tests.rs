@@ -30,7 +30,11 @@ async fn start(
     let shutdown = CancellationToken::new();
     let (_tx, rx) = watch::channel(Arc::<str>::from("{}"));
     let app = App::new(
-        Arc::new(Site::new(Arc::new(config))),
+        Arc::new(Site::new(
+            config.http.clone(),
+            crate::workers::GatewayView::of(&config),
+            &config.data_dir,
+        )),
         shared,
         rx,
         shutdown.clone(),

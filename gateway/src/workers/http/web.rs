@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::exposition::render;
 use super::Shared;
-use crate::config::Config;
+use crate::config::HttpConfig;
 use crate::telemetry::health::{pack_state, stale_after_ms};
 use crate::telemetry::now_ms;
+use crate::workers::GatewayView;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -50,8 +51,10 @@ const MAX_DOWNLOADS: usize = 2;
 /// What the page shows of the configuration, and where the stores are.
 #[derive(Debug)]
 pub(super) struct Site {
-    /// The whole configuration (the health rules read it).
-    pub(super) config: Arc<Config>,
+    /// The worker's own section.
+    pub(super) http: HttpConfig,
+    /// The packs, their poll period and the workers' health rules.
+    pub(super) view: GatewayView,
     /// The data worker's sample store.
     pub(super) samples_db: PathBuf,
     /// The monitor's database: events, snapshots.
@@ -61,13 +64,16 @@ pub(super) struct Site {
 }
 
 impl Site {
-    /// The site of `config`.
-    pub(super) fn new(config: Arc<Config>) -> Self {
+    /// The site serving as `http` says, showing what `view` describes,
+    /// with the stores under `data_dir`.
+    pub(super) fn new(http: HttpConfig, view: GatewayView, data_dir: &Path) -> Self {
+        let stores = view.stores.under(data_dir);
         Self {
-            samples_db: config.database_path(),
-            monitor_db: config.monitor.database_path(&config.data_dir),
-            control_db: config.data_dir.join(&config.control.database),
-            config,
+            http,
+            view,
+            samples_db: stores.samples,
+            monitor_db: stores.monitor,
+            control_db: stores.control,
         }
     }
 }
@@ -107,7 +113,7 @@ impl App {
     /// Whether `pack` is one the configuration names or the broker has
     /// shown a sample of; the store is asked about others.
     pub(super) fn knows_pack(&self, pack: &PackId) -> bool {
-        self.site.config.packs.iter().any(|p| &p.id == pack)
+        self.site.view.pack_ids().any(|id| id == pack)
             || self
                 .shared
                 .with(|held| held.exposed.samples.contains_key(pack))
@@ -307,12 +313,12 @@ impl Live {
         changes.mark_unchanged();
         let mut overview = app.overview.clone();
         let current = overview.borrow_and_update().clone();
-        let config = &app.site.config;
+        let view = &app.site.view;
         let hello = Hello {
             version: env!("CARGO_PKG_VERSION"),
-            poll_interval_ms: config.collect.poll_interval_ms,
-            stale_after_ms: stale_after_ms(config.collect.poll_interval_ms),
-            configured: config.packs.iter().map(|p| p.id.as_str()).collect(),
+            poll_interval_ms: view.poll_interval_ms,
+            stale_after_ms: stale_after_ms(view.poll_interval_ms),
+            configured: view.pack_ids().map(|id| id.as_str()).collect(),
             banks: [],
         };
         let mut queue = VecDeque::new();
@@ -391,7 +397,7 @@ impl Live {
             return None;
         }
         let now = now_ms();
-        let poll_interval_ms = self.app.site.config.collect.poll_interval_ms;
+        let poll_interval_ms = self.app.site.view.poll_interval_ms;
         let message = PacksMessage {
             now_ms: now,
             packs: changed

@@ -7,6 +7,7 @@ use packgate_protocol::{BootId, ClockQuality, DataQuality, PackReading};
 use serde_json::Value;
 
 use super::*;
+use crate::config::Config;
 use crate::workers::http::HttpMetrics;
 
 fn sample(pack: &str, seq: u64) -> Sample {
@@ -30,7 +31,11 @@ fn app() -> (App, watch::Sender<Arc<str>>) {
     let shared = Shared::new(Arc::new(HttpMetrics::default()));
     let (overview, rx) = watch::channel(Arc::<str>::from("{\"now_ms\":1}"));
     let app = App::new(
-        Arc::new(Site::new(Arc::new(config))),
+        Arc::new(Site::new(
+            config.http.clone(),
+            crate::workers::GatewayView::of(&config),
+            &config.data_dir,
+        )),
         shared,
         rx,
         CancellationToken::new(),

@@ -115,13 +115,6 @@ impl Worker for MonitorWorker {
         WorkerKind::Monitor
     }
 
-    fn consumers(&self) -> Vec<ConsumerSpec> {
-        vec![
-            names::MONITOR_METRICS_CONSUMER,
-            names::MONITOR_EVENTS_CONSUMER,
-        ]
-    }
-
     fn metrics(&self) -> WorkerMetrics {
         WorkerMetrics::new(Arc::clone(&self.metrics))
     }

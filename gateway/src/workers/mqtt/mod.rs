@@ -25,15 +25,15 @@ use packgate_protocol::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::DriverConfig;
 pub use crate::config::MqttConfig;
-use crate::config::{Config, DriverConfig};
 use crate::telemetry::now_ms;
 use crate::workers::control::validate::{pack_table, PackTable};
 use discovery::{gateway_discovery, pack_discovery, state_json, PackShape, Topics};
 use energy::Energy;
 use link::{Link, LinkEvent};
 
-use super::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use super::{GatewayView, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 
 /// How often states go out (each pack at most once per tick).
 const STATE_PERIOD: Duration = Duration::from_secs(1);
@@ -116,14 +116,15 @@ fn model(driver: &DriverConfig) -> String {
 }
 
 impl MqttWorker {
-    /// The worker of `config` (its `[mqtt]` section, the packs' models and
-    /// writable settings, the poll period for `expire_after`).
-    pub fn new(config: &Config) -> Result<Self, MqttError> {
-        let settings = pack_table(&config.packs).map_err(|e| MqttError::Settings(e.to_string()))?;
-        let poll_s = config.collect.poll_interval_ms.div_ceil(1000);
+    /// The worker of its `[mqtt]` section, publishing the packs of `view`
+    /// (their models and writable settings; the poll period for
+    /// `expire_after`).
+    pub fn new(config: MqttConfig, view: &GatewayView) -> Result<Self, MqttError> {
+        let settings = pack_table(&view.packs).map_err(|e| MqttError::Settings(e.to_string()))?;
+        let poll_s = view.poll_interval_ms.div_ceil(1000);
         Ok(Self {
-            config: config.mqtt.clone(),
-            models: config
+            config,
+            models: view
                 .packs
                 .iter()
                 .map(|p| (p.id.clone(), model(&p.driver)))

@@ -173,8 +173,8 @@ impl<R: OutputPin, L: OutputPin> OutputDriver<R, L> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::fake::RecordingPin;
-    use crate::outputs::LedMode;
+    use crate::workers::outputs::fake::RecordingPin;
+    use crate::workers::outputs::LedMode;
     use packgate_protocol::{AlarmFlags, BootId, EventKind, PackId};
 
     fn event(seq: u64, kind: EventKind) -> Event {

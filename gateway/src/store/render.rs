@@ -1,4 +1,5 @@
-//! How `packgate query samples` prints stored samples: an aligned table for
+//! How stored samples are written out (`packgate query samples`, the web
+//! page's downloads): an aligned table for
 //! people, JSON Lines and CSV for other tools.
 
 use std::io::{self, Write};
@@ -6,6 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::store::StoredSample;
+pub use crate::text::iso8601_utc_ms;
 
 /// Output format of `packgate query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,40 +31,6 @@ pub fn write_samples(
         OutputFormat::Json => write_json_lines(out, rows),
         OutputFormat::Csv => write_csv(out, rows),
     }
-}
-
-/// Formats milliseconds since the Unix epoch as UTC ISO-8601 with
-/// milliseconds, e.g. `2000-02-29T00:00:00.000Z`; negative values are
-/// before 1970.
-pub fn iso8601_utc_ms(epoch_ms: i64) -> String {
-    const MS_PER_DAY: i64 = 86_400_000;
-    let days = epoch_ms.div_euclid(MS_PER_DAY);
-    let ms_of_day = epoch_ms.rem_euclid(MS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
-    let (minute, rest) = (rest / 60_000, rest % 60_000);
-    let (second, ms) = (rest / 1000, rest % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z")
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Active alarm names joined by ',', or '-' when there is none.

@@ -1,6 +1,6 @@
-//! What `packgate status` asks the broker, each call under a short
-//! timeout; after the first failure the broker is unreachable and no
-//! further call is made.
+//! What `packgate status` and the web page ask the broker, each call under
+//! a short timeout; after the first failure the broker is unreachable and
+//! no further call is made.
 
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ impl BrokerView {
 
 /// The packs with samples on the broker, from the stream's subjects (at
 /// most a thousand).
-pub(super) async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<PackId> {
+pub async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<PackId> {
     let listing = async {
         let mut subjects = stream
             .info_with_subjects(names::ALL_SAMPLES_SUBJECT)
@@ -175,7 +175,7 @@ pub(super) async fn packs_on_broker(stream: &jetstream::stream::Stream) -> Vec<P
 
 /// The last sample of `pack` on the samples stream: `None` when there is
 /// none, an error text when it cannot be read or decoded.
-pub(super) async fn last_sample(
+pub async fn last_sample(
     stream: &jetstream::stream::Stream,
     pack: &PackId,
 ) -> Option<Result<Sample, String>> {
@@ -184,7 +184,7 @@ pub(super) async fn last_sample(
 
 /// The last state of `bank` on the bank states stream, as
 /// [`last_sample`].
-pub(super) async fn last_bank_state(
+pub async fn last_bank_state(
     stream: &jetstream::stream::Stream,
     bank: &BankId,
 ) -> Option<Result<BankState, String>> {

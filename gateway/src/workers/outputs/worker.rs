@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cdev::{open_outputs, CdevOutputPin};
 use super::{run_outputs, OutputDriver, OutputsError};
-use crate::config::Config;
-use crate::workers::{Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
+use crate::config::OutputsConfig;
+use crate::workers::{GatewayView, Worker, WorkerContext, WorkerError, WorkerKind, WorkerMetrics};
 
 crate::worker_metrics! {
     /// What the outputs worker has done.
@@ -30,14 +30,14 @@ pub struct OutputsWorker {
 }
 
 impl OutputsWorker {
-    /// Requests the configured lines, driven for the configured packs;
+    /// Requests the lines of `config`, driven for the packs of `view`;
     /// `None` when no output is configured. A line that cannot be had
     /// stops the start.
-    pub fn open(config: &Config) -> Result<Option<Self>, OutputsError> {
-        let packs = config.packs.iter().map(|p| p.id.clone());
-        Ok(open_outputs(&config.outputs, packs)?.map(|driver| Self {
+    pub fn open(config: &OutputsConfig, view: &GatewayView) -> Result<Option<Self>, OutputsError> {
+        let packs = view.pack_ids().cloned();
+        Ok(open_outputs(config, packs)?.map(|driver| Self {
             driver,
-            audit: config.control.database.clone(),
+            audit: view.stores.control.clone(),
             metrics: Arc::new(OutputsMetrics::default()),
         }))
     }

@@ -104,7 +104,7 @@ pub fn open_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::RelayConfig;
+    use crate::workers::outputs::RelayConfig;
 
     #[test]
     fn no_outputs_configured_opens_nothing() {
