@@ -22,14 +22,14 @@ use super::intake::{self, Request};
 use super::limit::{RateLimiter, Source};
 use super::validate::{validate, PackTable, Policy};
 use super::ControlMetrics;
-use crate::telemetry::events::LogLimiter;
+use crate::telemetry::events::{LogLimiter, LIMITED_LOG_INTERVAL};
 use crate::telemetry::now_ms;
 
 /// Malformed commands log one line per interval, with the count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static MALFORMED_LOG: LogLimiter = LogLimiter::named("malformed command", LIMITED_LOG_INTERVAL);
 
 /// Commands over the rate limit log one line per interval, with the count.
-static RATE_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static RATE_LOG: LogLimiter = LogLimiter::named("too many commands: refused", LIMITED_LOG_INTERVAL);
 
 /// Longest one audit store operation may take (SQLite waits up to its busy
 /// timeout for a lock; this bounds a stuck disk too).

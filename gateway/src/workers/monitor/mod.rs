@@ -29,7 +29,10 @@ use futures_util::future::BoxFuture;
 
 /// Malformed messages log one line per interval, with the count.
 static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
-    crate::telemetry::events::LogLimiter::new(Duration::from_secs(10));
+    crate::telemetry::events::LogLimiter::named(
+        "messages the monitor terminated (malformed, or refused by its database)",
+        crate::telemetry::events::LIMITED_LOG_INTERVAL,
+    );
 
 /// Most messages committed in one transaction.
 const BATCH_MAX: usize = 200;
