@@ -16,6 +16,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use packgate::store::MAX_DEAD_LETTER_ROWS;
 use packgate_protocol::{names, PackId};
 use support::cloud_process::{spawn_packgate, status_text};
 use support::*;
@@ -191,6 +192,17 @@ async fn a_flood_of_malformed_messages_makes_a_few_lines_that_count_them_all() {
         );
         assert!(summaries >= 1, "{what}: no summary line");
     }
+    for line in text.lines().filter(|line| line.contains("WARN")) {
+        eprintln!("{line}");
+    }
+    // Those over the origin's rate are counted, and so reported.
+    let page = metrics(http_port).unwrap_or_default();
+    let rate_limited = counter(&page, "packgate_control_rate_limited_total").unwrap();
+    assert!(rate_limited > 0);
+    assert_eq!(
+        reported(&text, ": too many commands: refused").1,
+        rate_limited
+    );
     let warnings = text.lines().filter(|line| line.contains("WARN")).count();
     assert!(
         warnings <= 30,
@@ -203,11 +215,13 @@ async fn a_flood_of_malformed_messages_makes_a_few_lines_that_count_them_all() {
     );
 
     // The flood cost the samples nothing: stored exactly once, all of the
-    // stream but the malformed ones; and status counts the dead letters.
+    // stream but the malformed ones; and status shows the dead letters
+    // kept (the newest, up to the table's bound).
     let status = status_text(&config);
+    let kept = FLOOD.min(MAX_DEAD_LETTER_ROWS as u64);
     assert!(
         status.contains(&format!(
-            "dead letters: {FLOOD} samples could never be stored"
+            "dead letters: {kept} samples could never be stored"
         )),
         "{status}"
     );
