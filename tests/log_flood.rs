@@ -120,6 +120,13 @@ async fn a_flood_of_malformed_messages_makes_a_few_lines_that_count_them_all() {
         "the gateway does not store or serve; log:\n{}",
         log()
     );
+    // Written to a file, the log is plain text.
+    let started_log = log();
+    assert!(started_log.contains("INFO"), "{started_log}");
+    assert!(
+        !started_log.contains('\u{1b}'),
+        "colour codes in a log written to a file:\n{started_log}"
+    );
 
     // The flood: undecodable bytes on a pack's samples subject (through
     // JetStream, each acked by the broker) and on the command subject.
