@@ -232,11 +232,37 @@ async fn a_flood_of_malformed_messages_makes_a_few_lines_that_count_them_all() {
         )),
         "{status}"
     );
+
+    // A last few just before the gateway stops: the first makes a line,
+    // the others, held back, are counted when it stops, well within
+    // their interval.
+    const LAST: u64 = 5;
+    for n in 0..LAST {
+        let payload = format!("last junk {n}").into_bytes();
+        js.publish(subject.clone(), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || counted().0
+            == Some(FLOOD + LAST))
+        .await,
+        "malformed (data, control) in /metrics: {:?}",
+        counted()
+    );
     sigterm_and_wait(&mut gateway.0);
+    let text = log();
+    assert_eq!(
+        reported(&text, SAMPLES).1,
+        FLOOD + LAST,
+        "the counts held back when the gateway stopped:\n{text}"
+    );
     let stored = assert_exactly_once(&database, 2, false);
     let in_stream = stream_messages(&broker.url(), names::SAMPLES_STREAM.name).await;
     assert_eq!(
-        stored + FLOOD,
+        stored + FLOOD + LAST,
         in_stream,
         "stored {stored}, in the stream {in_stream}"
     );
