@@ -129,13 +129,14 @@ async fn a_backward_clock_jump_keeps_the_order_and_marks_the_samples() {
     connection.close(&config.data_dir).await;
 }
 
-/// `packgate data` as a child, its log lines collected (and echoed).
+/// `packgate data` as a child, its log lines collected (and echoed). Its
+/// stderr is a pipe, not a terminal: its lines must come without colour
+/// codes (no `NO_COLOR` set here, so the gateway's own choice is tested).
 fn spawn_data_worker(url: &str, data_dir: &Path, log: Arc<Mutex<Vec<String>>>) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_packgate"))
         .args(["data", "--nats-url", url, "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", "info,async_nats=off")
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -145,28 +146,10 @@ fn spawn_data_worker(url: &str, data_dir: &Path, log: Arc<Mutex<Vec<String>>>) -
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[packgate data] {line}");
-            log.lock().unwrap().push(strip_ansi(&line));
+            log.lock().unwrap().push(line);
         }
     });
     child
-}
-
-/// `line` without ANSI colour sequences (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Sets the soft file-size limit of process `pid` (the hard one stays
@@ -316,6 +299,13 @@ async fn a_full_disk_stops_storing_without_acking_and_storing_resumes() {
     assert!(status.success(), "data worker exit: {status}");
     let stored = assert_exactly_once(&database, packs, false);
     assert_eq!(stored, published);
+    let lines = log.lock().unwrap().clone();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().all(|line| !line.contains('\u{1b}')),
+        "colour codes in a log written to a pipe: {:?}",
+        lines.iter().find(|line| line.contains('\u{1b}'))
+    );
     let in_stream = stream_messages(&broker.url(), names::SAMPLES_STREAM.name).await;
     assert_eq!(in_stream, stored, "stream {in_stream}, stored {stored}");
     connection.close(&config.data_dir).await;

@@ -454,7 +454,7 @@ async fn keep_consumers(
                     );
                 }
                 Ok(Err(error)) => {
-                    tracing::debug!(consumer = spec.durable, %error, "consumer check failed")
+                    crate::warn_limited!("consumer check failed: retried", consumer = spec.durable, %error)
                 }
                 Err(_) => tracing::debug!(consumer = spec.durable, "consumer check timed out"),
             }

@@ -209,8 +209,10 @@ impl Broker {
             .map_or_else(CancellationToken::new, EmbeddedBroker::lost)
     }
 
-    /// Flushes the connection and stops our own server, if any.
+    /// Flushes the connection and stops our own server, if any; the last
+    /// counts of log lines held back are written first.
     pub async fn close(mut self, data_dir: &Path) {
+        crate::telemetry::events::report_held_back_now();
         // Drain closes the connection for every clone of the client, so
         // stopping our own server below is not seen as a lost broker.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.drain()).await;

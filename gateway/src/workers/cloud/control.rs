@@ -108,7 +108,7 @@ pub(crate) async fn run_bridge(
 /// Answers one request from the cloud.
 async fn handle(request: Message, cloud: &Client, local: &Client, config: &CloudConfig) {
     let Some(reply_to) = request.reply.clone() else {
-        tracing::warn!(subject = %request.subject, "control request without a reply subject: ignored");
+        crate::warn_limited!("control request without a reply subject: ignored", subject = %request.subject);
         return;
     };
     let reply = forward(request.payload, local).await;
@@ -128,7 +128,10 @@ fn reply(command_id: CommandId, outcome: CommandOutcome) -> Bytes {
 
 /// Malformed requests log one line per interval, with the count.
 static MALFORMED_LOG: crate::telemetry::events::LogLimiter =
-    crate::telemetry::events::LogLimiter::new(std::time::Duration::from_secs(10));
+    crate::telemetry::events::LogLimiter::named(
+        "malformed control request from the cloud",
+        crate::telemetry::events::LIMITED_LOG_INTERVAL,
+    );
 
 /// Passes an encoded command to the local control worker and returns the
 /// encoded reply for the cloud: the worker's own, unchanged, or one made

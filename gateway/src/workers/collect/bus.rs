@@ -18,7 +18,7 @@ use super::slot::PackSlot;
 use super::state::OfflinePolicy;
 use super::{CollectMetrics, Outgoing};
 use crate::config::CollectConfig;
-use crate::telemetry::events::LogLimiter;
+use crate::telemetry::events::{LogLimiter, LIMITED_LOG_INTERVAL};
 use crate::telemetry::now_ms;
 
 /// What every bus owner of one collector shares.
@@ -60,7 +60,10 @@ impl BusContext {
             clock,
             tx,
             metrics,
-            late_log: Arc::new(LogLimiter::default()),
+            late_log: Arc::new(LogLimiter::named(
+                "bus cannot keep its poll period",
+                LIMITED_LOG_INTERVAL,
+            )),
             shutdown,
         }
     }

@@ -1,20 +1,19 @@
 //! What happens in the control worker that is both logged and counted,
 //! each in one call ([`InternalEvent::emit`]).
 
-use std::time::Duration;
 
 use packgate_protocol::{CommandId, DecodeError};
 
 use super::audit::AuditError;
 use super::limit::Source;
 use super::ControlMetrics;
-use crate::telemetry::events::{InternalEvent, LogLimiter};
+use crate::telemetry::events::{InternalEvent, LogLimiter, LIMITED_LOG_INTERVAL};
 
 /// Malformed commands log one line per interval, with the count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static MALFORMED_LOG: LogLimiter = LogLimiter::named("malformed command", LIMITED_LOG_INTERVAL);
 
 /// Commands over the rate limit log one line per interval, with the count.
-static RATE_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static RATE_LOG: LogLimiter = LogLimiter::named("too many commands: refused", LIMITED_LOG_INTERVAL);
 
 /// The audit step that failed, which says what became of the request.
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ use super::DataMetrics;
 use crate::broker::ensure_consumer;
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::store::{SampleStore, StoreError};
-use crate::telemetry::events::LogLimiter;
+use crate::telemetry::events::{LogLimiter, LIMITED_LOG_INTERVAL};
 use crate::telemetry::now_ms;
 use crate::workers::batch::BatchPuller;
 
@@ -32,7 +32,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Malformed states log one line per interval, with the count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static MALFORMED_LOG: LogLimiter = LogLimiter::named(
+    "malformed message on the bank states stream",
+    LIMITED_LOG_INTERVAL,
+);
 
 /// Stores the bank states until `shutdown`, then what is still arriving
 /// for up to `drain`.

@@ -14,13 +14,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::DataMetrics;
 use crate::store::{DeadLetter, Isolated, SampleStore, StoreError};
-use crate::telemetry::events::{InternalEvent, LogLimiter};
+use crate::telemetry::events::{InternalEvent, LogLimiter, LIMITED_LOG_INTERVAL};
 use crate::telemetry::now_ms;
 
 /// Malformed messages log one line per interval, with the count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static MALFORMED_LOG: LogLimiter = LogLimiter::named(
+    "malformed message on the samples stream",
+    LIMITED_LOG_INTERVAL,
+);
 /// Dead letters log one line per interval, with the count.
-static DEAD_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static DEAD_LOG: LogLimiter =
+    LogLimiter::named("a sample can never be stored", LIMITED_LOG_INTERVAL);
 
 /// How often a batch kept in hand while the store fails tells the broker
 /// it is still being worked on: well within the consumer's `ack_wait`, so

@@ -1,16 +1,18 @@
 //! What happens in the monitor worker that is logged and counted, each in
 //! one call ([`InternalEvent::emit`]).
 
-use std::time::Duration;
 
 use packgate_protocol::DecodeError;
 
 use super::{BatchOutcome, MonitorMetrics, MonitorStoreError};
-use crate::telemetry::events::{InternalEvent, LogLimiter};
+use crate::telemetry::events::{InternalEvent, LogLimiter, LIMITED_LOG_INTERVAL};
 
 /// Malformed and refused messages log one line per interval, with the
 /// count.
-static MALFORMED_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(10));
+static MALFORMED_LOG: LogLimiter = LogLimiter::named(
+    "messages the monitor terminated (malformed, or refused by its database)",
+    LIMITED_LOG_INTERVAL,
+);
 
 /// What happens in the monitor worker, each logged and counted in one call.
 #[derive(Debug)]

@@ -322,12 +322,12 @@ fn command_from_ha(
         .filter(|v| v.is_finite());
     let Some(value) = value else {
         metrics.commands_refused.inc();
-        tracing::warn!(%pack, %setting, "Home Assistant sent a value that is not a number; ignored");
+        crate::warn_limited!("Home Assistant sent a value that is not a number; ignored", %pack, %setting);
         return;
     };
     if commands.len() >= MAX_COMMANDS_IN_FLIGHT {
         metrics.commands_refused.inc();
-        tracing::warn!(%pack, %setting, "too many Home Assistant commands in flight; refused");
+        crate::warn_limited!("too many Home Assistant commands in flight; refused", %pack, %setting);
         return;
     }
     let now = now_ms();
@@ -352,11 +352,11 @@ fn command_from_ha(
                 true
             }
             Ok(outcome) => {
-                tracing::warn!(%pack, %setting, value = command.value, ?outcome, "setting from Home Assistant not applied");
+                crate::warn_limited!("setting from Home Assistant not applied", %pack, %setting, value = command.value, ?outcome);
                 false
             }
             Err(error) => {
-                tracing::warn!(%pack, %setting, %error, "setting from Home Assistant not sent");
+                crate::warn_limited!("setting from Home Assistant not sent", %pack, %setting, %error);
                 false
             }
         }
