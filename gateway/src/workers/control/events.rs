@@ -1,7 +1,6 @@
 //! What happens in the control worker that is both logged and counted,
 //! each in one call ([`InternalEvent::emit`]).
 
-
 use packgate_protocol::{CommandId, DecodeError};
 
 use super::audit::AuditError;

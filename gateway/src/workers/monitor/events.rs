@@ -1,7 +1,6 @@
 //! What happens in the monitor worker that is logged and counted, each in
 //! one call ([`InternalEvent::emit`]).
 
-
 use packgate_protocol::DecodeError;
 
 use super::{BatchOutcome, MonitorMetrics, MonitorStoreError};
