@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::web::Site;
 use super::Shared;
 use crate::cli::status::{BrokerView, ConsumerView};
+use crate::config::Config;
 use crate::store::SampleStore;
 use crate::telemetry::health::{self, WorkerState};
 use crate::telemetry::now_ms;
@@ -251,49 +252,68 @@ async fn gather<'a>(
     let config = &site.config;
     let now = now_ms();
     let snapshots = newest_snapshots(shared);
-    let window_ms = health::alive_window_ms(config);
-    let mut broker = BrokerView::new(Some(client));
-    let mut lags: BTreeMap<&'static str, ConsumerView> = BTreeMap::new();
+    let mut round = Round {
+        config,
+        now,
+        window_ms: health::alive_window_ms(config),
+        broker: BrokerView::new(Some(client)),
+        lags: BTreeMap::new(),
+    };
     let mut workers = Vec::new();
     for kind in WorkerKind::ALL {
-        let snapshot = snapshots.get(kind.name());
-        let mut reasons = Vec::new();
-        // The consumers of a worker the configuration does not run are
-        // not looked for.
-        let consumers = match kind.disabled_by(config) {
-            None => health::consumers_of(kind),
-            Some(_) => &[],
-        };
-        for spec in consumers {
-            let view = broker.consumer(spec).await;
-            lags.insert(spec.durable, view);
-            match (view, snapshot) {
-                (ConsumerView::Missing, Some(_)) => reasons.push(health::missing_consumer(spec)),
-                (ConsumerView::Lag(lag), Some(s)) if kind == WorkerKind::Data => {
-                    reasons.extend(health::data_stall(
-                        &s.gauges,
-                        s.timestamp_ms,
-                        s.uptime_s,
-                        lag,
-                        now,
-                        window_ms,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let fresh = snapshot.is_some_and(|s| now - s.timestamp_ms <= window_ms);
+        workers.push(round.worker_row(kind, snapshots.get(kind.name())).await);
+    }
+    let streams = streams(&mut round.broker, &round.lags).await;
+    let broker = &round.broker;
+    Overview {
+        banks: bank_rows(shared),
+        now_ms: round.now,
+        broker: BrokerState {
+            reachable: broker.reachable(),
+            reason: (!broker.reachable()).then(|| broker.reason().to_owned()),
+        },
+        workers,
+        streams,
+        cloud: cloud_row(config, snapshots.get(WorkerKind::Cloud.name())),
+        stores,
+    }
+}
+
+/// One round of gathering: its clock, how recent a snapshot must be to
+/// count, and the consumers looked up so far.
+struct Round<'c> {
+    config: &'c Config,
+    now: i64,
+    window_ms: i64,
+    broker: BrokerView,
+    lags: BTreeMap<&'static str, ConsumerView>,
+}
+
+impl Round<'_> {
+    /// The row of `kind`, whose newest snapshot is `snapshot`.
+    async fn worker_row(
+        &mut self,
+        kind: WorkerKind,
+        snapshot: Option<&MetricsSnapshot>,
+    ) -> WorkerRow {
+        let mut reasons = self.consumer_reasons(kind, snapshot).await;
+        let fresh = snapshot.is_some_and(|s| self.now - s.timestamp_ms <= self.window_ms);
         if !fresh {
             reasons.clear();
         }
-        let state =
-            health::worker_state(kind, config, snapshot.map(|s| s.timestamp_ms), now, reasons);
+        let state = health::worker_state(
+            kind,
+            self.config,
+            snapshot.map(|s| s.timestamp_ms),
+            self.now,
+            reasons,
+        );
         let why = match &state {
             WorkerState::Stalled(reasons) => reasons.clone(),
             WorkerState::Disabled(setting) => vec![(*setting).to_owned()],
             WorkerState::Alive | WorkerState::Missing => Vec::new(),
         };
-        workers.push(WorkerRow {
+        WorkerRow {
             name: kind.name(),
             state: state.name(),
             why,
@@ -303,29 +323,56 @@ async fn gather<'a>(
             uptime_s: snapshot.map(|s| s.uptime_s),
             rss_bytes: snapshot.map(|s| s.rss_bytes),
             counter: snapshot.and_then(|s| health::key_counter(kind, &s.counters)),
-        });
+        }
     }
-    let streams = streams(&mut broker, &lags).await;
-    let cloud_snapshot = snapshots.get(WorkerKind::Cloud.name());
-    let link = cloud_snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
-    Overview {
-        banks: bank_rows(shared),
-        now_ms: now,
-        broker: BrokerState {
-            reachable: broker.reachable(),
-            reason: (!broker.reachable()).then(|| broker.reason().to_owned()),
-        },
-        workers,
-        streams,
-        cloud: CloudRow {
-            enabled: config.cloud.enabled,
-            up: link.as_ref().and_then(|l| l.up),
-            why: link.as_ref().and_then(|l| l.why.clone()),
-            backlog: link.as_ref().and_then(|l| l.backlog),
-            upload_lag_ms: link.as_ref().and_then(|l| l.upload_lag_ms),
-            as_of_ms: cloud_snapshot.map(|s| s.timestamp_ms),
-        },
-        stores,
+
+    /// What the consumers of `kind` say is wrong with it (a consumer
+    /// missing, the data worker stalled behind its lag), each consumer's
+    /// state kept for the streams' rows.
+    async fn consumer_reasons(
+        &mut self,
+        kind: WorkerKind,
+        snapshot: Option<&MetricsSnapshot>,
+    ) -> Vec<String> {
+        let mut reasons = Vec::new();
+        // The consumers of a worker the configuration does not run are
+        // not looked for.
+        let consumers = match kind.disabled_by(self.config) {
+            None => health::consumers_of(kind),
+            Some(_) => &[],
+        };
+        for spec in consumers {
+            let view = self.broker.consumer(spec).await;
+            self.lags.insert(spec.durable, view);
+            match (view, snapshot) {
+                (ConsumerView::Missing, Some(_)) => reasons.push(health::missing_consumer(spec)),
+                (ConsumerView::Lag(lag), Some(s)) if kind == WorkerKind::Data => {
+                    reasons.extend(health::data_stall(
+                        &s.gauges,
+                        s.timestamp_ms,
+                        s.uptime_s,
+                        lag,
+                        self.now,
+                        self.window_ms,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        reasons
+    }
+}
+
+/// The cloud link as the cloud worker's newest `snapshot` tells it.
+fn cloud_row(config: &Config, snapshot: Option<&MetricsSnapshot>) -> CloudRow {
+    let link = snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
+    CloudRow {
+        enabled: config.cloud.enabled,
+        up: link.as_ref().and_then(|l| l.up),
+        why: link.as_ref().and_then(|l| l.why.clone()),
+        backlog: link.as_ref().and_then(|l| l.backlog),
+        upload_lag_ms: link.as_ref().and_then(|l| l.upload_lag_ms),
+        as_of_ms: snapshot.map(|s| s.timestamp_ms),
     }
 }
 
