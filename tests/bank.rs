@@ -182,8 +182,29 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
         })
     };
 
-    // Healthy: a state a second, numbered without a gap, each pack's full
-    // share once the first second has passed.
+    a_state_comes_every_second_with_every_share(&mut listener).await;
+    let hot = pack("sim-03");
+    an_overheating_packs_share_leaves_within_2_s(&mut listener, &sims[&hot], &hot).await;
+    let silent = pack("sim-02");
+    a_silent_packs_share_leaves_within_the_stale_age(&mut listener, &sims[&silent], &silent).await;
+    for sim in sims.values() {
+        sim.set_faults(Faults {
+            unresponsive: true,
+            ..Faults::default()
+        });
+    }
+    every_pack_silent_stops_the_bank(&mut listener).await;
+    status_and_watch_show_the_stopped_bank(&config, &client).await;
+
+    shutdown.cancel();
+    let (report, connection): (RunReport, Broker) = gateway.await.unwrap().unwrap();
+    every_state_is_published_and_stored_once(&report, listener.states, &broker, &config).await;
+    connection.close(&config.data_dir).await;
+}
+
+/// Healthy: a state a second, numbered without a gap, each pack's full
+/// share once the first second has passed.
+async fn a_state_comes_every_second_with_every_share(listener: &mut Listener) {
     let (first, _) = listener
         .next_state(Duration::from_secs(5))
         .await
@@ -208,19 +229,24 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     assert_eq!(last.discharge_current_a, 300.0);
     assert_eq!(last.stop, None);
     assert_eq!(last.charge_voltage_v, 55.2);
+}
 
-    // sim-03 overheats: its BMS trips, and its share is out of both
-    // currents within 2 s.
-    let hot = pack("sim-03");
-    sims[&hot].set_faults(Faults {
+/// The pack `hot` (its simulator `sim`) overheats: its BMS trips, and its
+/// share is out of both currents within 2 s.
+async fn an_overheating_packs_share_leaves_within_2_s(
+    listener: &mut Listener,
+    sim: &packgate_sim::SimPack,
+    hot: &PackId,
+) {
+    sim.set_faults(Faults {
         over_temperature: true,
         ..Faults::default()
     });
-    sims[&hot].advance(600.0);
+    sim.advance(600.0);
     let injected = Instant::now();
     let (state, at) = listener
         .state_where(Duration::from_secs(5), |s| {
-            s.pack(&hot)
+            s.pack(hot)
                 .is_some_and(|p| p.alarms.contains(AlarmFlags::OVER_TEMPERATURE))
         })
         .await
@@ -233,7 +259,7 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     assert_eq!(state.charge_current_a, 200.0, "{state:?}");
     assert_eq!(state.discharge_current_a, 200.0);
     assert!(state.alarms.contains(AlarmFlags::OVER_TEMPERATURE));
-    let entry = state.pack(&hot).unwrap();
+    let entry = state.pack(hot).unwrap();
     assert!(matches!(
         entry.charge,
         PackShare::SwitchOpen | PackShare::Alarm(_)
@@ -241,35 +267,42 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     assert!(state
         .max_temperature
         .as_ref()
-        .is_some_and(|t| t.pack_id == hot && t.value > 55.0));
+        .is_some_and(|t| &t.pack_id == hot && t.value > 55.0));
+}
 
-    // sim-02 stops answering: its share is out within the stale age.
-    let silent = pack("sim-02");
-    sims[&silent].set_faults(Faults {
+/// How long a silent pack may take to leave the bank, or the bank to stop.
+fn silent_within() -> Duration {
+    Duration::from_secs_f64(STALE_AFTER_S) + Duration::from_secs(2)
+}
+
+/// The pack `silent` (its simulator `sim`) stops answering: its share is
+/// out within the stale age.
+async fn a_silent_packs_share_leaves_within_the_stale_age(
+    listener: &mut Listener,
+    sim: &packgate_sim::SimPack,
+    silent: &PackId,
+) {
+    sim.set_faults(Faults {
         unresponsive: true,
         ..Faults::default()
     });
     let silenced = Instant::now();
-    let within = Duration::from_secs_f64(STALE_AFTER_S) + Duration::from_secs(2);
+    let within = silent_within();
     let (state, at) = listener
-        .state_where(within, |s| s.pack(&silent).is_some_and(|p| !p.counted))
+        .state_where(within, |s| s.pack(silent).is_some_and(|p| !p.counted))
         .await
         .expect("the silent pack leaves the bank");
     assert!(at.duration_since(silenced) <= within);
     assert_eq!(state.charge_current_a, 100.0, "{state:?}");
     assert_eq!(state.discharge_current_a, 100.0);
     assert_eq!(state.packs_online, 2);
-    assert_eq!(state.pack(&silent).unwrap().charge, PackShare::NotCounted);
+    assert_eq!(state.pack(silent).unwrap().charge, PackShare::NotCounted);
+}
 
-    // Every pack silent: both currents are zero, and the state says why.
-    for sim in sims.values() {
-        sim.set_faults(Faults {
-            unresponsive: true,
-            ..Faults::default()
-        });
-    }
+/// Every pack silent: both currents are zero, and the state says why.
+async fn every_pack_silent_stops_the_bank(listener: &mut Listener) {
     let (state, _) = listener
-        .state_where(within, |s| s.packs_online == 0)
+        .state_where(silent_within(), |s| s.packs_online == 0)
         .await
         .expect("the bank stops");
     assert_eq!(
@@ -284,11 +317,13 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
         (state.charge_current_a, state.discharge_current_a),
         (0.0, 0.0)
     );
+}
 
-    // status and watch show the bank as it is.
+/// status and watch show the bank as it is: stopped, no pack online.
+async fn status_and_watch_show_the_stopped_bank(config: &Config, client: &async_nats::Client) {
     let mut out = Vec::new();
     packgate::cli::status::status(
-        &config,
+        config,
         &ConfigSource::Defaults,
         Some(client.clone()),
         &mut out,
@@ -317,9 +352,16 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
             .any(|l| l.starts_with("bank house") && l.contains("0/3 packs")),
         "{watched}"
     );
+}
 
-    shutdown.cancel();
-    let (report, connection): (RunReport, Broker) = gateway.await.unwrap().unwrap();
+/// The bank worker published every state the test `heard` (and nothing
+/// failed); every state published is on the bank stream, and stored once.
+async fn every_state_is_published_and_stored_once(
+    report: &RunReport,
+    heard: u64,
+    broker: &TestBroker,
+    config: &Config,
+) {
     let metrics = report
         .workers
         .iter()
@@ -327,20 +369,19 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
         .and_then(|(_, m)| m.get::<BankMetrics>())
         .expect("the bank worker ran");
     let counts = &metrics.counts;
-    assert!(counts.states_published.get() >= listener.states);
-    assert!(listener.states >= 8, "{} states", listener.states);
+    assert!(counts.states_published.get() >= heard);
+    assert!(heard >= 8, "{heard} states");
     assert_eq!(counts.publish_failures.get(), 0);
     assert_eq!(counts.states_skipped.get(), 0);
     assert_eq!(counts.states_invalid.get(), 0);
     let gauges = metrics.bank(&BankId::new("house").unwrap()).unwrap();
     assert_eq!(gauges.charge_current_a, 0.0);
-    // Every state published is on the bank stream, and stored once.
     let published = counts.states_published.get();
     assert_eq!(
         stream_messages(&broker.url(), names::BANKS_STREAM.name).await,
         published
     );
-    let data = report.data.expect("the data worker ran");
+    let data = report.data.as_ref().expect("the data worker ran");
     assert_eq!(data.bank_states_stored.get(), published);
     assert_eq!(data.bank_states_malformed.get(), 0);
     let store = SampleStore::open_read_only(&config.database_path()).unwrap();
@@ -349,5 +390,4 @@ async fn a_bank_follows_its_packs_through_overheating_and_silence() {
     let newest = &store.latest_bank_states(&house, 1).unwrap()[0].state;
     assert_eq!(newest.stop, Some(BankStop::NoFreshData));
     assert_eq!(newest.packs.len(), 3);
-    connection.close(&config.data_dir).await;
 }

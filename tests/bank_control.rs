@@ -173,66 +173,8 @@ async fn a_site_limit_is_lowered_through_the_control_path_and_kept() {
     assert_eq!(state.charge_current_a, 100.0, "{state:?}");
     assert!(state.overrides.is_empty());
 
-    // Lowered to 40 A: applied, read back as the limit in effect, in the
-    // next states within a second, and audited against the bank.
-    let sent = std::time::Instant::now();
-    let reply = send(&client, &command("c-40", SITE_MAX_CHARGE_A, 40.0)).await;
-    assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 40.0 });
-    let lowered = states
-        .first(Duration::from_secs(2), |s| {
-            s.overrides.site_max_charge_a.is_some()
-        })
-        .await
-        .expect("a state with the override");
-    eprintln!("override in a state {:?} after the command", sent.elapsed());
-    assert_eq!(lowered.overrides.site_max_charge_a, Some(40.0));
-    assert!(lowered.charge_current_a <= 40.0, "{lowered:?}");
-    assert_eq!(lowered.discharge_current_a, 100.0, "discharge unchanged");
-    for state in states.next(3).await {
-        assert!(state.charge_current_a <= 40.0, "{state:?}");
-        assert_eq!(state.overrides.site_max_charge_a, Some(40.0));
-    }
-    let row = audit(&config, "c-40");
-    assert_eq!(
-        (row.pack_id.as_str(), row.setting.as_str(), row.value),
-        ("house", SITE_MAX_CHARGE_A, 40.0)
-    );
-    assert_eq!(row.outcome.as_deref(), Some("applied"));
-    assert_eq!(row.read_back, Some(40.0));
-
-    // Above the configured 100 A: refused, audited, nothing changes.
-    let reply = send(&client, &command("c-150", SITE_MAX_CHARGE_A, 150.0)).await;
-    let CommandOutcome::Rejected { reason } = &reply.outcome else {
-        panic!("{reply:?}");
-    };
-    assert!(
-        reason.contains("outside what bank house allows, 0 to 100 A"),
-        "{reason}"
-    );
-    assert_eq!(audit(&config, "c-150").outcome.as_deref(), Some("rejected"));
-    // Not a bank's setting, or not a number: refused by name.
-    let reply = send(&client, &command("c-x", "charge_current_limit_a", 10.0)).await;
-    assert!(
-        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("settable: site_max_charge_a")),
-        "{reply:?}"
-    );
-    let reply = send(&client, &command("c-nan", SITE_MAX_CHARGE_A, f64::NAN)).await;
-    assert!(
-        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("not a finite number")),
-        "{reply:?}"
-    );
-    // Expired: refused.
-    let mut expired = command("c-old", SITE_MAX_CHARGE_A, 20.0);
-    expired.expires_at_ms = packgate::telemetry::now_ms() - 1_000;
-    let reply = send(&client, &expired).await;
-    assert!(
-        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("expired")),
-        "{reply:?}"
-    );
-    for state in states.next(2).await {
-        assert_eq!(state.overrides.site_max_charge_a, Some(40.0), "{state:?}");
-        assert!(state.charge_current_a <= 40.0);
-    }
+    lowered_to_40_a_applied_kept_and_audited(&client, &mut states, &config).await;
+    refused_commands_change_nothing(&client, &mut states, &config).await;
 
     // The same id twice: applied once, the same answer twice.
     let thirty = command("c-30", SITE_MAX_CHARGE_A, 30.0);
@@ -300,4 +242,78 @@ async fn a_site_limit_is_lowered_through_the_control_path_and_kept() {
     shutdown.cancel();
     let (_, connection) = gateway.await.unwrap().unwrap();
     connection.close(&config.data_dir).await;
+}
+
+/// Lowered to 40 A: applied, read back as the limit in effect, in the
+/// next states within a second, and audited against the bank.
+async fn lowered_to_40_a_applied_kept_and_audited(
+    client: &async_nats::Client,
+    states: &mut States,
+    config: &Config,
+) {
+    let sent = std::time::Instant::now();
+    let reply = send(client, &command("c-40", SITE_MAX_CHARGE_A, 40.0)).await;
+    assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 40.0 });
+    let lowered = states
+        .first(Duration::from_secs(2), |s| {
+            s.overrides.site_max_charge_a.is_some()
+        })
+        .await
+        .expect("a state with the override");
+    eprintln!("override in a state {:?} after the command", sent.elapsed());
+    assert_eq!(lowered.overrides.site_max_charge_a, Some(40.0));
+    assert!(lowered.charge_current_a <= 40.0, "{lowered:?}");
+    assert_eq!(lowered.discharge_current_a, 100.0, "discharge unchanged");
+    for state in states.next(3).await {
+        assert!(state.charge_current_a <= 40.0, "{state:?}");
+        assert_eq!(state.overrides.site_max_charge_a, Some(40.0));
+    }
+    let row = audit(config, "c-40");
+    assert_eq!(
+        (row.pack_id.as_str(), row.setting.as_str(), row.value),
+        ("house", SITE_MAX_CHARGE_A, 40.0)
+    );
+    assert_eq!(row.outcome.as_deref(), Some("applied"));
+    assert_eq!(row.read_back, Some(40.0));
+}
+
+/// Above the configured 100 A, not a bank's setting, not a number or
+/// expired: refused, audited, nothing changes.
+async fn refused_commands_change_nothing(
+    client: &async_nats::Client,
+    states: &mut States,
+    config: &Config,
+) {
+    let reply = send(client, &command("c-150", SITE_MAX_CHARGE_A, 150.0)).await;
+    let CommandOutcome::Rejected { reason } = &reply.outcome else {
+        panic!("{reply:?}");
+    };
+    assert!(
+        reason.contains("outside what bank house allows, 0 to 100 A"),
+        "{reason}"
+    );
+    assert_eq!(audit(config, "c-150").outcome.as_deref(), Some("rejected"));
+    // Not a bank's setting, or not a number: refused by name.
+    let reply = send(client, &command("c-x", "charge_current_limit_a", 10.0)).await;
+    assert!(
+        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("settable: site_max_charge_a")),
+        "{reply:?}"
+    );
+    let reply = send(client, &command("c-nan", SITE_MAX_CHARGE_A, f64::NAN)).await;
+    assert!(
+        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("not a finite number")),
+        "{reply:?}"
+    );
+    // Expired: refused.
+    let mut expired = command("c-old", SITE_MAX_CHARGE_A, 20.0);
+    expired.expires_at_ms = packgate::telemetry::now_ms() - 1_000;
+    let reply = send(client, &expired).await;
+    assert!(
+        matches!(&reply.outcome, CommandOutcome::Rejected { reason } if reason.contains("expired")),
+        "{reply:?}"
+    );
+    for state in states.next(2).await {
+        assert_eq!(state.overrides.site_max_charge_a, Some(40.0), "{state:?}");
+        assert!(state.charge_current_a <= 40.0);
+    }
 }

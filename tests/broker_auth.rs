@@ -168,132 +168,15 @@ async fn each_broker_user_can_do_only_its_own_job() {
         .await
         .expect("the collector may publish samples");
 
-    let control_subject = names::CONTROL_SUBJECT;
-    let bus_subject = "packgate.bus.p1.write";
     for user in BrokerUser::all()
         .into_iter()
         .filter(|u| *u != BrokerUser::Setup)
     {
         let attacker = Attacker::connect(&url, &credentials, user).await;
-        let purge = format!("$JS.API.STREAM.PURGE.{}", names::SAMPLES_STREAM.name);
-        assert!(
-            !attacker.api_answered(&purge, "").await,
-            "{user} purged the samples"
-        );
-        let delete = format!(
-            "$JS.API.CONSUMER.DELETE.{}.{}",
-            names::SAMPLES_STREAM.name,
-            names::DATA_CONSUMER.durable
-        );
-        assert!(
-            !attacker.api_answered(&delete, "").await,
-            "{user} deleted a consumer"
-        );
-        let evil = r#"{"name":"EVIL","subjects":["_INBOX.evil"],"republish":{"src":">","dest":"packgate.control.command"}}"#;
-        assert!(
-            !attacker
-                .api_answered("$JS.API.STREAM.CREATE.EVIL", evil)
-                .await,
-            "{user} created a stream"
-        );
-
-        // Other clients' replies stay private.
-        let mut snoop = attacker.client.subscribe("_INBOX.>").await.unwrap();
-        assert!(
-            attacker.refused("_INBOX.>").await,
-            "{user} may read every inbox"
-        );
-        let _ = setup
-            .client
-            .request(
-                format!("$JS.API.STREAM.INFO.{}", names::SAMPLES_STREAM.name),
-                "".into(),
-            )
-            .await;
-        let peek = tokio::time::timeout(
-            Duration::from_millis(300),
-            futures_util::StreamExt::next(&mut snoop),
-        )
-        .await;
-        assert!(
-            !matches!(peek, Ok(Some(_))),
-            "{user} read another client's reply"
-        );
-
-        // The operator's CLI, the cloud's commands and Home Assistant's
-        // (the mqtt worker): each still checked and audited by the control
-        // worker.
-        let may_command = matches!(
-            user,
-            BrokerUser::Operator
-                | BrokerUser::Worker(WorkerKind::Cloud)
-                | BrokerUser::Worker(WorkerKind::Mqtt)
-        );
-        assert_eq!(
-            attacker.publish_refused(control_subject).await,
-            !may_command,
-            "{user} and the control subject"
-        );
-        let may_write = user == BrokerUser::Worker(WorkerKind::Control);
-        assert_eq!(
-            attacker.publish_refused(bus_subject).await,
-            !may_write,
-            "{user} and a bus write"
-        );
-        // A bank's site limits: only the control worker sends the
-        // validated commands, only the bank worker takes them.
-        let bank_limits =
-            names::bank_limits_subject(&packgate_protocol::BankId::new("house").unwrap());
-        assert_eq!(
-            attacker.publish_refused(&bank_limits).await,
-            !may_write,
-            "{user} and a bank's limits"
-        );
-        let _limits = attacker
-            .client
-            .subscribe(bank_limits.clone())
-            .await
-            .unwrap();
-        assert_eq!(
-            attacker.subscription_refused(&bank_limits).await,
-            user != BrokerUser::Worker(WorkerKind::Bank),
-            "{user} taking a bank's limits"
-        );
-        let may_state = user == BrokerUser::Worker(WorkerKind::Bank);
-        assert_eq!(
-            attacker.publish_refused("packgate.banks.house").await,
-            !may_state,
-            "{user} and a bank state"
-        );
-        let may_sample = user == BrokerUser::Worker(WorkerKind::Collect);
-        assert_eq!(
-            attacker.publish_refused("packgate.samples.p1").await,
-            !may_sample,
-            "{user} and a sample"
-        );
-        // The data worker hears when the broker gives up on a sample and
-        // reads that one back; no other worker does either.
-        let is_data = user == BrokerUser::Worker(WorkerKind::Data);
-        let advisory = names::max_deliveries_advisory_subject(&names::DATA_CONSUMER);
-        let _advisories = attacker.client.subscribe(advisory.clone()).await.unwrap();
-        assert_eq!(
-            attacker.refused(&advisory).await,
-            !is_data,
-            "{user} and the max-deliveries advisory"
-        );
-        let get = format!("$JS.API.STREAM.MSG.GET.{}", names::SAMPLES_STREAM.name);
-        assert_eq!(
-            attacker.api_answered(&get, r#"{"seq":1}"#).await,
-            is_data || user == BrokerUser::Operator,
-            "{user} and reading a stored sample"
-        );
-        let get_events = format!("$JS.API.STREAM.MSG.GET.{}", names::EVENTS_STREAM.name);
-        if is_data {
-            assert!(
-                !attacker.api_answered(&get_events, r#"{"seq":1}"#).await,
-                "{user} read a stored event"
-            );
-        }
+        cannot_purge_delete_or_republish(&attacker, user).await;
+        cannot_read_other_clients_replies(&attacker, &setup, user).await;
+        publishes_and_takes_only_its_own(&attacker, user).await;
+        only_data_reads_back_a_given_up_sample(&attacker, user).await;
         let may_reset = user == BrokerUser::Operator;
         assert_eq!(
             attacker.publish_refused(names::OUTPUTS_RESET_SUBJECT).await,
@@ -314,6 +197,142 @@ async fn each_broker_user_can_do_only_its_own_job() {
         .expect("the data consumer still exists");
     assert!(js.get_stream("EVIL").await.is_err(), "a stream was created");
     drop(server);
+}
+
+/// No user but the setup user purges the samples, deletes a consumer or
+/// creates a stream that republishes onto the control subject.
+async fn cannot_purge_delete_or_republish(attacker: &Attacker, user: BrokerUser) {
+    let purge = format!("$JS.API.STREAM.PURGE.{}", names::SAMPLES_STREAM.name);
+    assert!(
+        !attacker.api_answered(&purge, "").await,
+        "{user} purged the samples"
+    );
+    let delete = format!(
+        "$JS.API.CONSUMER.DELETE.{}.{}",
+        names::SAMPLES_STREAM.name,
+        names::DATA_CONSUMER.durable
+    );
+    assert!(
+        !attacker.api_answered(&delete, "").await,
+        "{user} deleted a consumer"
+    );
+    let evil = r#"{"name":"EVIL","subjects":["_INBOX.evil"],"republish":{"src":">","dest":"packgate.control.command"}}"#;
+    assert!(
+        !attacker
+            .api_answered("$JS.API.STREAM.CREATE.EVIL", evil)
+            .await,
+        "{user} created a stream"
+    );
+}
+
+/// Other clients' replies (here the setup user's) stay private.
+async fn cannot_read_other_clients_replies(
+    attacker: &Attacker,
+    setup: &Attacker,
+    user: BrokerUser,
+) {
+    let mut snoop = attacker.client.subscribe("_INBOX.>").await.unwrap();
+    assert!(
+        attacker.refused("_INBOX.>").await,
+        "{user} may read every inbox"
+    );
+    let _ = setup
+        .client
+        .request(
+            format!("$JS.API.STREAM.INFO.{}", names::SAMPLES_STREAM.name),
+            "".into(),
+        )
+        .await;
+    let peek = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures_util::StreamExt::next(&mut snoop),
+    )
+    .await;
+    assert!(
+        !matches!(peek, Ok(Some(_))),
+        "{user} read another client's reply"
+    );
+}
+
+/// Commands, bus writes, a bank's limits, bank states and samples: each
+/// only from (or to) the user whose job it is.
+async fn publishes_and_takes_only_its_own(attacker: &Attacker, user: BrokerUser) {
+    // The operator's CLI, the cloud's commands and Home Assistant's
+    // (the mqtt worker): each still checked and audited by the control
+    // worker.
+    let may_command = matches!(
+        user,
+        BrokerUser::Operator
+            | BrokerUser::Worker(WorkerKind::Cloud)
+            | BrokerUser::Worker(WorkerKind::Mqtt)
+    );
+    assert_eq!(
+        attacker.publish_refused(names::CONTROL_SUBJECT).await,
+        !may_command,
+        "{user} and the control subject"
+    );
+    let may_write = user == BrokerUser::Worker(WorkerKind::Control);
+    assert_eq!(
+        attacker.publish_refused("packgate.bus.p1.write").await,
+        !may_write,
+        "{user} and a bus write"
+    );
+    // A bank's site limits: only the control worker sends the
+    // validated commands, only the bank worker takes them.
+    let bank_limits = names::bank_limits_subject(&packgate_protocol::BankId::new("house").unwrap());
+    assert_eq!(
+        attacker.publish_refused(&bank_limits).await,
+        !may_write,
+        "{user} and a bank's limits"
+    );
+    let _limits = attacker
+        .client
+        .subscribe(bank_limits.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        attacker.subscription_refused(&bank_limits).await,
+        user != BrokerUser::Worker(WorkerKind::Bank),
+        "{user} taking a bank's limits"
+    );
+    let may_state = user == BrokerUser::Worker(WorkerKind::Bank);
+    assert_eq!(
+        attacker.publish_refused("packgate.banks.house").await,
+        !may_state,
+        "{user} and a bank state"
+    );
+    let may_sample = user == BrokerUser::Worker(WorkerKind::Collect);
+    assert_eq!(
+        attacker.publish_refused("packgate.samples.p1").await,
+        !may_sample,
+        "{user} and a sample"
+    );
+}
+
+/// The data worker hears when the broker gives up on a sample and reads
+/// that one back (and no stored event); no other worker does either.
+async fn only_data_reads_back_a_given_up_sample(attacker: &Attacker, user: BrokerUser) {
+    let is_data = user == BrokerUser::Worker(WorkerKind::Data);
+    let advisory = names::max_deliveries_advisory_subject(&names::DATA_CONSUMER);
+    let _advisories = attacker.client.subscribe(advisory.clone()).await.unwrap();
+    assert_eq!(
+        attacker.refused(&advisory).await,
+        !is_data,
+        "{user} and the max-deliveries advisory"
+    );
+    let get = format!("$JS.API.STREAM.MSG.GET.{}", names::SAMPLES_STREAM.name);
+    assert_eq!(
+        attacker.api_answered(&get, r#"{"seq":1}"#).await,
+        is_data || user == BrokerUser::Operator,
+        "{user} and reading a stored sample"
+    );
+    let get_events = format!("$JS.API.STREAM.MSG.GET.{}", names::EVENTS_STREAM.name);
+    if is_data {
+        assert!(
+            !attacker.api_answered(&get_events, r#"{"seq":1}"#).await,
+            "{user} read a stored event"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! `packgate check-config` and `packgate run` on configurations and
 //! arguments that parse but cannot work: refused with the key and its line,
-//! secrets never printed, a closed pipe ended quietly.
+//! secrets never printed, a closed pipe ended quietly. The example
+//! configuration is accepted, and a configuration or a store this user
+//! cannot read is said as such.
 
 // Test code: a failed step should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -357,4 +359,96 @@ fn an_unreadable_configuration_says_who_may_read_it() {
             && stderr.contains("Permission denied"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_a_bad_key() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/packgate.example.toml"
+    );
+    let out = packgate().args(["check-config", example]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("valid, 1 packs"), "{stdout}");
+    assert!(stdout.contains("poll_interval_ms = 1000"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[collect]\npoll_interval_ms = 1000\nrequest_timout_ms = 5\n",
+    )
+    .unwrap();
+    let out = packgate().arg("check-config").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("request_timout_ms") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_store_that_cannot_be_read_is_said_so_not_called_missing() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    // A data directory that is a file: every store under it is unreadable
+    // (ENOTDIR), though `Path::exists` calls it absent.
+    let data_dir = dir.path().join("data");
+    std::fs::write(&data_dir, "").unwrap();
+    let out = packgate()
+        .args(["query", "samples", "--pack", "p", "--data-dir"])
+        .arg(&data_dir)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot read the sample store") && stderr.contains("Not a directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("does not exist"), "{stderr}");
+
+    let out = packgate()
+        .args(["status", "--nats-url", "nats://127.0.0.1:1", "--data-dir"])
+        .arg(&data_dir)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cannot read the monitor database",
+        "unknown, cannot read the audit store",
+        "dead letters: unknown, cannot read the sample store",
+    ] {
+        assert!(stdout.contains(needle), "{needle}:\n{stdout}");
+    }
+    assert!(!stdout.contains("does not exist"), "{stdout}");
+
+    // What an operator outside the service's group meets. (Root reads
+    // whatever the modes say, so this part needs another user.)
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, "").unwrap();
+    if std::fs::metadata(&probe).unwrap().uid() == 0 {
+        return;
+    }
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    packgate::store::SampleStore::open(&private.join("samples.db")).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = packgate()
+        .args(["query", "samples", "--pack", "p", "--data-dir"])
+        .arg(&private)
+        .env("PACKGATE_CONFIG", "")
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
 }

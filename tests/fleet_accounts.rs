@@ -75,14 +75,58 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
     let b = connect_as(&cluster, "site-8", &passwords[2]).await;
     let a_js = jetstream::new(a.clone());
 
-    // Its own samples: stored.
+    publishes_its_own_samples_only(&a_js, &ops_js).await;
+    let own_consumer = reads_its_own_desired_settings(&a, &a_js).await;
+    cannot_read_anothers_desired_settings(&a, &own_consumer).await;
+    let bucket_subjects = format!("$KV.{DESIRED_BUCKET}.>");
+    assert!(
+        !receives(&a, &bucket_subjects, async || {
+            desired
+                .put("site-8.sim-01.charge_current_limit_a", "81".into())
+                .await
+                .unwrap();
+        })
+        .await,
+        "site-7 saw a put of site-8's desired settings"
+    );
+    // Nor site-8's replies, nor its commands.
+    assert!(
+        !receives(&a, "_INBOX.>", async || {
+            let _ = b.request(direct_get("site-8"), "".into()).await;
+        })
+        .await,
+        "site-7 read another client's replies"
+    );
+    assert!(
+        !receives(&a, "packgate.site-8.control", async || {
+            let _ = ops.publish("packgate.site-8.control", "cmd".into()).await;
+            let _ = ops.flush().await;
+        })
+        .await,
+        "site-7 received site-8's commands"
+    );
+    // While site-8 still reads its own.
+    let b_value = b.request(direct_get("site-8"), "".into()).await.unwrap();
+    assert_eq!(b_value.payload.as_ref(), b"81");
+}
+
+/// The direct-get subject of gateway `gw`'s desired charge current limit
+/// of sim-01.
+fn direct_get(gw: &str) -> String {
+    format!(
+        "$JS.API.DIRECT.GET.KV_{DESIRED_BUCKET}.$KV.{DESIRED_BUCKET}.{gw}.sim-01.charge_current_limit_a"
+    )
+}
+
+/// site-7's own samples are stored; one as site-8 is refused, and nothing
+/// of site-8 is in the stream.
+async fn publishes_its_own_samples_only(a_js: &jetstream::Context, ops_js: &jetstream::Context) {
     let own = a_js
         .publish("packgate.site-7.samples.sim-01", "x".into())
         .await
         .unwrap()
         .await;
     assert!(own.is_ok(), "site-7's own sample: {own:?}");
-    // As site-8: refused, nothing stored.
     let forged = tokio::time::timeout(Duration::from_secs(3), async {
         a_js.publish("packgate.site-8.samples.sim-01", "forged".into())
             .await?
@@ -103,14 +147,15 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
         "a site-8 subject in the stream: {forged_in:?}"
     );
     assert_eq!(cloud.info().await.unwrap().state.messages, 1);
+}
 
-    // Its own desired settings: readable directly and by its consumer.
-    let direct = |gw: &str| {
-        format!(
-            "$JS.API.DIRECT.GET.KV_{DESIRED_BUCKET}.$KV.{DESIRED_BUCKET}.{gw}.sim-01.charge_current_limit_a"
-        )
-    };
-    let own_value = a.request(direct("site-7"), "".into()).await.unwrap();
+/// site-7's own desired settings: readable directly and by its consumer
+/// (whose configuration is returned).
+async fn reads_its_own_desired_settings(
+    a: &async_nats::Client,
+    a_js: &jetstream::Context,
+) -> consumer::pull::Config {
+    let own_value = a.request(direct_get("site-7"), "".into()).await.unwrap();
     assert_eq!(own_value.payload.as_ref(), b"40");
     let own_consumer = consumer::pull::Config {
         name: Some(desired_consumer("site-7")),
@@ -135,12 +180,18 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
         "$KV.PACKGATE_DESIRED.site-7.sim-01.charge_current_limit_a"
     );
     assert_eq!(first.payload.as_ref(), b"40");
+    own_consumer
+}
 
-    // site-8's: not by a direct get, a stream message get, a consumer of
-    // its own name on site-8's keys, a consumer of site-8's name, or a
-    // subscription on the bucket's subjects.
+/// site-8's desired settings: not by a direct get, a stream message get,
+/// a consumer of site-7's name on site-8's keys, a consumer of site-8's
+/// name, or an unnamed one.
+async fn cannot_read_anothers_desired_settings(
+    a: &async_nats::Client,
+    own_consumer: &consumer::pull::Config,
+) {
     assert_eq!(
-        a.request(direct("site-8"), "".into())
+        a.request(direct_get("site-8"), "".into())
             .await
             .ok()
             .map(|m| m.payload),
@@ -149,8 +200,8 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
     let bucket_api = |verb: &str| format!("$JS.API.{verb}.KV_{DESIRED_BUCKET}");
     let last_of_b =
         r#"{"last_by_subj":"$KV.PACKGATE_DESIRED.site-8.sim-01.charge_current_limit_a"}"#;
-    assert_eq!(api(&a, bucket_api("STREAM.MSG.GET"), last_of_b).await, None);
-    assert_eq!(api(&a, bucket_api("DIRECT.GET"), last_of_b).await, None);
+    assert_eq!(api(a, bucket_api("STREAM.MSG.GET"), last_of_b).await, None);
+    assert_eq!(api(a, bucket_api("DIRECT.GET"), last_of_b).await, None);
     let as_b = |name: String, filter: &str| {
         let config = consumer::pull::Config {
             name: Some(name.clone()),
@@ -172,11 +223,11 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
         as_b(desired_consumer("site-8"), "site-8"),
         as_b(desired_consumer("site-7"), "*"),
     ] {
-        assert_eq!(api(&a, subject.clone(), &body).await, None, "{subject}");
+        assert_eq!(api(a, subject.clone(), &body).await, None, "{subject}");
     }
     assert_eq!(
         api(
-            &a,
+            a,
             bucket_api("CONSUMER.CREATE"),
             r#"{"stream_name":"KV_PACKGATE_DESIRED","config":{}}"#
         )
@@ -184,36 +235,6 @@ async fn a_gateways_user_cannot_publish_as_another_nor_read_its_desired_settings
         None,
         "an unnamed consumer"
     );
-    let bucket_subjects = format!("$KV.{DESIRED_BUCKET}.>");
-    assert!(
-        !receives(&a, &bucket_subjects, async || {
-            desired
-                .put("site-8.sim-01.charge_current_limit_a", "81".into())
-                .await
-                .unwrap();
-        })
-        .await,
-        "site-7 saw a put of site-8's desired settings"
-    );
-    // Nor site-8's replies, nor its commands.
-    assert!(
-        !receives(&a, "_INBOX.>", async || {
-            let _ = b.request(direct("site-8"), "".into()).await;
-        })
-        .await,
-        "site-7 read another client's replies"
-    );
-    assert!(
-        !receives(&a, "packgate.site-8.control", async || {
-            let _ = ops.publish("packgate.site-8.control", "cmd".into()).await;
-            let _ = ops.flush().await;
-        })
-        .await,
-        "site-7 received site-8's commands"
-    );
-    // While site-8 still reads its own.
-    let b_value = b.request(direct("site-8"), "".into()).await.unwrap();
-    assert_eq!(b_value.payload.as_ref(), b"81");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,6 +143,9 @@ fn matches(burst: &Burst, state: &BankState) -> bool {
         && burst.name.as_deref() == Some("house")
 }
 
+/// The bank's states as published, with when they were heard.
+type HeardStates = Arc<Mutex<Vec<(BankState, Instant)>>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
     let broker = TestBroker::start().await;
@@ -161,18 +164,8 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         burst: Burst::default(),
         received: 0,
     };
-
-    // The states as published, with when they were heard.
     let client = async_nats::connect(broker.url()).await.unwrap();
-    let mut subscription = client.subscribe("packgate.banks.house").await.unwrap();
-    let states: Arc<Mutex<Vec<(BankState, Instant)>>> = Arc::default();
-    let heard = Arc::clone(&states);
-    tokio::spawn(async move {
-        while let Some(message) = subscription.next().await {
-            let state = decode::<BankState>(&message.payload).unwrap();
-            heard.lock().unwrap().push((state, Instant::now()));
-        }
-    });
+    let states = record_states(&client).await;
 
     let packs = PackSet::from_config(&config).unwrap();
     let sims = packs.sims.clone();
@@ -190,8 +183,48 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         })
     };
 
-    // Healthy: every burst is a published state, within resolution.
-    // The limits start at 0 and ramp up to the three packs' 300 A.
+    every_burst_is_a_published_state(&mut inverter, &states).await;
+    let hot = &sims[&pack("sim-03")];
+    an_overheating_packs_share_leaves_within_2_s(&mut inverter, hot).await;
+    for sim in sims.values() {
+        sim.set_faults(Faults {
+            unresponsive: true,
+            ..Faults::default()
+        });
+    }
+    silent_packs_send_zeros_then_silence(&mut inverter).await;
+
+    shutdown.cancel();
+    let (report, connection): (RunReport, packgate::runtime::Broker) =
+        gateway.await.unwrap().unwrap();
+    check_link_counts(&report, inverter.received);
+    inverter_shutdown.cancel();
+    assert_eq!(
+        reader.await.unwrap().unwrap(),
+        0,
+        "no frame failed to decode"
+    );
+    drop(adapter_end);
+    connection.close(&config.data_dir).await;
+}
+
+/// Records the bank's states as published, with when they were heard.
+async fn record_states(client: &async_nats::Client) -> HeardStates {
+    let mut subscription = client.subscribe("packgate.banks.house").await.unwrap();
+    let states: HeardStates = Arc::default();
+    let heard = Arc::clone(&states);
+    tokio::spawn(async move {
+        while let Some(message) = subscription.next().await {
+            let state = decode::<BankState>(&message.payload).unwrap();
+            heard.lock().unwrap().push((state, Instant::now()));
+        }
+    });
+    states
+}
+
+/// Healthy: every burst is a published state, within resolution. The
+/// limits start at 0 and ramp up to the three packs' 300 A.
+async fn every_burst_is_a_published_state(inverter: &mut Inverter, states: &HeardStates) {
     let (first, _) = inverter
         .burst_where(Duration::from_secs(8), |b| {
             b.module_count == Some(3) && b.charge_current_limit_a == Some(300.0)
@@ -237,15 +270,19 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         matched_seqs.windows(2).all(|w| w[1] > w[0]),
         "{matched_seqs:?}"
     );
+}
 
-    // sim-03 overheats: the inverter's charge current is the other two
-    // packs' within 2 s, and it hears the protection.
-    let hot = pack("sim-03");
-    sims[&hot].set_faults(Faults {
+/// sim-03 (`hot`) overheats: the inverter's charge current is the other
+/// two packs' within 2 s, and it hears the protection.
+async fn an_overheating_packs_share_leaves_within_2_s(
+    inverter: &mut Inverter,
+    hot: &packgate_sim::SimPack,
+) {
+    hot.set_faults(Faults {
         over_temperature: true,
         ..Faults::default()
     });
-    sims[&hot].advance(600.0);
+    hot.advance(600.0);
     let injected = Instant::now();
     let (burst, at) = inverter
         .burst_where(Duration::from_secs(5), |b| {
@@ -272,14 +309,10 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
             .is_some_and(|p| p & PylonFlags::OVER_TEMPERATURE != 0),
         "{burst:?}"
     );
+}
 
-    // Every pack silent: zeros with both enables off, then nothing.
-    for sim in sims.values() {
-        sim.set_faults(Faults {
-            unresponsive: true,
-            ..Faults::default()
-        });
-    }
+/// Every pack silent: zeros with both enables off, then nothing.
+async fn silent_packs_send_zeros_then_silence(inverter: &mut Inverter) {
     let zero = |b: &Burst| {
         b.charge_current_limit_a == Some(0.0)
             && b.discharge_current_limit_a == Some(0.0)
@@ -314,10 +347,11 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
         inverter.next_burst(quiet).await.is_none(),
         "the link is silent"
     );
+}
 
-    shutdown.cancel();
-    let (report, connection): (RunReport, packgate::runtime::Broker) =
-        gateway.await.unwrap().unwrap();
+/// The bank worker's link counted one connection, one silence, no failed
+/// send, and every frame the inverter `received`.
+fn check_link_counts(report: &RunReport, received: u64) {
     let metrics = report
         .workers
         .iter()
@@ -330,15 +364,7 @@ async fn the_inverter_hears_the_bank_through_overheating_and_silence() {
     assert_eq!(counts.inverter_silences.get(), 1);
     assert_eq!(
         counts.inverter_frames_sent.get(),
-        inverter.received,
+        received,
         "every frame sent was received and decoded"
     );
-    inverter_shutdown.cancel();
-    assert_eq!(
-        reader.await.unwrap().unwrap(),
-        0,
-        "no frame failed to decode"
-    );
-    drop(adapter_end);
-    connection.close(&config.data_dir).await;
 }

@@ -163,28 +163,69 @@ async fn the_packs_follow_the_limits_the_inverter_hears() {
 
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let client = async_nats::connect(broker.url()).await.unwrap();
-    let mut messages = client.subscribe("packgate.>").await.unwrap();
-    {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let now = Instant::now();
-                if names::pack_of_sample_subject(&message.subject).is_some() {
-                    let sample = decode::<Sample>(&message.payload).unwrap();
-                    let current = f64::from(sample.reading.current_a);
-                    seen.lock()
-                        .unwrap()
-                        .samples
-                        .push((now, sample.pack_id, current));
-                } else if message.subject.as_str() == "packgate.banks.house" {
-                    let state = decode::<BankState>(&message.payload).unwrap();
-                    seen.lock().unwrap().states.push(state);
-                }
-            }
-        });
-    }
+    record_samples_and_states(&client, &seen).await;
+    let inverter_shutdown = CancellationToken::new();
+    let inverter = start_obeying_inverter(line, &sims, &seen, &inverter_shutdown);
+    let shutdown = CancellationToken::new();
+    let gateway = start_workers(&config, packs, &shutdown).await;
+    let started = Instant::now();
 
-    // The inverter: charges, then discharges, asking more than allowed.
+    charging_shares_the_site_ccl(&seen).await;
+    a_lowered_site_ccl_is_followed_within_2_s(&client, &seen, started).await;
+
+    // Discharging: the inverter asks 350 A, the site allows 300 A, the
+    // three packs' 100 A each.
+    assert!(
+        eventually(
+            Duration::from_secs_f64(CHARGE_S + 5.0),
+            total_near(&seen, -SITE_DISCHARGE_A)
+        )
+        .await,
+        "the packs never carried the DCL: {:?}",
+        seen.lock().unwrap().currents_at(Instant::now())
+    );
+
+    an_overheating_pack_carries_nothing(&sims[2], &seen).await;
+
+    shutdown.cancel();
+    let (_, connection) = gateway.await.unwrap().unwrap();
+    connection.close(&config.data_dir).await;
+    inverter_shutdown.cancel();
+    inverter.await.unwrap().unwrap();
+    drop(adapter_end);
+}
+
+/// Records every sample's current and every state of the bank published
+/// on the broker into `seen`.
+async fn record_samples_and_states(client: &async_nats::Client, seen: &Arc<Mutex<Seen>>) {
+    let mut messages = client.subscribe("packgate.>").await.unwrap();
+    let seen = Arc::clone(seen);
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let now = Instant::now();
+            if names::pack_of_sample_subject(&message.subject).is_some() {
+                let sample = decode::<Sample>(&message.payload).unwrap();
+                let current = f64::from(sample.reading.current_a);
+                seen.lock()
+                    .unwrap()
+                    .samples
+                    .push((now, sample.pack_id, current));
+            } else if message.subject.as_str() == "packgate.banks.house" {
+                let state = decode::<BankState>(&message.payload).unwrap();
+                seen.lock().unwrap().states.push(state);
+            }
+        }
+    });
+}
+
+/// The inverter on `line`: charges, then discharges, asking more than
+/// allowed, driving `sims`; the limits it hears recorded into `seen`.
+fn start_obeying_inverter(
+    line: tokio_serial::SerialStream,
+    sims: &[packgate_sim::SimPack],
+    seen: &Arc<Mutex<Seen>>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let profile = LoadProfile::Scripted {
         steps: vec![
             LoadStep {
@@ -199,70 +240,81 @@ async fn the_packs_follow_the_limits_the_inverter_hears() {
         repeat: false,
     };
     let (events, mut heard) = mpsc::channel(1024);
-    let inverter_shutdown = CancellationToken::new();
     let inverter = tokio::spawn(run_obeying(
         line,
-        ObeyingInverter::new(profile, sims.clone(), SILENCE_AFTER),
+        ObeyingInverter::new(profile, sims.to_vec(), SILENCE_AFTER),
         LoopOptions::default(),
         events,
-        inverter_shutdown.clone(),
+        shutdown.clone(),
     ));
-    {
-        let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Some(event) = heard.recv().await {
-                if let LoopEvent::Heard { at, limits, .. } = event {
-                    let on = |enabled: bool, a: f64| if enabled { a } else { 0.0 };
-                    seen.lock().unwrap().limits.push((
-                        at,
-                        on(limits.charge_enable, limits.charge_current_limit_a),
-                        on(limits.discharge_enable, limits.discharge_current_limit_a),
-                    ));
-                }
+    let seen = Arc::clone(seen);
+    tokio::spawn(async move {
+        while let Some(event) = heard.recv().await {
+            if let LoopEvent::Heard { at, limits, .. } = event {
+                let on = |enabled: bool, a: f64| if enabled { a } else { 0.0 };
+                seen.lock().unwrap().limits.push((
+                    at,
+                    on(limits.charge_enable, limits.charge_current_limit_a),
+                    on(limits.discharge_enable, limits.discharge_current_limit_a),
+                ));
             }
-        });
-    }
-
-    let connection = Broker::open(&config, "test").await.unwrap();
-    let shutdown = CancellationToken::new();
-    let gateway = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
-        let workers = WorkerSet::of(&[WorkerKind::Collect, WorkerKind::Bank, WorkerKind::Control]);
-        tokio::spawn(async move {
-            run_workers(&config, workers, packs, &connection, shutdown)
-                .await
-                .map(|report| (report, connection))
-        })
-    };
-    let started = Instant::now();
-
-    // Charging: the inverter hears the site's 150 A and the packs carry
-    // it between them, 50 A each.
-    let total_near = |want: f64| {
-        let seen = Arc::clone(&seen);
-        move || {
-            let seen = seen.lock().unwrap();
-            let (latest, total) = seen.currents_at(Instant::now());
-            latest.len() == 3 && (total - want).abs() <= 1.0
         }
-    };
+    });
+    inverter
+}
+
+/// The gateway's collect, bank and control workers until `shutdown`.
+async fn start_workers(
+    config: &Config,
+    packs: PackSet,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<
+    Result<(packgate::runtime::RunReport, Broker), packgate::runtime::RunError>,
+> {
+    let connection = Broker::open(config, "test").await.unwrap();
+    let (config, shutdown) = (config.clone(), shutdown.clone());
+    let workers = WorkerSet::of(&[WorkerKind::Collect, WorkerKind::Bank, WorkerKind::Control]);
+    tokio::spawn(async move {
+        run_workers(&config, workers, packs, &connection, shutdown)
+            .await
+            .map(|report| (report, connection))
+    })
+}
+
+/// Whether the three packs' latest currents add up to `want`, within 1 A.
+fn total_near(seen: &Arc<Mutex<Seen>>, want: f64) -> impl Fn() -> bool {
+    let seen = Arc::clone(seen);
+    move || {
+        let seen = seen.lock().unwrap();
+        let (latest, total) = seen.currents_at(Instant::now());
+        latest.len() == 3 && (total - want).abs() <= 1.0
+    }
+}
+
+/// Charging: the inverter hears the site's 150 A and the packs carry it
+/// between them, 50 A each.
+async fn charging_shares_the_site_ccl(seen: &Arc<Mutex<Seen>>) {
     assert!(
-        eventually(Duration::from_secs(10), total_near(SITE_CHARGE_A)).await,
+        eventually(Duration::from_secs(10), total_near(seen, SITE_CHARGE_A)).await,
         "the packs never carried the site's CCL: {:?}",
         seen.lock().unwrap().currents_at(Instant::now())
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    {
-        let seen = seen.lock().unwrap();
-        let (latest, _) = seen.currents_at(Instant::now());
-        for (pack, current) in &latest {
-            assert!((current - 50.0).abs() <= 0.5, "{pack}: {current} A");
-        }
-        assert!(seen.assert_within_limits() > 10);
+    let seen = seen.lock().unwrap();
+    let (latest, _) = seen.currents_at(Instant::now());
+    for (pack, current) in &latest {
+        assert!((current - 50.0).abs() <= 0.5, "{pack}: {current} A");
     }
+    assert!(seen.assert_within_limits() > 10);
+}
 
-    // The site's CCL lowered to 60 A through the control path: the packs
-    // follow within about 2 s.
+/// The site's CCL lowered to 60 A through the control path: the packs
+/// follow within about 2 s, while the inverter still charges.
+async fn a_lowered_site_ccl_is_followed_within_2_s(
+    client: &async_nats::Client,
+    seen: &Arc<Mutex<Seen>>,
+    started: Instant,
+) {
     let now = packgate::telemetry::now_ms();
     let lower = Command {
         id: CommandId("loop-60".into()),
@@ -274,12 +326,12 @@ async fn the_packs_follow_the_limits_the_inverter_hears() {
         expires_at_ms: now + 30_000,
     };
     let sent = Instant::now();
-    let reply = send_command(&client, &lower, Duration::from_secs(10))
+    let reply = send_command(client, &lower, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 60.0 });
     assert!(
-        eventually(Duration::from_secs(5), total_near(60.0)).await,
+        eventually(Duration::from_secs(5), total_near(seen, 60.0)).await,
         "the packs never came down to 60 A"
     );
     let followed = sent.elapsed();
@@ -293,29 +345,22 @@ async fn the_packs_follow_the_limits_the_inverter_hears() {
         "the machine is too slow for the charging phase: {:?}",
         started.elapsed()
     );
+}
 
-    // Discharging: the inverter asks 350 A, the site allows 300 A, the
-    // three packs' 100 A each.
-    assert!(
-        eventually(
-            Duration::from_secs_f64(CHARGE_S + 5.0),
-            total_near(-SITE_DISCHARGE_A)
-        )
-        .await,
-        "the packs never carried the DCL: {:?}",
-        seen.lock().unwrap().currents_at(Instant::now())
-    );
-
-    // sim-03 overheats: its BMS opens its switches and it carries nothing;
-    // the others carry at most their share.
-    sims[2].set_faults(Faults {
+/// sim-03 (`hot_sim`) overheats: its BMS opens its switches and it
+/// carries nothing; the others carry at most their share.
+async fn an_overheating_pack_carries_nothing(
+    hot_sim: &packgate_sim::SimPack,
+    seen: &Arc<Mutex<Seen>>,
+) {
+    hot_sim.set_faults(Faults {
         over_temperature: true,
         ..Faults::default()
     });
-    sims[2].advance(600.0);
+    hot_sim.advance(600.0);
     let hot = pack("sim-03");
     let out = {
-        let seen = Arc::clone(&seen);
+        let seen = Arc::clone(seen);
         let hot = hot.clone();
         move || {
             let seen = seen.lock().unwrap();
@@ -332,35 +377,26 @@ async fn the_packs_follow_the_limits_the_inverter_hears() {
         "the hot pack never left"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    {
-        let seen = seen.lock().unwrap();
-        let state = seen.states.last().unwrap();
-        assert_eq!(state.discharge_current_a, 200.0, "{state:?}");
-        let (latest, total) = seen.currents_at(Instant::now());
-        assert_eq!(latest[&hot], 0.0);
-        for id in ["sim-01", "sim-02"] {
-            let share = match state.pack(&pack(id)).unwrap().discharge {
-                PackShare::Allowed { current_a, .. } => f64::from(current_a),
-                other => panic!("{id}: {other:?}"),
-            };
-            let current = latest[&pack(id)];
-            assert!(
-                -current <= share + RESOLUTION_A,
-                "{id} carries {current} A, its share is {share} A"
-            );
-        }
-        assert!((total + 200.0).abs() <= 1.0, "{latest:?}");
-        let checked = seen.assert_within_limits();
-        eprintln!(
-            "{checked} samples within the limits heard, {} bursts heard",
-            seen.limits.len()
+    let seen = seen.lock().unwrap();
+    let state = seen.states.last().unwrap();
+    assert_eq!(state.discharge_current_a, 200.0, "{state:?}");
+    let (latest, total) = seen.currents_at(Instant::now());
+    assert_eq!(latest[&hot], 0.0);
+    for id in ["sim-01", "sim-02"] {
+        let share = match state.pack(&pack(id)).unwrap().discharge {
+            PackShare::Allowed { current_a, .. } => f64::from(current_a),
+            other => panic!("{id}: {other:?}"),
+        };
+        let current = latest[&pack(id)];
+        assert!(
+            -current <= share + RESOLUTION_A,
+            "{id} carries {current} A, its share is {share} A"
         );
     }
-
-    shutdown.cancel();
-    let (_, connection) = gateway.await.unwrap().unwrap();
-    connection.close(&config.data_dir).await;
-    inverter_shutdown.cancel();
-    inverter.await.unwrap().unwrap();
-    drop(adapter_end);
+    assert!((total + 200.0).abs() <= 1.0, "{latest:?}");
+    let checked = seen.assert_within_limits();
+    eprintln!(
+        "{checked} samples within the limits heard, {} bursts heard",
+        seen.limits.len()
+    );
 }

@@ -134,101 +134,11 @@ async fn monitor_stores_every_workers_snapshots_and_status_shows_them() {
         tokio::spawn(async move { run_monitor(&config, js, metrics, shutdown).await })
     };
 
-    // Snapshots of both workers, and each pack online, reach the database.
     let path = config.monitor.database_path(&config.data_dir);
-    let stored = || -> bool {
-        let Ok(store) = MonitorStore::open_read_only(&path) else {
-            return false;
-        };
-        let snapshots = ["collect", "data"]
-            .iter()
-            .all(|w| store.snapshot_count(w).unwrap() >= 3);
-        let online = ["sim-01", "sim-02"].iter().all(|p| {
-            store
-                .last_presence(p)
-                .unwrap()
-                .is_some_and(|e| e.kind == "pack_online")
-        });
-        snapshots && online
-    };
-    assert!(
-        eventually(Duration::from_secs(20), stored).await,
-        "{monitor_metrics:?}"
-    );
-    let store = MonitorStore::open_read_only(&path).unwrap();
-    let latest = store.latest_snapshots().unwrap();
-    let collect = latest.iter().find(|s| s.worker == "collect").unwrap();
-    assert!(collect.rss_bytes > 0);
-    assert!(collect
-        .counters
-        .iter()
-        .any(|(n, v)| n == "samples_published" && *v > 0));
-
-    // A malformed message on the metrics stream is counted and terminated.
-    js.publish(names::metrics_subject("bogus"), vec![0xde, 0xad].into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || monitor_metrics
-            .messages_malformed
-            .get()
-            == 1)
-        .await
-    );
-
-    // A cloud worker's snapshot gives the link and its backlog.
-    let mut cloud = take_snapshot(
-        "cloud",
-        "elsewhere/1",
-        std::time::Instant::now(),
-        &NoMetrics,
-    );
-    cloud.gauges = vec![("link_up".to_owned(), 1.0), ("backlog".to_owned(), 42.0)];
-    publish_snapshot(&js, &cloud).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || MonitorStore::open_read_only(
-            &path
-        )
-        .unwrap()
-        .snapshot_count("cloud")
-        .unwrap()
-            == 1)
-        .await
-    );
-
-    // Status through the broker: workers alive or missing, packs online
-    // with the age of their last sample, streams and lags, commands.
-    let text = status_text(&config, Some(connection.client.clone())).await;
-    for worker in ["collect", "data"] {
-        assert!(line_of(&text, worker).contains("alive"), "{text}");
-    }
-    // The cloud worker's snapshot arrived, but it has no consumers here.
-    let cloud_line = line_of(&text, "cloud");
-    assert!(
-        cloud_line.contains("stalled")
-            && cloud_line.contains("NOT healthy: consumer packgate-cloud-samples missing"),
-        "{text}"
-    );
-    for worker in ["control", "monitor"] {
-        assert!(line_of(&text, worker).contains("missing"), "{text}");
-    }
-    for pack in ["sim-01", "sim-02"] {
-        let line = line_of(&text, pack);
-        assert!(line.contains("online") && line.contains(" ago"), "{text}");
-    }
-    for name in [
-        names::SAMPLES_STREAM.name,
-        "packgate-data",
-        "packgate-monitor-metrics",
-        "packgate-monitor-events",
-        "cmd-1",
-        "up, backlog 42",
-        "Broker: reachable",
-    ] {
-        assert!(text.contains(name), "{name} missing in:\n{text}");
-    }
+    snapshots_and_presence_reach_the_database(&path, &monitor_metrics).await;
+    a_malformed_metrics_message_is_counted(&js, &monitor_metrics).await;
+    a_cloud_snapshot_is_stored(&js, &path).await;
+    status_through_the_broker_shows_everything(&config, &connection.client).await;
 
     shutdown.cancel();
     collector.finish().await;
@@ -257,6 +167,117 @@ async fn monitor_stores_every_workers_snapshots_and_status_shows_them() {
             );
         }
         assert!(text.contains("cmd-1"), "{text}");
+    }
+}
+
+/// Snapshots of both workers, and each pack online, reach the database
+/// at `path`.
+async fn snapshots_and_presence_reach_the_database(
+    path: &std::path::Path,
+    monitor_metrics: &MonitorMetrics,
+) {
+    let stored = || -> bool {
+        let Ok(store) = MonitorStore::open_read_only(path) else {
+            return false;
+        };
+        let snapshots = ["collect", "data"]
+            .iter()
+            .all(|w| store.snapshot_count(w).unwrap() >= 3);
+        let online = ["sim-01", "sim-02"].iter().all(|p| {
+            store
+                .last_presence(p)
+                .unwrap()
+                .is_some_and(|e| e.kind == "pack_online")
+        });
+        snapshots && online
+    };
+    assert!(
+        eventually(Duration::from_secs(20), stored).await,
+        "{monitor_metrics:?}"
+    );
+    let store = MonitorStore::open_read_only(path).unwrap();
+    let latest = store.latest_snapshots().unwrap();
+    let collect = latest.iter().find(|s| s.worker == "collect").unwrap();
+    assert!(collect.rss_bytes > 0);
+    assert!(collect
+        .counters
+        .iter()
+        .any(|(n, v)| n == "samples_published" && *v > 0));
+}
+
+/// A malformed message on the metrics stream is counted and terminated.
+async fn a_malformed_metrics_message_is_counted(
+    js: &async_nats::jetstream::Context,
+    monitor_metrics: &MonitorMetrics,
+) {
+    js.publish(names::metrics_subject("bogus"), vec![0xde, 0xad].into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || monitor_metrics
+            .messages_malformed
+            .get()
+            == 1)
+        .await
+    );
+}
+
+/// A cloud worker's snapshot, giving the link and its backlog, is stored
+/// in the database at `path`.
+async fn a_cloud_snapshot_is_stored(js: &async_nats::jetstream::Context, path: &std::path::Path) {
+    let mut cloud = take_snapshot(
+        "cloud",
+        "elsewhere/1",
+        std::time::Instant::now(),
+        &NoMetrics,
+    );
+    cloud.gauges = vec![("link_up".to_owned(), 1.0), ("backlog".to_owned(), 42.0)];
+    publish_snapshot(js, &cloud).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || MonitorStore::open_read_only(
+            path
+        )
+        .unwrap()
+        .snapshot_count("cloud")
+        .unwrap()
+            == 1)
+        .await
+    );
+}
+
+/// Status through the broker: workers alive or missing, packs online
+/// with the age of their last sample, streams and lags, commands.
+async fn status_through_the_broker_shows_everything(config: &Config, client: &async_nats::Client) {
+    let text = status_text(config, Some(client.clone())).await;
+    for worker in ["collect", "data"] {
+        assert!(line_of(&text, worker).contains("alive"), "{text}");
+    }
+    // The cloud worker's snapshot arrived, but it has no consumers here.
+    let cloud_line = line_of(&text, "cloud");
+    assert!(
+        cloud_line.contains("stalled")
+            && cloud_line.contains("NOT healthy: consumer packgate-cloud-samples missing"),
+        "{text}"
+    );
+    for worker in ["control", "monitor"] {
+        assert!(line_of(&text, worker).contains("missing"), "{text}");
+    }
+    for pack in ["sim-01", "sim-02"] {
+        let line = line_of(&text, pack);
+        assert!(line.contains("online") && line.contains(" ago"), "{text}");
+    }
+    for name in [
+        names::SAMPLES_STREAM.name,
+        "packgate-data",
+        "packgate-monitor-metrics",
+        "packgate-monitor-events",
+        "cmd-1",
+        "up, backlog 42",
+        "Broker: reachable",
+    ] {
+        assert!(text.contains(name), "{name} missing in:\n{text}");
     }
 }
 

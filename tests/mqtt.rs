@@ -167,12 +167,58 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
     mqtt_config(&mut config, mqtt_port);
     let (shutdown, gateway) = start_gateway(&config).await;
 
-    // Discovery: one device per pack via the gateway's, retained.
+    discovery_and_states_arrive(&seen).await;
+    a_setting_from_home_assistant_goes_through_the_control_path(mqtt_port, &units[0], &config)
+        .await;
+    // States keep coming, one per sample at most.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen
+        .lock()
+        .unwrap()
+        .get("packgate/site/p2/state")
+        .map_or(0, |s| s.2)
+        < 4
+    {
+        assert!(Instant::now() < deadline, "p2's state stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    shutdown.cancel();
+    let (report, connection) = gateway.await.unwrap();
+    check_mqtt_counts(&report);
+    // The state Home Assistant got is one the gateway stored.
+    let (state, _) = wait_for(&seen, "packgate/site/p2/state").await;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let voltage = state["voltage"].as_f64().unwrap() as f32;
+    assert!(rows_of(&config, "p2").contains(&voltage), "{voltage}");
+    // Stopped: offline, retained.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (availability, _) = wait_for(&seen, "packgate/site/availability").await;
+    assert_eq!(availability, "offline");
+    connection.close(&config.data_dir).await;
+    servers.cancel();
+
+    // The retained configs survive a broker restart.
+    mosquitto.stop();
+    let _again = Mosquitto::start(mqtt_dir.path(), mqtt_port);
+    let (_late, late_seen) = watch(mqtt_port, "late-watcher").await;
+    let (payload, retained) = wait_for(
+        &late_seen,
+        "homeassistant/sensor/packgate_site_p1/voltage/config",
+    )
+    .await;
+    assert!(retained && payload.contains("\"device_class\":\"voltage\""));
+}
+
+/// Discovery: one device per pack via the gateway's, retained; the
+/// serial number each pack reported with its device, the energy
+/// counters, the gateway online and the packs' states.
+async fn discovery_and_states_arrive(seen: &Seen) {
     for pack in ["p1", "p2"] {
         let topic = format!("homeassistant/sensor/packgate_site_{pack}/voltage/config");
         // Live, a retained message comes without the retain flag (MQTT
         // sets it for a new subscriber only: checked after the restart).
-        let (payload, _) = wait_for(&seen, &topic).await;
+        let (payload, _) = wait_for(seen, &topic).await;
         let voltage: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(voltage["device_class"], "voltage");
         assert_eq!(
@@ -186,14 +232,14 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         );
         assert!(voltage["expire_after"].as_u64().unwrap() >= 3);
         wait_for(
-            &seen,
+            seen,
             &format!(
                 "homeassistant/binary_sensor/packgate_site_{pack}/alarm_over_temperature/config"
             ),
         )
         .await;
         wait_for(
-            &seen,
+            seen,
             &format!("homeassistant/number/packgate_site_{pack}/charge_current_limit_a/config"),
         )
         .await;
@@ -204,7 +250,7 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
     let topic = "homeassistant/sensor/packgate_site_p1/voltage/config";
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (payload, _) = wait_for(&seen, topic).await;
+        let (payload, _) = wait_for(seen, topic).await;
         let config: serde_json::Value = serde_json::from_str(&payload).unwrap();
         if let Some(serial) = config["device"]["serial_number"].as_str() {
             assert!(!serial.is_empty());
@@ -214,7 +260,7 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (energy, _) = wait_for(
-        &seen,
+        seen,
         "homeassistant/sensor/packgate_site_p1/energy_charged/config",
     )
     .await;
@@ -222,15 +268,21 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         energy.contains("\"state_class\":\"total_increasing\""),
         "{energy}"
     );
-    let (online, _) = wait_for(&seen, "packgate/site/availability").await;
+    let (online, _) = wait_for(seen, "packgate/site/availability").await;
     assert_eq!(online, "online");
-    let (state, _) = wait_for(&seen, "packgate/site/p1/state").await;
+    let (state, _) = wait_for(seen, "packgate/site/p1/state").await;
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert!(state["cell_16"].is_number(), "{state}");
     assert!(state["energy_charged"].as_f64().unwrap() >= 0.0, "{state}");
+}
 
-    // A value in bounds reaches the pack over Modbus; one past the site
-    // limit is refused, audited, and changes nothing.
+/// A value in bounds reaches the pack (`unit`, p1) over Modbus; one past
+/// the site limit is refused, audited, and changes nothing.
+async fn a_setting_from_home_assistant_goes_through_the_control_path(
+    mqtt_port: u16,
+    unit: &SimUnit,
+    config: &Config,
+) {
     let (ha, mut ha_loop) = AsyncClient::new(MqttOptions::new("ha", "127.0.0.1", mqtt_port), 16);
     tokio::spawn(async move { while ha_loop.poll().await.is_ok() {} });
     let set = "packgate/site/p1/set/charge_current_limit_a";
@@ -238,7 +290,7 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while units[0].pack.setting(CHARGE_CURRENT_LIMIT_A) != Some(50.0) {
+    while unit.pack.setting(CHARGE_CURRENT_LIMIT_A) != Some(50.0) {
         assert!(
             Instant::now() < deadline,
             "the setting never reached the pack"
@@ -272,22 +324,12 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
     assert_eq!(applied.read_back, Some(50.0));
     let refused = rows.iter().find(|r| r.value == 500.0).unwrap();
     assert_eq!(refused.outcome.as_deref(), Some("rejected"));
-    assert_eq!(units[0].pack.setting(CHARGE_CURRENT_LIMIT_A), Some(50.0));
-    // States keep coming, one per sample at most.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while seen
-        .lock()
-        .unwrap()
-        .get("packgate/site/p2/state")
-        .map_or(0, |s| s.2)
-        < 4
-    {
-        assert!(Instant::now() < deadline, "p2's state stopped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(unit.pack.setting(CHARGE_CURRENT_LIMIT_A), Some(50.0));
+}
 
-    shutdown.cancel();
-    let (report, connection) = gateway.await.unwrap();
+/// The mqtt worker applied one command, refused two, and published a
+/// state for at most every sample it saw.
+fn check_mqtt_counts(report: &packgate::runtime::RunReport) {
     let metrics = report
         .workers
         .iter()
@@ -305,28 +347,6 @@ async fn home_assistant_sees_the_packs_and_changes_a_setting_through_the_control
         metrics.publishes_dropped.get(),
         metrics.samples_seen.get()
     );
-    // The state Home Assistant got is one the gateway stored.
-    let (state, _) = wait_for(&seen, "packgate/site/p2/state").await;
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let voltage = state["voltage"].as_f64().unwrap() as f32;
-    assert!(rows_of(&config, "p2").contains(&voltage), "{voltage}");
-    // Stopped: offline, retained.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (availability, _) = wait_for(&seen, "packgate/site/availability").await;
-    assert_eq!(availability, "offline");
-    connection.close(&config.data_dir).await;
-    servers.cancel();
-
-    // The retained configs survive a broker restart.
-    mosquitto.stop();
-    let _again = Mosquitto::start(mqtt_dir.path(), mqtt_port);
-    let (_late, late_seen) = watch(mqtt_port, "late-watcher").await;
-    let (payload, retained) = wait_for(
-        &late_seen,
-        "homeassistant/sensor/packgate_site_p1/voltage/config",
-    )
-    .await;
-    assert!(retained && payload.contains("\"device_class\":\"voltage\""));
 }
 
 fn rows_of(config: &Config, pack: &str) -> Vec<f32> {

@@ -120,6 +120,76 @@ async fn five_worker_processes_in_reverse_order_converge_and_sigterm_loses_nothi
         .await
         .unwrap();
     let data_dir: PathBuf = local.dir.path().join("data");
+    let config = write_checked_config(&local, &cloud, &data_dir);
+
+    // Reverse order: the consumers first, the producer last.
+    let mut children: BTreeMap<&str, Child> = BTreeMap::new();
+    for worker in WORKERS {
+        children.insert(worker, spawn(worker, &config));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let samples_db = data_dir.join("samples.db");
+    let monitor_db = data_dir.join("monitor.db");
+    assert!(
+        eventually(Duration::from_secs(30), || stored(&samples_db) >= 30).await,
+        "no samples stored"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let seen = workers_seen(&monitor_db);
+            WORKERS.iter().all(|w| seen.iter().any(|s| s == w))
+        })
+        .await,
+        "the monitor saw only {:?}",
+        workers_seen(&monitor_db)
+    );
+
+    commands_from_both_sides_are_applied(&config, &cloud_client).await;
+    status_shows_every_worker_alive_and_every_pack_online(&config).await;
+
+    // SIGTERM to each worker in turn (and a restart) loses nothing.
+    for worker in ["data", "collect", "control", "monitor", "cloud"] {
+        let mut child = children.remove(worker).unwrap();
+        sigterm_and_wait(&mut child);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        children.insert(worker, spawn(worker, &config));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stop the producer, then let the consumers drain.
+    sigterm_and_wait(children.get_mut("collect").unwrap());
+    children.remove("collect");
+    let local_js = jetstream::new(async_nats::connect(local.url()).await.unwrap());
+    let samples = stream_count(&local_js, names::SAMPLES_STREAM.name).await;
+    let events = stream_count(&local_js, names::EVENTS_STREAM.name).await;
+    assert!(
+        eventually(Duration::from_secs(30), || stored(&samples_db) == samples).await,
+        "stored {} of {samples}",
+        stored(&samples_db)
+    );
+    let mut in_cloud = 0;
+    for _ in 0..300 {
+        in_cloud = stream_count(&cloud_js, "PACKGATE_CLOUD").await;
+        if in_cloud >= samples + events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        in_cloud,
+        samples + events,
+        "cloud holds {in_cloud}, local {samples} samples + {events} events"
+    );
+    for (_, mut child) in children {
+        sigterm_and_wait(&mut child);
+    }
+    each_run_is_stored_once_without_gaps(&samples_db, samples);
+}
+
+/// The configuration of the five workers, three simulated packs and the
+/// cloud at `cloud`, written into `local`'s directory and checked by
+/// `packgate check-config`.
+fn write_checked_config(local: &TestBroker, cloud: &TestBroker, data_dir: &Path) -> PathBuf {
     let config = local.dir.path().join("packgate.toml");
     std::fs::write(
         &config,
@@ -162,33 +232,15 @@ driver = "sim"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    config
+}
 
-    // Reverse order: the consumers first, the producer last.
-    let mut children: BTreeMap<&str, Child> = BTreeMap::new();
-    for worker in WORKERS {
-        children.insert(worker, spawn(worker, &config));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let samples_db = data_dir.join("samples.db");
-    let monitor_db = data_dir.join("monitor.db");
-    assert!(
-        eventually(Duration::from_secs(30), || stored(&samples_db) >= 30).await,
-        "no samples stored"
-    );
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let seen = workers_seen(&monitor_db);
-            WORKERS.iter().all(|w| seen.iter().any(|s| s == w))
-        })
-        .await,
-        "the monitor saw only {:?}",
-        workers_seen(&monitor_db)
-    );
-
-    // A local command, through the control worker to the collector's bus.
+/// A local command, through the control worker to the collector's bus;
+/// and one from the cloud side, which takes the same path back.
+async fn commands_from_both_sides_are_applied(config: &Path, cloud_client: &async_nats::Client) {
     let out = Command::new(env!("CARGO_BIN_EXE_packgate"))
         .args(["command", "--config"])
-        .arg(&config)
+        .arg(config)
         .args(["--pack", "sim-01", "set", "charge_current_limit_a", "40"])
         .output()
         .unwrap();
@@ -199,7 +251,6 @@ driver = "sim"
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A command from the cloud side takes the same path back.
     let now = packgate::telemetry::now_ms();
     let command = PackCommand {
         id: CommandId("cloud-1".into()),
@@ -219,13 +270,15 @@ driver = "sim"
     .unwrap();
     let reply: CommandReply = decode(&reply.payload).unwrap();
     assert_eq!(reply.outcome, CommandOutcome::Applied { read_back: 55.0 });
+}
 
-    // `packgate status` shows every worker alive, each with its key counter
-    // above zero in its latest snapshot (the control worker's counts the
-    // two commands above), and every pack online.
+/// `packgate status` shows every worker alive, each with its key counter
+/// above zero in its latest snapshot (the control worker's counts the
+/// two commands sent), and every pack online.
+async fn status_shows_every_worker_alive_and_every_pack_online(config: &Path) {
     let mut status = String::new();
     for _ in 0..40 {
-        status = status_text(&config);
+        status = status_text(config);
         if EXPECTED_COUNTERS
             .iter()
             .all(|(worker, name, least)| alive_counter(&status, worker, name) >= Some(*least))
@@ -245,46 +298,12 @@ driver = "sim"
         let line = line_of(&status, pack);
         assert!(line.contains(" online "), "{pack} not online:\n{status}");
     }
+}
 
-    // SIGTERM to each worker in turn (and a restart) loses nothing.
-    for worker in ["data", "collect", "control", "monitor", "cloud"] {
-        let mut child = children.remove(worker).unwrap();
-        sigterm_and_wait(&mut child);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        children.insert(worker, spawn(worker, &config));
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Stop the producer, then let the consumers drain.
-    sigterm_and_wait(children.get_mut("collect").unwrap());
-    children.remove("collect");
-    let local_js = jetstream::new(async_nats::connect(local.url()).await.unwrap());
-    let samples = stream_count(&local_js, names::SAMPLES_STREAM.name).await;
-    let events = stream_count(&local_js, names::EVENTS_STREAM.name).await;
-    assert!(
-        eventually(Duration::from_secs(30), || stored(&samples_db) == samples).await,
-        "stored {} of {samples}",
-        stored(&samples_db)
-    );
-    let mut in_cloud = 0;
-    for _ in 0..300 {
-        in_cloud = stream_count(&cloud_js, "PACKGATE_CLOUD").await;
-        if in_cloud >= samples + events {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        in_cloud,
-        samples + events,
-        "cloud holds {in_cloud}, local {samples} samples + {events} events"
-    );
-    for (_, mut child) in children {
-        sigterm_and_wait(&mut child);
-    }
-
-    // Two collector runs: each pack's samples of each run are 1..=n, once.
-    let store = SampleStore::open_read_only(&samples_db).unwrap();
+/// Two collector runs: each pack's samples of each run are 1..=n, once,
+/// `samples` in all.
+fn each_run_is_stored_once_without_gaps(samples_db: &Path, samples: u64) {
+    let store = SampleStore::open_read_only(samples_db).unwrap();
     assert_eq!(store.count().unwrap(), samples);
     for pack in store.pack_ids().unwrap() {
         let mut by_boot: BTreeMap<_, Vec<u64>> = BTreeMap::new();

@@ -14,165 +14,36 @@
 
 mod support;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use packgate::config::{Config, Secret};
-use packgate::store::{SampleStore, StoredSample};
+use packgate::store::SampleStore;
 use packgate_protocol::PackId;
 use serde_json::Value;
 
 use support::browser::{chromium, Browser};
+use support::web::{cards, get, live_events, shown, stored};
 use support::wire::start_gateway;
 use support::*;
 
 const PACKS: [&str; 4] = ["sim-01", "sim-02", "sim-03", "sim-04"];
 
-/// `GET path` on `127.0.0.1:port` with an optional `Authorization`: the
-/// status line, the head and the body.
-fn get(port: u16, path: &str, authorization: Option<&str>) -> (String, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.lines().next().unwrap().to_owned();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, head.to_owned(), body)
-}
-
-/// The body of a chunked response.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-}
-
-/// The events of the live stream read for `duration`: (event, data).
-fn live_events(port: u16, duration: Duration) -> Vec<(String, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    let deadline = Instant::now() + duration;
-    let mut text = Vec::new();
-    let mut buf = [0u8; 65536];
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let text = String::from_utf8_lossy(&text);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("content-type: text/event-stream"), "{text}");
-    let mut events = Vec::new();
-    for block in text.split("\n\n") {
-        let mut name = None;
-        let mut data = None;
-        // Chunk sizes of the transfer encoding sit on lines of their own.
-        for line in block.lines() {
-            if let Some(n) = line.strip_prefix("event: ") {
-                name = Some(n.to_owned());
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                data = Some(d.to_owned());
-            }
-        }
-        if let (Some(name), Some(data)) = (name, data) {
-            events.push((name, serde_json::from_str(&data).unwrap()));
-        }
-    }
-    events
-}
-
-/// The stored sample of `pack` with `boot` and `seq`, once stored.
-fn stored(database: &Path, pack: &str, boot: &str, seq: u64) -> StoredSample {
-    let pack = PackId::new(pack).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let store = SampleStore::open_read_only(database).unwrap();
-        let found = store
-            .latest(&pack, 50)
-            .unwrap()
-            .into_iter()
-            .find(|r| r.sample.seq == seq && r.sample.boot_id.to_string() == boot);
-        if let Some(row) = found {
-            return row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pack} {boot}:{seq} never stored"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// What the page shows of each pack, read from its cards.
-const CARDS: &str = "JSON.stringify([...document.querySelectorAll('article.pack')].map(a => ({
-    id: a.dataset.pack, state: a.dataset.state, seq: Number(a.dataset.seq), boot: a.dataset.boot,
-    timestamp_ms: Number(a.dataset.timestampMs), updated_at: Number(a.dataset.updatedAt),
-    voltage_v: a.dataset.voltageV,
-    shown_voltage: a.querySelector('.v-voltage').textContent,
-    shown_soc: a.querySelector('.v-soc').textContent,
-    shown_current: a.querySelector('.v-current').textContent,
-    cells: a.querySelectorAll('svg.cells rect.cell').length })))";
-
-fn cards(browser: &mut Browser) -> Vec<Value> {
-    let text = browser.eval(CARDS);
-    serde_json::from_str(text.as_str().unwrap_or("[]")).unwrap()
-}
-
-/// The number before the unit of a shown value: `52.61 V` is 52.61.
-fn shown(text: &Value) -> f64 {
-    text.as_str()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Everything the browser checks, run on a thread of its own.
 fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
     let mut browser = Browser::launch(chromium, 1280, 900);
     browser.open(&format!("http://127.0.0.1:{port}/"), 1280, 900);
+    let first = every_pack_shown_live(&mut browser);
+    check_cards_show_the_stores_values(&first, database);
+    let start = check_cards_move_on_within_2_s(&mut browser, &first);
+    check_history_charts(&mut browser, start);
+    check_pipeline(&mut browser);
+    check_bank(&mut browser);
+}
 
-    // Every pack is shown, live.
+/// Waits until every pack is shown, live: the cards then shown.
+fn every_pack_shown_live(browser: &mut Browser) -> Vec<Value> {
     let all = browser.wait_for(
         "document.body.dataset.live + ' ' + document.querySelectorAll('article.pack').length + ' ' +
          document.querySelectorAll('article.pack[data-seq]').length",
@@ -180,12 +51,15 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
         |v| v == "live 4 4",
     );
     assert_eq!(all, "live 4 4", "the page shows the four packs, live");
-    let first = cards(&mut browser);
+    let first = cards(browser);
     let ids: Vec<&str> = first.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, PACKS);
+    first
+}
 
-    // The values shown are the store's for the sample shown.
-    for card in &first {
+/// The values shown are the store's for the sample shown.
+fn check_cards_show_the_stores_values(first: &[Value], database: &Path) {
+    for card in first {
         let pack = card["id"].as_str().unwrap();
         let row = stored(
             database,
@@ -217,16 +91,18 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
         assert_eq!(card["cells"], r.cell_voltages_v.0.len(), "a bar per cell");
         assert_eq!(card["state"], "online");
     }
+}
 
-    // Live: every pack's card moves on, each sample shown within 2 s of
-    // being taken.
+/// Live: every pack's card moves on, each sample shown within 2 s of
+/// being taken. Returns when the 5 s of watching began.
+fn check_cards_move_on_within_2_s(browser: &mut Browser, first: &[Value]) -> Instant {
     let start = Instant::now();
     let mut updates = 0;
     let mut slowest = 0;
     let mut seen: Vec<u64> = first.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
     while start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(100));
-        for (i, card) in cards(&mut browser).iter().enumerate() {
+        for (i, card) in cards(browser).iter().enumerate() {
             let seq = card["seq"].as_u64().unwrap();
             if seq != seen[i] {
                 seen[i] = seq;
@@ -247,8 +123,11 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
         "{updates} updates in 5 s of four packs polled every second"
     );
     eprintln!("{updates} updates seen in 5 s, the slowest shown {slowest} ms after its poll");
+    start
+}
 
-    // The history charts: SVG paths with points, for the first pack.
+/// The history charts: SVG paths with points, for the first pack.
+fn check_history_charts(browser: &mut Browser, start: Instant) {
     let charts = browser.wait_for(
         "JSON.stringify([...document.querySelectorAll('svg.chart')].map(s => ({
             id: s.id, points: Number(s.dataset.points),
@@ -282,8 +161,10 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
     }
     let section = browser.eval("document.getElementById('history-section').dataset.pack");
     assert_eq!(section, "sim-01");
+}
 
-    // The pipeline: the workers of the gateway alive, the packs' events.
+/// The pipeline: the workers of the gateway alive, the packs' events.
+fn check_pipeline(browser: &mut Browser) {
     let alive = browser.wait_for(
         "[...document.querySelectorAll('#workers td.state.alive')].length",
         Duration::from_secs(15),
@@ -301,8 +182,10 @@ fn check_in_browser(chromium: &Path, port: u16, database: &Path) {
     assert!(online_events.as_u64().unwrap() >= 4, "{online_events}");
     let commands = browser.eval("document.getElementById('commands-note').textContent");
     assert_eq!(commands, "none", "no command was sent");
+}
 
-    // The bank, with every pack counted and its limits shown.
+/// The bank, with every pack counted and its limits shown.
+fn check_bank(browser: &mut Browser) {
     let bank = browser.wait_for(
         "JSON.stringify([...document.querySelectorAll('#banks tbody tr')].map(r => \
          [...r.cells].map(c => c.textContent)))",
@@ -337,17 +220,7 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
     let mut config = sim_config(&broker.url(), broker.dir.path(), 4, 1_000);
     config.monitor.snapshot_interval_s = 1;
     // The four packs as one bank, drawn with its limits.
-    config.banks.push(packgate::config::BankConfig {
-        inverter: None,
-        name: packgate_protocol::BankId::new("house").unwrap(),
-        packs: (1..=4)
-            .map(|i| PackId::new(format!("sim-0{i}")).unwrap())
-            .collect(),
-        pack_max_charge_a: None,
-        pack_max_discharge_a: None,
-        pack_capacity_ah: None,
-        limits: packgate::bank::LimitRules::default(),
-    });
+    config.banks.push(house_of_four_packs());
     let port = free_port();
     config.http.listen = format!("127.0.0.1:{port}");
     let (shutdown, gateway) = start_gateway(&config).await;
@@ -362,12 +235,41 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
         "the four packs are stored"
     );
 
-    // The live stream, read directly: a hello, the health, every pack,
-    // then the packs again as they are polled.
-    let events =
-        tokio::task::spawn_blocking(move || live_events(port, Duration::from_millis(3_500)))
-            .await
-            .unwrap();
+    tokio::task::spawn_blocking(move || check_live_stream(port))
+        .await
+        .unwrap();
+    let db = database.clone();
+    tokio::task::spawn_blocking(move || check_in_browser(&chromium, port, &db))
+        .await
+        .unwrap();
+    let pack = PackId::new("sim-02").unwrap();
+    check_history_api(port, &database, &pack);
+    check_csv_download(port, &database, &pack).await;
+
+    shutdown.cancel();
+    let (_report, connection) = gateway.await.unwrap();
+    connection.close(&config.data_dir).await;
+}
+
+/// The four simulated packs as one bank, `house`, with default limits.
+fn house_of_four_packs() -> packgate::config::BankConfig {
+    packgate::config::BankConfig {
+        inverter: None,
+        name: packgate_protocol::BankId::new("house").unwrap(),
+        packs: (1..=4)
+            .map(|i| PackId::new(format!("sim-0{i}")).unwrap())
+            .collect(),
+        pack_max_charge_a: None,
+        pack_max_discharge_a: None,
+        pack_capacity_ah: None,
+        limits: packgate::bank::LimitRules::default(),
+    }
+}
+
+/// The live stream, read directly: a hello, the health, every pack,
+/// then the packs again as they are polled.
+fn check_live_stream(port: u16) {
+    let events = live_events(port, Duration::from_millis(3_500));
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names[..3], ["hello", "overview", "packs"], "{names:?}");
     assert_eq!(events[0].1["configured"], serde_json::json!(PACKS));
@@ -385,18 +287,14 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
         later.len() >= 2 && later.iter().all(|s| *s > first_seq),
         "sim-01 after seq {first_seq}: {later:?}"
     );
+}
 
-    let db = database.clone();
-    tokio::task::spawn_blocking(move || check_in_browser(&chromium, port, &db))
-        .await
-        .unwrap();
-
-    // The history API's charts hold the store's samples of the span.
-    let pack = PackId::new("sim-02").unwrap();
+/// The history API's charts hold the store's samples of the span.
+fn check_history_api(port: u16, database: &Path, pack: &PackId) {
     let count = |from, to| {
-        SampleStore::open_read_only(&database)
+        SampleStore::open_read_only(database)
             .unwrap()
-            .count_between(&pack, from, to)
+            .count_between(pack, from, to)
             .unwrap()
     };
     let (status, _, body) = get(port, "/api/packs/sim-02/history?range=day", None);
@@ -412,14 +310,17 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
     assert_eq!(in_points, history["samples"].as_u64().unwrap());
     assert!(in_points > 0 && in_points <= count(from, to), "{in_points}");
     assert!(points.len() <= 300);
+}
 
-    // The CSV of a span holds exactly the store's rows of that span.
+/// The CSV of a span holds exactly the store's rows of that span, and
+/// only packs the gateway knows can be read.
+async fn check_csv_download(port: u16, database: &Path, pack: &PackId) {
     let to = packgate::telemetry::now_ms() - 2_000;
     let from = to - 3_600_000;
     assert!(
         eventually(Duration::from_secs(10), || {
-            let store = SampleStore::open_read_only(&database).unwrap();
-            store.count_between(&pack, to, i64::MAX).unwrap() > 0
+            let store = SampleStore::open_read_only(database).unwrap();
+            store.count_between(pack, to, i64::MAX).unwrap() > 0
         })
         .await,
         "sim-02 has samples after the span"
@@ -439,8 +340,8 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
     assert!(lines[0].starts_with(
         "time,timestamp_ms,pack_id,boot_id,seq,quality,pack_voltage_v,current_a,soc_pct"
     ));
-    let store = SampleStore::open_read_only(&database).unwrap();
-    let (rows, _) = store.page_between(&pack, from, to, None, 100_000).unwrap();
+    let store = SampleStore::open_read_only(database).unwrap();
+    let (rows, _) = store.page_between(pack, from, to, None, 100_000).unwrap();
     assert!(rows.len() >= 5, "{} rows", rows.len());
     assert_eq!(
         lines.len(),
@@ -468,10 +369,6 @@ async fn the_page_shows_every_pack_live_with_the_stores_values_and_charts() {
         None,
     );
     assert!(status.contains("400"), "more than 7 days: {status}");
-
-    shutdown.cancel();
-    let (_report, connection) = gateway.await.unwrap();
-    connection.close(&config.data_dir).await;
 }
 
 fn packgate() -> Command {

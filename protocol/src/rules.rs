@@ -155,89 +155,9 @@ impl WireMessage for BankState {
         crate::bank::take_state_v3(payload)
     }
     fn check(&self) -> Result<(), RuleError> {
-        check_seq("seq", self.seq)?;
-        if !(0..=MAX_TIMESTAMP_MS).contains(&self.timestamp_ms) {
-            return Err(RuleError::OutOfRange {
-                field: "timestamp_ms",
-                detail: format!("{} is not within 0..={MAX_TIMESTAMP_MS}", self.timestamp_ms),
-            });
-        }
-        if self.packs.len() > MAX_BANK_PACKS {
-            return Err(RuleError::Invalid(format!(
-                "{} packs; a bank holds at most {MAX_BANK_PACKS}",
-                self.packs.len()
-            )));
-        }
-        let listed = self.packs.len();
-        let online = self.packs.iter().filter(|p| p.counted).count();
-        if usize::try_from(self.packs_total).ok() != Some(listed)
-            || usize::try_from(self.packs_online).ok() != Some(online)
-        {
-            return Err(RuleError::Invalid(format!(
-                "{} of {} packs online, but {online} of {listed} listed",
-                self.packs_online, self.packs_total
-            )));
-        }
-        let volts = f64::from(MAX_PACK_VOLTAGE_V);
-        check_f32("voltage_v", self.voltage_v, -volts, volts)?;
-        check_f32(
-            "current_a",
-            self.current_a,
-            -MAX_BANK_CURRENT_A,
-            MAX_BANK_CURRENT_A,
-        )?;
-        check_f32("soc_pct", self.soc_pct, 0.0, 100.0)?;
-        if let Some(soh) = self.soh_pct {
-            check_f32("soh_pct", soh, 0.0, 100.0)?;
-        }
-        check_extreme("min_cell", self.min_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
-        check_extreme("max_cell", self.max_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
-        check_extreme(
-            "min_temperature",
-            self.min_temperature.as_ref(),
-            TEMPERATURE_RANGE_C,
-        )?;
-        check_extreme(
-            "max_temperature",
-            self.max_temperature.as_ref(),
-            TEMPERATURE_RANGE_C,
-        )?;
-        check_f32("charge_voltage_v", self.charge_voltage_v, 0.0, volts)?;
-        check_f32("discharge_voltage_v", self.discharge_voltage_v, 0.0, volts)?;
-        check_f32(
-            "charge_current_a",
-            self.charge_current_a,
-            0.0,
-            MAX_BANK_CURRENT_A,
-        )?;
-        check_f32(
-            "discharge_current_a",
-            self.discharge_current_a,
-            0.0,
-            MAX_BANK_CURRENT_A,
-        )?;
-        let o = &self.overrides;
-        for (field, value, most) in [
-            (
-                "overrides.site_max_charge_a",
-                o.site_max_charge_a,
-                MAX_BANK_CURRENT_A,
-            ),
-            (
-                "overrides.site_max_discharge_a",
-                o.site_max_discharge_a,
-                MAX_BANK_CURRENT_A,
-            ),
-            (
-                "overrides.absorption_voltage_v",
-                o.absorption_voltage_v,
-                volts,
-            ),
-        ] {
-            if let Some(value) = value {
-                check_f32(field, value, 0.0, most)?;
-            }
-        }
+        check_bank_counts(self)?;
+        check_bank_readings(self)?;
+        check_bank_limits(self)?;
         for pack in &self.packs {
             for share in [pack.charge, pack.discharge] {
                 if let PackShare::Allowed { current_a, .. } = share {
@@ -247,4 +167,105 @@ impl WireMessage for BankState {
         }
         Ok(())
     }
+}
+
+/// The sequence, the time, and the packs listed agreeing with the counts.
+fn check_bank_counts(state: &BankState) -> Result<(), RuleError> {
+    check_seq("seq", state.seq)?;
+    if !(0..=MAX_TIMESTAMP_MS).contains(&state.timestamp_ms) {
+        return Err(RuleError::OutOfRange {
+            field: "timestamp_ms",
+            detail: format!(
+                "{} is not within 0..={MAX_TIMESTAMP_MS}",
+                state.timestamp_ms
+            ),
+        });
+    }
+    if state.packs.len() > MAX_BANK_PACKS {
+        return Err(RuleError::Invalid(format!(
+            "{} packs; a bank holds at most {MAX_BANK_PACKS}",
+            state.packs.len()
+        )));
+    }
+    let listed = state.packs.len();
+    let online = state.packs.iter().filter(|p| p.counted).count();
+    if usize::try_from(state.packs_total).ok() != Some(listed)
+        || usize::try_from(state.packs_online).ok() != Some(online)
+    {
+        return Err(RuleError::Invalid(format!(
+            "{} of {} packs online, but {online} of {listed} listed",
+            state.packs_online, state.packs_total
+        )));
+    }
+    Ok(())
+}
+
+/// The bank's voltage, current, charge, health and extremes.
+fn check_bank_readings(state: &BankState) -> Result<(), RuleError> {
+    let volts = f64::from(MAX_PACK_VOLTAGE_V);
+    check_f32("voltage_v", state.voltage_v, -volts, volts)?;
+    check_f32(
+        "current_a",
+        state.current_a,
+        -MAX_BANK_CURRENT_A,
+        MAX_BANK_CURRENT_A,
+    )?;
+    check_f32("soc_pct", state.soc_pct, 0.0, 100.0)?;
+    if let Some(soh) = state.soh_pct {
+        check_f32("soh_pct", soh, 0.0, 100.0)?;
+    }
+    check_extreme("min_cell", state.min_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
+    check_extreme("max_cell", state.max_cell.as_ref(), CELL_VOLTAGE_RANGE_V)?;
+    check_extreme(
+        "min_temperature",
+        state.min_temperature.as_ref(),
+        TEMPERATURE_RANGE_C,
+    )?;
+    check_extreme(
+        "max_temperature",
+        state.max_temperature.as_ref(),
+        TEMPERATURE_RANGE_C,
+    )
+}
+
+/// The bank's charge and discharge limits, and the overrides of them.
+fn check_bank_limits(state: &BankState) -> Result<(), RuleError> {
+    let volts = f64::from(MAX_PACK_VOLTAGE_V);
+    check_f32("charge_voltage_v", state.charge_voltage_v, 0.0, volts)?;
+    check_f32("discharge_voltage_v", state.discharge_voltage_v, 0.0, volts)?;
+    check_f32(
+        "charge_current_a",
+        state.charge_current_a,
+        0.0,
+        MAX_BANK_CURRENT_A,
+    )?;
+    check_f32(
+        "discharge_current_a",
+        state.discharge_current_a,
+        0.0,
+        MAX_BANK_CURRENT_A,
+    )?;
+    let o = &state.overrides;
+    for (field, value, most) in [
+        (
+            "overrides.site_max_charge_a",
+            o.site_max_charge_a,
+            MAX_BANK_CURRENT_A,
+        ),
+        (
+            "overrides.site_max_discharge_a",
+            o.site_max_discharge_a,
+            MAX_BANK_CURRENT_A,
+        ),
+        (
+            "overrides.absorption_voltage_v",
+            o.absorption_voltage_v,
+            volts,
+        ),
+    ] {
+        if let Some(value) = value {
+            check_f32(field, value, 0.0, most)?;
+        }
+    }
+    Ok(())
 }

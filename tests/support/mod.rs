@@ -17,6 +17,7 @@ pub mod control;
 pub mod fleet;
 pub mod notify;
 pub mod tls;
+pub mod web;
 pub mod wire;
 
 use packgate::broker::{NatsServer, NatsServerOptions};

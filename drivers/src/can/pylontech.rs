@@ -385,83 +385,97 @@ pub fn decode_frame(frame: &impl Frame) -> Result<BmsFrame, FrameError> {
         }
     };
     let d = frame.data();
-    let frame = match id {
-        ID_LIMITS => {
-            need(id, d, 6)?;
-            BmsFrame::Limits(Limits {
-                charge_voltage_limit_v: f32::from(u16_at(d, 0)) / 10.0,
-                charge_current_limit_a: f32::from(i16_at(d, 2)) / 10.0,
-                discharge_current_limit_a: f32::from(i16_at(d, 4)) / 10.0,
-                discharge_voltage_limit_v: (d.len() >= 8).then(|| f32::from(u16_at(d, 6)) / 10.0),
-            })
-        }
+    match id {
+        ID_LIMITS => decode_limits(id, d),
         ID_SOC_SOH => {
             need(id, d, 4)?;
-            BmsFrame::SocSoh(SocSoh {
+            Ok(BmsFrame::SocSoh(SocSoh {
                 soc_pct: u16_at(d, 0),
                 soh_pct: u16_at(d, 2),
-            })
+            }))
         }
-        ID_MEASUREMENTS => {
-            need(id, d, 6)?;
-            BmsFrame::Measurements(Measurements {
-                pack_voltage_v: f32::from(i16_at(d, 0)) / 100.0,
-                current_a: f32::from(i16_at(d, 2)) / 10.0,
-                temperature_c: f32::from(i16_at(d, 4)) / 10.0,
-            })
-        }
+        ID_MEASUREMENTS => decode_measurements(id, d),
         ID_PROTECTION => {
             need(id, d, 5)?;
-            BmsFrame::Protection(Protection {
+            Ok(BmsFrame::Protection(Protection {
                 protection: PylonFlags(u16_at(d, 0)),
                 warning: PylonFlags(u16_at(d, 2)),
                 module_count: d[4],
-            })
+            }))
         }
         ID_SMA_ALARMS => {
             need(id, d, 8)?;
             let mut raw = [0u8; 8];
             raw.copy_from_slice(&d[..8]);
-            BmsFrame::SmaAlarms(SmaAlarms(raw))
+            Ok(BmsFrame::SmaAlarms(SmaAlarms(raw)))
         }
-        ID_REQUEST => {
-            need(id, d, 1)?;
-            let bit = |n: u8| d[0] & (1 << n) != 0;
-            BmsFrame::Request(Request {
-                charge_enable: bit(7),
-                discharge_enable: bit(6),
-                force_charge_1: bit(5),
-                force_charge_2: bit(4),
-                full_charge: bit(3),
-            })
-        }
-        ID_MANUFACTURER => {
-            let name = d
-                .iter()
-                .rposition(|&b| b != 0 && b != b' ')
-                .map_or(&d[..0], |last| &d[..=last]);
-            if !name.iter().all(|b| (0x20..0x7F).contains(b)) {
-                return Err(FrameError::NotAscii { id });
-            }
-            BmsFrame::Manufacturer(name.iter().map(|&b| char::from(b)).collect())
-        }
-        ID_CELL_EXTREMES => {
-            need(id, d, 8)?;
-            BmsFrame::CellExtremes(CellExtremes {
-                min_cell_v: f32::from(u16_at(d, 0)) / 1000.0,
-                max_cell_v: f32::from(u16_at(d, 2)) / 1000.0,
-                min_cell_temperature_c: f32::from(u16_at(d, 4)) - KELVIN_OFFSET_C,
-                max_cell_temperature_c: f32::from(u16_at(d, 6)) - KELVIN_OFFSET_C,
-            })
-        }
-        _ => {
-            return Err(FrameError::UnknownId {
-                id: raw,
-                extended: false,
-            })
-        }
-    };
-    Ok(frame)
+        ID_REQUEST => decode_request(id, d),
+        ID_MANUFACTURER => decode_manufacturer(id, d),
+        ID_CELL_EXTREMES => decode_cell_extremes(id, d),
+        _ => Err(FrameError::UnknownId {
+            id: raw,
+            extended: false,
+        }),
+    }
+}
+
+/// `0x351`: the discharge voltage limit only where the frame has 8 bytes.
+fn decode_limits(id: u16, d: &[u8]) -> Result<BmsFrame, FrameError> {
+    need(id, d, 6)?;
+    Ok(BmsFrame::Limits(Limits {
+        charge_voltage_limit_v: f32::from(u16_at(d, 0)) / 10.0,
+        charge_current_limit_a: f32::from(i16_at(d, 2)) / 10.0,
+        discharge_current_limit_a: f32::from(i16_at(d, 4)) / 10.0,
+        discharge_voltage_limit_v: (d.len() >= 8).then(|| f32::from(u16_at(d, 6)) / 10.0),
+    }))
+}
+
+/// `0x356`.
+fn decode_measurements(id: u16, d: &[u8]) -> Result<BmsFrame, FrameError> {
+    need(id, d, 6)?;
+    Ok(BmsFrame::Measurements(Measurements {
+        pack_voltage_v: f32::from(i16_at(d, 0)) / 100.0,
+        current_a: f32::from(i16_at(d, 2)) / 10.0,
+        temperature_c: f32::from(i16_at(d, 4)) / 10.0,
+    }))
+}
+
+/// `0x35C`: the request flags of the first byte.
+fn decode_request(id: u16, d: &[u8]) -> Result<BmsFrame, FrameError> {
+    need(id, d, 1)?;
+    let bit = |n: u8| d[0] & (1 << n) != 0;
+    Ok(BmsFrame::Request(Request {
+        charge_enable: bit(7),
+        discharge_enable: bit(6),
+        force_charge_1: bit(5),
+        force_charge_2: bit(4),
+        full_charge: bit(3),
+    }))
+}
+
+/// `0x35E`: printable ASCII, trailing NULs and spaces removed.
+fn decode_manufacturer(id: u16, d: &[u8]) -> Result<BmsFrame, FrameError> {
+    let name = d
+        .iter()
+        .rposition(|&b| b != 0 && b != b' ')
+        .map_or(&d[..0], |last| &d[..=last]);
+    if !name.iter().all(|b| (0x20..0x7F).contains(b)) {
+        return Err(FrameError::NotAscii { id });
+    }
+    Ok(BmsFrame::Manufacturer(
+        name.iter().map(|&b| char::from(b)).collect(),
+    ))
+}
+
+/// `0x373`: temperatures in kelvin on the wire.
+fn decode_cell_extremes(id: u16, d: &[u8]) -> Result<BmsFrame, FrameError> {
+    need(id, d, 8)?;
+    Ok(BmsFrame::CellExtremes(CellExtremes {
+        min_cell_v: f32::from(u16_at(d, 0)) / 1000.0,
+        max_cell_v: f32::from(u16_at(d, 2)) / 1000.0,
+        min_cell_temperature_c: f32::from(u16_at(d, 4)) - KELVIN_OFFSET_C,
+        max_cell_temperature_c: f32::from(u16_at(d, 6)) - KELVIN_OFFSET_C,
+    }))
 }
 
 #[path = "pylontech_display.rs"]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, Durability};
-use crate::runtime::{run_workers, Broker, RunError, WorkerSet};
+use crate::runtime::{run_workers, Broker, RunError, RunReport, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;
 use crate::workers::collect::PackSet;
@@ -176,68 +176,19 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         None => tempfile::tempdir(),
     }
     .map_err(BenchError::TempDir)?;
-    let mut config = Config {
-        data_dir: dir.path().to_owned(),
-        durability: options.durability,
-        ..Config::default()
-    };
-    config.broker.nats_server_path = options.nats_server_path.clone();
-    let devices = match options.transport {
-        BenchTransport::Sim => {
-            config.add_sim_packs(options.packs)?;
-            None
-        }
-        BenchTransport::ModbusTcp => {
-            let count = u16::try_from(options.packs)
-                .map_err(|_| BenchError::TooManyDevices(options.packs))?;
-            let devices = devices::Devices::start(&options.sim_executable, count).await?;
-            devices::configure(&mut config, &devices.addresses);
-            Some(devices)
-        }
-    };
-    config.collect.poll_interval_ms = if options.rate_hz > 0.0 {
-        ((1000.0 / options.rate_hz).round() as u64).max(10)
-    } else {
-        0
-    };
-    config.data.shutdown_drain_ms = 120_000;
-    // Any free port: a bench must not collide with a gateway on the box.
-    config.http.listen = "127.0.0.1:0".into();
-    let mut workers = if options.soak || options.all_workers {
-        SOAK.to_vec()
-    } else {
-        PIPELINE.to_vec()
-    };
-    if let Some(broker) = &options.mqtt_broker {
-        let (host, port) = broker
-            .rsplit_once(':')
-            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-            .ok_or_else(|| BenchError::MqttBroker(broker.clone()))?;
-        config.mqtt.enabled = true;
-        config.mqtt.host = host.to_owned();
-        config.mqtt.port = port;
-        config.mqtt.gateway_name = "bench".into();
-        workers.push(WorkerKind::Mqtt);
-    }
+    let mut config = bench_config(options, dir.path().to_owned());
+    let devices = add_packs(options, &mut config).await?;
+    set_poll_rate(options, &mut config);
+    let workers = workers_to_run(options, &mut config)?;
     let packs = PackSet::from_config(&config).map_err(RunError::from)?;
     let broker = Broker::open(&config, "packgate-bench")
         .await
         .map_err(RunError::from)?;
     let broker_pid = broker.server.as_ref().and_then(EmbeddedBroker::pid);
     let shutdown = CancellationToken::new();
-    let cpu_before = process::usage(None).cpu_s;
-    let gateway_written_before = process::storage_written_bytes(None);
-    let stop = shutdown.clone();
+    let usage_before = UsageBefore::now();
     let duration = options.duration;
-    let warm_up = options.warm_up.min(duration);
-    let steady = tokio::spawn(async move {
-        tokio::time::sleep(warm_up).await;
-        let first = window::Reading::now(broker_pid);
-        tokio::time::sleep(duration - warm_up).await;
-        let last = window::Reading::now(broker_pid);
-        stop.cancel();
-        window::between(&first, &last)
-    });
+    let steady = spawn_steady_window(broker_pid, duration, options.warm_up, shutdown.clone());
     let trace = options.soak.then(|| {
         tokio::spawn(soak::trace_memory(
             soak::sample_every(duration),
@@ -254,23 +205,189 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         Some(trace) => Some(soak::figures(&trace.await.unwrap_or_default(), duration)),
         None => None,
     };
-    let cpu_s = process::usage(None).cpu_s - cpu_before;
-    let broker_rss = broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes);
-    let gateway_written = process::storage_written_bytes(None)
-        .zip(gateway_written_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    let broker_written = broker_pid.and_then(|pid| process::storage_written_bytes(Some(pid)));
+    let usage = usage_before.until_now(broker_pid);
     broker.close(&config.data_dir).await;
+    let counts = StoredCounts::read(&config)?;
+    Ok(bench_report(
+        options,
+        &workers,
+        &report,
+        Measured {
+            steady,
+            soak,
+            usage,
+            counts,
+        },
+    ))
+}
 
-    let store = SampleStore::open_read_only(&config.database_path())?;
-    let stored = store.count()?;
-    let mut distinct = 0u64;
-    for pack in store.pack_ids()? {
-        let mut keys = store.keys_in_insert_order(&pack)?;
-        keys.sort_unstable();
-        keys.dedup();
-        distinct += keys.len() as u64;
+/// The configuration every benchmark starts from, in `data_dir`.
+fn bench_config(options: &BenchOptions, data_dir: PathBuf) -> Config {
+    let mut config = Config {
+        data_dir,
+        durability: options.durability,
+        ..Config::default()
+    };
+    config.broker.nats_server_path = options.nats_server_path.clone();
+    config
+}
+
+/// Adds the packs of `options.transport` to `config`: simulated in this
+/// process, or Modbus TCP devices of a process started here (returned, to
+/// be stopped after the run).
+async fn add_packs(
+    options: &BenchOptions,
+    config: &mut Config,
+) -> Result<Option<devices::Devices>, BenchError> {
+    match options.transport {
+        BenchTransport::Sim => {
+            config.add_sim_packs(options.packs)?;
+            Ok(None)
+        }
+        BenchTransport::ModbusTcp => {
+            let count = u16::try_from(options.packs)
+                .map_err(|_| BenchError::TooManyDevices(options.packs))?;
+            let devices = devices::Devices::start(&options.sim_executable, count).await?;
+            devices::configure(config, &devices.addresses);
+            Ok(Some(devices))
+        }
     }
+}
+
+/// The poll rate asked for, the drain a long backlog needs, and an HTTP
+/// port of its own.
+fn set_poll_rate(options: &BenchOptions, config: &mut Config) {
+    config.collect.poll_interval_ms = if options.rate_hz > 0.0 {
+        ((1000.0 / options.rate_hz).round() as u64).max(10)
+    } else {
+        0
+    };
+    config.data.shutdown_drain_ms = 120_000;
+    // Any free port: a bench must not collide with a gateway on the box.
+    config.http.listen = "127.0.0.1:0".into();
+}
+
+/// The workers `options` asks for; the mqtt worker's broker set in
+/// `config` when it runs.
+fn workers_to_run(
+    options: &BenchOptions,
+    config: &mut Config,
+) -> Result<Vec<WorkerKind>, BenchError> {
+    let mut workers = if options.soak || options.all_workers {
+        SOAK.to_vec()
+    } else {
+        PIPELINE.to_vec()
+    };
+    if let Some(broker) = &options.mqtt_broker {
+        let (host, port) = broker
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| BenchError::MqttBroker(broker.clone()))?;
+        config.mqtt.enabled = true;
+        config.mqtt.host = host.to_owned();
+        config.mqtt.port = port;
+        config.mqtt.gateway_name = "bench".into();
+        workers.push(WorkerKind::Mqtt);
+    }
+    Ok(workers)
+}
+
+/// Reads the steady-state window once the warm-up is over, and stops the
+/// run at the end of `duration`.
+fn spawn_steady_window(
+    broker_pid: Option<u32>,
+    duration: Duration,
+    warm_up: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<window::WindowFigures> {
+    let warm_up = warm_up.min(duration);
+    tokio::spawn(async move {
+        tokio::time::sleep(warm_up).await;
+        let first = window::Reading::now(broker_pid);
+        tokio::time::sleep(duration - warm_up).await;
+        let last = window::Reading::now(broker_pid);
+        stop.cancel();
+        window::between(&first, &last)
+    })
+}
+
+/// The gateway's CPU time and storage writes when the run starts.
+struct UsageBefore {
+    cpu_s: f64,
+    gateway_written_bytes: Option<u64>,
+}
+
+/// What the gateway and the broker used over the run.
+struct Usage {
+    cpu_s: f64,
+    broker_rss_bytes: u64,
+    gateway_written_bytes: Option<u64>,
+    broker_written_bytes: Option<u64>,
+}
+
+impl UsageBefore {
+    fn now() -> Self {
+        Self {
+            cpu_s: process::usage(None).cpu_s,
+            gateway_written_bytes: process::storage_written_bytes(None),
+        }
+    }
+
+    fn until_now(self, broker_pid: Option<u32>) -> Usage {
+        Usage {
+            cpu_s: process::usage(None).cpu_s - self.cpu_s,
+            broker_rss_bytes: broker_pid.map_or(0, |pid| process::usage(Some(pid)).peak_rss_bytes),
+            gateway_written_bytes: process::storage_written_bytes(None)
+                .zip(self.gateway_written_bytes)
+                .map(|(after, before)| after.saturating_sub(before)),
+            broker_written_bytes: broker_pid
+                .and_then(|pid| process::storage_written_bytes(Some(pid))),
+        }
+    }
+}
+
+/// The rows SQLite holds, and how many of them are distinct samples.
+struct StoredCounts {
+    stored: u64,
+    distinct: u64,
+}
+
+impl StoredCounts {
+    fn read(config: &Config) -> Result<Self, BenchError> {
+        let store = SampleStore::open_read_only(&config.database_path())?;
+        let stored = store.count()?;
+        let mut distinct = 0u64;
+        for pack in store.pack_ids()? {
+            let mut keys = store.keys_in_insert_order(&pack)?;
+            keys.sort_unstable();
+            keys.dedup();
+            distinct += keys.len() as u64;
+        }
+        Ok(Self { stored, distinct })
+    }
+}
+
+/// Everything measured around the run, for the report.
+struct Measured {
+    steady: window::WindowFigures,
+    soak: Option<soak::SoakFigures>,
+    usage: Usage,
+    counts: StoredCounts,
+}
+
+/// The figures of a finished run.
+fn bench_report(
+    options: &BenchOptions,
+    workers: &[WorkerKind],
+    report: &RunReport,
+    measured: Measured,
+) -> BenchReport {
+    let Measured {
+        steady,
+        soak,
+        usage,
+        counts: StoredCounts { stored, distinct },
+    } = measured;
     let published = report
         .collect
         .as_ref()
@@ -280,7 +397,7 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         .as_ref()
         .map(|m| m.poll_to_commit.summary())
         .unwrap_or_else(|| crate::telemetry::LatencyHistogram::new("poll_to_commit").summary());
-    Ok(BenchReport {
+    BenchReport {
         transport: options.transport,
         packs: options.packs,
         rate_hz: options.rate_hz,
@@ -297,19 +414,19 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
         latency_ms_p99: latency.p99_ms,
         latency_ms_max: latency.max_ms,
         cpu_s_per_1k: if stored > 0 {
-            cpu_s / (stored as f64 / 1000.0)
+            usage.cpu_s / (stored as f64 / 1000.0)
         } else {
             0.0
         },
         gateway_rss_mb: mb(process::usage(None).peak_rss_bytes),
-        broker_rss_mb: mb(broker_rss),
+        broker_rss_mb: mb(usage.broker_rss_bytes),
         durability: options.durability.name(),
         sqlite_commits: report
             .data
             .as_ref()
             .map_or(0, |m| m.batches_committed.get()),
-        gateway_written_kib_per_1k: gateway_written.map(|b| per_1k_kib(b, stored)),
-        broker_written_kib_per_1k: broker_written.map(|b| per_1k_kib(b, stored)),
+        gateway_written_kib_per_1k: usage.gateway_written_bytes.map(|b| per_1k_kib(b, stored)),
+        broker_written_kib_per_1k: usage.broker_written_bytes.map(|b| per_1k_kib(b, stored)),
         soak,
-    })
+    }
 }

@@ -269,6 +269,14 @@ fn serve_framed_lines(
     Ok(())
 }
 
+/// The simulator's server tasks, and the client ends of the
+/// pseudo-terminals they serve (kept open until the servers end).
+#[derive(Default)]
+struct Servers {
+    tasks: tokio::task::JoinSet<std::io::Result<()>>,
+    keep_open: Vec<tokio_serial::SerialStream>,
+}
+
 /// Serves the simulated packs until `shutdown`, printing where each
 /// transport can be reached.
 pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result<(), SimCliError> {
@@ -281,103 +289,163 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
         return Err(SimCliError::NoTransport);
     }
     let packs = sim_packs(&options);
-    let units = || -> Vec<SimUnit> {
-        packs
-            .iter()
-            .map(|(unit, pack, seed)| {
-                let unit = SimUnit::new(*unit, pack.clone(), *seed);
-                match options.sunspec_layout {
-                    Some(layout) => unit.with_sunspec(layout),
-                    None => unit,
-                }
-            })
-            .collect()
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut keep_open = Vec::new();
+    let mut servers = Servers::default();
     if let Some(address) = &options.modbus_tcp {
-        for address in device_addresses(address, options.modbus_tcp_devices)? {
-            let listener = tokio::net::TcpListener::bind(&address)
-                .await
-                .map_err(io_error(format!("binding {address}")))?;
-            let local = listener
-                .local_addr()
-                .map_err(io_error("reading the bound address"))?;
-            announce(format_args!(
-                "modbus-tcp {local} units 1..={}{}",
-                packs.len(),
-                sunspec_note(options.sunspec_layout)
-            ));
-            tasks.spawn(serve_modbus_tcp(listener, units(), shutdown.clone()));
-        }
+        serve_modbus_tcp_devices(address, &options, &packs, &mut servers, &shutdown).await?;
     }
     if let Some(spec) = &options.modbus_rtu {
-        let (port, path, client) = open_line(spec, options.baud_rate)?;
-        keep_open.extend(client);
-        announce(format_args!(
-            "modbus-rtu {path} {} baud units 1..={}{}",
-            options.baud_rate,
-            packs.len(),
-            sunspec_note(options.sunspec_layout)
-        ));
-        let rtu = RtuServerOptions {
-            baud_rate: options.baud_rate,
-            ..RtuServerOptions::default()
-        };
-        tasks.spawn(serve_modbus_rtu(port, units(), rtu, shutdown.clone()));
+        serve_modbus_rtu_line(spec, &options, &packs, &mut servers, &shutdown)?;
     }
     if let Some(spec) = &options.slcan {
         let (port, path, client) = open_line(spec, 115_200)?;
-        keep_open.extend(client);
+        servers.keep_open.extend(client);
         announce(format_args!("slcan {path} pack 1"));
         let pack = packs[0].1.clone();
-        tasks.spawn(packgate_sim::serve::serve_slcan(
+        servers.tasks.spawn(packgate_sim::serve::serve_slcan(
             port,
             pack,
             Duration::from_secs(1),
             shutdown.clone(),
         ));
     }
-    serve_framed_lines(&options, &packs, &mut tasks, &mut keep_open, &shutdown)?;
+    serve_framed_lines(
+        &options,
+        &packs,
+        &mut servers.tasks,
+        &mut servers.keep_open,
+        &shutdown,
+    )?;
     if let Some(spec) = &options.inverter {
-        let (port, path, client) = open_line(spec, 115_200)?;
-        keep_open.extend(client);
-        let into = options.record.as_ref().map_or_else(
-            || "printing".to_owned(),
-            |f| format!("recording to {}", f.display()),
-        );
-        match &options.inverter_load {
-            Some(profile) => {
-                announce(format_args!(
-                    "inverter slcan {path} obeying, driving packs 1..={}",
-                    packs.len()
-                ));
-                let obeying = packgate_sim::ObeyingInverter::new(
-                    profile.clone(),
-                    packs.iter().map(|(_, pack, _)| pack.clone()).collect(),
-                    super::sim_loop::SILENCE_AFTER,
-                );
-                let (events, printed) = tokio::sync::mpsc::channel(256);
-                tokio::spawn(super::sim_loop::print_events(printed));
-                tasks.spawn(super::sim_loop::run_obeying(
-                    port,
-                    obeying,
-                    super::sim_loop::LoopOptions::default(),
-                    events,
-                    shutdown.clone(),
-                ));
+        serve_inverter_line(spec, &options, &packs, &mut servers, &shutdown)?;
+    }
+    wait_for_servers(servers, &shutdown).await
+}
+
+/// The packs as Modbus units, SunSpec batteries when a layout is asked for.
+fn sim_units(packs: &[(u8, SimPack, u64)], sunspec_layout: Option<SunSpecLayout>) -> Vec<SimUnit> {
+    packs
+        .iter()
+        .map(|(unit, pack, seed)| {
+            let unit = SimUnit::new(*unit, pack.clone(), *seed);
+            match sunspec_layout {
+                Some(layout) => unit.with_sunspec(layout),
+                None => unit,
             }
-            None => {
-                announce(format_args!("inverter slcan {path} {into}"));
-                tasks.spawn(super::sim_inverter::run_inverter(
-                    port,
-                    options.record.clone(),
-                    shutdown.clone(),
-                ));
-            }
+        })
+        .collect()
+}
+
+/// A Modbus TCP server for each device asked for, every pack on each.
+async fn serve_modbus_tcp_devices(
+    address: &str,
+    options: &SimOptions,
+    packs: &[(u8, SimPack, u64)],
+    servers: &mut Servers,
+    shutdown: &CancellationToken,
+) -> Result<(), SimCliError> {
+    for address in device_addresses(address, options.modbus_tcp_devices)? {
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(io_error(format!("binding {address}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(io_error("reading the bound address"))?;
+        announce(format_args!(
+            "modbus-tcp {local} units 1..={}{}",
+            packs.len(),
+            sunspec_note(options.sunspec_layout)
+        ));
+        let units = sim_units(packs, options.sunspec_layout);
+        servers
+            .tasks
+            .spawn(serve_modbus_tcp(listener, units, shutdown.clone()));
+    }
+    Ok(())
+}
+
+/// A Modbus RTU server on the line `spec`, every pack on it.
+fn serve_modbus_rtu_line(
+    spec: &str,
+    options: &SimOptions,
+    packs: &[(u8, SimPack, u64)],
+    servers: &mut Servers,
+    shutdown: &CancellationToken,
+) -> Result<(), SimCliError> {
+    let (port, path, client) = open_line(spec, options.baud_rate)?;
+    servers.keep_open.extend(client);
+    announce(format_args!(
+        "modbus-rtu {path} {} baud units 1..={}{}",
+        options.baud_rate,
+        packs.len(),
+        sunspec_note(options.sunspec_layout)
+    ));
+    let rtu = RtuServerOptions {
+        baud_rate: options.baud_rate,
+        ..RtuServerOptions::default()
+    };
+    let units = sim_units(packs, options.sunspec_layout);
+    servers
+        .tasks
+        .spawn(serve_modbus_rtu(port, units, rtu, shutdown.clone()));
+    Ok(())
+}
+
+/// An inverter on the slcan line `spec`: obeying the limits it hears and
+/// driving the packs when a load is asked for, else printing (or
+/// recording) what it hears.
+fn serve_inverter_line(
+    spec: &str,
+    options: &SimOptions,
+    packs: &[(u8, SimPack, u64)],
+    servers: &mut Servers,
+    shutdown: &CancellationToken,
+) -> Result<(), SimCliError> {
+    let (port, path, client) = open_line(spec, 115_200)?;
+    servers.keep_open.extend(client);
+    let into = options.record.as_ref().map_or_else(
+        || "printing".to_owned(),
+        |f| format!("recording to {}", f.display()),
+    );
+    match &options.inverter_load {
+        Some(profile) => {
+            announce(format_args!(
+                "inverter slcan {path} obeying, driving packs 1..={}",
+                packs.len()
+            ));
+            let obeying = packgate_sim::ObeyingInverter::new(
+                profile.clone(),
+                packs.iter().map(|(_, pack, _)| pack.clone()).collect(),
+                super::sim_loop::SILENCE_AFTER,
+            );
+            let (events, printed) = tokio::sync::mpsc::channel(256);
+            tokio::spawn(super::sim_loop::print_events(printed));
+            servers.tasks.spawn(super::sim_loop::run_obeying(
+                port,
+                obeying,
+                super::sim_loop::LoopOptions::default(),
+                events,
+                shutdown.clone(),
+            ));
+        }
+        None => {
+            announce(format_args!("inverter slcan {path} {into}"));
+            servers.tasks.spawn(super::sim_inverter::run_inverter(
+                port,
+                options.record.clone(),
+                shutdown.clone(),
+            ));
         }
     }
-    while let Some(result) = tasks.join_next().await {
+    Ok(())
+}
+
+/// Waits for every server to end; the first that fails stops the others
+/// and is the error.
+async fn wait_for_servers(
+    mut servers: Servers,
+    shutdown: &CancellationToken,
+) -> Result<(), SimCliError> {
+    while let Some(result) = servers.tasks.join_next().await {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(source)) => {
@@ -390,7 +458,7 @@ pub async fn run_sim(options: SimOptions, shutdown: CancellationToken) -> Result
             Err(join) => tracing::error!(error = %join, "simulator task failed"),
         }
     }
-    drop(keep_open);
+    drop(servers.keep_open);
     Ok(())
 }
 

@@ -158,16 +158,25 @@ fn check_secrets(config: &CloudConfig) -> Result<(), CloudConfigError> {
     Ok(())
 }
 
+/// A refusal of `key` for `reason`.
+fn invalid(key: &'static str, reason: &str) -> Result<(), CloudConfigError> {
+    Err(CloudConfigError {
+        key,
+        reason: reason.to_owned(),
+    })
+}
+
 impl CloudConfig {
     /// Checks ranges and cross-field rules. The URLs and gateway id are
     /// required only when the worker is enabled.
     pub fn validate(&self) -> Result<(), CloudConfigError> {
-        let invalid = |key: &'static str, reason: &str| {
-            Err(CloudConfigError {
-                key,
-                reason: reason.to_owned(),
-            })
-        };
+        self.check_connection()?;
+        self.check_upload_ranges()?;
+        self.check_names()
+    }
+
+    /// Where to connect, as whom, and with which credentials.
+    fn check_connection(&self) -> Result<(), CloudConfigError> {
         if self.enabled {
             if self.urls.is_empty() {
                 return invalid("cloud.urls", "at least one URL is needed");
@@ -204,6 +213,11 @@ impl CloudConfig {
                 "tls_client_cert_file and tls_client_key_file go together",
             );
         }
+        Ok(())
+    }
+
+    /// Batch size, pace, backoff and timeout within their ranges.
+    fn check_upload_ranges(&self) -> Result<(), CloudConfigError> {
         if !(1..=100_000).contains(&self.batch_max_samples) {
             return invalid("cloud.batch_max_samples", "must be 1 to 100000");
         }
@@ -228,6 +242,12 @@ impl CloudConfig {
                 "must be 100 to 600000 (ten minutes)",
             );
         }
+        Ok(())
+    }
+
+    /// The stream's and the desired-settings bucket's names, and the
+    /// bucket's pace.
+    fn check_names(&self) -> Result<(), CloudConfigError> {
         if !is_name_token(&self.stream_name) {
             return invalid(
                 "cloud.stream_name",

@@ -81,6 +81,33 @@ pub(crate) struct Compiled {
 
 /// Validates `file` and builds its tables.
 pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
+    check_pack_figures(file)?;
+    if file.blocks.is_empty() {
+        return invalid("blocks", "a profile reads at least one block");
+    }
+    let blocks = file
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(index, block)| compile_block(&format!("blocks[{index}]"), block))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cx = Context {
+        blocks: &blocks,
+        order: file.word_order,
+    };
+    let decoder = compile_decoder(&cx, file)?;
+    let settings = compile_settings(file)?;
+    overlaps::check_arrays(&blocks, &decoder.cells, &decoder.temperatures)?;
+    overlaps::check_settings(&settings)?;
+    Ok(Compiled {
+        blocks,
+        decoder,
+        settings,
+    })
+}
+
+/// The profile's name, and its currents and capacity where given.
+fn check_pack_figures(file: &ProfileFile) -> Result<(), Invalid> {
     if file.name.trim().is_empty() {
         return invalid("name", "must not be empty");
     }
@@ -97,21 +124,13 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
             }
         }
     }
-    if file.blocks.is_empty() {
-        return invalid("blocks", "a profile reads at least one block");
-    }
-    let blocks = file
-        .blocks
-        .iter()
-        .enumerate()
-        .map(|(index, block)| compile_block(&format!("blocks[{index}]"), block))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cx = Context {
-        blocks: &blocks,
-        order: file.word_order,
-    };
+    Ok(())
+}
+
+/// The decoding table of every field, array, alarm and the serial number.
+fn compile_decoder(cx: &Context<'_>, file: &ProfileFile) -> Result<Decoder, Invalid> {
     let fields = &file.fields;
-    let decoder = Decoder {
+    Ok(Decoder {
         pack_voltage_v: cx.number("fields.pack_voltage_v", &fields.pack_voltage_v)?,
         current_a: cx.number("fields.current_a", &fields.current_a)?,
         soc_pct: cx.number("fields.soc_pct", &fields.soc_pct)?,
@@ -148,7 +167,11 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
             .as_ref()
             .map(|s| cx.serial("serial_number", s))
             .transpose()?,
-    };
+    })
+}
+
+/// The writable settings, each name once.
+fn compile_settings(file: &ProfileFile) -> Result<Vec<WritableSetting>, Invalid> {
     let mut names = HashSet::new();
     let mut settings = Vec::with_capacity(file.settings.len());
     for (index, setting) in file.settings.iter().enumerate() {
@@ -162,13 +185,7 @@ pub(crate) fn compile(file: &ProfileFile) -> Result<Compiled, Invalid> {
         }
         settings.push(setting);
     }
-    overlaps::check_arrays(&blocks, &decoder.cells, &decoder.temperatures)?;
-    overlaps::check_settings(&settings)?;
-    Ok(Compiled {
-        blocks,
-        decoder,
-        settings,
-    })
+    Ok(settings)
 }
 
 fn compile_block(path: &str, block: &BlockFile) -> Result<RegisterBlock, Invalid> {

@@ -326,45 +326,13 @@ async fn run(
         "cloud worker started"
     );
     if config.create_stream {
-        let (js, config, shutdown) = (link.js.clone(), Arc::clone(&config), shutdown.clone());
-        let mut up = link.state.up();
-        tokio::spawn(async move {
-            let connected = tokio::select! {
-                up = up.wait_for(|up| *up) => up.is_ok(),
-                () = shutdown.cancelled() => false,
-            };
-            if connected {
-                ensure_cloud_stream(&js, &config).await;
-            }
-        });
+        spawn_stream_creation(&link, &config, &shutdown);
     }
-    let rate = Arc::new(RateLimit::new(config.max_rate_per_s));
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(dir) = data_dir {
-        // The last upload of an earlier run: the lag is known at once.
-        if let Some(timestamp_ms) = mark::load_in_background(dir.to_owned()).await {
-            metrics.set_last_uploaded(timestamp_ms);
-        }
-        tasks.spawn(mark::run_saver(
-            dir.to_owned(),
-            mark::SAVE_EVERY,
-            Arc::clone(&metrics),
-            shutdown.clone(),
-        ));
+        keep_upload_mark(&mut tasks, dir, &metrics, &shutdown).await;
     }
-    for (kind, spec) in uplink_consumers(&config) {
-        let uploader = Uploader {
-            kind,
-            spec,
-            config: Arc::clone(&config),
-            local_js: local_js.clone(),
-            cloud_js: link.js.clone(),
-            link: Arc::clone(&link.state),
-            rate: Arc::clone(&rate),
-            metrics: Arc::clone(&metrics),
-        };
-        tasks.spawn(uploader.run(shutdown.clone()));
-    }
+    spawn_uploaders(&mut tasks, &config, &local_js, &link, &metrics, &shutdown);
     desired::spawn(
         &mut tasks,
         &config,
@@ -400,4 +368,67 @@ async fn run(
     }
     metrics.set_link_up(false);
     Ok(())
+}
+
+/// Creates the cloud stream, if missing, once the link is first up.
+fn spawn_stream_creation(
+    link: &link::CloudLink,
+    config: &Arc<CloudConfig>,
+    shutdown: &CancellationToken,
+) {
+    let (js, config, shutdown) = (link.js.clone(), Arc::clone(config), shutdown.clone());
+    let mut up = link.state.up();
+    tokio::spawn(async move {
+        let connected = tokio::select! {
+            up = up.wait_for(|up| *up) => up.is_ok(),
+            () = shutdown.cancelled() => false,
+        };
+        if connected {
+            ensure_cloud_stream(&js, &config).await;
+        }
+    });
+}
+
+/// Reads the time of the last upload an earlier run kept in `dir` (so
+/// the lag is known at once), and keeps this run's there.
+async fn keep_upload_mark(
+    tasks: &mut tokio::task::JoinSet<()>,
+    dir: &Path,
+    metrics: &Arc<CloudMetrics>,
+    shutdown: &CancellationToken,
+) {
+    if let Some(timestamp_ms) = mark::load_in_background(dir.to_owned()).await {
+        metrics.set_last_uploaded(timestamp_ms);
+    }
+    tasks.spawn(mark::run_saver(
+        dir.to_owned(),
+        mark::SAVE_EVERY,
+        Arc::clone(metrics),
+        shutdown.clone(),
+    ));
+}
+
+/// An uploader per local stream, sharing the link and one rate limit.
+fn spawn_uploaders(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &Arc<CloudConfig>,
+    local_js: &jetstream::Context,
+    link: &link::CloudLink,
+    metrics: &Arc<CloudMetrics>,
+    shutdown: &CancellationToken,
+) {
+    let rate = Arc::new(RateLimit::new(config.max_rate_per_s));
+    for (kind, spec) in uplink_consumers(config) {
+        let uploader = Uploader {
+            kind,
+            spec,
+            config: Arc::clone(config),
+            local_js: local_js.clone(),
+            cloud_js: link.js.clone(),
+            link: Arc::clone(&link.state),
+            rate: Arc::clone(&rate),
+            metrics: Arc::clone(metrics),
+        };
+        tasks.spawn(uploader.run(shutdown.clone()));
+    }
 }

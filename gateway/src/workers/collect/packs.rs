@@ -21,10 +21,12 @@ use tokio::time::Instant;
 
 use super::bus::{BusContext, BusOwner, WriteRequest};
 use crate::config::{
-    BmsProtocol, BusLinkConfig, CanDriverConfig, CollectConfig, Config, DriverConfig,
-    ModbusDriverConfig, PackConfig, SerialParity, SunSpecDriverConfig,
+    BmsProtocol, BusLinkConfig, CanDriverConfig, CollectConfig, DriverConfig, ModbusDriverConfig,
+    PackConfig, SerialParity, SunSpecDriverConfig,
 };
-use crate::workers::control::validate::{pack_settings, PackTable, Policy, WriteCheck};
+use crate::workers::control::validate::WriteCheck;
+
+mod build;
 
 /// The packs of one bus and the link they are reached on: polled in turn
 /// by one owner task, which holds the link.
@@ -337,112 +339,6 @@ fn push_modbus_driver(group: &mut ModbusGroup, driver: ModbusPackDriver) {
 }
 
 impl PackSet {
-    /// Builds a driver per configured pack (call inside the runtime: CAN
-    /// drivers start their receive task). A simulated pack has no shared
-    /// wire, so each is a bus of its own.
-    pub fn from_config(config: &Config) -> Result<Self, PackSetError> {
-        let default_timeout = config.collect.request_timeout();
-        let links: HashMap<&str, &BusLinkConfig> = config
-            .buses
-            .iter()
-            .map(|b| (b.name.as_str(), &b.link))
-            .collect();
-        let mut set = PackSet::default();
-        // Modbus packs grouped by bus name, in configuration order.
-        let mut modbus: BTreeMap<&str, ModbusGroup> = BTreeMap::new();
-        // Framed-protocol packs grouped by bus name, likewise.
-        let mut bms: BTreeMap<&str, BmsGroup> = BTreeMap::new();
-        let mut writable = PackTable::with_capacity(config.packs.len());
-        for pack in &config.packs {
-            let id = &pack.id;
-            let settings = pack_settings(pack).map_err(|source| PackSetError::Profile {
-                pack: id.clone(),
-                source,
-            })?;
-            writable.insert(id.clone(), settings);
-            let missing = |what: &str| PackSetError::Config {
-                pack: id.clone(),
-                reason: what.to_owned(),
-            };
-            let link = match pack.bus() {
-                Some(name) => Some((
-                    name,
-                    *links
-                        .get(name)
-                        .ok_or_else(|| missing(&format!("bus {name:?} is not defined")))?,
-                )),
-                None => None,
-            };
-            match (&pack.driver, link) {
-                (DriverConfig::Modbus(_) | DriverConfig::Sunspec(_), Some((name, bus))) => {
-                    let group = match modbus.entry(name) {
-                        Entry::Occupied(group) => group.into_mut(),
-                        Entry::Vacant(slot) => {
-                            let link = modbus_link(bus, default_timeout).ok_or_else(|| {
-                                missing(&format!("bus {name:?} is not a Modbus bus"))
-                            })?;
-                            slot.insert((link, Vec::new(), Duration::ZERO))
-                        }
-                    };
-                    match &pack.driver {
-                        DriverConfig::Modbus(m) => add_modbus_pack(group, id, m)?,
-                        DriverConfig::Sunspec(s) => add_sunspec_pack(group, id, s),
-                        _ => {}
-                    }
-                }
-                (
-                    DriverConfig::PylonAscii(_)
-                    | DriverConfig::Jbd(_)
-                    | DriverConfig::Daly(_)
-                    | DriverConfig::Jk(_),
-                    Some((name, bus)),
-                ) => add_bms_pack(&mut bms, name, bus, pack, default_timeout)?,
-                (DriverConfig::Can(can), Some((name, bus))) => {
-                    let can_config = can_driver(bus, can, &config.collect)
-                        .ok_or_else(|| missing(&format!("bus {name:?} is not a CAN bus")))?;
-                    let driver = CanPackDriver::new(id.clone(), &can_config).map_err(|source| {
-                        PackSetError::Driver {
-                            pack: id.clone(),
-                            source,
-                        }
-                    })?;
-                    set.buses.push(Bus {
-                        name: name.to_owned(),
-                        poll_timeout: default_timeout,
-                        packs: BusPacks::Can(driver),
-                    });
-                }
-                (DriverConfig::Sim(sim), _) => {
-                    let pack = SimPack::new(&sim.sim);
-                    set.sims.insert(id.clone(), pack.clone());
-                    set.buses.push(Bus {
-                        name: format!("sim:{id}"),
-                        poll_timeout: default_timeout,
-                        packs: BusPacks::Sim(SimDriver::new(id.clone(), pack)),
-                    });
-                }
-                (_, None) => return Err(missing("no bus configured")),
-            }
-        }
-        set.buses.extend(
-            modbus
-                .into_iter()
-                .map(|(name, (link, drivers, timeout))| Bus {
-                    name: name.to_owned(),
-                    poll_timeout: timeout,
-                    packs: BusPacks::Modbus(link, drivers),
-                }),
-        );
-        set.buses
-            .extend(bms.into_iter().map(|(name, (link, drivers, timeout))| Bus {
-                name: name.to_owned(),
-                poll_timeout: timeout,
-                packs: BusPacks::Bms(link, drivers),
-            }));
-        set.write_check = WriteCheck::new(writable, Policy::of(&config.control));
-        Ok(set)
-    }
-
     /// Number of packs.
     pub fn pack_count(&self) -> usize {
         self.buses.iter().map(Bus::pack_count).sum()

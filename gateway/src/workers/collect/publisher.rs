@@ -133,13 +133,7 @@ pub(super) async fn run_publisher(
     config: CollectConfig,
     metrics: Arc<CollectMetrics>,
 ) -> PublisherReport {
-    // Polling as fast as possible (benchmarks) is paced by the broker:
-    // the buses wait for room instead of the queue dropping the oldest.
-    let overflow = if config.poll_interval_ms == 0 {
-        Overflow::Backpressure
-    } else {
-        Overflow::DropOldest
-    };
+    let overflow = overflow_for(&config);
     let mut queues = Queues::new(overflow, &config);
     let mut inflight: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let mut next_order: u64 = 0;
@@ -195,10 +189,7 @@ pub(super) async fn run_publisher(
             },
             () = sleep_until_opt(sending.resume_at()), if sending.resume_at().is_some() => sending.resume(),
             () = sleep_until_opt(deadline), if deadline.is_some() => {
-                let unpublished = (queues.len() + inflight.len()) as u64;
-                metrics.unpublished_at_exit.add(unpublished);
-                tracing::error!(unpublished, "broker unreachable at shutdown: messages not published");
-                report.unpublished = unpublished;
+                report.unpublished = give_up(queues.len() + inflight.len(), &metrics);
                 break;
             }
         }
@@ -206,6 +197,29 @@ pub(super) async fn run_publisher(
     metrics.pending.set(0);
     metrics.inflight.set(0);
     report
+}
+
+/// How a full queue behaves: polling as fast as possible (benchmarks) is
+/// paced by the broker, the buses waiting for room instead of the queue
+/// dropping the oldest.
+fn overflow_for(config: &CollectConfig) -> Overflow {
+    if config.poll_interval_ms == 0 {
+        Overflow::Backpressure
+    } else {
+        Overflow::DropOldest
+    }
+}
+
+/// Counts and logs the `left` messages still queued or in flight when the
+/// flush deadline passes; returns how many.
+fn give_up(left: usize, metrics: &CollectMetrics) -> u64 {
+    let unpublished = left as u64;
+    metrics.unpublished_at_exit.add(unpublished);
+    tracing::error!(
+        unpublished,
+        "broker unreachable at shutdown: messages not published"
+    );
+    unpublished
 }
 
 /// Sends queued messages while the broker is reachable and the in-flight

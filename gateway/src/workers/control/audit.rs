@@ -14,6 +14,9 @@ use packgate_protocol::{
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 mod retention;
+mod schema;
+
+use schema::{enable_incremental_vacuum, COMMANDS_V2, V1_COPY, V1_TO_V2};
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = 2;
@@ -24,42 +27,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The write-ahead log is truncated back to this after a checkpoint.
 const WAL_SIZE_LIMIT_BYTES: i64 = 4 << 20;
 
-/// The table of version 2: `value` is NULL where the command's value was
-/// not a number (or the request did not decode).
-const COMMANDS_V2: &str = "
-CREATE TABLE commands (
-    command_id TEXT PRIMARY KEY,
-    pack_id TEXT NOT NULL,
-    setting TEXT NOT NULL,
-    value REAL,
-    origin TEXT NOT NULL,
-    issued_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    completed_at_ms INTEGER,
-    outcome TEXT,
-    read_back REAL,
-    detail TEXT,
-    reply BLOB
-);
-CREATE INDEX commands_received ON commands (received_at_ms);
-";
-
 /// The `setting` of an audit row that records a reset of the latched
 /// alarm relay rather than a write to a pack.
 pub const RELAY_RESET_SETTING: &str = "alarm_relay_reset";
-
-/// Version 1 had `value REAL NOT NULL`; SQLite cannot drop a constraint,
-/// so the table is copied.
-const V1_TO_V2: &str = "
-DROP INDEX commands_received;
-ALTER TABLE commands RENAME TO commands_v1;
-";
-
-const V1_COPY: &str = "
-INSERT INTO commands SELECT * FROM commands_v1;
-DROP TABLE commands_v1;
-";
 
 /// Why an audit operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -490,18 +460,6 @@ impl RawRecord {
         }
         Ok(record)
     }
-}
-
-/// Turns on incremental vacuum (so deleted rows give their space back to
-/// the file system), converting a file made without it once.
-fn enable_incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
-    const INCREMENTAL: i64 = 2;
-    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
-    if mode != INCREMENTAL {
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        conn.execute_batch("VACUUM")?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::DataMetrics;
 use crate::broker::ensure_consumer;
 use crate::retry::{retry_until_shutdown, Backoff};
-use crate::store::{SampleStore, StoreError};
+use crate::store::{InsertOutcome, SampleStore, StoreError};
 use crate::telemetry::events::{LogLimiter, LIMITED_LOG_INTERVAL};
 use crate::telemetry::now_ms;
 use crate::workers::batch::BatchPuller;
@@ -82,6 +82,57 @@ async fn commit(
     metrics: &DataMetrics,
     shutdown: &CancellationToken,
 ) {
+    let (states, kept) = decode_batch(batch, metrics).await;
+    if kept.is_empty() {
+        return;
+    }
+    let states = Arc::new(states);
+    let mut last_progress = tokio::time::Instant::now();
+    let mut retry = Backoff::fixed(RETRY_PAUSE);
+    loop {
+        match insert(store, &states).await {
+            Ok(outcome) => {
+                metrics.last_commit_ms.set(now_ms());
+                metrics.bank_states_stored.add(outcome.inserted as u64);
+                metrics.bank_states_duplicate.add(outcome.duplicates as u64);
+                ack_all(&kept, AckKind::Ack, metrics).await;
+                return;
+            }
+            Err(error) if error.is_row_fault() => {
+                // Decoding checks what the store checks: not reached unless
+                // the two disagree. Never retried, never lost in silence.
+                metrics.bank_states_malformed.add(kept.len() as u64);
+                tracing::error!(%error, states = kept.len(), "bank states the store refuses: terminated");
+                ack_all(&kept, AckKind::Term, metrics).await;
+                return;
+            }
+            Err(error) => {
+                metrics.store_failures.inc();
+                if error.is_disk_full() {
+                    metrics.disk_full.inc();
+                }
+                tracing::error!(%error, states = kept.len(), "cannot commit bank states; retried");
+            }
+        }
+        if shutdown.is_cancelled() {
+            ack_all(&kept, AckKind::Nak(None), metrics).await;
+            return;
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            ack_all(&kept, AckKind::Progress, metrics).await;
+            last_progress = tokio::time::Instant::now();
+        }
+        // Shutdown ends the pause; the next round hands the batch back.
+        let _ = retry.wait(shutdown).await;
+    }
+}
+
+/// The states of `batch` that decode, with their messages; each one that
+/// does not is counted and terminated.
+async fn decode_batch(
+    batch: Vec<jetstream::Message>,
+    metrics: &DataMetrics,
+) -> (Vec<BankState>, Vec<jetstream::Message>) {
     let mut states = Vec::with_capacity(batch.len());
     let mut kept = Vec::with_capacity(batch.len());
     for message in batch {
@@ -100,63 +151,28 @@ async fn commit(
             }
         }
     }
-    if kept.is_empty() {
-        return;
-    }
-    let states = Arc::new(states);
-    let mut last_progress = tokio::time::Instant::now();
-    let mut retry = Backoff::fixed(RETRY_PAUSE);
-    loop {
-        let (store, batch) = (Arc::clone(store), Arc::clone(&states));
-        let committed = tokio::task::spawn_blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert_bank_states(&batch, now_ms())
-        })
-        .await
-        .unwrap_or_else(|error| Err(StoreError::Task(error.to_string())));
-        match committed {
-            Ok(outcome) => {
-                metrics.last_commit_ms.set(now_ms());
-                metrics.bank_states_stored.add(outcome.inserted as u64);
-                metrics.bank_states_duplicate.add(outcome.duplicates as u64);
-                for message in &kept {
-                    ack(message, AckKind::Ack, metrics).await;
-                }
-                return;
-            }
-            Err(error) if error.is_row_fault() => {
-                // Decoding checks what the store checks: not reached unless
-                // the two disagree. Never retried, never lost in silence.
-                metrics.bank_states_malformed.add(kept.len() as u64);
-                tracing::error!(%error, states = kept.len(), "bank states the store refuses: terminated");
-                for message in &kept {
-                    ack(message, AckKind::Term, metrics).await;
-                }
-                return;
-            }
-            Err(error) => {
-                metrics.store_failures.inc();
-                if error.is_disk_full() {
-                    metrics.disk_full.inc();
-                }
-                tracing::error!(%error, states = kept.len(), "cannot commit bank states; retried");
-            }
-        }
-        if shutdown.is_cancelled() {
-            for message in &kept {
-                ack(message, AckKind::Nak(None), metrics).await;
-            }
-            return;
-        }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
-            for message in &kept {
-                ack(message, AckKind::Progress, metrics).await;
-            }
-            last_progress = tokio::time::Instant::now();
-        }
-        // Shutdown ends the pause; the next round hands the batch back.
-        let _ = retry.wait(shutdown).await;
+    (states, kept)
+}
+
+/// One attempt at committing `states` in one transaction.
+async fn insert(
+    store: &Arc<Mutex<SampleStore>>,
+    states: &Arc<Vec<BankState>>,
+) -> Result<InsertOutcome, StoreError> {
+    let (store, batch) = (Arc::clone(store), Arc::clone(states));
+    tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert_bank_states(&batch, now_ms())
+    })
+    .await
+    .unwrap_or_else(|error| Err(StoreError::Task(error.to_string())))
+}
+
+/// Acks every message of a batch with `kind`, in order.
+async fn ack_all(kept: &[jetstream::Message], kind: AckKind, metrics: &DataMetrics) {
+    for message in kept {
+        ack(message, kind, metrics).await;
     }
 }

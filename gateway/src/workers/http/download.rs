@@ -102,33 +102,11 @@ pub(super) async fn handler(
     let path = app.site.samples_db.clone();
     let counting = {
         let (path, pack) = (path.clone(), pack.clone());
-        tokio::task::spawn_blocking(move || -> Result<u64, Refused> {
-            let store = match SampleStore::open_read_only(&path) {
-                Ok(store) => store,
-                Err(_) if !known => return Err(Refused::UnknownPack),
-                Err(StoreError::NotFound(_)) => return Err(Refused::NoStore),
-                Err(error) => return Err(Refused::Store(error)),
-            };
-            if !known && !store.has_pack(&pack).map_err(Refused::Store)? {
-                return Err(Refused::UnknownPack);
-            }
-            store
-                .count_between(&pack, from_ms, to_ms)
-                .map_err(Refused::Store)
-        })
+        tokio::task::spawn_blocking(move || count_rows(&path, &pack, known, from_ms, to_ms))
     };
     let rows = match counting.await {
         Ok(Ok(rows)) => rows,
-        Ok(Err(Refused::UnknownPack)) => return text(StatusCode::NOT_FOUND, "unknown pack\n"),
-        Ok(Err(Refused::NoStore)) => {
-            return text(
-                StatusCode::NOT_FOUND,
-                "no samples stored here: the data worker has stored nothing, or is disabled\n",
-            )
-        }
-        Ok(Err(Refused::Store(error))) => {
-            return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{error}\n"))
-        }
+        Ok(Err(refused)) => return refusal(refused),
         Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "download failed\n"),
     };
     if rows > MAX_ROWS {
@@ -140,6 +118,53 @@ pub(super) async fn handler(
         );
     }
     app.shared.metrics.downloads.inc();
+    stream_csv(permit, path, pack, from_ms, to_ms)
+}
+
+/// The rows of `pack` from `from_ms` to `to_ms`, or why there is no file:
+/// a pack the gateway does not know and the store never held is unknown.
+fn count_rows(
+    path: &std::path::Path,
+    pack: &PackId,
+    known: bool,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<u64, Refused> {
+    let store = match SampleStore::open_read_only(path) {
+        Ok(store) => store,
+        Err(_) if !known => return Err(Refused::UnknownPack),
+        Err(StoreError::NotFound(_)) => return Err(Refused::NoStore),
+        Err(error) => return Err(Refused::Store(error)),
+    };
+    if !known && !store.has_pack(pack).map_err(Refused::Store)? {
+        return Err(Refused::UnknownPack);
+    }
+    store
+        .count_between(pack, from_ms, to_ms)
+        .map_err(Refused::Store)
+}
+
+/// The answer to a download that did not start.
+fn refusal(refused: Refused) -> Response {
+    match refused {
+        Refused::UnknownPack => text(StatusCode::NOT_FOUND, "unknown pack\n"),
+        Refused::NoStore => text(
+            StatusCode::NOT_FOUND,
+            "no samples stored here: the data worker has stored nothing, or is disabled\n",
+        ),
+        Refused::Store(error) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{error}\n")),
+    }
+}
+
+/// The CSV file as a streamed response, written page by page on a
+/// blocking thread that holds the download's `permit` until it is done.
+fn stream_csv(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    path: std::path::PathBuf,
+    pack: PackId,
+    from_ms: i64,
+    to_ms: i64,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUE_PAGES);
     let broken = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + DOWNLOAD_TIMEOUT;

@@ -114,91 +114,73 @@ fn flag(on: bool) -> f64 {
     }
 }
 
-fn packs(out: &mut Out, exposed: &Exposed) {
-    per_pack(
-        out,
-        exposed,
+/// A per-pack gauge family: name, help, and the pack's value (or none)
+/// from its sample.
+type PackFamily = (&'static str, &'static str, fn(&Sample) -> Option<f64>);
+
+/// The gauges of one value per pack, in exposition order.
+const PACK_FAMILIES: [PackFamily; 8] = [
+    (
         "packgate_battery_voltage_volts",
         "Pack terminal voltage.",
         |s| Some(f64::from(s.reading.pack_voltage_v)),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_current_amperes",
         "Pack current: positive while charging, negative while discharging.",
         |s| Some(f64::from(s.reading.current_a)),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_state_of_charge_ratio",
         "State of charge, 0 to 1.",
         |s| Some(f64::from(s.reading.soc_pct) / 100.0),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_state_of_health_ratio",
         "State of health, 0 to 1; absent where the BMS does not report it.",
         |s| s.reading.soh_pct.map(|soh| f64::from(soh) / 100.0),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_charge_enabled",
         "1 while the BMS allows charging.",
         |s| Some(flag(s.reading.charge_enabled)),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_discharge_enabled",
         "1 while the BMS allows discharging.",
         |s| Some(flag(s.reading.discharge_enabled)),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_battery_reading_fresh",
         "1 when the last sample was read in its poll; 0 when stale (the pack did not answer) or suspect (not believable).",
         |s| Some(flag(s.quality == DataQuality::Fresh)),
-    );
-    per_pack(
-        out,
-        exposed,
+    ),
+    (
         "packgate_last_sample_timestamp_seconds",
         "When the pack's last sample was taken, seconds since the Unix epoch.",
         |s| Some(s.timestamp_ms as f64 / 1000.0),
-    );
-    let name = "packgate_battery_temperature_celsius";
-    out.family(
-        name,
-        "gauge",
+    ),
+];
+
+/// Every pack's values, then its sensors, cells and alarms.
+fn packs(out: &mut Out, exposed: &Exposed) {
+    for (name, help, value) in PACK_FAMILIES {
+        per_pack(out, exposed, name, help, value);
+    }
+    per_pack_and_index(
+        out,
+        exposed,
+        ("packgate_battery_temperature_celsius", "sensor"),
         "Temperature of each of the pack's sensors, from 1.",
+        |s| s.reading.temperatures_c.0.as_slice(),
     );
-    for (pack, sample) in &exposed.samples {
-        for (i, t) in sample.reading.temperatures_c.0.iter().enumerate() {
-            let sensor = (i + 1).to_string();
-            out.sample(
-                name,
-                &[("pack", pack.as_str()), ("sensor", &sensor)],
-                f64::from(*t),
-            );
-        }
-    }
-    let name = "packgate_cell_voltage_volts";
-    out.family(name, "gauge", "Voltage of each series cell, from 1.");
-    for (pack, sample) in &exposed.samples {
-        for (i, v) in sample.reading.cell_voltages_v.0.iter().enumerate() {
-            let cell = (i + 1).to_string();
-            out.sample(
-                name,
-                &[("pack", pack.as_str()), ("cell", &cell)],
-                f64::from(*v),
-            );
-        }
-    }
+    per_pack_and_index(
+        out,
+        exposed,
+        ("packgate_cell_voltage_volts", "cell"),
+        "Voltage of each series cell, from 1.",
+        |s| s.reading.cell_voltages_v.0.as_slice(),
+    );
     let name = "packgate_battery_alarm";
     out.family(
         name,
@@ -213,6 +195,29 @@ fn packs(out: &mut Out, exposed: &Exposed) {
     }
 }
 
+/// One gauge family of a value per pack and index (counted from 1, under
+/// the label `index_label` of `(name, index_label)`), `values` picking
+/// the pack's values from its sample.
+fn per_pack_and_index(
+    out: &mut Out,
+    exposed: &Exposed,
+    (name, index_label): (&str, &str),
+    help: &str,
+    values: impl Fn(&Sample) -> &[f32],
+) {
+    out.family(name, "gauge", help);
+    for (pack, sample) in &exposed.samples {
+        for (i, v) in values(sample).iter().enumerate() {
+            let index = (i + 1).to_string();
+            out.sample(
+                name,
+                &[("pack", pack.as_str()), (index_label, &index)],
+                f64::from(*v),
+            );
+        }
+    }
+}
+
 /// One instance's latency summary: median, 99th percentile and largest,
 /// seconds, and the observations counted.
 type Quantiles<'a> = (&'a str, [f64; 3], u64);
@@ -220,33 +225,55 @@ type Quantiles<'a> = (&'a str, [f64; 3], u64);
 /// A process-wide family: name, help, and its value from a snapshot.
 type ProcessFamily = (&'static str, &'static str, fn(&MetricsSnapshot) -> f64);
 
+/// The workers' snapshots regrouped by family name across instances.
+#[derive(Default)]
+struct WorkerFamilies<'a> {
+    counters: BTreeMap<String, Vec<(&'a str, u64)>>,
+    gauges: BTreeMap<String, Vec<(&'a str, f64)>>,
+    latencies: BTreeMap<String, Vec<Quantiles<'a>>>,
+    process: Vec<(&'a MetricsSnapshot, &'a str)>,
+}
+
+impl<'a> WorkerFamilies<'a> {
+    fn of(exposed: &'a Exposed) -> Self {
+        let mut families = Self::default();
+        for ((worker, instance), s) in &exposed.snapshots {
+            for (name, value) in &s.counters {
+                let key = metric_name(&["packgate", worker, name, "total"]);
+                families
+                    .counters
+                    .entry(key)
+                    .or_default()
+                    .push((instance, *value));
+            }
+            for (name, value) in &s.gauges {
+                let key = metric_name(&["packgate", worker, name]);
+                families
+                    .gauges
+                    .entry(key)
+                    .or_default()
+                    .push((instance, *value));
+            }
+            for l in &s.latencies {
+                let key = metric_name(&["packgate", worker, &l.name, "seconds"]);
+                let quantiles = [l.p50_ms / 1e3, l.p99_ms / 1e3, l.max_ms / 1e3];
+                families
+                    .latencies
+                    .entry(key)
+                    .or_default()
+                    .push((instance, quantiles, l.count));
+            }
+            families.process.push((s, instance));
+        }
+        families
+    }
+}
+
 /// Each worker's counters, gauges and latency summaries, one family per
 /// name across instances.
 fn workers(out: &mut Out, exposed: &Exposed) {
-    let mut counters: BTreeMap<String, Vec<(&str, u64)>> = BTreeMap::new();
-    let mut gauges: BTreeMap<String, Vec<(&str, f64)>> = BTreeMap::new();
-    let mut latencies: BTreeMap<String, Vec<Quantiles<'_>>> = BTreeMap::new();
-    let mut process: Vec<(&MetricsSnapshot, &str)> = Vec::new();
-    for ((worker, instance), s) in &exposed.snapshots {
-        for (name, value) in &s.counters {
-            let key = metric_name(&["packgate", worker, name, "total"]);
-            counters.entry(key).or_default().push((instance, *value));
-        }
-        for (name, value) in &s.gauges {
-            let key = metric_name(&["packgate", worker, name]);
-            gauges.entry(key).or_default().push((instance, *value));
-        }
-        for l in &s.latencies {
-            let key = metric_name(&["packgate", worker, &l.name, "seconds"]);
-            let quantiles = [l.p50_ms / 1e3, l.p99_ms / 1e3, l.max_ms / 1e3];
-            latencies
-                .entry(key)
-                .or_default()
-                .push((instance, quantiles, l.count));
-        }
-        process.push((s, instance));
-    }
-    for (name, values) in &counters {
+    let families = WorkerFamilies::of(exposed);
+    for (name, values) in &families.counters {
         out.family(
             name,
             "counter",
@@ -256,7 +283,7 @@ fn workers(out: &mut Out, exposed: &Exposed) {
             out.sample(name, &[("instance", instance)], *v as f64);
         }
     }
-    for (name, values) in &gauges {
+    for (name, values) in &families.gauges {
         out.family(
             name,
             "gauge",
@@ -266,7 +293,13 @@ fn workers(out: &mut Out, exposed: &Exposed) {
             out.sample(name, &[("instance", instance)], *v);
         }
     }
-    for (name, values) in &latencies {
+    latency_summaries(out, &families.latencies);
+    process_families(out, &families.process);
+}
+
+/// Each latency family as a summary: its three quantiles and its count.
+fn latency_summaries(out: &mut Out, latencies: &BTreeMap<String, Vec<Quantiles<'_>>>) {
+    for (name, values) in latencies {
         out.family(
             name,
             "summary",
@@ -280,6 +313,10 @@ fn workers(out: &mut Out, exposed: &Exposed) {
             out.sample(&count, &[("instance", instance)], *n as f64);
         }
     }
+}
+
+/// Each worker process's memory, CPU time and uptime.
+fn process_families(out: &mut Out, process: &[(&MetricsSnapshot, &str)]) {
     let families: [ProcessFamily; 3] = [
         (
             "packgate_process_resident_memory_bytes",
@@ -304,7 +341,7 @@ fn workers(out: &mut Out, exposed: &Exposed) {
             "gauge"
         };
         out.family(name, kind, help);
-        for (s, instance) in &process {
+        for (s, instance) in process {
             out.sample(
                 name,
                 &[("worker", &s.worker), ("instance", instance)],

@@ -183,41 +183,10 @@ pub fn pack_discovery(
     settings: Option<&[SettingBounds]>,
     expire_after_s: u64,
 ) -> Vec<Discovery> {
-    let node = topics.device_id(pack);
-    let mut device = json!({
-        "identifiers": [node],
-        "name": pack.as_str(),
-        "manufacturer": "packgate",
-        "model": shape.model,
-        "via_device": topics.gateway_device_id(),
-    });
-    if let Some(serial) = &shape.serial_number {
-        device["serial_number"] = json!(serial);
-    }
-    let common = |key: &str, name: &str| {
-        let mut c = Map::new();
-        c.insert("name".into(), json!(name));
-        c.insert("unique_id".into(), json!(format!("{node}_{key}")));
-        c.insert("object_id".into(), json!(format!("{node}_{key}")));
-        c.insert("device".into(), device.clone());
-        c.insert("availability_topic".into(), json!(topics.availability()));
-        c
-    };
-    let config = |component: &str, key: &str, c: Map<String, Value>| Discovery {
-        topic: format!(
-            "{}/{component}/{node}/{key}/config",
-            topics.discovery_prefix
-        ),
-        payload: Value::Object(c).to_string(),
-    };
+    let entities = PackEntities::new(topics, pack, shape);
     let mut out = Vec::new();
     for (key, name, class, unit, precision) in sensors(shape) {
-        let mut c = common(&key, &name);
-        c.insert("state_topic".into(), json!(topics.state(pack)));
-        c.insert(
-            "value_template".into(),
-            json!(format!("{{{{ value_json.{key} }}}}")),
-        );
+        let mut c = entities.reading(&key, &name);
         c.insert("unit_of_measurement".into(), json!(unit));
         c.insert("state_class".into(), json!("measurement"));
         c.insert("suggested_display_precision".into(), json!(precision));
@@ -225,21 +194,34 @@ pub fn pack_discovery(
         if let Some(class) = class {
             c.insert("device_class".into(), json!(class));
         }
-        out.push(config("sensor", &key, c));
+        out.push(entities.config("sensor", &key, c));
     }
     for (key, name) in ENERGY {
-        let mut c = common(key, name);
-        c.insert("state_topic".into(), json!(topics.state(pack)));
-        c.insert(
-            "value_template".into(),
-            json!(format!("{{{{ value_json.{key} }}}}")),
-        );
+        let mut c = entities.reading(key, name);
         c.insert("unit_of_measurement".into(), json!("kWh"));
         c.insert("device_class".into(), json!("energy"));
         c.insert("state_class".into(), json!("total_increasing"));
         c.insert("suggested_display_precision".into(), json!(3));
-        out.push(config("sensor", key, c));
+        out.push(entities.config("sensor", key, c));
     }
+    for (key, name, class) in binaries() {
+        let mut c = entities.reading(&key, &name);
+        c.insert("payload_on".into(), json!("ON"));
+        c.insert("payload_off".into(), json!("OFF"));
+        c.insert("expire_after".into(), json!(expire_after_s));
+        if let Some(class) = class {
+            c.insert("device_class".into(), json!(class));
+        }
+        out.push(entities.config("binary_sensor", &key, c));
+    }
+    for s in settings.unwrap_or_default() {
+        out.push(entities.number(s));
+    }
+    out
+}
+
+/// The binary sensors of a pack: key, name, device class.
+fn binaries() -> Vec<(String, String, Option<&'static str>)> {
     let mut binaries: Vec<(String, String, Option<&str>)> = AlarmFlags::ALL
         .iter()
         .map(|(_, text)| {
@@ -256,24 +238,72 @@ pub fn pack_discovery(
         "Discharging allowed".into(),
         None,
     ));
-    for (key, name, class) in binaries {
-        let mut c = common(&key, &name);
-        c.insert("state_topic".into(), json!(topics.state(pack)));
+    binaries
+}
+
+/// What every entity of one pack shares: its device, its node id and
+/// where its state and commands go.
+struct PackEntities<'a> {
+    topics: &'a Topics,
+    pack: &'a PackId,
+    node: String,
+    device: Value,
+}
+
+impl<'a> PackEntities<'a> {
+    fn new(topics: &'a Topics, pack: &'a PackId, shape: &PackShape) -> Self {
+        let node = topics.device_id(pack);
+        let mut device = json!({
+            "identifiers": [node],
+            "name": pack.as_str(),
+            "manufacturer": "packgate",
+            "model": shape.model,
+            "via_device": topics.gateway_device_id(),
+        });
+        if let Some(serial) = &shape.serial_number {
+            device["serial_number"] = json!(serial);
+        }
+        Self {
+            topics,
+            pack,
+            node,
+            device,
+        }
+    }
+
+    /// The keys every entity has: name, ids, device, availability.
+    fn common(&self, key: &str, name: &str) -> Map<String, Value> {
+        let node = &self.node;
+        let mut c = Map::new();
+        c.insert("name".into(), json!(name));
+        c.insert("unique_id".into(), json!(format!("{node}_{key}")));
+        c.insert("object_id".into(), json!(format!("{node}_{key}")));
+        c.insert("device".into(), self.device.clone());
+        c.insert(
+            "availability_topic".into(),
+            json!(self.topics.availability()),
+        );
+        c
+    }
+
+    /// An entity that reads `key` of the pack's state.
+    fn reading(&self, key: &str, name: &str) -> Map<String, Value> {
+        let mut c = self.common(key, name);
+        c.insert("state_topic".into(), json!(self.topics.state(self.pack)));
         c.insert(
             "value_template".into(),
             json!(format!("{{{{ value_json.{key} }}}}")),
         );
-        c.insert("payload_on".into(), json!("ON"));
-        c.insert("payload_off".into(), json!("OFF"));
-        c.insert("expire_after".into(), json!(expire_after_s));
-        if let Some(class) = class {
-            c.insert("device_class".into(), json!(class));
-        }
-        out.push(config("binary_sensor", &key, c));
+        c
     }
-    for s in settings.unwrap_or_default() {
-        let mut c = common(&s.name, &s.name.replace('_', " "));
-        c.insert("command_topic".into(), json!(topics.command(pack, &s.name)));
+
+    /// A writable setting as a number entity.
+    fn number(&self, s: &SettingBounds) -> Discovery {
+        let mut c = self.common(&s.name, &s.name.replace('_', " "));
+        c.insert(
+            "command_topic".into(),
+            json!(self.topics.command(self.pack, &s.name)),
+        );
         c.insert("min".into(), json!(s.min));
         c.insert("max".into(), json!(s.max));
         let step = if s.max - s.min <= 1.0 { 1.0 } else { 0.1 };
@@ -283,9 +313,19 @@ pub fn pack_discovery(
         if !s.unit.is_empty() {
             c.insert("unit_of_measurement".into(), json!(s.unit));
         }
-        out.push(config("number", &s.name, c));
+        self.config("number", &s.name, c)
     }
-    out
+
+    /// The retained config of one entity.
+    fn config(&self, component: &str, key: &str, c: Map<String, Value>) -> Discovery {
+        Discovery {
+            topic: format!(
+                "{}/{component}/{}/{key}/config",
+                self.topics.discovery_prefix, self.node
+            ),
+            payload: Value::Object(c).to_string(),
+        }
+    }
 }
 
 /// The gateway's own device: one connectivity sensor, so the packs'

@@ -149,35 +149,8 @@ impl Mirror {
     /// change as it comes.
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), FollowError> {
         let timeout = self.config.request_timeout();
-        let stream_name = bucket_stream(&self.config.desired_bucket);
-        let stream = self
-            .cloud_js
-            .get_stream_no_info(&stream_name)
-            .await
-            .map_err(|e| FollowError::Other(e.to_string()))?;
-        let name = desired_consumer(&self.config.gateway_id);
-        // A consumer of an earlier run may have other settings.
-        let _ = tokio::time::timeout(timeout, stream.delete_consumer(&name)).await;
         let prefix = bucket_subject_prefix(&self.config.desired_bucket);
-        let wanted = consumer::pull::Config {
-            name: Some(name),
-            filter_subject: format!("{prefix}{}", desired_keys(&self.config.gateway_id)),
-            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
-            ack_policy: consumer::AckPolicy::None,
-            inactive_threshold: Duration::from_secs(300),
-            ..Default::default()
-        };
-        let reader = tokio::time::timeout(timeout, stream.create_consumer(wanted))
-            .await
-            .map_err(|_| FollowError::TimedOut(timeout))?
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("stream not found") || text.contains("10059") {
-                    FollowError::NoBucket(stream_name.clone())
-                } else {
-                    FollowError::Other(text)
-                }
-            })?;
+        let reader = self.open_reader(&prefix).await?;
         let mut snapshot = (reader.cached_info().num_pending > 0).then(DesiredSet::new);
         if snapshot.is_none() {
             self.replace(DesiredSet::new()).await;
@@ -206,28 +179,78 @@ impl Mirror {
                     Ok(None) => break,
                     Err(_) => return Err(FollowError::TimedOut(FETCH_EXPIRES + timeout)),
                 };
-                let Ok(info) = message.info() else { continue };
-                let (revision, pending) = (info.stream_sequence, info.pending);
-                let key = message.subject.as_str().strip_prefix(&prefix).unwrap_or("");
-                let entry = self.entry(&message, key, revision);
-                if let Some(set) = snapshot.as_mut() {
-                    apply(set, key, &self.config.gateway_id, entry);
-                } else {
-                    let gateway_id = self.config.gateway_id.clone();
-                    self.desired
-                        .send_modify(|set| apply(set, key, &gateway_id, entry));
-                    changed = true;
-                }
-                if pending == 0 {
-                    if let Some(set) = snapshot.take() {
-                        self.replace(set).await;
-                    }
-                }
+                changed |= self.take(&message, &prefix, &mut snapshot).await;
             }
             if changed {
                 self.persist().await;
             }
         }
+    }
+
+    /// A fresh consumer of this gateway's keys under `prefix`, each key's
+    /// latest value first (a consumer of an earlier run is deleted).
+    async fn open_reader(&self, prefix: &str) -> Result<consumer::PullConsumer, FollowError> {
+        let timeout = self.config.request_timeout();
+        let stream_name = bucket_stream(&self.config.desired_bucket);
+        let stream = self
+            .cloud_js
+            .get_stream_no_info(&stream_name)
+            .await
+            .map_err(|e| FollowError::Other(e.to_string()))?;
+        let name = desired_consumer(&self.config.gateway_id);
+        // A consumer of an earlier run may have other settings.
+        let _ = tokio::time::timeout(timeout, stream.delete_consumer(&name)).await;
+        let wanted = consumer::pull::Config {
+            name: Some(name),
+            filter_subject: format!("{prefix}{}", desired_keys(&self.config.gateway_id)),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(300),
+            ..Default::default()
+        };
+        tokio::time::timeout(timeout, stream.create_consumer(wanted))
+            .await
+            .map_err(|_| FollowError::TimedOut(timeout))?
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("stream not found") || text.contains("10059") {
+                    FollowError::NoBucket(stream_name.clone())
+                } else {
+                    FollowError::Other(text)
+                }
+            })
+    }
+
+    /// Applies one message of the bucket: into the `snapshot` while it is
+    /// being read (which replaces the local copy once complete), else
+    /// straight into the followed set. Whether the followed set changed.
+    async fn take(
+        &self,
+        message: &jetstream::Message,
+        prefix: &str,
+        snapshot: &mut Option<DesiredSet>,
+    ) -> bool {
+        let Ok(info) = message.info() else {
+            return false;
+        };
+        let (revision, pending) = (info.stream_sequence, info.pending);
+        let key = message.subject.as_str().strip_prefix(prefix).unwrap_or("");
+        let entry = self.entry(message, key, revision);
+        let mut changed = false;
+        if let Some(set) = snapshot.as_mut() {
+            apply(set, key, &self.config.gateway_id, entry);
+        } else {
+            let gateway_id = self.config.gateway_id.clone();
+            self.desired
+                .send_modify(|set| apply(set, key, &gateway_id, entry));
+            changed = true;
+        }
+        if pending == 0 {
+            if let Some(set) = snapshot.take() {
+                self.replace(set).await;
+            }
+        }
+        changed
     }
 
     /// The desired setting a message of the bucket says, or `None` for a
