@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::web::Site;
 use super::Shared;
 use crate::broker::{BrokerView, ConsumerView};
-use crate::health::{self, WorkerState};
+use crate::health::{self, HealthRules, WorkerState};
 use crate::store::SampleStore;
 use crate::telemetry::now_ms;
 use crate::workers::control::AuditStore;
@@ -251,62 +251,15 @@ async fn gather<'a>(
     let rules = &site.view.health;
     let now = now_ms();
     let snapshots = newest_snapshots(shared);
-    let window_ms = rules.alive_window_ms;
     let mut broker = BrokerView::new(Some(client));
     let mut lags: BTreeMap<&'static str, ConsumerView> = BTreeMap::new();
     let mut workers = Vec::new();
     for kind in WorkerKind::ALL {
         let snapshot = snapshots.get(kind.name());
-        let mut reasons = Vec::new();
-        // The consumers of a worker the configuration does not run are
-        // not looked for.
-        let consumers = match rules.disabled_by(kind) {
-            None => kind.consumers(),
-            Some(_) => &[],
-        };
-        for spec in consumers {
-            let view = broker.consumer(spec).await;
-            lags.insert(spec.durable, view);
-            match (view, snapshot) {
-                (ConsumerView::Missing, Some(_)) => reasons.push(health::missing_consumer(spec)),
-                (ConsumerView::Lag(lag), Some(s)) if kind == WorkerKind::Data => {
-                    reasons.extend(health::data_stall(
-                        &s.gauges,
-                        s.timestamp_ms,
-                        s.uptime_s,
-                        lag,
-                        now,
-                        window_ms,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let fresh = snapshot.is_some_and(|s| now - s.timestamp_ms <= window_ms);
-        if !fresh {
-            reasons.clear();
-        }
-        let state = rules.worker_state(kind, snapshot.map(|s| s.timestamp_ms), now, reasons);
-        let why = match &state {
-            WorkerState::Stalled(reasons) => reasons.clone(),
-            WorkerState::Disabled(setting) => vec![(*setting).to_owned()],
-            WorkerState::Alive | WorkerState::Missing => Vec::new(),
-        };
-        workers.push(WorkerRow {
-            name: kind.name(),
-            state: state.name(),
-            why,
-            last_seen_ms: snapshot.map(|s| s.timestamp_ms),
-            instance: snapshot.map(|s| s.instance.clone()),
-            version: snapshot.map(|s| s.version.clone()),
-            uptime_s: snapshot.map(|s| s.uptime_s),
-            rss_bytes: snapshot.map(|s| s.rss_bytes),
-            counter: snapshot.and_then(|s| kind.key_counter(&s.counters)),
-        });
+        let state = worker_state(rules, kind, snapshot, &mut broker, &mut lags, now).await;
+        workers.push(worker_row(kind, snapshot, state));
     }
     let streams = streams(&mut broker, &lags).await;
-    let cloud_snapshot = snapshots.get(WorkerKind::Cloud.name());
-    let link = cloud_snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
     Overview {
         banks: bank_rows(shared),
         now_ms: now,
@@ -316,15 +269,88 @@ async fn gather<'a>(
         },
         workers,
         streams,
-        cloud: CloudRow {
-            enabled: rules.disabled_by(WorkerKind::Cloud).is_none(),
-            up: link.as_ref().and_then(|l| l.up),
-            why: link.as_ref().and_then(|l| l.why.clone()),
-            backlog: link.as_ref().and_then(|l| l.backlog),
-            upload_lag_ms: link.as_ref().and_then(|l| l.upload_lag_ms),
-            as_of_ms: cloud_snapshot.map(|s| s.timestamp_ms),
-        },
+        cloud: cloud_row(rules, snapshots.get(WorkerKind::Cloud.name())),
         stores,
+    }
+}
+
+/// A worker's state from its newest snapshot and its consumers on the
+/// broker (whose lags go into `lags`, for the streams' rows).
+async fn worker_state(
+    rules: &HealthRules,
+    kind: WorkerKind,
+    snapshot: Option<&MetricsSnapshot>,
+    broker: &mut BrokerView,
+    lags: &mut BTreeMap<&'static str, ConsumerView>,
+    now: i64,
+) -> WorkerState {
+    let window_ms = rules.alive_window_ms;
+    let mut reasons = Vec::new();
+    // The consumers of a worker the configuration does not run are not
+    // looked for.
+    let consumers = match rules.disabled_by(kind) {
+        None => kind.consumers(),
+        Some(_) => &[],
+    };
+    for spec in consumers {
+        let view = broker.consumer(spec).await;
+        lags.insert(spec.durable, view);
+        match (view, snapshot) {
+            (ConsumerView::Missing, Some(_)) => reasons.push(health::missing_consumer(spec)),
+            (ConsumerView::Lag(lag), Some(s)) if kind == WorkerKind::Data => {
+                reasons.extend(health::data_stall(
+                    &s.gauges,
+                    s.timestamp_ms,
+                    s.uptime_s,
+                    lag,
+                    now,
+                    window_ms,
+                ));
+            }
+            _ => {}
+        }
+    }
+    let fresh = snapshot.is_some_and(|s| now - s.timestamp_ms <= window_ms);
+    if !fresh {
+        reasons.clear();
+    }
+    rules.worker_state(kind, snapshot.map(|s| s.timestamp_ms), now, reasons)
+}
+
+/// A worker's row of the page.
+fn worker_row(
+    kind: WorkerKind,
+    snapshot: Option<&MetricsSnapshot>,
+    state: WorkerState,
+) -> WorkerRow {
+    let why = match &state {
+        WorkerState::Stalled(reasons) => reasons.clone(),
+        WorkerState::Disabled(setting) => vec![(*setting).to_owned()],
+        WorkerState::Alive | WorkerState::Missing => Vec::new(),
+    };
+    WorkerRow {
+        name: kind.name(),
+        state: state.name(),
+        why,
+        last_seen_ms: snapshot.map(|s| s.timestamp_ms),
+        instance: snapshot.map(|s| s.instance.clone()),
+        version: snapshot.map(|s| s.version.clone()),
+        uptime_s: snapshot.map(|s| s.uptime_s),
+        rss_bytes: snapshot.map(|s| s.rss_bytes),
+        counter: snapshot.and_then(|s| kind.key_counter(&s.counters)),
+    }
+}
+
+/// The cloud link's row, from the cloud worker's newest snapshot.
+fn cloud_row(rules: &HealthRules, snapshot: Option<&MetricsSnapshot>) -> CloudRow {
+    let link = snapshot.map(|s| health::cloud_link(&s.gauges, &s.notes));
+    CloudRow {
+        enabled: rules.disabled_by(WorkerKind::Cloud).is_none(),
+        up: link.as_ref().and_then(|l| l.up),
+        why: link.as_ref().and_then(|l| l.why.clone()),
+        backlog: link.as_ref().and_then(|l| l.backlog),
+        upload_lag_ms: link.as_ref().and_then(|l| l.upload_lag_ms),
+        as_of_ms: snapshot.map(|s| s.timestamp_ms),
     }
 }
 
