@@ -427,11 +427,6 @@ async fn a_setting_changed_on_the_device_is_corrected() {
     rig.wait_charge("the correction", 45.0, Duration::from_secs(45))
         .await;
     let took = drifted.elapsed();
-    let count_applied = |a: &[AuditRecord]| {
-        a.iter()
-            .filter(|r| r.outcome.as_deref() == Some("applied"))
-            .count()
-    };
     let applied = count_applied(&rig.audited_when(|a| count_applied(a) >= 2).await);
     assert!(applied >= 2, "{applied} applied writes audited");
     println!("corrected {took:?} after the drift (recheck every 2 s)");
@@ -488,15 +483,18 @@ async fn a_replaced_pack_gets_the_desired_value_when_it_comes_online() {
     )
     .await;
     let took = back.elapsed();
-    let count_applied = |a: &[AuditRecord]| {
-        a.iter()
-            .filter(|r| r.outcome.as_deref() == Some("applied"))
-            .count()
-    };
     let applied = count_applied(&rig.audited_when(|a| count_applied(a) >= 2).await);
     assert_eq!(applied, 2, "once for each pack: {:?}", rig.audited());
     println!("the new pack ({serial_number}) had the desired value {took:?} after it answered");
     rig.stop().await;
+}
+
+/// How many of `audited` were applied.
+fn count_applied(audited: &[AuditRecord]) -> usize {
+    audited
+        .iter()
+        .filter(|r| r.outcome.as_deref() == Some("applied"))
+        .count()
 }
 
 /// The next pack event of `tcp-1` that `wanted` accepts, within 30 s.
