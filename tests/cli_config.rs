@@ -231,7 +231,11 @@ fn check_config_ends_quietly_when_its_reader_has_gone() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
+    // Quietly: no panic and no complaint about the pipe. (A warning about
+    // the machine, such as streams larger than its free disk, may stand.)
+    for noise in ["panicked", "Broken pipe", "os error 32", "error"] {
+        assert!(!stderr.contains(noise), "{stderr}");
+    }
 }
 
 #[test]
