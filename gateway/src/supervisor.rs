@@ -242,6 +242,12 @@ impl Running {
             snapshots_stop: CancellationToken::new(),
             connections: Vec::new(),
         };
+        // Sinks first, then the store, then the sources (the stop order
+        // backwards): what a source publishes as it starts, such as a
+        // pack's online event with its serial number, finds the workers
+        // of this process that read it already subscribed.
+        let mut workers = workers;
+        workers.sort_by_key(|worker| std::cmp::Reverse(worker.kind().stage().stop_rank()));
         for worker in workers {
             let kind = worker.kind();
             let (client, js) = broker

@@ -69,7 +69,7 @@ pub struct WorkerSpec {
 }
 
 impl WorkerKind {
-    /// Every kind, in start order.
+    /// Every kind; within a stage, in start order.
     pub const ALL: [WorkerKind; 9] = [
         WorkerKind::Collect,
         WorkerKind::Bank,
@@ -147,7 +147,8 @@ impl fmt::Display for WorkerKind {
     }
 }
 
-/// Where a worker sits in the data flow; it decides the stop order.
+/// Where a worker sits in the data flow; it decides the stop order, and
+/// the start order backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
     /// Puts messages on the streams (collect): stops first, after flushing
@@ -163,11 +164,28 @@ pub enum Stage {
 impl Stage {
     /// Every stage, in stop order.
     pub const STOP_ORDER: [Stage; 3] = [Stage::Source, Stage::Store, Stage::Sink];
+
+    /// Where the stage stops: 0 first. The workers start the other way
+    /// round.
+    pub fn stop_rank(self) -> usize {
+        match self {
+            Stage::Source => 0,
+            Stage::Store => 1,
+            Stage::Sink => 2,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stages_rank_is_its_place_in_the_stop_order() {
+        for (place, stage) in Stage::STOP_ORDER.into_iter().enumerate() {
+            assert_eq!(stage.stop_rank(), place, "{stage:?}");
+        }
+    }
 
     #[test]
     fn every_kind_has_its_own_name_and_is_found_by_it() {
