@@ -148,6 +148,25 @@ impl Confined {
         self.pid_in("gateway.pid")
     }
 
+    /// The gateway's own nats-server: its child process.
+    fn embedded_broker_pid(&self) -> Option<u32> {
+        let gateway = self.gateway_pid()?;
+        let tasks = std::fs::read_dir(format!("/proc/{gateway}/task")).ok()?;
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|children| {
+                children
+                    .split_whitespace()
+                    .filter_map(|pid| pid.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "nats-server")
+            })
+    }
+
     /// A copy of the samples database as it is now. SQLite resolves
     /// `/proc/PID/root` to this namespace's root, so it cannot open the
     /// file in place; a copy of the database and its WAL reads the same.
@@ -191,6 +210,17 @@ impl Confined {
         written
     }
 
+    /// Gives `bytes` of the filler back: room for a file or two, not for
+    /// a stream.
+    fn make_room(&self, bytes: u64) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.inside("filler"))
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len.saturating_sub(bytes)).unwrap();
+    }
+
     fn free(&self) {
         std::fs::remove_file(self.inside("filler")).unwrap();
     }
@@ -225,7 +255,18 @@ impl Drop for Confined {
     }
 }
 
-async fn survive_a_full_disk(broker: BrokerKind) {
+/// What happens to the broker while the disk is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhileFull {
+    /// Nothing more.
+    Nothing,
+    /// The embedded nats-server dies and the gateway starts it again at
+    /// once, on a disk with room for its configuration but not for its
+    /// streams: it comes up without them.
+    EmbeddedBrokerKilled,
+}
+
+async fn survive_a_full_disk(broker: BrokerKind, while_full: WhileFull) {
     if !user_namespaces_work() {
         // Skipping is a choice made where it is known not to work, never
         // a silent pass.
@@ -250,6 +291,24 @@ async fn survive_a_full_disk(broker: BrokerKind) {
     let full_since = Instant::now();
     assert!(filled > 0, "the filler wrote nothing");
     tokio::time::sleep(FULL_FOR).await;
+    if while_full == WhileFull::EmbeddedBrokerKilled {
+        // Room for its configuration file, not for its streams (as on a
+        // root filesystem whose reserve only root may use).
+        gateway.make_room(256 * 1024);
+        let pid = gateway
+            .embedded_broker_pid()
+            .expect("the gateway's nats-server");
+        signal(pid, libc::SIGKILL);
+        assert!(
+            eventually(Duration::from_secs(20), || gateway
+                .log()
+                .contains("embedded nats-server running again"))
+            .await,
+            "the embedded broker was not started again; log:\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let stored_while_full = gateway.stored();
     gateway.free();
     // The end of the window in which the watchdog must starve: from here
@@ -302,18 +361,27 @@ async fn survive_a_full_disk(broker: BrokerKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_the_embedded_broker_loses_nothing_and_recovers() {
-    survive_a_full_disk(BrokerKind::Embedded).await;
+    survive_a_full_disk(BrokerKind::Embedded, WhileFull::Nothing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_broker_restarted_on_a_full_disk_gets_its_streams_back_once_there_is_room() {
+    survive_a_full_disk(BrokerKind::Embedded, WhileFull::EmbeddedBrokerKilled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_disk_beside_an_external_broker_loses_nothing_and_recovers() {
     let broker = TestBroker::start().await;
-    survive_a_full_disk(BrokerKind::ExternalElsewhere(broker.url())).await;
+    survive_a_full_disk(
+        BrokerKind::ExternalElsewhere(broker.url()),
+        WhileFull::Nothing,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_an_external_broker_loses_nothing_once_it_is_restarted() {
-    survive_a_full_disk(BrokerKind::ExternalOnTheSameDisk).await;
+    survive_a_full_disk(BrokerKind::ExternalOnTheSameDisk, WhileFull::Nothing).await;
 }
 
 #[tokio::test]

@@ -25,6 +25,24 @@ const PROBES_BEFORE_RESTART: u32 = 3;
 /// Time given to a restarted server before it is probed again.
 const RESTART_GRACE: Duration = Duration::from_secs(30);
 
+/// The streams JetStream has loaded, from its account info reply.
+fn streams_loaded(account_info: &[u8]) -> Option<u64> {
+    let info: serde_json::Value = serde_json::from_slice(account_info).ok()?;
+    info.get("streams")?.as_u64()
+}
+
+/// The streams the store holds on disk (a folder each, in the account of
+/// a server without accounts).
+fn streams_on_disk(store_dir: &std::path::Path) -> u64 {
+    let streams = store_dir.join("jetstream").join("$G").join("streams");
+    std::fs::read_dir(streams).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .count() as u64
+    })
+}
+
 /// Our own nats-server, watched and restarted.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
@@ -103,6 +121,7 @@ impl EmbeddedBroker {
         stop: CancellationToken,
     ) -> JoinHandle<()> {
         let server = Arc::clone(&self.server);
+        let store_dir = self.store_dir.clone();
         let (pid, restarts, lost) = (
             Arc::clone(&self.pid),
             Arc::clone(&self.restarts),
@@ -119,11 +138,28 @@ impl EmbeddedBroker {
                     unanswered = 0;
                     continue;
                 }
-                // Any answer will do: a JetStream that is up answers its
-                // info request, one that is stuck lets it time out.
+                // A JetStream that is up answers its info request, one
+                // that is stuck lets it time out. One that answers without
+                // the streams its store holds did not load them (it started
+                // on a full disk): only a restart with room loads them.
                 let probe = client.request(names::JS_API_INFO_SUBJECT, bytes::Bytes::new());
                 match tokio::time::timeout(PROBE_EVERY, probe).await {
-                    Ok(Ok(_)) => unanswered = 0,
+                    Ok(Ok(reply)) => {
+                        let on_disk = streams_on_disk(&store_dir);
+                        match streams_loaded(&reply.payload) {
+                            Some(loaded) if loaded < on_disk => {
+                                unanswered += 1;
+                                tracing::warn!(
+                                    loaded,
+                                    on_disk,
+                                    unanswered,
+                                    "JetStream answers without the streams its store holds \
+                                     (started on a full disk?)"
+                                );
+                            }
+                            _ => unanswered = 0,
+                        }
+                    }
                     Ok(Err(error)) => {
                         unanswered += 1;
                         tracing::warn!(%error, unanswered, "JetStream does not answer");
@@ -138,8 +174,9 @@ impl EmbeddedBroker {
                 }
                 unanswered = 0;
                 tracing::error!(
-                    "JetStream stopped answering while the broker runs (a full disk?); \
-                     restarting the embedded nats-server on the same store"
+                    "JetStream stopped answering, or runs without its streams, while the \
+                     broker runs (a full disk?); restarting the embedded nats-server on the \
+                     same store"
                 );
                 let mut server = server.lock().await;
                 match server.restart().await {
@@ -202,5 +239,32 @@ async fn watch(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{streams_loaded, streams_on_disk};
+
+    #[test]
+    fn the_streams_loaded_are_read_from_the_account_info() {
+        // As nats-server 2.9 answered after starting on a full disk.
+        let reply = br#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0,"storage":0,"streams":0,"consumers":0}"#;
+        assert_eq!(streams_loaded(reply), Some(0));
+        assert_eq!(streams_loaded(br#"{"streams":4,"consumers":6}"#), Some(4));
+        assert_eq!(streams_loaded(b"not json"), None);
+        assert_eq!(streams_loaded(br#"{"error":{"code":503}}"#), None);
+    }
+
+    #[test]
+    fn the_streams_on_disk_are_the_folders_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(streams_on_disk(dir.path()), 0);
+        let streams = dir.path().join("jetstream").join("$G").join("streams");
+        for name in ["PACKGATE_SAMPLES", "PACKGATE_EVENTS"] {
+            std::fs::create_dir_all(streams.join(name)).unwrap();
+        }
+        std::fs::write(streams.join("stray"), b"").unwrap();
+        assert_eq!(streams_on_disk(dir.path()), 2);
     }
 }
