@@ -237,16 +237,23 @@ async fn run(
     let banks = subscribe(names::ALL_BANKS_SUBJECT).await?;
     let follow = tokio::spawn(follow(samples, snapshots, banks, shared.clone()));
     let site = Arc::new(site);
-    let overview = watch::Sender::new(Arc::<str>::from("{}"));
-    let overview_rx = overview.subscribe();
-    let refresh = tokio::spawn(overview::refresh(
+    let overview = watch::Sender::new(Arc::<str>::from(""));
+    let app = web::App::new(
         Arc::clone(&site),
         shared.clone(),
+        overview.subscribe(),
+        shutdown.clone(),
+    );
+    let refresh = tokio::spawn(overview::refresh(
+        site,
+        shared,
         client,
-        overview,
+        overview::Feed {
+            out: overview,
+            viewers: app.viewers(),
+        },
         shutdown.clone(),
     ));
-    let app = web::App::new(site, shared, overview_rx, shutdown.clone());
     serve(app, &shutdown).await;
     follow.abort();
     refresh.abort();

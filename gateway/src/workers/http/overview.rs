@@ -5,7 +5,8 @@
 //! dead letters; read-only, off the async threads, under a timeout).
 //! Refreshed every [`REFRESH`] into one JSON text that the live streams
 //! send when it changes: however many pages are open, the broker and the
-//! stores are asked once.
+//! stores are asked once, and while none is open, not at all (an idle
+//! gateway asks its broker nothing for a page nobody reads).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -185,18 +186,42 @@ struct CommandRow {
     detail: Option<String>,
 }
 
-/// Gathers the health every [`REFRESH`] into `out` until `shutdown`.
+/// Where the refresher writes the health, and how many read it.
+#[derive(Debug)]
+pub(super) struct Feed {
+    /// The health's JSON; empty while nobody watches (what it held then
+    /// is out of date).
+    pub(super) out: watch::Sender<Arc<str>>,
+    /// Live streams open.
+    pub(super) viewers: watch::Receiver<usize>,
+}
+
+/// Gathers the health every [`REFRESH`] into `feed` while a live stream is
+/// open, until `shutdown`.
 pub(super) async fn refresh(
     site: Arc<Site>,
     shared: Shared,
     client: async_nats::Client,
-    out: watch::Sender<Arc<str>>,
+    mut feed: Feed,
     shutdown: CancellationToken,
 ) {
     let mut stores = Stores::default();
     let mut reading: Option<JoinHandle<Stores>> = None;
     let mut round = 0u32;
     loop {
+        if *feed.viewers.borrow_and_update() == 0 {
+            feed.out.send_replace(Arc::from(""));
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                watching = feed.viewers.wait_for(|open| *open > 0) => {
+                    if watching.is_err() {
+                        return;
+                    }
+                }
+            }
+            // Afresh: the stores first, waited for.
+            round = 0;
+        }
         // One read at a time: a slow one is waited for, not repeated.
         if reading.is_none() && round % STORES_EVERY == 0 {
             let site = Arc::clone(&site);
@@ -218,7 +243,7 @@ pub(super) async fn refresh(
         round = round.wrapping_add(1);
         let overview = gather(&site, &shared, &client, &stores).await;
         let text: Arc<str> = serde_json::to_string(&overview).unwrap_or_default().into();
-        out.send_replace(text);
+        feed.out.send_replace(text);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(REFRESH) => {}
@@ -442,3 +467,7 @@ fn read_stores(site: &Site) -> Stores {
     }
     stores
 }
+
+#[cfg(test)]
+#[path = "overview_tests.rs"]
+mod tests;

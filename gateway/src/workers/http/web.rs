@@ -84,6 +84,8 @@ pub(super) struct App {
     pub(super) site: Arc<Site>,
     pub(super) shared: Shared,
     overview: watch::Receiver<Arc<str>>,
+    /// Live streams open: the health is gathered only while there are.
+    viewers: Arc<watch::Sender<usize>>,
     live_slots: Arc<Semaphore>,
     pub(super) history_slots: Arc<Semaphore>,
     pub(super) download_slots: Arc<Semaphore>,
@@ -103,11 +105,17 @@ impl App {
             site,
             shared,
             overview,
+            viewers: Arc::new(watch::Sender::new(0)),
             live_slots: Arc::new(Semaphore::new(MAX_LIVE_CLIENTS)),
             history_slots: Arc::new(Semaphore::new(MAX_HISTORY_QUERIES)),
             download_slots: Arc::new(Semaphore::new(MAX_DOWNLOADS)),
             shutdown,
         }
+    }
+
+    /// How many live streams are open, as it changes.
+    pub(super) fn viewers(&self) -> watch::Receiver<usize> {
+        self.viewers.subscribe()
     }
 
     /// Whether `pack` is one the configuration names or the broker has
@@ -303,12 +311,16 @@ struct LiveSlot {
 impl Drop for LiveSlot {
     fn drop(&mut self) {
         self.app.shared.metrics.live_clients.add(-1);
+        self.app
+            .viewers
+            .send_modify(|open| *open = open.saturating_sub(1));
     }
 }
 
 impl Live {
     fn new(app: App, permit: OwnedSemaphorePermit) -> Self {
         app.shared.metrics.live_clients.add(1);
+        app.viewers.send_modify(|open| *open += 1);
         let mut changes = app.shared.changed.subscribe();
         changes.mark_unchanged();
         let mut overview = app.overview.clone();
@@ -326,10 +338,14 @@ impl Live {
             name: "hello",
             data: serde_json::to_string(&hello).unwrap_or_default(),
         });
-        queue.push_back(Message {
-            name: "overview",
-            data: current.to_string(),
-        });
+        // Empty while nobody watched: the refresher gathers it afresh now
+        // that someone does, and the change brings it.
+        if !current.is_empty() {
+            queue.push_back(Message {
+                name: "overview",
+                data: current.to_string(),
+            });
+        }
         let mut live = Self {
             _slot: LiveSlot {
                 _permit: permit,
@@ -362,10 +378,12 @@ impl Live {
                 changed = self.overview.changed() => {
                     changed.ok()?;
                     let text = self.overview.borrow_and_update().clone();
-                    self.queue.push_back(Message {
-                        name: "overview",
-                        data: text.to_string(),
-                    });
+                    if !text.is_empty() {
+                        self.queue.push_back(Message {
+                            name: "overview",
+                            data: text.to_string(),
+                        });
+                    }
                 }
                 changed = self.changes.changed() => {
                     changed.ok()?;

@@ -26,10 +26,15 @@ fn sample(pack: &str, seq: u64) -> Sample {
 }
 
 fn app() -> (App, watch::Sender<Arc<str>>) {
+    app_with_health("{\"now_ms\":1}")
+}
+
+/// An app whose health is `health` (empty: not gathered, nobody watched).
+fn app_with_health(health: &str) -> (App, watch::Sender<Arc<str>>) {
     let mut config = Config::default();
     config.add_sim_packs(2).unwrap();
     let shared = Shared::new(Arc::new(HttpMetrics::default()));
-    let (overview, rx) = watch::channel(Arc::<str>::from("{\"now_ms\":1}"));
+    let (overview, rx) = watch::channel(Arc::<str>::from(health));
     let app = App::new(
         Arc::new(Site::new(
             config.http.clone(),
@@ -126,4 +131,29 @@ async fn live_streams_are_capped_and_counted() {
     );
     let again = live(State(app.clone())).await;
     assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_first_page_gets_the_health_once_gathered_and_the_viewers_are_counted() {
+    let (app, overview) = app_with_health("");
+    let viewers = app.viewers();
+    app.shared.take_sample(sample("sim-01", 1));
+    let permit = Arc::clone(&app.live_slots).try_acquire_owned().unwrap();
+    let live = Live::new(app.clone(), permit);
+    assert_eq!(*viewers.borrow(), 1);
+    let (name, _, live) = next(live).await;
+    assert_eq!(name, "hello");
+    // No health out of date: the packs come first.
+    let (name, _, live) = next(live).await;
+    assert_eq!(name, "packs");
+    overview.send_replace(Arc::from("{\"now_ms\":3}"));
+    let (name, health, live) = next(live).await;
+    assert_eq!((name, &health["now_ms"]), ("overview", &Value::from(3)));
+    // Dropped as out of date once nobody watches: never sent.
+    overview.send_replace(Arc::from(""));
+    app.shared.take_sample(sample("sim-01", 2));
+    let (name, _, live) = next(live).await;
+    assert_eq!(name, "packs");
+    drop(live);
+    assert_eq!(*viewers.borrow(), 0);
 }
