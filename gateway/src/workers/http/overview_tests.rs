@@ -36,8 +36,10 @@ async fn the_health_is_gathered_only_while_a_page_is_open() {
             }
         })
     };
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_owned();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
     config.add_sim_packs(2).unwrap();
     let site = Arc::new(Site::new(
         config.http.clone(),
