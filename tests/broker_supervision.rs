@@ -256,9 +256,12 @@ async fn a_broker_outage_makes_a_line_down_and_a_line_up_not_one_per_attempt() {
         "publishing again",
         "reconnected to the broker: sending the last acknowledged messages again",
     ];
+    // A loaded test machine may also make a poll late: said once per
+    // late round, whatever the broker does.
+    let load = "cannot keep its poll period";
     for line in during.lines() {
         assert!(
-            changes.iter().any(|change| line.contains(change)),
+            line.contains(load) || changes.iter().any(|change| line.contains(change)),
             "not a change of state: {line}\n{during}"
         );
     }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use packgate_protocol::names::ConsumerSpec;
 
 use crate::broker::Broker;
-use crate::broker::{ensure_consumer, BrokerError, BrokerUser, SetupAction};
+use crate::broker::{consumer_in_place, ensure_consumer, BrokerError, BrokerUser, SetupAction};
 use crate::config::Config;
 use crate::retry::{retry_until_shutdown, Backoff};
 use crate::telemetry::snapshot::spawn_metrics_publisher;
@@ -447,6 +447,11 @@ async fn keep_consumers(
             () = stop.cancelled() => return recreated,
         }
         for spec in &consumers {
+            // One request while all is well; the full setup otherwise.
+            let quick = tokio::time::timeout(CONSUMER_CHECK_EVERY, consumer_in_place(&js, spec));
+            if quick.await.unwrap_or(false) {
+                continue;
+            }
             let check =
                 tokio::time::timeout(CONSUMER_CHECK_EVERY, ensure_consumer(&js, spec)).await;
             match check {

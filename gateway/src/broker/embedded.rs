@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::server::{NatsServer, NatsServerOptions, ServerError};
 
-/// How often the child is checked.
-const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often the child is checked: a dead one is started again within
+/// this, while the gateway's publishes wait in its pending queue.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often JetStream is asked whether it answers.
 const PROBE_EVERY: Duration = Duration::from_secs(3);
 /// Unanswered probes in a row, with the connection up, before a restart.

@@ -17,7 +17,7 @@ pub use link_log::broker_outage_within;
 pub use local::Broker;
 pub use server::{free_port, nats_server_version, NatsServer, NatsServerOptions};
 pub use setup::{
-    ensure_consumer, ensure_streams, fit_streams_to_disk, SetupAction, MIN_STREAM_BYTES,
-    STREAMS_DISK_SHARE,
+    consumer_in_place, ensure_consumer, ensure_streams, fit_streams_to_disk, SetupAction,
+    MIN_STREAM_BYTES, STREAMS_DISK_SHARE,
 };
 pub use view::{BrokerView, ConsumerView};

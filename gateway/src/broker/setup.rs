@@ -232,6 +232,28 @@ fn consumer_config(spec: &ConsumerSpec) -> consumer::pull::Config {
     }
 }
 
+/// Whether a consumer's settings are those `want` asks for.
+fn same_settings(have: &consumer::Config, want: &consumer::pull::Config) -> bool {
+    have.ack_wait == want.ack_wait
+        && have.max_ack_pending == want.max_ack_pending
+        && have.max_deliver == want.max_deliver
+        && have.ack_policy == want.ack_policy
+}
+
+/// Whether `spec`'s consumer is on the broker with its settings, in one
+/// request (its info): the cheap check of a watch that runs for the life
+/// of the process. `false` when it is not, or the broker did not say;
+/// [`ensure_consumer`] then tells which and sets it up.
+pub async fn consumer_in_place(js: &jetstream::Context, spec: &ConsumerSpec) -> bool {
+    let Ok(stream) = js.get_stream_no_info(spec.stream).await else {
+        return false;
+    };
+    stream
+        .consumer_info(spec.durable)
+        .await
+        .is_ok_and(|info| same_settings(&info.config, &consumer_config(spec)))
+}
+
 /// Creates the durable pull consumer, or updates it if its settings
 /// differ, and returns it.
 pub async fn ensure_consumer(
@@ -244,18 +266,8 @@ pub async fn ensure_consumer(
         .map_err(|e| setup_error(spec.stream, e))?;
     let want = consumer_config(spec);
     let action = match stream.consumer_info(spec.durable).await {
-        Ok(info) => {
-            let have = &info.config;
-            if have.ack_wait == want.ack_wait
-                && have.max_ack_pending == want.max_ack_pending
-                && have.max_deliver == want.max_deliver
-                && have.ack_policy == want.ack_policy
-            {
-                SetupAction::Unchanged
-            } else {
-                SetupAction::Updated
-            }
-        }
+        Ok(info) if same_settings(&info.config, &want) => SetupAction::Unchanged,
+        Ok(_) => SetupAction::Updated,
         Err(_) => SetupAction::Created,
     };
     let consumer = if action == SetupAction::Unchanged {
