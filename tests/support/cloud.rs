@@ -46,10 +46,16 @@ pub fn capture_logs() {
     ONCE.get_or_init(|| {
         // packgate's own INFO lines too: some tests look for a line that
         // must not be logged before its time.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,packgate=info"))
-            .with_ansi(false)
-            .with_writer(|| Capture)
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let filter: tracing_subscriber::filter::Targets = "warn,packgate=info".parse().unwrap();
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(|| Capture),
+            )
             .try_init();
     });
 }

@@ -9,6 +9,7 @@ pub mod process;
 pub mod snapshot;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 pub use histogram::LatencyHistogram;
 
@@ -64,22 +65,37 @@ pub enum LogFormat {
 }
 
 /// Installs the global log subscriber, on stderr; `RUST_LOG` overrides the
-/// default level (info).
+/// default level (info) with a list of `target=level` or `level` items
+/// (`debug`, `info,packgate::workers::collect=debug`).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // The broker client reports through our own connection events.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=off"));
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour only on a terminal: a file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second installation (tests) is harmless: keep the first.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => registry.with(lines).try_init(),
+        LogFormat::Json => registry.with(lines.json()).try_init(),
     };
+}
+
+/// The levels logged: `rust_log` when it reads as a list of levels, else
+/// INFO without the broker client's own lines (it reports through our
+/// connection events).
+fn log_filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("async_nats", LevelFilter::OFF)
+        })
 }
 
 /// Wall-clock now, milliseconds since the Unix epoch.
@@ -87,4 +103,26 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::log_filter;
+
+    #[test]
+    fn rust_log_sets_the_levels_and_a_bad_one_keeps_the_default() {
+        let default = log_filter(None);
+        assert!(default.would_enable("packgate::workers::data", &Level::INFO));
+        assert!(!default.would_enable("packgate::workers::data", &Level::DEBUG));
+        assert!(!default.would_enable("async_nats::connector", &Level::ERROR));
+        let debug = log_filter(Some("warn,packgate::workers::collect=debug"));
+        assert!(debug.would_enable("packgate::workers::collect::bus", &Level::DEBUG));
+        assert!(!debug.would_enable("packgate::workers::data", &Level::INFO));
+        assert!(debug.would_enable("async_nats", &Level::WARN));
+        let bad = log_filter(Some("packgate=loud"));
+        assert!(bad.would_enable("packgate", &Level::INFO));
+        assert!(!bad.would_enable("async_nats", &Level::ERROR));
+    }
 }

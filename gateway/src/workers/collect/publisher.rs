@@ -116,7 +116,7 @@ impl Queues {
                         msg_id = %dropped.msg_id,
                         dropped_total = metrics.samples_dropped.get(),
                         limit = self.limit,
-                        "publish queue full while the broker is unreachable: dropping the oldest message"
+                        "publish queue full (the broker is unreachable, or takes the samples slower than they are polled): dropping the oldest message"
                     );
                 }
             }
