@@ -35,8 +35,8 @@ impl Default for DataConfig {
         Self {
             database: PathBuf::from("samples.db"),
             batch_max_samples: 1_000,
-            batch_linger_ms: 500,
-            batch_min_samples: 8,
+            batch_linger_ms: 800,
+            batch_min_samples: 64,
             retention_days: 90,
             retention_interval_s: 600,
             shutdown_drain_ms: 2_000,
