@@ -5,7 +5,10 @@
 //! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
 //! many samples instead of one per sample, a steady one closes a batch
 //! every `enough` samples (latency stays low), and a busy one makes big
-//! transactions of what is already waiting.
+//! transactions of what is already waiting. After a batch that reached
+//! `enough`, the next one lingers only [`BURST_LINGER`]: what is left of a
+//! burst (a poll round of many packs) is stored with it, not a linger
+//! later.
 
 use std::time::Duration;
 
@@ -24,6 +27,9 @@ pub(crate) struct BatchPuller {
     /// A batch this full closes once nothing more is waiting.
     enough: usize,
     linger: Duration,
+    /// The last batch reached `enough`: the stream is busy, the next
+    /// batch takes the rest of the burst without lingering longer.
+    busy: bool,
     what: &'static str,
     messages: Option<jetstream::consumer::pull::Stream>,
     /// Since when the pull keeps being lost, with no message in between.
@@ -53,6 +59,21 @@ const LOST_WARN_EVERY: Duration = Duration::from_secs(60);
 /// outage (its heartbeats went missing while the broker was away).
 const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 
+/// After a batch that reached `enough`, how long the next one waits for
+/// the rest of the burst: a poll round's samples reach the broker within a
+/// few milliseconds of each other.
+const BURST_LINGER: Duration = Duration::from_millis(20);
+
+/// How long a batch waits to fill: [`BURST_LINGER`] at most right after a
+/// batch that reached `enough` (`busy`), else `linger`.
+fn linger_after(busy: bool, linger: Duration) -> Duration {
+    if busy {
+        linger.min(BURST_LINGER)
+    } else {
+        linger
+    }
+}
+
 impl std::fmt::Debug for BatchPuller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BatchPuller")
@@ -77,6 +98,7 @@ impl BatchPuller {
             max: max.max(1),
             enough: max.max(1),
             linger,
+            busy: false,
             what,
             messages: None,
             lost: None,
@@ -152,7 +174,7 @@ impl BatchPuller {
                     continue;
                 }
             }
-            let deadline = Instant::now() + self.linger;
+            let deadline = Instant::now() + linger_after(self.busy, self.linger);
             while batch.len() < self.max {
                 let next = if batch.len() >= self.enough {
                     // Enough for a transaction: take what is already
@@ -172,6 +194,7 @@ impl BatchPuller {
                     Ok(None) | Err(_) => break,
                 }
             }
+            self.busy = batch.len() >= self.enough;
             return Some(batch);
         }
     }
@@ -261,5 +284,19 @@ impl BatchPuller {
             Ok(Ok(info)) => Some(info.num_pending),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_after_a_full_one_waits_only_for_the_rest_of_the_burst() {
+        let linger = Duration::from_millis(800);
+        assert_eq!(linger_after(false, linger), linger);
+        assert_eq!(linger_after(true, linger), BURST_LINGER);
+        let short = Duration::from_millis(5);
+        assert_eq!(linger_after(true, short), short);
     }
 }
