@@ -101,7 +101,13 @@ fn logged(f: impl FnOnce()) -> String {
         .with_ansi(false)
         .with_writer(move || Sink(Arc::clone(&sink)))
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    tracing::subscriber::with_default(subscriber, || {
+        // A line first met on another thread while no subscriber was set
+        // (the summaries' thread, other tests) may be cached as never
+        // wanted: asked again now that this one is.
+        tracing::callsite::rebuild_interest_cache();
+        f();
+    });
     let bytes = buffer.lock().unwrap().clone();
     String::from_utf8(bytes).unwrap()
 }
