@@ -289,6 +289,14 @@ impl Message {
     }
 }
 
+/// The health's message, unless it is empty (out of date: nobody watched).
+fn overview_message(text: &str) -> Option<Message> {
+    (!text.is_empty()).then(|| Message {
+        name: "overview",
+        data: text.to_owned(),
+    })
+}
+
 /// One live stream's state.
 struct Live {
     app: App,
@@ -340,12 +348,7 @@ impl Live {
         });
         // Empty while nobody watched: the refresher gathers it afresh now
         // that someone does, and the change brings it.
-        if !current.is_empty() {
-            queue.push_back(Message {
-                name: "overview",
-                data: current.to_string(),
-            });
-        }
+        queue.extend(overview_message(&current));
         let mut live = Self {
             _slot: LiveSlot {
                 _permit: permit,
@@ -378,12 +381,7 @@ impl Live {
                 changed = self.overview.changed() => {
                     changed.ok()?;
                     let text = self.overview.borrow_and_update().clone();
-                    if !text.is_empty() {
-                        self.queue.push_back(Message {
-                            name: "overview",
-                            data: text.to_string(),
-                        });
-                    }
+                    self.queue.extend(overview_message(&text));
                 }
                 changed = self.changes.changed() => {
                     changed.ok()?;
