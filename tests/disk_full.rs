@@ -386,7 +386,9 @@ async fn a_full_disk_under_an_external_broker_loses_nothing_once_it_is_restarted
 
 #[tokio::test]
 async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
-    use packgate::broker::{ensure_streams, NatsServer, NatsServerOptions, MIN_STREAM_BYTES};
+    use packgate::broker::{
+        ensure_streams, NatsServer, NatsServerOptions, SetupAction, MIN_STREAM_BYTES,
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut options = NatsServerOptions::new(dir.path().join("store"));
     if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
@@ -403,6 +405,12 @@ async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
     // Every packgate stream (samples, events, metrics, banks).
     assert_eq!(actions.len(), packgate_protocol::names::STREAMS.len());
     assert_eq!(actions.len(), 4);
+    // Streams made by a pass that was then refused and halved are still
+    // reported new, not updated.
+    assert!(
+        actions.iter().all(|(_, a)| *a == SetupAction::Created),
+        "{actions:?}"
+    );
     let mut total = 0;
     for (name, _) in &actions {
         let mut stream = js.get_stream(*name).await.unwrap();

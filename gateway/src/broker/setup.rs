@@ -155,9 +155,20 @@ pub async fn ensure_streams(
     limits: &StreamsConfig,
 ) -> Result<Vec<(&'static str, SetupAction)>, BrokerError> {
     let mut limits = limits.clone();
+    // Streams created by a pass that was then refused for storage: the
+    // next pass finds them at the old size and updates them, but to the
+    // caller they are new.
+    let mut created: Vec<&'static str> = Vec::new();
     loop {
-        match ensure_streams_once(js, &limits).await {
-            Ok(actions) => return Ok(actions),
+        match ensure_streams_once(js, &limits, &mut created).await {
+            Ok(mut actions) => {
+                for (name, action) in &mut actions {
+                    if created.contains(name) {
+                        *action = SetupAction::Created;
+                    }
+                }
+                return Ok(actions);
+            }
             Err((name, Refused::Storage(error))) => {
                 let smaller = halved(&limits);
                 if smaller == limits {
@@ -183,6 +194,7 @@ pub async fn ensure_streams(
 async fn ensure_streams_once(
     js: &jetstream::Context,
     limits: &StreamsConfig,
+    created: &mut Vec<&'static str>,
 ) -> Result<Vec<(&'static str, SetupAction)>, (&'static str, Refused)> {
     let mut actions = Vec::with_capacity(STREAMS.len());
     for spec in STREAMS {
@@ -190,6 +202,9 @@ async fn ensure_streams_once(
         let action = create_or_update(js, spec, &stream_config(spec, limit))
             .await
             .map_err(|refused| (spec.name, refused))?;
+        if action == SetupAction::Created {
+            created.push(spec.name);
+        }
         actions.push((spec.name, action));
     }
     Ok(actions)
