@@ -1,14 +1,17 @@
 //! Pulling a durable consumer in batches: the shared front half of every
-//! worker that stores what it reads (data, monitor). A batch is whatever
-//! arrived up to `max` messages or within `linger` of its first message;
-//! once it holds `enough` it closes as soon as nothing more is waiting. So
-//! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
-//! many samples instead of one per sample, a steady one closes a batch
-//! every `enough` samples (latency stays low), and a busy one makes big
-//! transactions of what is already waiting. After a batch that reached
-//! `enough`, the next one lingers only [`BURST_LINGER`]: what is left of a
-//! burst (a poll round of many packs) is stored with it, not a linger
-//! later.
+//! worker that stores what it reads (data, monitor). A batch starts with
+//! the first message to arrive and closes `BURST_LINGER` later if it then
+//! holds `enough` (the rest of a burst: a poll round of many packs), else
+//! `linger` after its first message, with at most `max` messages. So a
+//! quiet stream (a few packs at 1 Hz) waits to make one transaction of
+//! many samples instead of one per sample, and a busy one stores each
+//! burst a few milliseconds after it arrived.
+//!
+//! Only the first message of a batch is delivered as it arrives (a
+//! standing pull of one message); the rest are fetched in one go when the
+//! batch closes. The broker then sends a batch's messages together, and
+//! both sides wake a few times per batch rather than once per message:
+//! on the broker, each wake with news rewrites the consumer's state file.
 
 use std::time::Duration;
 
@@ -27,10 +30,8 @@ pub(crate) struct BatchPuller {
     /// A batch this full closes once nothing more is waiting.
     enough: usize,
     linger: Duration,
-    /// The last batch reached `enough`: the stream is busy, the next
-    /// batch takes the rest of the burst without lingering longer.
-    busy: bool,
     what: &'static str,
+    /// The standing pull of one message that starts each batch.
     messages: Option<jetstream::consumer::pull::Stream>,
     /// Since when the pull keeps being lost, with no message in between.
     lost: Option<Lost>,
@@ -59,18 +60,21 @@ const LOST_WARN_EVERY: Duration = Duration::from_secs(60);
 /// outage (its heartbeats went missing while the broker was away).
 const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 
-/// After a batch that reached `enough`, how long the next one waits for
-/// the rest of the burst: a poll round's samples reach the broker within a
-/// few milliseconds of each other.
+/// How long after its first message a batch first looks for the rest: a
+/// poll round's samples reach the broker within a few milliseconds of
+/// each other.
 const BURST_LINGER: Duration = Duration::from_millis(20);
 
-/// How long a batch waits to fill: [`BURST_LINGER`] at most right after a
-/// batch that reached `enough` (`busy`), else `linger`.
-fn linger_after(busy: bool, linger: Duration) -> Duration {
-    if busy {
-        linger.min(BURST_LINGER)
+/// Longest a fetch of the waiting messages may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// When, after its first message, a batch looks for the rest: at
+/// [`BURST_LINGER`] (closing if it holds `enough`), then at `linger`.
+fn checkpoints(linger: Duration) -> Vec<Duration> {
+    if linger <= BURST_LINGER {
+        vec![linger]
     } else {
-        linger
+        vec![BURST_LINGER, linger]
     }
 }
 
@@ -98,7 +102,6 @@ impl BatchPuller {
             max: max.max(1),
             enough: max.max(1),
             linger,
-            busy: false,
             what,
             messages: None,
             lost: None,
@@ -129,7 +132,7 @@ impl BatchPuller {
                     let opened = self
                         .consumer
                         .stream()
-                        .max_messages_per_batch(self.max)
+                        .max_messages_per_batch(1)
                         .heartbeat(Duration::from_secs(5))
                         .expires(Duration::from_secs(30))
                         .messages()
@@ -174,28 +177,75 @@ impl BatchPuller {
                     continue;
                 }
             }
-            let deadline = Instant::now() + linger_after(self.busy, self.linger);
-            while batch.len() < self.max {
-                let next = if batch.len() >= self.enough {
-                    // Enough for a transaction: take what is already
-                    // here, wait for nothing.
-                    match messages.next().now_or_never() {
-                        Some(next) => Ok(next),
-                        None => break,
-                    }
-                } else {
-                    tokio::time::timeout_at(deadline, messages.next()).await
-                };
-                match next {
-                    Ok(Some(Ok(message))) => batch.push(message),
-                    Ok(Some(Err(error))) => {
-                        tracing::debug!(%error, stream = self.what, "pull stream hiccup")
-                    }
-                    Ok(None) | Err(_) => break,
+            let started = Instant::now();
+            for after in checkpoints(self.linger) {
+                if batch.len() >= self.max {
+                    break;
+                }
+                // Shutdown ends the wait; the batch is still stored.
+                tokio::select! {
+                    () = tokio::time::sleep_until(started + after) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                self.take_waiting(&mut batch).await;
+                if batch.len() >= self.enough || shutdown.is_cancelled() {
+                    break;
                 }
             }
-            self.busy = batch.len() >= self.enough;
             return Some(batch);
+        }
+    }
+
+    /// Adds to `batch`, up to `max`, what the standing pull holds and what
+    /// the broker holds for this consumer, in one fetch. A fetch that
+    /// fails or times out keeps what it brought; the rest waits for the
+    /// next batch.
+    async fn take_waiting(&mut self, batch: &mut Vec<jetstream::Message>) {
+        self.take_held(batch);
+        let room = self.max.saturating_sub(batch.len());
+        if room > 0 {
+            let fetch = fetch_into(&self.consumer, room, batch);
+            match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, stream = self.what, "fetch ended early")
+                }
+                Err(_) => tracing::debug!(stream = self.what, "fetch timed out"),
+            }
+        }
+        // The standing pull may have taken one meanwhile, ahead of what
+        // was fetched: a batch is handed out in stream order.
+        self.take_held(batch);
+        batch.sort_by_cached_key(stream_sequence);
+    }
+
+    /// Adds to `batch`, up to `max`, what the standing pull already holds,
+    /// without waiting. A pull that ended or failed is dropped, to be
+    /// opened again by the next batch.
+    fn take_held(&mut self, batch: &mut Vec<jetstream::Message>) {
+        let Some(messages) = self.messages.as_mut() else {
+            return;
+        };
+        while batch.len() < self.max {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                Some(Some(Err(error))) => {
+                    use jetstream::consumer::pull::MessagesErrorKind as Kind;
+                    tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+                    if matches!(
+                        error.kind(),
+                        Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat
+                    ) {
+                        self.messages = None;
+                        return;
+                    }
+                }
+                Some(None) => {
+                    self.messages = None;
+                    return;
+                }
+                None => return,
+            }
         }
     }
 
@@ -254,26 +304,22 @@ impl BatchPuller {
     }
 
     /// After shutdown: the next batch of what is still arriving, or `None`
-    /// once nothing arrives for 100 ms or at `until`. What stopped sources flushed last is stored this way, not
-    /// left for the next start.
+    /// once nothing arrives for 100 ms or at `until`. What stopped sources
+    /// flushed last is stored this way, not left for the next start.
     pub(crate) async fn drain_batch(&mut self, until: Instant) -> Option<Vec<jetstream::Message>> {
-        let messages = self.messages.as_mut()?;
-        let idle = DRAIN_IDLE;
-        let first_by = (Instant::now() + idle).min(until);
+        let idle_until = (Instant::now() + DRAIN_IDLE).min(until);
         let mut batch = Vec::with_capacity(self.max);
-        match tokio::time::timeout_at(first_by, messages.next()).await {
-            Ok(Some(Ok(message))) => batch.push(message),
-            Ok(Some(Err(_)) | None) | Err(_) => return None,
-        }
-        let deadline = (Instant::now() + self.linger.min(DRAIN_IDLE)).min(until);
-        while batch.len() < self.max {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(_))) => {}
-                Ok(None) | Err(_) => break,
+        loop {
+            self.take_waiting(&mut batch).await;
+            if !batch.is_empty() {
+                return Some(batch);
             }
+            let now = Instant::now();
+            if now >= idle_until {
+                return None;
+            }
+            tokio::time::sleep_until(idle_until.min(now + BURST_LINGER)).await;
         }
-        Some(batch)
     }
 
     /// Messages the broker still holds for this consumer, not yet
@@ -287,16 +333,36 @@ impl BatchPuller {
     }
 }
 
+/// A message's place in its stream; one without (not a JetStream
+/// delivery) sorts last.
+fn stream_sequence(message: &jetstream::Message) -> u64 {
+    message.info().map_or(u64::MAX, |info| info.stream_sequence)
+}
+
+/// Fetches up to `room` of the messages the broker holds for `consumer`
+/// into `batch`, without waiting for more to arrive.
+async fn fetch_into(
+    consumer: &PullConsumer,
+    room: usize,
+    batch: &mut Vec<jetstream::Message>,
+) -> Result<(), async_nats::Error> {
+    let mut fetched = consumer.fetch().max_messages(room).messages().await?;
+    while let Some(message) = fetched.next().await {
+        batch.push(message?);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_after_a_full_one_waits_only_for_the_rest_of_the_burst() {
+    fn a_batch_looks_for_the_rest_of_a_burst_first_then_at_its_linger() {
         let linger = Duration::from_millis(800);
-        assert_eq!(linger_after(false, linger), linger);
-        assert_eq!(linger_after(true, linger), BURST_LINGER);
+        assert_eq!(checkpoints(linger), vec![BURST_LINGER, linger]);
         let short = Duration::from_millis(5);
-        assert_eq!(linger_after(true, short), short);
+        assert_eq!(checkpoints(short), vec![short]);
+        assert_eq!(checkpoints(BURST_LINGER), vec![BURST_LINGER]);
     }
 }
