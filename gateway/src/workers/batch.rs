@@ -2,10 +2,12 @@
 //! worker that stores what it reads (data, monitor). A batch starts with
 //! the first message to arrive and closes `BURST_LINGER` later if it then
 //! holds `enough` (the rest of a burst: a poll round of many packs), else
-//! `linger` after its first message, with at most `max` messages. So a
-//! quiet stream (a few packs at 1 Hz) waits to make one transaction of
-//! many samples instead of one per sample, and a busy one stores each
-//! burst a few milliseconds after it arrived.
+//! `linger` after its first message, with at most `max` messages; when
+//! `enough` are already waiting behind the first, it closes at once. So
+//! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
+//! many samples instead of one per sample, a busy one stores each burst a
+//! few milliseconds after it arrived, and a backlog goes as fast as the
+//! store takes it.
 //!
 //! Only the first message of a batch is delivered as it arrives (a
 //! standing pull of one message); the rest are fetched in one go when the
@@ -177,6 +179,12 @@ impl BatchPuller {
                     continue;
                 }
             }
+            // A backlog (a busy stream, a restart after an outage) is
+            // taken at once: waiting would only cap the rate.
+            if backlog(&batch[0]) + 1 >= self.enough as u64 {
+                self.take_waiting(&mut batch).await;
+                return Some(batch);
+            }
             let started = Instant::now();
             for after in checkpoints(self.linger) {
                 if batch.len() >= self.max {
@@ -202,7 +210,10 @@ impl BatchPuller {
     /// next batch.
     async fn take_waiting(&mut self, batch: &mut Vec<jetstream::Message>) {
         self.take_held(batch);
-        let room = self.max.saturating_sub(batch.len());
+        // One place is kept for what the standing pull takes meanwhile: the
+        // broker shares the waiting messages between the two pulls, and one
+        // left behind would be stored after later ones.
+        let room = self.max.saturating_sub(batch.len() + 1);
         if room > 0 {
             let fetch = fetch_into(&self.consumer, room, batch);
             match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
@@ -333,6 +344,12 @@ impl BatchPuller {
     }
 }
 
+/// Messages the broker held for the consumer, not yet delivered, when
+/// it delivered `message`.
+fn backlog(message: &jetstream::Message) -> u64 {
+    message.info().map_or(0, |info| info.pending)
+}
+
 /// A message's place in its stream; one without (not a JetStream
 /// delivery) sorts last.
 fn stream_sequence(message: &jetstream::Message) -> u64 {
@@ -366,3 +383,7 @@ mod tests {
         assert_eq!(checkpoints(BURST_LINGER), vec![BURST_LINGER]);
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod broker_tests;

@@ -1,0 +1,140 @@
+//! The puller against a real nats-server: what a batch holds, in what
+//! order, for a quiet stream, a backlog and a stream that keeps arriving.
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use super::*;
+use crate::broker::{NatsServer, NatsServerOptions};
+
+/// A broker with one stream, `test.>`, and a durable pull consumer on it.
+async fn broker() -> (
+    tempfile::TempDir,
+    NatsServer,
+    jetstream::Context,
+    PullConsumer,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(NatsServerOptions::new(dir.path().join("store")))
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream::Config {
+            name: "TEST".into(),
+            subjects: vec!["test.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("reader".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (dir, server, js, consumer)
+}
+
+async fn publish(js: &jetstream::Context, count: usize) {
+    for _ in 0..count {
+        js.publish("test.a", "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+/// The stream sequences of `batch`, each acked.
+async fn taken(batch: Vec<jetstream::Message>) -> Vec<u64> {
+    let mut sequences = Vec::with_capacity(batch.len());
+    for message in batch {
+        sequences.push(message.info().unwrap().stream_sequence);
+        message.ack().await.unwrap();
+    }
+    sequences
+}
+
+#[tokio::test]
+async fn a_quiet_stream_makes_one_batch_of_what_arrived_within_the_linger() {
+    let (_dir, _server, js, consumer) = broker().await;
+    let mut puller =
+        BatchPuller::new(consumer, 100, Duration::from_millis(1500), "test").with_enough(64);
+    let shutdown = CancellationToken::new();
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            // After the puller waits; then two more, well within the linger.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for _ in 0..3 {
+                publish(&js, 1).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let batch = puller.next_batch(&shutdown).await.unwrap();
+    assert_eq!(taken(batch).await, vec![1, 2, 3]);
+    publisher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backlog_is_handed_out_in_full_batches_in_stream_order() {
+    let (_dir, _server, js, consumer) = broker().await;
+    publish(&js, 450).await;
+    let mut puller =
+        BatchPuller::new(consumer, 200, Duration::from_millis(300), "test").with_enough(64);
+    let shutdown = CancellationToken::new();
+    let mut sizes = Vec::new();
+    let mut all = Vec::new();
+    while all.len() < 450 {
+        let sequences = taken(puller.next_batch(&shutdown).await.unwrap()).await;
+        sizes.push(sequences.len());
+        all.extend(sequences);
+    }
+    // A place is kept for the standing pull's message in each.
+    assert!(sizes.iter().all(|n| *n <= 200), "{sizes:?}");
+    assert!(sizes.len() <= 4, "{sizes:?}");
+    assert_eq!(all, (1..=450).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arriving_while_batches_close_are_each_handed_out_once_in_order() {
+    let (_dir, _server, js, consumer) = broker().await;
+    const TOTAL: usize = 1490;
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            // Bursts, as poll rounds make them, and single ones between.
+            for round in 0..30 {
+                publish(&js, if round % 3 == 0 { 1 } else { 74 }).await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let mut puller =
+        BatchPuller::new(consumer, 100, Duration::from_millis(200), "test").with_enough(30);
+    let shutdown = CancellationToken::new();
+    let mut all = Vec::new();
+    let expected = (0..30)
+        .map(|round| if round % 3 == 0 { 1 } else { 74 })
+        .sum::<usize>();
+    assert_eq!(expected, TOTAL);
+    while all.len() < TOTAL {
+        let batch = tokio::time::timeout(Duration::from_secs(10), puller.next_batch(&shutdown))
+            .await
+            .expect("a batch in time")
+            .unwrap();
+        assert!(batch.len() <= 100, "{} in one batch", batch.len());
+        all.extend(taken(batch).await);
+    }
+    assert_eq!(all, (1..=TOTAL as u64).collect::<Vec<u64>>());
+    publisher.await.unwrap();
+    // Nothing more is handed out: each was taken once.
+    shutdown.cancel();
+    let until = Instant::now() + Duration::from_millis(300);
+    assert!(puller.drain_batch(until).await.is_none());
+}
