@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::server::{NatsServer, NatsServerOptions, ServerError};
 
-/// How often the child is checked: a dead one is started again within
-/// this, while the gateway's publishes wait in its pending queue.
+/// How often the child is checked where the kernel cannot tell its death
+/// (no pidfd): a dead one is started again within this, while the
+/// gateway's publishes wait in its pending queue.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often JetStream is asked whether it answers.
 const PROBE_EVERY: Duration = Duration::from_secs(3);
@@ -219,8 +220,20 @@ async fn watch(
     stop: CancellationToken,
 ) {
     loop {
+        let exit = server.lock().await.exit_fd();
+        let exited = exit.and_then(|fd| {
+            // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it
+            // open, unchanged, until it is dropped.
+            #[allow(unsafe_code)]
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            };
+            registered.ok()
+        });
         tokio::select! {
-            () = tokio::time::sleep(CHECK_EVERY) => {}
+            // Readable once the child has exited: nothing wakes before.
+            _ = async { exited.as_ref()?.readable().await.ok() }, if exited.is_some() => {}
+            () = tokio::time::sleep(CHECK_EVERY), if exited.is_none() => {}
             () = stop.cancelled() => return,
         }
         let mut server = server.lock().await;

@@ -338,6 +338,23 @@ impl NatsServer {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// A descriptor that becomes readable when the running server exits
+    /// (a pidfd, Linux 5.3 and later): its death wakes a watch that would
+    /// otherwise poll. `None` when no server runs or the kernel has none.
+    pub fn exit_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::FromRawFd as _;
+        let pid = libc::pid_t::try_from(self.pid()?).ok()?;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new
+        // descriptor (or -1); no memory is passed.
+        #[allow(unsafe_code)]
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: `fd` was just returned by the kernel and is owned by
+        // nothing else.
+        #[allow(unsafe_code)]
+        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
     /// How the server exited, if it has (it is reaped then); `None` while
     /// it runs or when it was stopped on purpose.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
