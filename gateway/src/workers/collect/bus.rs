@@ -127,17 +127,22 @@ async fn apply_write<D: PackDriver>(
     let _ = write.reply.send(outcome);
 }
 
-/// Most start times in one period: buses are spread over at most this
-/// many evenly spaced instants, so many buses make an even load instead of
-/// a burst once a period, while the buses of one instant share one wake-up
+/// Most start times in one period: many buses are spread over at most
+/// this many evenly spaced instants, so they make an even load instead of
+/// one burst a period, while the buses of one instant share one wake-up
 /// (their polls, their publishes and, downstream, their transaction).
 pub(super) const POLL_GROUPS: usize = 10;
 
+/// Buses that start at one instant before another start time is added: a
+/// site's tens of buses poll together, once a period, so their requests,
+/// answers, publishes and acks each go in a few writes and wake-ups.
+pub(super) const BUSES_PER_GROUP: usize = 50;
+
 /// Where in the period the `index`-th of `count` buses starts: in one of
-/// at most [`POLL_GROUPS`] groups, evenly spaced, buses dealt to the groups
-/// in turn.
+/// `count / BUSES_PER_GROUP` groups (at least one, at most
+/// [`POLL_GROUPS`]), evenly spaced, buses dealt to the groups in turn.
 pub(super) fn phase(period: Duration, index: usize, count: usize) -> Duration {
-    let groups = count.clamp(1, POLL_GROUPS);
+    let groups = count.div_ceil(BUSES_PER_GROUP).clamp(1, POLL_GROUPS);
     let group = u32::try_from(index.min(count.max(1) - 1) % groups).unwrap_or(0);
     let groups = u32::try_from(groups).unwrap_or(1);
     (period / groups).saturating_mul(group)
@@ -323,9 +328,13 @@ mod tests {
     #[test]
     fn phases_spread_buses_over_the_period_without_overflow() {
         let second = Duration::from_secs(1);
+        // A site's few buses poll together.
         assert_eq!(phase(second, 0, 4), Duration::ZERO);
-        assert_eq!(phase(second, 3, 4), Duration::from_millis(750));
+        assert_eq!(phase(second, 3, 4), Duration::ZERO);
+        assert_eq!(phase(second, 49, 50), Duration::ZERO);
         assert_eq!(phase(second, 5, 0), Duration::ZERO);
+        // A 51st adds a second start time, half a period later.
+        assert_eq!(phase(second, 1, 51), Duration::from_millis(500));
         let huge = Duration::from_millis(u64::MAX);
         assert!(phase(huge, usize::MAX, usize::MAX) < huge);
     }
@@ -333,18 +342,24 @@ mod tests {
     #[test]
     fn many_buses_share_a_few_start_times_spread_over_the_period() {
         let second = Duration::from_secs(1);
-        let phases: Vec<Duration> = (0..50).map(|i| phase(second, i, 50)).collect();
+        let phases: Vec<Duration> = (0..1000).map(|i| phase(second, i, 1000)).collect();
         let mut distinct = phases.clone();
         distinct.sort_unstable();
         distinct.dedup();
         assert_eq!(distinct.len(), POLL_GROUPS);
         assert_eq!(distinct[1], Duration::from_millis(100));
         assert_eq!(distinct[9], Duration::from_millis(900));
-        // Dealt in turn: each group holds five buses, neighbours apart.
+        // Dealt in turn: each group holds a hundred buses, neighbours apart.
         assert_eq!(phases[0], phases[10]);
         assert_ne!(phases[0], phases[1]);
         for start in &distinct {
-            assert_eq!(phases.iter().filter(|p| *p == start).count(), 5);
+            assert_eq!(phases.iter().filter(|p| *p == start).count(), 100);
+        }
+        // 120 buses: three start times of 40.
+        let phases: Vec<Duration> = (0..120).map(|i| phase(second, i, 120)).collect();
+        for start in [0, 333, 666] {
+            let at = Duration::from_nanos(333_333_333 * start / 333);
+            assert_eq!(phases.iter().filter(|p| **p == at).count(), 40, "{at:?}");
         }
     }
 
