@@ -16,7 +16,7 @@ pub struct DataConfig {
     /// batch is committed anyway, milliseconds: at a few packs one
     /// transaction (and one disk write) covers many samples.
     pub batch_linger_ms: u64,
-    /// A batch holding this many samples 20 ms after its first (the rest
+    /// A batch holding this many samples 10 ms after its first (the rest
     /// of a poll round's burst) is committed then, without lingering; one
     /// with this many already waiting is committed at once: bounds the
     /// latency when many packs are polled.

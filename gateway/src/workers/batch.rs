@@ -65,7 +65,7 @@ const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 /// How long after its first message a batch first looks for the rest: a
 /// poll round's samples reach the broker within a few milliseconds of
 /// each other.
-const BURST_LINGER: Duration = Duration::from_millis(20);
+const BURST_LINGER: Duration = Duration::from_millis(10);
 
 /// Longest a fetch of the waiting messages may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
