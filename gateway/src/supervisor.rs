@@ -10,10 +10,12 @@
 //! [`crate::kinds`], and its line in `build`.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use packgate_protocol::names::ConsumerSpec;
@@ -388,6 +390,7 @@ pub async fn run_workers(
     let keeper_stop = CancellationToken::new();
     let keeper = tokio::spawn(keep_consumers(
         broker.js.clone(),
+        broker.client.clone(),
         consumers,
         keeper_stop.clone(),
     ));
@@ -425,52 +428,112 @@ pub async fn run_workers(
     }
 }
 
-/// How often the consumers are checked.
-const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How often the consumers are checked in any case.
+const CONSUMER_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the keeper looks, without asking the broker, whether the
+/// connection was made again (a broker restarted, maybe without its
+/// store): then it checks at once.
+const RECONNECT_LOOK_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest one consumer's check may take.
+const CONSUMER_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Recreates, with the same settings and a WARN, any consumer of
 /// `consumers` that vanished (deleted by hand, or lost with the broker's
-/// store), so a worker never stops storing in silence; until `stop`.
-/// Returns how many times one was set up again.
+/// store), so a worker never stops storing in silence; until `stop`. It
+/// checks when the broker says a consumer was deleted, after the
+/// connection was made again, and every [`CONSUMER_CHECK_EVERY`]; an
+/// idle gateway asks the broker nothing in between. Returns how many
+/// times one was set up again.
 async fn keep_consumers(
     js: async_nats::jetstream::Context,
+    client: async_nats::Client,
     consumers: Vec<ConsumerSpec>,
     stop: CancellationToken,
 ) -> u64 {
+    use futures_util::StreamExt as _;
     let mut recreated = 0;
     if consumers.is_empty() {
         return recreated;
     }
+    let mut deleted = match client
+        .subscribe(packgate_protocol::names::CONSUMER_DELETED_ADVISORIES)
+        .await
+    {
+        Ok(advisories) => Some(advisories),
+        Err(error) => {
+            tracing::warn!(%error, "cannot follow consumer deletions; checking every {} s", CONSUMER_CHECK_EVERY.as_secs());
+            None
+        }
+    };
+    let connects = || client.statistics().connects.load(Ordering::Relaxed);
+    let mut seen_connects = connects();
+    let mut check_at = Instant::now() + CONSUMER_CHECK_EVERY;
+    let mut look = tokio::time::interval(RECONNECT_LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(CONSUMER_CHECK_EVERY) => {}
+            () = tokio::time::sleep_until(check_at) => {}
+            Some(_) = async { deleted.as_mut()?.next().await }, if deleted.is_some() => {}
+            _ = look.tick() => {
+                let now_connects = connects();
+                if now_connects == seen_connects {
+                    continue;
+                }
+                seen_connects = now_connects;
+            }
             () = stop.cancelled() => return recreated,
         }
-        for spec in &consumers {
-            // One request while all is well; the full setup otherwise.
-            let quick = tokio::time::timeout(CONSUMER_CHECK_EVERY, consumer_in_place(&js, spec));
-            if quick.await.unwrap_or(false) {
-                continue;
+        let (set_up, all_checked) = check_consumers(&js, &consumers).await;
+        recreated += set_up;
+        // A check the broker did not answer is tried again soon.
+        let again = if all_checked {
+            CONSUMER_CHECK_EVERY
+        } else {
+            RECONNECT_LOOK_EVERY
+        };
+        check_at = Instant::now() + again;
+    }
+}
+
+/// Checks each of `consumers` once, setting up again any that vanished
+/// or changed; returns how many were, and whether every check got an
+/// answer.
+async fn check_consumers(
+    js: &async_nats::jetstream::Context,
+    consumers: &[ConsumerSpec],
+) -> (u64, bool) {
+    let mut recreated = 0;
+    let mut all_checked = true;
+    for spec in consumers {
+        // One request while all is well; the full setup otherwise.
+        let quick = tokio::time::timeout(CONSUMER_CHECK_TIMEOUT, consumer_in_place(js, spec));
+        if quick.await.unwrap_or(false) {
+            continue;
+        }
+        let check = tokio::time::timeout(CONSUMER_CHECK_TIMEOUT, ensure_consumer(js, spec)).await;
+        match check {
+            Ok(Ok((_, SetupAction::Unchanged))) => {}
+            Ok(Ok((_, action))) => {
+                recreated += 1;
+                tracing::warn!(
+                    consumer = spec.durable,
+                    ?action,
+                    "a consumer had vanished or changed: set up again"
+                );
             }
-            let check =
-                tokio::time::timeout(CONSUMER_CHECK_EVERY, ensure_consumer(&js, spec)).await;
-            match check {
-                Ok(Ok((_, SetupAction::Unchanged))) => {}
-                Ok(Ok((_, action))) => {
-                    recreated += 1;
-                    tracing::warn!(
-                        consumer = spec.durable,
-                        ?action,
-                        "a consumer had vanished or changed: set up again"
-                    );
-                }
-                Ok(Err(error)) => {
-                    crate::warn_limited!("consumer check failed: retried", consumer = spec.durable, %error)
-                }
-                Err(_) => tracing::debug!(consumer = spec.durable, "consumer check timed out"),
+            Ok(Err(error)) => {
+                all_checked = false;
+                crate::warn_limited!("consumer check failed: retried", consumer = spec.durable, %error)
+            }
+            Err(_) => {
+                all_checked = false;
+                tracing::debug!(consumer = spec.durable, "consumer check timed out");
             }
         }
     }
+    (recreated, all_checked)
 }
 
 #[cfg(test)]

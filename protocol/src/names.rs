@@ -206,6 +206,10 @@ pub fn max_deliveries_advisory_subject(spec: &ConsumerSpec) -> String {
     )
 }
 
+/// Subjects of the advisories the broker sends when a consumer is
+/// deleted, any stream's: `$JS.EVENT.ADVISORY.CONSUMER.DELETED.>`.
+pub const CONSUMER_DELETED_ADVISORIES: &str = "$JS.EVENT.ADVISORY.CONSUMER.DELETED.>";
+
 /// The monitor's consumer of metrics snapshots.
 pub const MONITOR_METRICS_CONSUMER: ConsumerSpec = ConsumerSpec {
     durable: "packgate-monitor-metrics",

@@ -60,7 +60,11 @@ impl BrokerUser {
         let mut p = Permissions::default();
         p.subscribe.push(format!("{}.>", self.inbox_prefix()));
         match self {
-            BrokerUser::Setup => p.publish.push("$JS.API.>".into()),
+            BrokerUser::Setup => {
+                p.publish.push("$JS.API.>".into());
+                // A deleted consumer is set up again at once.
+                p.subscribe.push(names::CONSUMER_DELETED_ADVISORIES.into());
+            }
             BrokerUser::Operator => operator_grants(&mut p),
             BrokerUser::Worker(kind) => {
                 p.publish.push(names::metrics_subject(kind.name()));
