@@ -3,7 +3,8 @@
 //! the first message to arrive and closes `BURST_LINGER` later if it then
 //! holds `enough` (the rest of a burst: a poll round of many packs), else
 //! `linger` after its first message, with at most `max` messages; when
-//! `enough` are already waiting behind the first, it closes at once. So
+//! `enough` are waiting behind the first, or behind a later message that
+//! arrives meanwhile, it closes then. So
 //! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
 //! many samples instead of one per sample, a busy one stores each burst a
 //! few milliseconds after it arrived, and a backlog goes as fast as the
@@ -69,16 +70,6 @@ const BURST_LINGER: Duration = Duration::from_millis(10);
 
 /// Longest a fetch of the waiting messages may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// When, after its first message, a batch looks for the rest: at
-/// [`BURST_LINGER`] (closing if it holds `enough`), then at `linger`.
-fn checkpoints(linger: Duration) -> Vec<Duration> {
-    if linger <= BURST_LINGER {
-        vec![linger]
-    } else {
-        vec![BURST_LINGER, linger]
-    }
-}
 
 impl std::fmt::Debug for BatchPuller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,22 +177,59 @@ impl BatchPuller {
                 return Some(batch);
             }
             let started = Instant::now();
-            for after in checkpoints(self.linger) {
-                if batch.len() >= self.max {
-                    break;
-                }
-                // Shutdown ends the wait; the batch is still stored.
-                tokio::select! {
-                    () = tokio::time::sleep_until(started + after) => {}
-                    () = shutdown.cancelled() => {}
-                }
-                self.take_waiting(&mut batch).await;
-                if batch.len() >= self.enough || shutdown.is_cancelled() {
-                    break;
-                }
-            }
+            self.fill(&mut batch, started, shutdown).await;
             return Some(batch);
         }
+    }
+
+    /// Fills a batch started at `started`: the rest of its burst at
+    /// [`BURST_LINGER`]; then, until `linger` is over, each message the
+    /// standing pull brings tells how many more wait behind it, and once
+    /// the batch would hold `enough` they are fetched. Shutdown ends the
+    /// wait; what is waiting is still taken.
+    async fn fill(
+        &mut self,
+        batch: &mut Vec<jetstream::Message>,
+        started: Instant,
+        shutdown: &CancellationToken,
+    ) {
+        let burst_end = started + self.linger.min(BURST_LINGER);
+        tokio::select! {
+            () = tokio::time::sleep_until(burst_end) => {}
+            () = shutdown.cancelled() => {}
+        }
+        self.take_waiting(batch).await;
+        let linger_end = started + self.linger;
+        while batch.len() < self.enough.min(self.max) && !shutdown.is_cancelled() {
+            let Some(messages) = self.messages.as_mut() else {
+                break;
+            };
+            let next = tokio::select! {
+                () = tokio::time::sleep_until(linger_end) => None,
+                () = shutdown.cancelled() => None,
+                next = messages.next() => Some(next),
+            };
+            match next {
+                Some(Some(Ok(message))) => {
+                    let behind = usize::try_from(backlog(&message)).unwrap_or(usize::MAX);
+                    batch.push(message);
+                    if batch.len().saturating_add(behind) < self.enough {
+                        continue;
+                    }
+                }
+                Some(Some(Err(error))) => {
+                    tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+                    if !pull_is_lost(&error) {
+                        continue;
+                    }
+                    self.messages = None;
+                }
+                Some(None) => self.messages = None,
+                None => {}
+            }
+            break;
+        }
+        self.take_waiting(batch).await;
     }
 
     /// Adds to `batch`, up to `max`, what the standing pull holds and what
@@ -241,12 +269,8 @@ impl BatchPuller {
             match messages.next().now_or_never() {
                 Some(Some(Ok(message))) => batch.push(message),
                 Some(Some(Err(error))) => {
-                    use jetstream::consumer::pull::MessagesErrorKind as Kind;
                     tracing::debug!(%error, stream = self.what, "pull stream hiccup");
-                    if matches!(
-                        error.kind(),
-                        Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat
-                    ) {
+                    if pull_is_lost(&error) {
                         self.messages = None;
                         return;
                     }
@@ -270,17 +294,13 @@ impl BatchPuller {
         error: &jetstream::consumer::pull::MessagesError,
         shutdown: &CancellationToken,
     ) -> bool {
-        use jetstream::consumer::pull::MessagesErrorKind as Kind;
-        match error.kind() {
-            Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat => {
-                self.note_lost(error);
-                self.messages = None;
-                !self.reopen.wait(shutdown).await
-            }
-            _ => {
-                tracing::debug!(%error, stream = self.what, "pull stream hiccup");
-                false
-            }
+        if pull_is_lost(error) {
+            self.note_lost(error);
+            self.messages = None;
+            !self.reopen.wait(shutdown).await
+        } else {
+            tracing::debug!(%error, stream = self.what, "pull stream hiccup");
+            false
         }
     }
 
@@ -344,6 +364,16 @@ impl BatchPuller {
     }
 }
 
+/// Whether `error` leaves the pull dead: a consumer that was deleted, a
+/// broker that does not answer for it, missed heartbeats.
+fn pull_is_lost(error: &jetstream::consumer::pull::MessagesError) -> bool {
+    use jetstream::consumer::pull::MessagesErrorKind as Kind;
+    matches!(
+        error.kind(),
+        Kind::ConsumerDeleted | Kind::NoResponders | Kind::MissingHeartbeat
+    )
+}
+
 /// Messages the broker held for the consumer, not yet delivered, when
 /// it delivered `message`.
 fn backlog(message: &jetstream::Message) -> u64 {
@@ -368,20 +398,6 @@ async fn fetch_into(
         batch.push(message?);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_looks_for_the_rest_of_a_burst_first_then_at_its_linger() {
-        let linger = Duration::from_millis(800);
-        assert_eq!(checkpoints(linger), vec![BURST_LINGER, linger]);
-        let short = Duration::from_millis(5);
-        assert_eq!(checkpoints(short), vec![short]);
-        assert_eq!(checkpoints(BURST_LINGER), vec![BURST_LINGER]);
-    }
 }
 
 #[cfg(test)]

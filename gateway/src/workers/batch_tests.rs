@@ -138,3 +138,30 @@ async fn messages_arriving_while_batches_close_are_each_handed_out_once_in_order
     let until = Instant::now() + Duration::from_millis(300);
     assert!(puller.drain_batch(until).await.is_none());
 }
+
+#[tokio::test]
+async fn a_batch_closes_once_enough_wait_without_lingering_to_its_end() {
+    let (_dir, _server, js, consumer) = broker().await;
+    let mut puller =
+        BatchPuller::new(consumer, 500, Duration::from_secs(4), "test").with_enough(64);
+    let shutdown = CancellationToken::new();
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            // A first burst short of enough; a second that makes enough;
+            // a third, still within the first one's linger.
+            for (after_ms, count) in [(200, 30), (500, 50), (1500, 20)] {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                publish(&js, count).await;
+            }
+        })
+    };
+    // Closed as soon as it held enough, before the third burst.
+    let mut all = taken(puller.next_batch(&shutdown).await.unwrap()).await;
+    assert!((64..=80).contains(&all.len()), "{all:?}");
+    while all.len() < 100 {
+        all.extend(taken(puller.next_batch(&shutdown).await.unwrap()).await);
+    }
+    assert_eq!(all, (1..=100).collect::<Vec<u64>>());
+    publisher.await.unwrap();
+}
