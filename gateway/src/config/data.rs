@@ -36,7 +36,7 @@ impl Default for DataConfig {
         Self {
             database: PathBuf::from("samples.db"),
             batch_max_samples: 1_000,
-            batch_linger_ms: 800,
+            batch_linger_ms: 600,
             batch_min_samples: 64,
             retention_days: 90,
             retention_interval_s: 600,
