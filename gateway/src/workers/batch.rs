@@ -36,6 +36,9 @@ pub(crate) struct BatchPuller {
     what: &'static str,
     /// The standing pull of one message that starts each batch.
     messages: Option<jetstream::consumer::pull::Stream>,
+    /// The next batch's fetch, started when the last batch came out full
+    /// (a backlog): its messages arrive while the last one is stored.
+    prefetch: Option<tokio::task::JoinHandle<Vec<jetstream::Message>>>,
     /// Since when the pull keeps being lost, with no message in between.
     lost: Option<Lost>,
     /// The wait before trying again to open a pull that could not be.
@@ -97,6 +100,7 @@ impl BatchPuller {
             linger,
             what,
             messages: None,
+            prefetch: None,
             lost: None,
             reopen: Backoff::fixed(REOPEN_RETRY),
         }
@@ -115,6 +119,54 @@ impl BatchPuller {
         &mut self,
         shutdown: &CancellationToken,
     ) -> Option<Vec<jetstream::Message>> {
+        let batch = self.next_batch_unsorted(shutdown).await?;
+        if !shutdown.is_cancelled() {
+            self.prefetch_after(&batch);
+        }
+        Some(batch)
+    }
+
+    /// After a full batch (a backlog), starts fetching the next one. Full
+    /// is `max`, or one less when the standing pull held nothing.
+    fn prefetch_after(&mut self, batch: &[jetstream::Message]) {
+        if batch.len() + 1 < self.max || self.max < 2 {
+            return;
+        }
+        let consumer = self.consumer.clone();
+        // One place is kept for what the standing pull holds meanwhile.
+        let room = self.max - 1;
+        self.prefetch = Some(tokio::spawn(async move {
+            let mut fetched = Vec::with_capacity(room);
+            let fetch = fetch_into(&consumer, room, &mut fetched);
+            let _ = tokio::time::timeout(FETCH_TIMEOUT, fetch).await;
+            fetched
+        }));
+    }
+
+    /// What the prefetch brought, if one ran; empty otherwise.
+    async fn prefetched(&mut self) -> Vec<jetstream::Message> {
+        match self.prefetch.take() {
+            Some(fetch) => fetch.await.unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
+    async fn next_batch_unsorted(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<jetstream::Message>> {
+        let mut batch = self.prefetched().await;
+        if !batch.is_empty() {
+            self.lost = None;
+            // Stored even at shutdown: these are delivered already.
+            if batch.len() + 1 < self.max && !shutdown.is_cancelled() {
+                self.fill(&mut batch, Instant::now(), shutdown).await;
+            } else {
+                self.take_held(&mut batch);
+                batch.sort_by_cached_key(stream_sequence);
+            }
+            return Some(batch);
+        }
         loop {
             if shutdown.is_cancelled() {
                 return None;
@@ -339,7 +391,12 @@ impl BatchPuller {
     /// flushed last is stored this way, not left for the next start.
     pub(crate) async fn drain_batch(&mut self, until: Instant) -> Option<Vec<jetstream::Message>> {
         let idle_until = (Instant::now() + DRAIN_IDLE).min(until);
-        let mut batch = Vec::with_capacity(self.max);
+        let mut batch = self.prefetched().await;
+        if !batch.is_empty() {
+            self.take_held(&mut batch);
+            batch.sort_by_cached_key(stream_sequence);
+            return Some(batch);
+        }
         loop {
             self.take_waiting(&mut batch).await;
             if !batch.is_empty() {

@@ -165,3 +165,23 @@ async fn a_batch_closes_once_enough_wait_without_lingering_to_its_end() {
     assert_eq!(all, (1..=100).collect::<Vec<u64>>());
     publisher.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_backlog_fetched_ahead_is_still_handed_out_at_shutdown() {
+    let (_dir, _server, js, consumer) = broker().await;
+    publish(&js, 450).await;
+    let mut puller =
+        BatchPuller::new(consumer, 200, Duration::from_millis(300), "test").with_enough(64);
+    let shutdown = CancellationToken::new();
+    // A full batch: the next is fetched while this one would be stored.
+    let mut all = taken(puller.next_batch(&shutdown).await.unwrap()).await;
+    assert!(all.len() >= 199, "{}", all.len());
+    shutdown.cancel();
+    // What was fetched ahead comes out, then the rest by draining.
+    all.extend(taken(puller.next_batch(&shutdown).await.expect("fetched ahead")).await);
+    let until = Instant::now() + Duration::from_secs(5);
+    while let Some(batch) = puller.drain_batch(until).await {
+        all.extend(taken(batch).await);
+    }
+    assert_eq!(all, (1..=450).collect::<Vec<u64>>());
+}
