@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use args::{parse_sim_count, BrokerArgs, ConfigArgs, GatewayArgs};
 use clap::{Parser, Subcommand};
 use packgate::config::ConfigError;
-use packgate::runtime::{runtime_threads, WorkerSet};
+use packgate::runtime::WorkerSet;
 use packgate::telemetry::{init_logging, LogFormat};
 use packgate_protocol::{BankId, PackId};
 use query::QueryCommand;
@@ -273,13 +273,8 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// Runs one subcommand to its end.
 fn run(action: Action) -> anyhow::Result<()> {
     match action {
-        Action::Run(args) => block_on_threads(
-            threads_for(&args),
-            run_gateway(&args, WorkerSet::all(), "packgate"),
-        ),
-        Action::Worker(WorkerCommand { kind, args }) => {
-            block_on_threads(threads_for(&args), run_one(&args, kind))
-        }
+        Action::Run(args) => block_on(run_gateway(&args, WorkerSet::all(), "packgate")),
+        Action::Worker(WorkerCommand { kind, args }) => block_on(run_one(&args, kind)),
         Action::Cloud(args) => block_on(cloud_cli::run(args)),
         Action::Desired(args) => block_on(desired_cli::run(args)),
         Action::Status { target } => block_on(status(&target)),
@@ -311,14 +306,7 @@ fn run(action: Action) -> anyhow::Result<()> {
         } => block_on(sunspec_scan(&address, unit, &bases)),
         Action::Bench(args) => {
             let json = args.json;
-            let options = args.into_options()?;
-            let interval_ms = if options.rate_hz > 0.0 {
-                (1000.0 / options.rate_hz).round() as u64
-            } else {
-                0
-            };
-            let threads = runtime_threads(options.packs, interval_ms, cores());
-            block_on_threads(threads, bench(options, json))
+            block_on(bench(args.into_options()?, json))
         }
     }
 }
@@ -329,41 +317,9 @@ fn run(action: Action) -> anyhow::Result<()> {
 /// were most of the cost). Blocking work (SQLite) runs on tokio's blocking
 /// threads.
 fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    block_on_threads(1, future)
-}
-
-/// Runs `future` to its end on `threads` threads: one as [`block_on`],
-/// more for a gateway with more polls a second than one thread keeps up
-/// with ([`runtime_threads`]).
-fn block_on_threads(
-    threads: usize,
-    future: impl Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    };
-    runtime
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .context("starting the async runtime")?
         .block_on(future)
-}
-
-/// The cores this process may run on.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-/// Threads for a gateway or worker started with `args`: from its packs
-/// and poll period. A configuration that does not load gets one thread;
-/// the command reports why it does not load.
-fn threads_for(args: &args::GatewayArgs) -> usize {
-    args.load().map_or(1, |config| {
-        runtime_threads(config.packs.len(), config.collect.poll_interval_ms, cores())
-    })
 }

@@ -16,9 +16,8 @@ pub struct DataConfig {
     /// batch is committed anyway, milliseconds: at a few packs one
     /// transaction (and one disk write) covers many samples.
     pub batch_linger_ms: u64,
-    /// A batch holding this many samples 10 ms after its first (the rest
-    /// of a poll round's burst) is committed then, without lingering; one
-    /// with this many already waiting is committed at once: bounds the
+    /// A batch is committed as soon as it holds this many samples, those
+    /// already waiting for it counted, without lingering: bounds the
     /// latency when many packs are polled.
     pub batch_min_samples: usize,
     /// Samples older than this are deleted, days; 0 keeps everything.

@@ -1,20 +1,18 @@
 //! Pulling a durable consumer in batches: the shared front half of every
 //! worker that stores what it reads (data, monitor). A batch starts with
-//! the first message to arrive and closes `BURST_LINGER` later if it then
-//! holds `enough` (the rest of a burst: a poll round of many packs), else
-//! `linger` after its first message, with at most `max` messages; when
-//! `enough` are waiting behind the first, or behind a later message that
-//! arrives meanwhile, it closes then. So
-//! a quiet stream (a few packs at 1 Hz) waits to make one transaction of
-//! many samples instead of one per sample, a busy one stores each burst a
-//! few milliseconds after it arrived, and a backlog goes as fast as the
-//! store takes it.
+//! the first message to arrive and closes once it holds `enough`, or
+//! `linger` after its first message, with at most `max` messages.
 //!
-//! Only the first message of a batch is delivered as it arrives (a
-//! standing pull of one message); the rest are fetched in one go when the
-//! batch closes. The broker then sends a batch's messages together, and
-//! both sides wake a few times per batch rather than once per message:
-//! on the broker, each wake with news rewrites the consumer's state file.
+//! A standing pull of one message watches the stream: each message it
+//! brings tells how many more wait behind it. Those are fetched in one go
+//! (at once when they make `enough`, else `BURST_LINGER` later, when the
+//! rest of their burst, a poll round of many packs, is in), not delivered
+//! one by one. So a quiet stream (a few packs at 1 Hz) waits to make one
+//! transaction of many samples, a busy one stores each burst a few
+//! milliseconds after it arrived, a backlog goes as fast as the store
+//! takes it, and both sides wake a few times per batch rather than once
+//! per message: on the broker, each wake with news rewrites the
+//! consumer's state file.
 
 use std::time::Duration;
 
@@ -30,7 +28,7 @@ use crate::retry::Backoff;
 pub(crate) struct BatchPuller {
     consumer: PullConsumer,
     max: usize,
-    /// A batch this full closes once nothing more is waiting.
+    /// A batch this full closes without lingering.
     enough: usize,
     linger: Duration,
     what: &'static str,
@@ -106,8 +104,9 @@ impl BatchPuller {
         }
     }
 
-    /// Closes a batch of `enough` messages (at least 1, at most `max`) as
-    /// soon as no more are waiting, instead of lingering for more.
+    /// Closes a batch as soon as it holds `enough` messages (at least 1,
+    /// at most `max`; those waiting for it counted), instead of lingering
+    /// for more.
     pub(crate) fn with_enough(mut self, enough: usize) -> Self {
         self.enough = enough.clamp(1, self.max);
         self
@@ -160,7 +159,9 @@ impl BatchPuller {
             self.lost = None;
             // Stored even at shutdown: these are delivered already.
             if batch.len() + 1 < self.max && !shutdown.is_cancelled() {
-                self.fill(&mut batch, Instant::now(), shutdown).await;
+                let behind = batch.last().map_or(0, backlog);
+                self.fill(&mut batch, Instant::now(), behind, shutdown)
+                    .await;
             } else {
                 self.take_held(&mut batch);
                 batch.sort_by_cached_key(stream_sequence);
@@ -222,37 +223,53 @@ impl BatchPuller {
                     continue;
                 }
             }
-            // A backlog (a busy stream, a restart after an outage) is
-            // taken at once: waiting would only cap the rate.
-            if backlog(&batch[0]) + 1 >= self.enough as u64 {
-                self.take_waiting(&mut batch).await;
-                return Some(batch);
-            }
-            let started = Instant::now();
-            self.fill(&mut batch, started, shutdown).await;
+            let behind = backlog(&batch[0]);
+            self.fill(&mut batch, Instant::now(), behind, shutdown)
+                .await;
             return Some(batch);
         }
     }
 
-    /// Fills a batch started at `started`: the rest of its burst at
-    /// [`BURST_LINGER`]; then, until `linger` is over, each message the
-    /// standing pull brings tells how many more wait behind it, and once
-    /// the batch would hold `enough` they are fetched. Shutdown ends the
-    /// wait; what is waiting is still taken.
+    /// Fills a batch started at `started`, with `behind` messages waiting
+    /// behind its last one, until it holds `enough` or `linger` is over.
+    /// While nothing waits, the standing pull watches for the next message
+    /// (so nothing arrives unseen, and no fetch is needed); a message that
+    /// arrives tells how many wait behind it. Enough waiting are fetched at
+    /// once; fewer are left [`BURST_LINGER`] to finish their burst and
+    /// fetched together, not one by one. Shutdown ends the wait.
     async fn fill(
         &mut self,
         batch: &mut Vec<jetstream::Message>,
         started: Instant,
+        mut behind: u64,
         shutdown: &CancellationToken,
     ) {
-        let burst_end = started + self.linger.min(BURST_LINGER);
-        tokio::select! {
-            () = tokio::time::sleep_until(burst_end) => {}
-            () = shutdown.cancelled() => {}
-        }
-        self.take_waiting(batch).await;
         let linger_end = started + self.linger;
-        while batch.len() < self.enough.min(self.max) && !shutdown.is_cancelled() {
+        let enough = self.enough.min(self.max);
+        loop {
+            let waiting = usize::try_from(behind).unwrap_or(usize::MAX);
+            if batch.len() >= enough {
+                // What the standing pull holds, if anything; none wait.
+                self.take_held(batch);
+                batch.sort_by_cached_key(stream_sequence);
+                return;
+            }
+            if batch.len().saturating_add(waiting) >= enough {
+                break;
+            }
+            if waiting > 0 {
+                let burst_end = (Instant::now() + BURST_LINGER).min(linger_end);
+                tokio::select! {
+                    () = tokio::time::sleep_until(burst_end) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                self.take_waiting(batch).await;
+                behind = 0;
+                if shutdown.is_cancelled() || Instant::now() >= linger_end {
+                    return;
+                }
+                continue;
+            }
             let Some(messages) = self.messages.as_mut() else {
                 break;
             };
@@ -263,23 +280,27 @@ impl BatchPuller {
             };
             match next {
                 Some(Some(Ok(message))) => {
-                    let behind = usize::try_from(backlog(&message)).unwrap_or(usize::MAX);
+                    behind = backlog(&message);
                     batch.push(message);
-                    if batch.len().saturating_add(behind) < self.enough {
-                        continue;
-                    }
                 }
                 Some(Some(Err(error))) => {
                     tracing::debug!(%error, stream = self.what, "pull stream hiccup");
-                    if !pull_is_lost(&error) {
-                        continue;
+                    if pull_is_lost(&error) {
+                        self.messages = None;
+                        break;
                     }
-                    self.messages = None;
                 }
-                Some(None) => self.messages = None,
-                None => {}
+                Some(None) => {
+                    self.messages = None;
+                    break;
+                }
+                None => {
+                    // The standing pull watched: nothing waits unseen.
+                    self.take_held(batch);
+                    batch.sort_by_cached_key(stream_sequence);
+                    return;
+                }
             }
-            break;
         }
         self.take_waiting(batch).await;
     }
