@@ -236,7 +236,8 @@ impl BatchPuller {
     /// (so nothing arrives unseen, and no fetch is needed); a message that
     /// arrives tells how many wait behind it. Enough waiting are fetched at
     /// once; fewer are left [`BURST_LINGER`] to finish their burst and
-    /// fetched together, not one by one. Shutdown ends the wait.
+    /// fetched together, not one by one; once such a burst is over the
+    /// batch closes. Shutdown ends the wait.
     async fn fill(
         &mut self,
         batch: &mut Vec<jetstream::Message>,
@@ -246,6 +247,10 @@ impl BatchPuller {
     ) {
         let linger_end = started + self.linger;
         let enough = self.enough.min(self.max);
+        // A burst was fetched: once it is over (nothing for BURST_LINGER),
+        // the batch closes; waiting for the next poll round would only
+        // add its period to every sample's latency.
+        let mut after_burst = false;
         loop {
             let waiting = usize::try_from(behind).unwrap_or(usize::MAX);
             if batch.len() >= enough {
@@ -265,6 +270,7 @@ impl BatchPuller {
                 }
                 self.take_waiting(batch).await;
                 behind = 0;
+                after_burst = true;
                 if shutdown.is_cancelled() || Instant::now() >= linger_end {
                     return;
                 }
@@ -273,8 +279,13 @@ impl BatchPuller {
             let Some(messages) = self.messages.as_mut() else {
                 break;
             };
+            let wait_until = if after_burst {
+                (Instant::now() + BURST_LINGER).min(linger_end)
+            } else {
+                linger_end
+            };
             let next = tokio::select! {
-                () = tokio::time::sleep_until(linger_end) => None,
+                () = tokio::time::sleep_until(wait_until) => None,
                 () = shutdown.cancelled() => None,
                 next = messages.next() => Some(next),
             };

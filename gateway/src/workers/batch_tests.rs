@@ -139,6 +139,42 @@ async fn messages_arriving_while_batches_close_are_each_handed_out_once_in_order
     assert!(puller.drain_batch(until).await.is_none());
 }
 
+/// Publishes `count` messages together, as a poll round does, and waits
+/// for their acks.
+async fn publish_burst(js: &jetstream::Context, count: usize) {
+    let mut acks = Vec::with_capacity(count);
+    for _ in 0..count {
+        acks.push(js.publish("test.a", "x".into()).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_burst_is_one_batch_once_it_is_over_without_lingering() {
+    let (_dir, _server, js, consumer) = broker().await;
+    let mut puller =
+        BatchPuller::new(consumer, 500, Duration::from_secs(4), "test").with_enough(400);
+    let shutdown = CancellationToken::new();
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            // Two poll rounds a second apart, well within the linger.
+            for (after_ms, count) in [(200, 60), (1000, 40)] {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                publish_burst(&js, count).await;
+            }
+        })
+    };
+    // Each round is a batch: the first is not held for the second.
+    let first = taken(puller.next_batch(&shutdown).await.unwrap()).await;
+    assert_eq!(first, (1..=60).collect::<Vec<u64>>());
+    let second = taken(puller.next_batch(&shutdown).await.unwrap()).await;
+    assert_eq!(second, (61..=100).collect::<Vec<u64>>());
+    publisher.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_batch_closes_once_enough_wait_without_lingering_to_its_end() {
     let (_dir, _server, js, consumer) = broker().await;
@@ -148,15 +184,15 @@ async fn a_batch_closes_once_enough_wait_without_lingering_to_its_end() {
     let publisher = {
         let js = js.clone();
         tokio::spawn(async move {
-            // A first burst short of enough; a second that makes enough;
-            // a third, still within the first one's linger.
-            for (after_ms, count) in [(200, 30), (500, 50), (1500, 20)] {
+            // One by one (no burst), well past enough; then more, still
+            // within the first one's linger.
+            for (after_ms, count) in [(200, 80), (1500, 20)] {
                 tokio::time::sleep(Duration::from_millis(after_ms)).await;
                 publish(&js, count).await;
             }
         })
     };
-    // Closed as soon as it held enough, before the third burst.
+    // Closed as soon as it held enough, before the second lot.
     let mut all = taken(puller.next_batch(&shutdown).await.unwrap()).await;
     assert!((64..=80).contains(&all.len()), "{all:?}");
     while all.len() < 100 {
