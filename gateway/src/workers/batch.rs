@@ -163,8 +163,7 @@ impl BatchPuller {
                 self.fill(&mut batch, Instant::now(), behind, shutdown)
                     .await;
             } else {
-                self.take_held(&mut batch);
-                batch.sort_by_cached_key(stream_sequence);
+                self.take_held_in_order(&mut batch);
             }
             return Some(batch);
         }
@@ -255,8 +254,7 @@ impl BatchPuller {
             let waiting = usize::try_from(behind).unwrap_or(usize::MAX);
             if batch.len() >= enough {
                 // What the standing pull holds, if anything; none wait.
-                self.take_held(batch);
-                batch.sort_by_cached_key(stream_sequence);
+                self.take_held_in_order(batch);
                 return;
             }
             if batch.len().saturating_add(waiting) >= enough {
@@ -307,8 +305,7 @@ impl BatchPuller {
                 }
                 None => {
                     // The standing pull watched: nothing waits unseen.
-                    self.take_held(batch);
-                    batch.sort_by_cached_key(stream_sequence);
+                    self.take_held_in_order(batch);
                     return;
                 }
             }
@@ -338,6 +335,12 @@ impl BatchPuller {
         }
         // The standing pull may have taken one meanwhile, ahead of what
         // was fetched: a batch is handed out in stream order.
+        self.take_held_in_order(batch);
+    }
+
+    /// [`take_held`](Self::take_held), then the batch in stream order: the
+    /// standing pull's message may come before fetched ones.
+    fn take_held_in_order(&mut self, batch: &mut Vec<jetstream::Message>) {
         self.take_held(batch);
         batch.sort_by_cached_key(stream_sequence);
     }
@@ -425,8 +428,7 @@ impl BatchPuller {
         let idle_until = (Instant::now() + DRAIN_IDLE).min(until);
         let mut batch = self.prefetched().await;
         if !batch.is_empty() {
-            self.take_held(&mut batch);
-            batch.sort_by_cached_key(stream_sequence);
+            self.take_held_in_order(&mut batch);
             return Some(batch);
         }
         loop {
