@@ -69,6 +69,14 @@ const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 /// each other.
 const BURST_LINGER: Duration = Duration::from_millis(10);
 
+/// How long the broker holds a fetch that got nothing. A fetch asks only
+/// for what waits, but the standing pull may take the last of it first:
+/// nats-server 2.9 then keeps a fetch without an expiry open until the
+/// next message arrives (up to a poll period later, and the batch with
+/// it), and one the client gave up on meanwhile takes that message out of
+/// reach until its redelivery.
+const FETCH_EXPIRES: Duration = Duration::from_millis(20);
+
 /// Longest a fetch of the waiting messages may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -484,7 +492,12 @@ async fn fetch_into(
     room: usize,
     batch: &mut Vec<jetstream::Message>,
 ) -> Result<(), async_nats::Error> {
-    let mut fetched = consumer.fetch().max_messages(room).messages().await?;
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(room)
+        .expires(FETCH_EXPIRES)
+        .messages()
+        .await?;
     while let Some(message) = fetched.next().await {
         batch.push(message?);
     }

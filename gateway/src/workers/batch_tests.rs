@@ -221,3 +221,33 @@ async fn a_backlog_fetched_ahead_is_still_handed_out_at_shutdown() {
     }
     assert_eq!(all, (1..=450).collect::<Vec<u64>>());
 }
+
+/// Two fetches asking at once for the one waiting message: one gets it,
+/// the other gets nothing, and the broker must not keep that one open
+/// (nats-server 2.9 keeps a fetch without an expiry that got nothing
+/// until the next message arrives). It ends within its expiry, not at
+/// the client's timeout, and the next message goes to the next fetch.
+#[tokio::test]
+async fn a_fetch_that_gets_nothing_is_not_left_open_on_the_broker() {
+    let (_dir, _server, js, consumer) = broker().await;
+    publish(&js, 1).await;
+    let held = Duration::from_secs(2);
+    for round in 1..=5u64 {
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        let (a, b) = tokio::join!(
+            tokio::time::timeout(held, fetch_into(&consumer, 1, &mut first)),
+            tokio::time::timeout(held, fetch_into(&consumer, 10, &mut second))
+        );
+        assert!(
+            a.is_ok() && b.is_ok(),
+            "round {round}: a fetch was held open for {held:?}"
+        );
+        let mut got = taken(first).await;
+        got.extend(taken(second).await);
+        assert_eq!(got, vec![round], "round {round}");
+        publish(&js, 1).await;
+    }
+    let mut last = Vec::new();
+    fetch_into(&consumer, 10, &mut last).await.unwrap();
+    assert_eq!(taken(last).await, vec![6]);
+}
