@@ -21,6 +21,22 @@ use packgate_protocol::{names, MetricsSnapshot, PackId};
 use support::*;
 use tokio_util::sync::CancellationToken;
 
+/// Deletes the data consumer as an operator would: nats-server 2.9 can
+/// fail a delete that races the consumer's own state write ("directory
+/// not empty"), and the operator tries again. Done once it is gone.
+async fn delete_data_consumer(stream: &jetstream::stream::Stream) {
+    for _ in 0..50 {
+        match stream.delete_consumer(names::DATA_CONSUMER.durable).await {
+            Ok(status) if status.success => return,
+            Ok(_) => {}
+            Err(error) if error.to_string().contains("not found") => return,
+            Err(error) => eprintln!("delete refused, trying again: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the data consumer could not be deleted");
+}
+
 fn stored(database: &std::path::Path) -> u64 {
     SampleStore::open_read_only(database)
         .and_then(|store| store.count())
@@ -50,13 +66,7 @@ async fn a_deleted_data_consumer_is_recreated_and_nothing_is_lost_or_doubled() {
     // Someone deletes the consumer.
     let js = jetstream::new(async_nats::connect(broker.url()).await.unwrap());
     let stream = js.get_stream(names::SAMPLES_STREAM.name).await.unwrap();
-    assert!(
-        stream
-            .delete_consumer(names::DATA_CONSUMER.durable)
-            .await
-            .unwrap()
-            .success
-    );
+    delete_data_consumer(&stream).await;
     let published_at_delete = stream_messages(&broker.url(), names::SAMPLES_STREAM.name).await;
 
     // Samples published afterwards are stored: well past what the stream
@@ -187,10 +197,7 @@ async fn status_shows_a_data_worker_that_does_not_store_as_not_healthy() {
 
     // Its consumer is deleted.
     let stream = js.get_stream(names::SAMPLES_STREAM.name).await.unwrap();
-    stream
-        .delete_consumer(names::DATA_CONSUMER.durable)
-        .await
-        .unwrap();
+    delete_data_consumer(&stream).await;
     let text = status_text(&config, client.clone()).await;
     let line = data_line(&text);
     assert!(line.contains("stalled"), "{text}");
