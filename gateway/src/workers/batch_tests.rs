@@ -151,22 +151,41 @@ async fn publish_burst(js: &jetstream::Context, count: usize) {
     }
 }
 
+/// How a lot of messages is published.
+#[derive(Debug, Clone, Copy)]
+enum Lot {
+    /// Together, as a poll round does.
+    Burst,
+    /// Each after the ack of the one before.
+    OneByOne,
+}
+
+/// Publishes `lots` of `(pause_ms, count)`: each lot after its pause.
+fn spawn_lots(
+    js: &jetstream::Context,
+    lots: &'static [(u64, usize)],
+    lot: Lot,
+) -> tokio::task::JoinHandle<()> {
+    let js = js.clone();
+    tokio::spawn(async move {
+        for &(pause_ms, count) in lots {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            match lot {
+                Lot::Burst => publish_burst(&js, count).await,
+                Lot::OneByOne => publish(&js, count).await,
+            }
+        }
+    })
+}
+
 #[tokio::test]
 async fn a_burst_is_one_batch_once_it_is_over_without_lingering() {
     let (_dir, _server, js, consumer) = broker().await;
     let mut puller =
         BatchPuller::new(consumer, 500, Duration::from_secs(4), "test").with_enough(400);
     let shutdown = CancellationToken::new();
-    let publisher = {
-        let js = js.clone();
-        tokio::spawn(async move {
-            // Two poll rounds a second apart, well within the linger.
-            for (after_ms, count) in [(200, 60), (1000, 40)] {
-                tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                publish_burst(&js, count).await;
-            }
-        })
-    };
+    // Two poll rounds a second apart, well within the linger.
+    let publisher = spawn_lots(&js, &[(200, 60), (1000, 40)], Lot::Burst);
     // Each round is a batch: the first is not held for the second.
     let first = taken(puller.next_batch(&shutdown).await.unwrap()).await;
     assert_eq!(first, (1..=60).collect::<Vec<u64>>());
@@ -181,17 +200,9 @@ async fn a_batch_closes_once_enough_wait_without_lingering_to_its_end() {
     let mut puller =
         BatchPuller::new(consumer, 500, Duration::from_secs(4), "test").with_enough(64);
     let shutdown = CancellationToken::new();
-    let publisher = {
-        let js = js.clone();
-        tokio::spawn(async move {
-            // One by one (no burst), well past enough; then more, still
-            // within the first one's linger.
-            for (after_ms, count) in [(200, 80), (1500, 20)] {
-                tokio::time::sleep(Duration::from_millis(after_ms)).await;
-                publish(&js, count).await;
-            }
-        })
-    };
+    // One by one (no burst), well past enough; then more, still within
+    // the first one's linger.
+    let publisher = spawn_lots(&js, &[(200, 80), (1500, 20)], Lot::OneByOne);
     // Closed as soon as it held enough, before the second lot.
     let mut all = taken(puller.next_batch(&shutdown).await.unwrap()).await;
     assert!((64..=80).contains(&all.len()), "{all:?}");
