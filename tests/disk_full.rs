@@ -425,3 +425,74 @@ async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
     assert!(samples_bytes >= total / 2, "{samples_bytes} of {total}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_start_keeps_the_streams_an_earlier_start_halved() {
+    use packgate::broker::{ensure_streams, NatsServer, NatsServerOptions, SetupAction};
+    use packgate::config::{StreamLimits, StreamsConfig};
+    const MIB: i64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = NatsServerOptions::new(dir.path().join("store"));
+    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
+        options.executable = PathBuf::from(path);
+    }
+    // Room for the samples stream grown back and two of the others, not
+    // for all four: a second start that tried the configured sizes again
+    // would grow the first streams, be refused on a later one and shrink
+    // them all back.
+    options.config_text = Some(format!("jetstream {{ max_file_store: {} }}\n", 82 * MIB));
+    let mut server = NatsServer::start(options).await.unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let sized = |samples: i64, other: i64| {
+        let one = |max_bytes| StreamLimits {
+            max_bytes,
+            max_age_s: 3600,
+        };
+        StreamsConfig {
+            samples: one(samples),
+            events: one(other),
+            metrics: one(other),
+            banks: one(other),
+        }
+    };
+    let sizes = |js: async_nats::jetstream::Context| async move {
+        let mut sizes = Vec::new();
+        for spec in packgate_protocol::names::STREAMS {
+            let mut stream = js.get_stream(spec.name).await.unwrap();
+            sizes.push(stream.info().await.unwrap().config.max_bytes);
+        }
+        sizes
+    };
+
+    let configured = sized(64 * MIB, 8 * MIB);
+    let first = ensure_streams(&js, &configured).await.unwrap();
+    assert!(
+        first.iter().all(|(_, a)| *a == SetupAction::Created),
+        "{first:?}"
+    );
+    let halved = sizes(js.clone()).await;
+    assert_eq!(halved, vec![32 * MIB, 4 * MIB, 4 * MIB, 4 * MIB]);
+
+    for start in 2..5 {
+        let again = ensure_streams(&js, &configured).await.unwrap();
+        assert!(
+            again.iter().all(|(_, a)| *a == SetupAction::Unchanged),
+            "start {start}: {again:?}"
+        );
+        assert_eq!(sizes(js.clone()).await, halved, "start {start}");
+    }
+
+    // A changed configuration is tried as it is: these sizes fit.
+    let smaller = sized(48 * MIB, 8 * MIB);
+    let changed = ensure_streams(&js, &smaller).await.unwrap();
+    assert!(
+        changed.iter().all(|(_, a)| *a == SetupAction::Updated),
+        "{changed:?}"
+    );
+    assert_eq!(
+        sizes(js.clone()).await,
+        vec![48 * MIB, 8 * MIB, 8 * MIB, 8 * MIB]
+    );
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, stream};
 use packgate::broker::{NatsServer, NatsServerOptions};
 
-use super::free_port;
+use super::free_ports;
 
 /// The cluster's name in every node's `cluster` block.
 pub const CLUSTER_NAME: &str = "packgate-cloud";
@@ -87,12 +87,36 @@ impl Cluster {
         files: &[(&str, String)],
         admin: Option<(String, String)>,
     ) -> Self {
+        // A port picked free may be taken by another test before its node
+        // binds it: the node then stops at start, and the whole cluster is
+        // started again on other ports.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(size, &config, files, admin.clone()).await {
+                Ok(cluster) => return cluster,
+                Err(error) if attempt < 3 && error.contains("address already in use") => {
+                    eprintln!("cluster start {attempt}: a port was taken, again: {error}");
+                    attempt += 1;
+                }
+                Err(error) => panic!("cluster node starts: {error}"),
+            }
+        }
+    }
+
+    async fn try_start(
+        size: usize,
+        config: &impl Fn(usize, &Ports) -> String,
+        files: &[(&str, String)],
+        admin: Option<(String, String)>,
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
+        let mut picked = free_ports(4 * size).into_iter();
+        let mut next = |count: usize| picked.by_ref().take(count).collect::<Vec<u16>>();
         let ports = Ports {
-            client: (0..size).map(|_| free_port()).collect(),
-            route: (0..size).map(|_| free_port()).collect(),
-            leaf: (0..size).map(|_| free_port()).collect(),
-            http: (0..size).map(|_| free_port()).collect(),
+            client: next(size),
+            route: next(size),
+            leaf: next(size),
+            http: next(size),
         };
         let mut names = Vec::new();
         let mut starts = Vec::new();
@@ -115,19 +139,28 @@ impl Cluster {
         }
         // Started together: a clustered JetStream waits for its peers.
         let servers = futures_util::future::join_all(starts).await;
-        let nodes = names
-            .into_iter()
-            .zip(servers)
-            .map(|((name, route_port, leaf_port), server)| Node {
-                name,
-                route_port,
-                leaf_port,
-                server: server.expect("cluster node starts"),
-            })
-            .collect();
+        let mut nodes = Vec::new();
+        let mut failed = None;
+        for ((name, route_port, leaf_port), server) in names.into_iter().zip(servers) {
+            match server {
+                Ok(server) => nodes.push(Node {
+                    name,
+                    route_port,
+                    leaf_port,
+                    server,
+                }),
+                Err(error) => failed = Some(format!("{name}: {error:?}")),
+            }
+        }
+        if let Some(error) = failed {
+            for node in &mut nodes {
+                node.server.kill().await;
+            }
+            return Err(error);
+        }
         let cluster = Self { nodes, dir, admin };
         cluster.wait_jetstream(Duration::from_secs(30)).await;
-        cluster
+        Ok(cluster)
     }
 
     /// Every node's client URL.

@@ -156,6 +156,19 @@ pub async fn stream_messages(url: &str, stream: &str) -> u64 {
 
 /// A free loopback port, for a server this test starts (bound, then
 /// released for the server to take).
+/// `count` distinct free loopback ports: each listener is held until all
+/// are picked, where `free_port` called in a row may hand out one port
+/// twice.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

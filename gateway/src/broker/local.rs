@@ -157,11 +157,7 @@ impl Broker {
         };
         let disk = free.saturating_add(crate::platform::bytes_under(&store));
         let fit = fit_streams_to_disk(configured, disk);
-        for (name, want, got) in [
-            ("samples", &configured.samples, &fit.samples),
-            ("events", &configured.events, &fit.events),
-            ("metrics", &configured.metrics, &fit.metrics),
-        ] {
+        for ((name, want), (_, got)) in configured.named().into_iter().zip(fit.named()) {
             if want.max_bytes != got.max_bytes {
                 tracing::warn!(
                     stream = name,

@@ -128,6 +128,12 @@ pub const STREAMS_DISK_SHARE: f64 = 0.5;
 /// they take at most [`STREAMS_DISK_SHARE`] of `disk_bytes` (the free
 /// space plus what the store already holds); each stays at least
 /// [`MIN_STREAM_BYTES`]. Limits that fit are returned unchanged.
+///
+/// The scale is rounded down to a coarse step (see [`coarse_scale`]), so
+/// that the free space moving a little between two starts, as the
+/// databases grow, does not resize the streams at every start: a stream
+/// made smaller drops its oldest messages, which may be ones the cloud
+/// has not had yet.
 pub fn fit_streams_to_disk(limits: &StreamsConfig, disk_bytes: u64) -> StreamsConfig {
     let budget = disk_bytes as f64 * STREAMS_DISK_SHARE;
     let total: f64 = limits
@@ -138,11 +144,23 @@ pub fn fit_streams_to_disk(limits: &StreamsConfig, disk_bytes: u64) -> StreamsCo
     if total <= budget || total <= 0.0 {
         return limits.clone();
     }
-    let scale = budget / total;
+    let scale = coarse_scale(budget / total);
     limits.map(|l| StreamLimits {
         max_bytes: ((l.max_bytes as f64 * scale) as i64).max(MIN_STREAM_BYTES),
         max_age_s: l.max_age_s,
     })
+}
+
+/// `scale` (in (0, 1)) rounded down to an eighth of the power of two above
+/// it: at most a fifth smaller, and the same for any free space within
+/// that step.
+fn coarse_scale(scale: f64) -> f64 {
+    let mut power = 1.0_f64;
+    while power / 2.0 >= scale && power > f64::MIN_POSITIVE {
+        power /= 2.0;
+    }
+    let step = power / 8.0;
+    (scale / step).floor() * step
 }
 
 /// Creates or updates every packgate stream; returns what was done to each,
@@ -154,7 +172,7 @@ pub async fn ensure_streams(
     js: &jetstream::Context,
     limits: &StreamsConfig,
 ) -> Result<Vec<(&'static str, SetupAction)>, BrokerError> {
-    let mut limits = limits.clone();
+    let mut limits = settled_limits(js, limits).await;
     // Streams created by a pass that was then refused for storage: the
     // next pass finds them at the old size and updates them, but to the
     // caller they are new.
@@ -187,6 +205,49 @@ pub async fn ensure_streams(
             }
             Err((name, Refused::Other(error))) => return Err(setup_error(name, error)),
             Err((_, Refused::Lookup(error))) => return Err(error),
+        }
+    }
+}
+
+/// The limits to set up: `configured`, or the halved limits an earlier
+/// start settled on because the broker could not reserve `configured`'s
+/// storage. Keeping those makes a second start change nothing, where
+/// trying the configured sizes again could grow the first streams and
+/// shrink them back when a later one is refused; a changed configuration
+/// (or a stream set up by hand) tries the configured sizes afresh.
+async fn settled_limits(js: &jetstream::Context, configured: &StreamsConfig) -> StreamsConfig {
+    let mut have = Vec::with_capacity(STREAMS.len());
+    for spec in STREAMS {
+        match js.get_stream(spec.name).await {
+            Ok(stream) => have.push(stream.cached_info().config.max_bytes),
+            // Missing or not readable: the set-up pass creates it or says why.
+            Err(_) => return configured.clone(),
+        }
+    }
+    let mut level = configured.clone();
+    let mut halvings = 0_u32;
+    loop {
+        let next = halved(&level);
+        if next == level {
+            return configured.clone();
+        }
+        level = next;
+        halvings += 1;
+        let same = STREAMS
+            .iter()
+            .zip(&have)
+            .all(|(spec, bytes)| level.of(spec).max_bytes == *bytes);
+        if same {
+            tracing::warn!(
+                halvings,
+                samples_bytes = level.samples.max_bytes,
+                events_bytes = level.events.max_bytes,
+                metrics_bytes = level.metrics.max_bytes,
+                banks_bytes = level.banks.max_bytes,
+                "the streams stay at the size an earlier start halved them to: \
+                 the broker could not reserve the configured storage"
+            );
+            return level;
         }
     }
 }
@@ -334,11 +395,34 @@ mod tests {
         let total: i64 = fit.named().iter().map(|(_, l)| l.max_bytes).sum();
         assert!(total as f64 <= disk as f64 * STREAMS_DISK_SHARE, "{fit:?}");
         assert!(
-            total as f64 > disk as f64 * STREAMS_DISK_SHARE * 0.99,
+            total as f64 >= disk as f64 * STREAMS_DISK_SHARE * 0.8,
             "{fit:?}"
         );
         assert_eq!(fit.samples.max_bytes / fit.events.max_bytes, 8);
         assert_eq!(fit.samples.max_age_s, 3600);
+    }
+
+    #[test]
+    fn a_little_more_or_less_free_space_keeps_the_same_limits() {
+        let want = limits(2048 * MIB, 256 * MIB, 256 * MIB);
+        let disk = 1000 * MIB as u64;
+        let fit = fit_streams_to_disk(&want, disk);
+        assert_ne!(fit, want);
+        for other in [disk - 5 * MIB as u64, disk + 5 * MIB as u64] {
+            assert_eq!(fit_streams_to_disk(&want, other), fit, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_coarse_scale_is_at_most_a_fifth_smaller_and_never_larger() {
+        for i in 1..10_000 {
+            let scale = f64::from(i) / 10_000.0;
+            let coarse = coarse_scale(scale);
+            assert!(coarse <= scale, "{scale} -> {coarse}");
+            assert!(coarse >= scale * 0.8 - 1e-12, "{scale} -> {coarse}");
+        }
+        assert_eq!(coarse_scale(0.75), 0.75);
+        assert_eq!(coarse_scale(0.3), 0.25);
     }
 
     #[test]
