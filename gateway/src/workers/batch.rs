@@ -67,7 +67,7 @@ const AFTER_OUTAGE: Duration = Duration::from_secs(15);
 /// How long after its first message a batch first looks for the rest: a
 /// poll round's samples reach the broker within a few milliseconds of
 /// each other.
-const BURST_LINGER: Duration = Duration::from_millis(10);
+const BURST_LINGER: Duration = Duration::from_millis(4);
 
 /// How long the broker holds a fetch that got nothing. A fetch asks only
 /// for what waits, but the standing pull may take the last of it first:
