@@ -154,8 +154,6 @@ pub async fn stream_messages(url: &str, stream: &str) -> u64 {
     stream.info().await.unwrap().state.messages
 }
 
-/// A free loopback port, for a server this test starts (bound, then
-/// released for the server to take).
 /// `count` distinct free loopback ports: each listener is held until all
 /// are picked, where `free_port` called in a row may hand out one port
 /// twice.
@@ -169,6 +167,8 @@ pub fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A free loopback port, for a server this test starts (bound, then
+/// released for the server to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
