@@ -446,7 +446,7 @@ fn write_bench_totals(r: &BenchReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The figures after the warm-up: CPU, RSS and storage writes.
+/// The figures after the warm-up: CPU, RSS, latency and storage writes.
 fn write_bench_steady(r: &BenchReport) -> anyhow::Result<()> {
     let w = &r.steady;
     writeln!(
@@ -461,6 +461,13 @@ fn write_bench_steady(r: &BenchReport) -> anyhow::Result<()> {
         "RSS MiB             gateway {:.1}  broker {:.1}",
         w.gateway_rss_mib,
         w.broker_rss_mib
+    )?;
+    writeln!(
+        stdout(),
+        "poll→commit ms      p50 {:.1}  p99 {:.1}  max {:.1}",
+        w.latency_ms_p50,
+        w.latency_ms_p99,
+        w.latency_ms_max
     )?;
     let per_hour = |v: Option<f64>| {
         v.map_or_else(

@@ -4,7 +4,7 @@
 use tokio_util::sync::CancellationToken;
 
 pub use crate::broker::local::{credentials_path, Broker, BROKER_URL_FILE, CREDENTIALS_FILE};
-pub use crate::supervisor::{run_workers, RunError, RunReport, WorkerSet};
+pub use crate::supervisor::{run_workers, run_workers_reporting, RunError, RunReport, WorkerSet};
 
 /// Cancels `token` on SIGINT, SIGTERM or SIGHUP (the terminal closed):
 /// each stops the gateway cleanly, its own broker with it.

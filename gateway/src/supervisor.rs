@@ -368,6 +368,19 @@ pub async fn run_workers(
     broker: &Broker,
     shutdown: CancellationToken,
 ) -> Result<RunReport, RunError> {
+    run_workers_reporting(config, set, packs, broker, shutdown, None).await
+}
+
+/// [`run_workers`], sending every worker's metrics to `started` once they
+/// all run (a benchmark reads them mid-run).
+pub async fn run_workers_reporting(
+    config: &Config,
+    set: WorkerSet,
+    packs: PackSet,
+    broker: &Broker,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Vec<(WorkerKind, WorkerMetrics)>>>,
+) -> Result<RunReport, RunError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -387,6 +400,10 @@ pub async fn run_workers(
     let consumers: Vec<ConsumerSpec> = workers.iter().flat_map(|w| w.consumers()).collect();
     ensure_consumers(broker, &consumers, &shutdown).await?;
     let running = Running::start(config, broker, workers, &shutdown).await?;
+    if let Some(started) = started {
+        // Nobody waiting for them is no reason to stop.
+        let _ = started.send(running.metrics.clone());
+    }
     let keeper_stop = CancellationToken::new();
     let keeper = tokio::spawn(keep_consumers(
         broker.js.clone(),

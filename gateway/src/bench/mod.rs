@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::EmbeddedBroker;
 use crate::config::{Config, Durability};
-use crate::runtime::{run_workers, Broker, RunError, RunReport, WorkerSet};
+use crate::runtime::{run_workers_reporting, Broker, RunError, RunReport, WorkerSet};
 use crate::store::SampleStore;
 use crate::telemetry::process;
 use crate::workers::collect::PackSet;
-use crate::workers::WorkerKind;
+use crate::workers::data::DataMetrics;
+use crate::workers::{WorkerKind, WorkerMetrics};
 
 /// Where the benchmark's packs are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -188,14 +189,29 @@ pub async fn run_bench(options: &BenchOptions) -> Result<BenchReport, BenchError
     let shutdown = CancellationToken::new();
     let usage_before = UsageBefore::now();
     let duration = options.duration;
-    let steady = spawn_steady_window(broker_pid, duration, options.warm_up, shutdown.clone());
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let steady = spawn_steady_window(
+        broker_pid,
+        duration,
+        options.warm_up,
+        started,
+        shutdown.clone(),
+    );
     let trace = options.soak.then(|| {
         tokio::spawn(soak::trace_memory(
             soak::sample_every(duration),
             shutdown.clone(),
         ))
     });
-    let run = run_workers(&config, WorkerSet::of(&workers), packs, &broker, shutdown).await;
+    let run = run_workers_reporting(
+        &config,
+        WorkerSet::of(&workers),
+        packs,
+        &broker,
+        shutdown,
+        Some(started_tx),
+    )
+    .await;
     if let Some(devices) = devices {
         devices.stop().await;
     }
@@ -292,22 +308,34 @@ fn workers_to_run(
     Ok(workers)
 }
 
-/// Reads the steady-state window once the warm-up is over, and stops the
-/// run at the end of `duration`.
+/// Reads the steady-state window once the warm-up is over (and the
+/// workers, whose metrics come on `started`, run), and stops the run at
+/// the end of `duration`.
 fn spawn_steady_window(
     broker_pid: Option<u32>,
     duration: Duration,
     warm_up: Duration,
+    started: tokio::sync::oneshot::Receiver<Vec<(WorkerKind, WorkerMetrics)>>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<window::WindowFigures> {
     let warm_up = warm_up.min(duration);
     tokio::spawn(async move {
         tokio::time::sleep(warm_up).await;
+        let data: Option<std::sync::Arc<DataMetrics>> = started.await.ok().and_then(|all| {
+            all.into_iter()
+                .find(|(kind, _)| *kind == WorkerKind::Data)
+                .and_then(|(_, metrics)| metrics.get())
+        });
+        let mark = data.as_ref().map(|d| d.poll_to_commit.mark());
         let first = window::Reading::now(broker_pid);
         tokio::time::sleep(duration - warm_up).await;
         let last = window::Reading::now(broker_pid);
         stop.cancel();
-        window::between(&first, &last)
+        let mut figures = window::between(&first, &last);
+        if let (Some(data), Some(mark)) = (data, mark) {
+            figures.set_latency(&data.poll_to_commit.summary_since(&mark));
+        }
+        figures
     })
 }
 

@@ -58,6 +58,22 @@ pub struct WindowFigures {
     pub gateway_written_bytes_per_hour: Option<f64>,
     /// Bytes the broker (its JetStream file store) wrote, per hour.
     pub broker_written_bytes_per_hour: Option<f64>,
+    /// Poll to SQLite commit of the samples stored in the window, median,
+    /// ms (0 without a data worker).
+    pub latency_ms_p50: f64,
+    /// Poll to SQLite commit in the window, 99th percentile, ms.
+    pub latency_ms_p99: f64,
+    /// Poll to SQLite commit in the window, largest, ms.
+    pub latency_ms_max: f64,
+}
+
+impl WindowFigures {
+    /// Sets the window's poll→commit latency.
+    pub fn set_latency(&mut self, latency: &packgate_protocol::LatencySummary) {
+        self.latency_ms_p50 = latency.p50_ms;
+        self.latency_ms_p99 = latency.p99_ms;
+        self.latency_ms_max = latency.max_ms;
+    }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -90,6 +106,9 @@ pub fn between(first: &Reading, last: &Reading) -> WindowFigures {
             first.broker_written_bytes,
             last.broker_written_bytes,
         ),
+        latency_ms_p50: 0.0,
+        latency_ms_p99: 0.0,
+        latency_ms_max: 0.0,
     }
 }
 

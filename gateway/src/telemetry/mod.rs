@@ -11,7 +11,7 @@ pub mod snapshot;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
-pub use histogram::LatencyHistogram;
+pub use histogram::{LatencyHistogram, LatencyMark};
 
 /// A monotonic counter, cheap to bump from any task.
 #[derive(Debug, Default)]
