@@ -483,4 +483,13 @@ fn bench_polls_modbus_tcp_devices_of_a_separate_process_with_every_worker() {
     assert!(steady["window_s"].as_f64().unwrap() >= 3.5, "{json}");
     assert!(steady["gateway_rss_mib"].as_f64().unwrap() > 1.0, "{json}");
     assert!(steady["broker_rss_mib"].as_f64().unwrap() > 1.0, "{json}");
+    // The window's latency: of samples stored in it, none above the whole
+    // run's largest.
+    let (p50, p99, max) = (
+        steady["latency_ms_p50"].as_f64().unwrap(),
+        steady["latency_ms_p99"].as_f64().unwrap(),
+        steady["latency_ms_max"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{json}");
+    assert!(max <= report["latency_ms_max"].as_f64().unwrap(), "{json}");
 }
