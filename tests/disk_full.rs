@@ -386,18 +386,12 @@ async fn a_full_disk_under_an_external_broker_loses_nothing_once_it_is_restarted
 
 #[tokio::test]
 async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
-    use packgate::broker::{
-        ensure_streams, NatsServer, NatsServerOptions, SetupAction, MIN_STREAM_BYTES,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut options = NatsServerOptions::new(dir.path().join("store"));
-    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
-        options.executable = PathBuf::from(path);
-    }
+    use packgate::broker::{ensure_streams, SetupAction, MIN_STREAM_BYTES};
     // A broker that may hold 16 MiB on disk in all.
-    options.config_text = Some("jetstream { max_file_store: 16777216 }\n".to_owned());
-    let mut server = NatsServer::start(options).await.unwrap();
-    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut broker =
+        TestBroker::start_with_config(Some("jetstream { max_file_store: 16777216 }\n".to_owned()))
+            .await;
+    let client = async_nats::connect(broker.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
 
     let configured = packgate::config::StreamsConfig::default();
@@ -423,26 +417,24 @@ async fn streams_larger_than_the_broker_can_hold_are_halved_until_they_fit() {
     let mut samples = js.get_stream("PACKGATE_SAMPLES").await.unwrap();
     let samples_bytes = samples.info().await.unwrap().config.max_bytes;
     assert!(samples_bytes >= total / 2, "{samples_bytes} of {total}");
-    server.stop().await;
+    broker.server.stop().await;
 }
 
 #[tokio::test]
 async fn a_second_start_keeps_the_streams_an_earlier_start_halved() {
-    use packgate::broker::{ensure_streams, NatsServer, NatsServerOptions, SetupAction};
+    use packgate::broker::{ensure_streams, SetupAction};
     use packgate::config::{StreamLimits, StreamsConfig};
     const MIB: i64 = 1024 * 1024;
-    let dir = tempfile::tempdir().unwrap();
-    let mut options = NatsServerOptions::new(dir.path().join("store"));
-    if let Some(path) = std::env::var_os("PACKGATE_NATS_SERVER") {
-        options.executable = PathBuf::from(path);
-    }
     // Room for the samples stream grown back and two of the others, not
     // for all four: a second start that tried the configured sizes again
     // would grow the first streams, be refused on a later one and shrink
     // them all back.
-    options.config_text = Some(format!("jetstream {{ max_file_store: {} }}\n", 82 * MIB));
-    let mut server = NatsServer::start(options).await.unwrap();
-    let client = async_nats::connect(server.url()).await.unwrap();
+    let mut broker = TestBroker::start_with_config(Some(format!(
+        "jetstream {{ max_file_store: {} }}\n",
+        82 * MIB
+    )))
+    .await;
+    let client = async_nats::connect(broker.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let sized = |samples: i64, other: i64| {
         let one = |max_bytes| StreamLimits {
@@ -494,5 +486,5 @@ async fn a_second_start_keeps_the_streams_an_earlier_start_halved() {
         sizes(js.clone()).await,
         vec![48 * MIB, 8 * MIB, 8 * MIB, 8 * MIB]
     );
-    server.stop().await;
+    broker.server.stop().await;
 }
